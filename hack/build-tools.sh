@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Builds (once) every tool the local control plane needs from Go modules, pinned in
+# hack/versions.env, and caches them under ~/.cache/maturity-operator/.
+# Usage: hack/build-tools.sh [component...]   (default: all)
+# Components: kubernetes etcd kwok helm prometheus
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+need_cmd go "install Go (1.24 or newer) first: the control-plane tools are built from Go modules"
+need_cmd openssl "install openssl (apt-get install openssl): cluster certificates are made with it"
+
+export CGO_ENABLED=0
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+
+# run_logged NAME LOGFILE CMD...: runs CMD with output to LOGFILE; on failure says which
+# component failed and where the log is, then exits non-zero.
+run_logged() {
+  local name="$1" logfile="$2"; shift 2
+  if ! "$@" >>"$logfile" 2>&1; then
+    printf 'ERROR: building %s failed. Last lines of %s:\n' "$name" "$logfile" >&2
+    tail -n 25 "$logfile" >&2
+    printf 'ERROR: building %s failed; full log: %s\n' "$name" "$logfile" >&2
+    exit 1
+  fi
+}
+
+build_kubernetes() {
+  local out="$K8S_BIN" logfile="$LOG_DIR/build-kubernetes.log"
+  if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kube-scheduler" && -x "$out/kubectl" ]]; then
+    log "kubernetes $KUBERNETES_VERSION: cached in $out"; return
+  fi
+  log "kubernetes $KUBERNETES_VERSION: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (cold: ~20-30 min on 2 cores; log: $logfile)"
+  : >"$logfile"
+  local mod="$CACHE_DIR/src/k8sbins-$KUBERNETES_VERSION"
+  rm -rf "$mod"; mkdir -p "$mod"
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  local staging="v0.${KUBERNETES_VERSION#v1.}"
+  (
+    cd "$mod"
+    cat >go.mod <<GOMOD
+module local.test/k8sbins
+
+go 1.24.0
+
+godebug default=go1.24
+
+require k8s.io/kubernetes $KUBERNETES_VERSION
+GOMOD
+    # k8s.io/kubernetes requires its staging modules at v0.0.0 with local replaces that
+    # do not apply to a dependency: replace each one with its published tag.
+    run_logged kubernetes "$logfile" go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION"
+    local upstream_mod
+    upstream_mod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')"
+    awk '$1 ~ /^k8s\.io\// && $2=="v0.0.0" {print $1}' "$upstream_mod" | sort -u | while read -r m; do
+      go mod edit -replace "$m=$m@$staging"
+    done
+    cat >tools.go <<'GOSRC'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GOSRC
+    run_logged kubernetes "$logfile" go mod tidy
+    local ldf="-s -w" d
+    d="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldf="$ldf -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$d"
+    done
+    mkdir -p "$out.tmp"
+    run_logged kubernetes "$logfile" go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldf" -o "$out.tmp/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  )
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "kubernetes $KUBERNETES_VERSION: built into $out"
+}
+
+build_etcd() {
+  local out="$ETCD_BIN" logfile="$LOG_DIR/build-etcd.log"
+  if [[ -x "$out/etcd" ]]; then log "etcd $ETCD_VERSION: cached in $out"; return; fi
+  log "etcd $ETCD_VERSION: building (log: $logfile)"
+  : >"$logfile"
+  local mod="$CACHE_DIR/src/etcdbin-$ETCD_VERSION"
+  rm -rf "$mod"; mkdir -p "$mod"
+  (
+    cd "$mod"
+    # etcd's server module has relative replaces too, so it needs its own wrapper module
+    # (kept apart from kubernetes so the two dependency graphs do not bump each other).
+    run_logged etcd "$logfile" go mod init local.test/etcdbin
+    run_logged etcd "$logfile" go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+    cat >tools.go <<'GOSRC'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+GOSRC
+    run_logged etcd "$logfile" go mod tidy
+    mkdir -p "$out.tmp"
+    run_logged etcd "$logfile" go build -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3
+  )
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "etcd $ETCD_VERSION: built into $out"
+}
+
+go_install_into() { # name out logfile pkg@version...
+  local name="$1" out="$2" logfile="$3"; shift 3
+  mkdir -p "$out.tmp"
+  local ldflags="-s -w"
+  if [[ "$1" == "-ldflags" ]]; then ldflags="$2"; shift 2; fi
+  run_logged "$name" "$logfile" env GOBIN="$out.tmp" go install -trimpath -ldflags "$ldflags" "$@"
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
+build_kwok() {
+  local out="$KWOK_BIN" logfile="$LOG_DIR/build-kwok.log"
+  if [[ -x "$out/kwok" ]]; then log "kwok $KWOK_VERSION: cached in $out"; return; fi
+  log "kwok $KWOK_VERSION: building (log: $logfile)"; : >"$logfile"
+  go_install_into kwok "$out" "$logfile" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  log "kwok $KWOK_VERSION: built into $out"
+}
+
+build_helm() {
+  local out="$HELM_BIN" logfile="$LOG_DIR/build-helm.log"
+  if [[ -x "$out/helm" ]]; then log "helm $HELM_VERSION: cached in $out"; return; fi
+  log "helm $HELM_VERSION: building (log: $logfile)"; : >"$logfile"
+  go_install_into helm "$out" "$logfile" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  log "helm $HELM_VERSION: built into $out"
+}
+
+build_prometheus() {
+  local out="$PROM_BIN" logfile="$LOG_DIR/build-prometheus.log"
+  if [[ -x "$out/prometheus" && -x "$out/promtool" ]]; then log "prometheus $PROMETHEUS_MODULE_VERSION: cached in $out"; return; fi
+  log "prometheus $PROMETHEUS_MODULE_VERSION: building prometheus and promtool (log: $logfile)"; : >"$logfile"
+  # Built without the 'builtinassets' tag: the web UI is not embedded, the HTTP API is complete.
+  local v="${PROMETHEUS_MODULE_VERSION#v0.}"  # v0.316.0 -> 316.0 -> 3.16.0
+  local promver="${v:0:1}.${v:1}"
+  local pv="github.com/prometheus/common/version"
+  go_install_into prometheus "$out" "$logfile" -ldflags "-s -w -X $pv.Version=$promver -X $pv.Branch=module -X $pv.Revision=$PROMETHEUS_MODULE_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_MODULE_VERSION"
+  log "prometheus $PROMETHEUS_MODULE_VERSION: built into $out"
+}
+
+link_tools() {
+  mkdir -p "$TOOLS_BIN"
+  local f
+  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/*; do
+    [[ -x "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
+  done
+  return 0
+}
+
+components=("$@")
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus kubernetes)
+start=$(date +%s)
+for c in "${components[@]}"; do
+  case "$c" in
+    kubernetes) build_kubernetes ;;
+    etcd) build_etcd ;;
+    kwok) build_kwok ;;
+    helm) build_helm ;;
+    prometheus) build_prometheus ;;
+    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus)" ;;
+  esac
+done
+link_tools
+log "tools ready in $TOOLS_BIN after $(( $(date +%s) - start ))s"

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Stops exactly the processes hack/cluster-up.sh started (by the pid files it wrote,
+# checking each pid still runs the binary it started) and removes the cluster's state.
+# --keep-logs: keep the logs/ folder (used when start-up failed, so the logs can be read).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CLUSTER_DIR="${MATURITY_CLUSTER_DIR:-$REPO_DIR/.cluster}"
+KEEP_LOGS=false
+[[ "${1:-}" == "--keep-logs" ]] && KEEP_LOGS=true
+
+if [[ ! -d "$CLUSTER_DIR/pids" ]]; then
+  log "no local cluster state in $CLUSTER_DIR: nothing to stop"
+  exit 0
+fi
+
+# Reverse start order: dependants first, etcd last.
+for name in prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  f="$CLUSTER_DIR/pids/$name.pid"
+  [[ -f "$f" ]] || continue
+  pid="$(cat "$f")"
+  binary="$name"
+  if kill -0 "$pid" 2>/dev/null && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "${binary:0:15}" ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name (pid $pid) did not stop in 10s: killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$f"
+done
+
+if $KEEP_LOGS; then
+  find "$CLUSTER_DIR" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
+  log "cluster stopped; logs kept in $CLUSTER_DIR/logs"
+else
+  rm -rf "$CLUSTER_DIR"
+  log "cluster stopped; removed $CLUSTER_DIR"
+fi

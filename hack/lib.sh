@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Shared helpers for the hack/ scripts: where the cache lives, logging, failures that say where to look.
+set -Eeuo pipefail
+
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$HACK_DIR/.." && pwd)"
+# shellcheck source=versions.env
+source "$HACK_DIR/versions.env"
+
+CACHE_DIR="${MATURITY_CACHE_DIR:-$HOME/.cache/maturity-operator}"
+GO_VERSION_TAG="$(go env GOVERSION 2>/dev/null || echo go-missing)"
+LOG_DIR="$CACHE_DIR/logs"
+mkdir -p "$CACHE_DIR" "$LOG_DIR"
+
+# Where each tool ends up. The folder name carries the version and the Go toolchain,
+# so a changed pin never picks up a stale binary.
+K8S_BIN="$CACHE_DIR/kubernetes-$KUBERNETES_VERSION-$GO_VERSION_TAG"
+ETCD_BIN="$CACHE_DIR/etcd-$ETCD_VERSION-$GO_VERSION_TAG"
+KWOK_BIN="$CACHE_DIR/kwok-$KWOK_VERSION-$GO_VERSION_TAG"
+HELM_BIN="$CACHE_DIR/helm-$HELM_VERSION-$GO_VERSION_TAG"
+PROM_BIN="$CACHE_DIR/prometheus-$PROMETHEUS_MODULE_VERSION-$GO_VERSION_TAG"
+# One folder of symlinks that scripts and tests put on PATH.
+TOOLS_BIN="$CACHE_DIR/bin"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+need_cmd() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' is not installed; $2"
+}

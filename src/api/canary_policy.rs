@@ -1,0 +1,198 @@
+//! CanaryPolicy: gray releases of the Deployments it selects, held at each step while
+//! Prometheus analysis runs, and rolled back when the new revision is bad (CX-4.3, CX-4.4).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, DurationString, PromQl};
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "maturity.sre.dev",
+    version = "v1alpha1",
+    kind = "CanaryPolicy",
+    namespaced,
+    status = "CanaryPolicyStatus",
+    shortname = "cpol",
+    category = "maturity",
+    doc = "Gray releases of the Deployments it selects (same namespace), analysed through Prometheus and rolled back when bad.",
+    printcolumn(name = "Governed", type_ = "integer", json_path = ".status.coverage.governed"),
+    printcolumn(name = "Latest", type_ = "string", json_path = ".status.rollouts[0].phase", description = "phase of the most recent rollout"),
+    printcolumn(name = "Promoted", type_ = "integer", json_path = ".status.totals.promoted"),
+    printcolumn(name = "RolledBack", type_ = "integer", json_path = ".status.totals.rolledBack"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryPolicySpec {
+    /// Deployments of this namespace governed by the policy.
+    pub selector: LabelSelector,
+    /// Share of replicas on the new revision at each step, and how long each step is analysed.
+    /// Weights increase strictly and end at or below 100; after the last step the rollout completes.
+    #[schemars(length(min = 1, max = 20))]
+    #[x_kube(validation = Rule::new("self.all(s, s.weight >= 1 && s.weight <= 100)").message("every step weight must be between 1 and 100 (percent of replicas on the new revision)"))]
+    #[x_kube(validation = Rule::new("self.map(s, s.weight).isSorted() && self.all(a, self.exists_one(b, b.weight == a.weight))").message("step weights must increase strictly from one step to the next, e.g. 10, 50, 100"))]
+    pub steps: Vec<CanaryStep>,
+    pub analysis: Analysis,
+    /// What happens when analysis fails: `Automatic` restores the previous revision, `Pause` holds the rollout for a person.
+    #[serde(default)]
+    pub rollback: RollbackMode,
+    /// Rollout records kept in status (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 50))]
+    pub history_limit: Option<i32>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStep {
+    /// Percent of replicas on the new revision during this step.
+    pub weight: i32,
+    /// How long this step is analysed before moving on.
+    pub analyze: DurationString,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    /// Time between checks; also the value of `{{interval}}` in queries.
+    pub interval: DurationString,
+    /// Checks run at every interval.
+    #[schemars(length(min = 1, max = 20))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("metric names must be unique within the analysis"))]
+    pub metrics: Vec<AnalysisMetric>,
+    /// Failed checks tolerated before the rollout is stopped (default 1: the first failure stops it).
+    #[serde(default = "default_failure_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_limit: i32,
+    /// What a check with no data means.
+    #[serde(default)]
+    pub on_no_data: OnNoData,
+}
+
+fn default_failure_limit() -> i32 {
+    1
+}
+
+/// One check: absolute bounds (`min`/`max`) or a comparison with the stable revision (`compare`).
+///
+/// Queries are templates: `{{namespace}}`, `{{deployment}}`, `{{canary_hash}}`,
+/// `{{stable_hash}}`, `{{interval}}`; a `compare` query uses `{{hash}}`, run once per revision.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.compare) != (has(self.min) || has(self.max))").message("a metric sets either min/max (absolute bounds) or compare (against the stable revision), exactly one of the two"))]
+#[x_kube(validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("min must not be greater than max"))]
+#[x_kube(validation = Rule::new("!has(self.compare) || self.query.contains('{{hash}}')").message("a compare query must contain {{hash}}: it is run once with the canary's and once with the stable revision's pod-template-hash"))]
+pub struct AnalysisMetric {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    pub query: PromQl,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compare>,
+    /// Record the result, never act on it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.maxIncreasePercent >= 0.0").message("maxIncreasePercent must not be negative"))]
+pub struct Compare {
+    /// The canary fails when its value exceeds the stable revision's by more than this percent.
+    pub max_increase_percent: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum OnNoData {
+    /// Hold the step and say so in status.
+    #[default]
+    Inconclusive,
+    Fail,
+    Pass,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RollbackMode {
+    #[default]
+    Automatic,
+    Pause,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RolloutPhase {
+    Progressing,
+    Analyzing,
+    Promoted,
+    RolledBack,
+    Held,
+    Inconclusive,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryPolicyStatus {
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Most recent first, at most `historyLimit`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<RolloutRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<Totals>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRecord {
+    pub deployment: String,
+    /// Deployment revision (`deployment.kubernetes.io/revision`) being rolled out.
+    pub revision: String,
+    pub phase: RolloutPhase,
+    /// Index of the current step (0-based).
+    pub step: i32,
+    #[serde(default)]
+    pub checks: CheckCounts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckCounts {
+    pub passed: u32,
+    pub failed: u32,
+    pub inconclusive: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Coverage {
+    /// Deployments in the namespace.
+    pub deployments: u32,
+    /// Of those, selected by this policy.
+    pub governed: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    pub analyzed: u32,
+    pub promoted: u32,
+    pub rolled_back: u32,
+    pub inconclusive: u32,
+}

@@ -1,0 +1,261 @@
+//! DrillSchedule: regular, unannounced failover drills on a workload of the same
+//! namespace, that always restore what they changed (ORG-5.4, RESP-5.1).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, CronString, DurationString, PromQl};
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "maturity.sre.dev",
+    version = "v1alpha1",
+    kind = "DrillSchedule",
+    namespaced,
+    status = "DrillScheduleStatus",
+    shortname = "drill",
+    category = "maturity",
+    doc = "Regular, unannounced failover drills on a workload of the same namespace; what a drill changes is always restored.",
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
+    printcolumn(name = "LastResult", type_ = "string", json_path = ".status.runs[0].result"),
+    printcolumn(name = "LastRun", type_ = "date", json_path = ".status.runs[0].startedAt"),
+    printcolumn(name = "Passed", type_ = "integer", json_path = ".status.summary.passed"),
+    printcolumn(name = "Failed", type_ = "integer", json_path = ".status.summary.failed"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillScheduleSpec {
+    /// When drills may start (cron, five fields), in `timeZone`.
+    pub schedule: CronString,
+    /// IANA time zone of the schedule, e.g. `Asia/Shanghai` (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$')").message("timeZone must be an IANA time zone name such as UTC or Asia/Shanghai"))]
+    #[schemars(length(max = 64))]
+    pub time_zone: Option<String>,
+    /// The real start is random within [slot, slot + jitter].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<DurationString>,
+    /// `false` (the default): status shows only the window, never the exact start.
+    #[serde(default)]
+    pub announce: bool,
+    #[serde(default)]
+    pub suspend: bool,
+    /// Periods in which no drill starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub blackouts: Vec<Blackout>,
+    /// A slot missed by more than this (operator down, blackout) is skipped (default `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline: Option<DurationString>,
+    /// The workload drilled, in this namespace.
+    pub target: DrillTarget,
+    /// Exactly one of `podKill`, `scaleDown`, `failover`.
+    pub action: DrillAction,
+    /// Checks that must hold before a drill starts, are watched during it, and must hold again after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub steady_state: Vec<Check>,
+    /// Checks that abort the drill and restore at once when breached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub abort_when: Vec<Check>,
+    /// How often checks run during a drill (default `15s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_interval: Option<DurationString>,
+    /// Target recovery time: a run that recovers later is Failed.
+    pub recovery_deadline: DurationString,
+    /// Runs kept in status (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub history_limit: Option<i32>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Blackout {
+    /// Start of each blackout (cron, in the drill's `timeZone`).
+    pub schedule: CronString,
+    pub duration: DurationString,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum WorkloadKind {
+    #[default]
+    Deployment,
+    StatefulSet,
+}
+
+/// A workload of the drill's namespace, by name or by selector (exactly one).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.name) != has(self.selector)").message("target sets exactly one of name or selector"))]
+pub struct DrillTarget {
+    #[serde(default)]
+    pub kind: WorkloadKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.podKill) ? 1 : 0) + (has(self.scaleDown) ? 1 : 0) + (has(self.failover) ? 1 : 0) == 1").message("action must set exactly one of podKill, scaleDown or failover"))]
+pub struct DrillAction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_kill: Option<PodKill>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<ScaleDown>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+}
+
+/// Delete pods of the target: `count` pods, or `percent` of them (rounded up).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.count) != has(self.percent)").message("podKill sets exactly one of count or percent"))]
+pub struct PodKill {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub count: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub percent: Option<i32>,
+}
+
+/// Scale the target to `replicas` for `hold`, then back to what it had.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleDown {
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    pub hold: DurationString,
+}
+
+/// Point a Service of this namespace at a standby set for `hold`, then back.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.toSelector.size() > 0").message("failover.toSelector must name at least one label of the standby pods"))]
+pub struct Failover {
+    #[schemars(length(min = 1, max = 63))]
+    pub service: String,
+    /// The Service's selector during the drill.
+    pub to_selector: BTreeMap<String, String>,
+    pub hold: DurationString,
+}
+
+/// A PromQL check with bounds (at least one of `min`, `max`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.min) || has(self.max)").message("a check needs min, max or both"))]
+#[x_kube(validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("min must not be greater than max"))]
+pub struct Check {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    pub query: PromQl,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RunResult {
+    Passed,
+    Failed,
+    Aborted,
+    Skipped,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DrillPhase {
+    Pending,
+    Injecting,
+    Holding,
+    Restoring,
+    Recovering,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillScheduleStatus {
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// The window in which the next drill starts (its exact start only when `announce: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window: Option<Window>,
+    /// The run under way, with what must be restored (written before anything is changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveRun>,
+    /// Most recent first, at most `historyLimit`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<DrillSummary>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    pub start: Time,
+    pub end: Time,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveRun {
+    pub started_at: Time,
+    pub phase: DrillPhase,
+    /// Name of the workload drilled.
+    pub target: String,
+    /// What must be put back: replicas, a Service selector.
+    #[serde(default)]
+    pub saved: SavedState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_at: Option<Time>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_selector: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub killed_pods: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub started_at: Time,
+    pub result: RunResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillSummary {
+    pub passed: u32,
+    pub failed: u32,
+    pub aborted: u32,
+    pub skipped: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_passed: Option<Time>,
+    /// Consecutive passed runs up to the latest.
+    pub pass_streak: u32,
+}

@@ -1,0 +1,229 @@
+//! MaturityAssessment: the level a namespace's workloads have reached on the built-in
+//! maturity model, from measured evidence and people's attestations, and what is missing
+//! for the next level. Pipelines gate on its `TargetLevelMet` condition.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, DateString, DurationString, PromQl};
+
+/// CEL pattern of a practice ID such as `ORG-2.3` or `RESP-4.1`.
+pub const PRACTICE_ID_PATTERN: &str = "^(ORG|CX|BIZ|COMM|RESP)-[2-5]\\\\.[0-9]{1,2}$";
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "maturity.sre.dev",
+    version = "v1alpha1",
+    kind = "MaturityAssessment",
+    namespaced,
+    status = "MaturityAssessmentStatus",
+    shortname = "ma",
+    category = "maturity",
+    doc = "The maturity level reached by the workloads of a namespace, with evidence and what is missing for the next level.",
+    printcolumn(name = "Level", type_ = "integer", json_path = ".status.level"),
+    printcolumn(name = "Target", type_ = "integer", json_path = ".spec.targetLevel"),
+    printcolumn(name = "TargetMet", type_ = "string", json_path = ".status.conditions[?(@.type==\"TargetLevelMet\")].status"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.attestations) || !has(self.exemptions) || self.attestations.all(a, !self.exemptions.exists(e, e.practice == a.practice))").message("a practice is either attested or exempt, not both"))]
+pub struct MaturityAssessmentSpec {
+    /// Built-in model (only `customer-service` today).
+    #[serde(default)]
+    pub model: ModelName,
+    /// Workloads of this namespace that are assessed (all when empty).
+    #[serde(default)]
+    pub scope: Scope,
+    /// Level the `TargetLevelMet` condition checks (1-5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub target_level: Option<i32>,
+    /// Practices people vouch for, with the evidence and how often it must be reviewed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.practice == a.practice))").message("each practice may be attested only once"))]
+    pub attestations: Vec<Attestation>,
+    /// Practices that do not apply, with a reason and an expiry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.practice == a.practice))").message("each practice may be exempted only once"))]
+    pub exemptions: Vec<Exemption>,
+    /// Business signals the model asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<Signals>,
+    /// Reports the operator produces for this scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports: Option<Reports>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ModelName {
+    #[default]
+    #[serde(rename = "customer-service")]
+    CustomerService,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Scope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Attestation {
+    /// Practice ID from the model, e.g. `ORG-2.3`.
+    #[x_kube(validation = Rule::new(format!("self.matches('{PRACTICE_ID_PATTERN}')")).message("practice must be a practice ID of the model such as ORG-2.3 or RESP-4.1 (see `maturity-operator model`)"))]
+    #[schemars(length(max = 16))]
+    pub practice: String,
+    /// Who vouches for it.
+    #[schemars(length(min = 1, max = 253))]
+    pub by: String,
+    /// Where the evidence is (a link or a sentence).
+    #[schemars(length(min = 1, max = 2048))]
+    pub evidence: String,
+    pub attested_at: DateString,
+    /// The attestation expires this long after `attestedAt` (default `90d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_every: Option<DurationString>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Exemption {
+    #[x_kube(validation = Rule::new(format!("self.matches('{PRACTICE_ID_PATTERN}')")).message("practice must be a practice ID of the model such as COMM-5.2 (see `maturity-operator model`)"))]
+    #[schemars(length(max = 16))]
+    pub practice: String,
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("an exemption needs a reason"))]
+    #[schemars(length(max = 1024))]
+    pub reason: String,
+    /// The exemption lapses after this date.
+    pub until: DateString,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Signals {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satisfaction: Option<SatisfactionSignal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complaints: Option<ComplaintsSignal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demand: Option<DemandSignal>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SatisfactionSignal {
+    pub query: PromQl,
+    /// The signal is within target when at least this.
+    pub min: f64,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComplaintsSignal {
+    /// Complaints per category, e.g. `sum by (category) (increase(complaints_total[1d]))`.
+    pub query: PromQl,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DemandSignal {
+    /// Current demand, e.g. requests per second.
+    pub query: PromQl,
+    /// Capacity in the same unit.
+    pub capacity: PromQl,
+    /// How far ahead demand is forecast and compared with capacity.
+    pub horizon: DurationString,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Reports {
+    #[serde(default)]
+    pub weekly: bool,
+    #[serde(default)]
+    pub monthly: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PracticeState {
+    Met,
+    NotMet,
+    Unknown,
+    Exempt,
+    Expired,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EvidenceKind {
+    Measured,
+    Attested,
+    Exempted,
+    None,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaturityAssessmentStatus {
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Overall level: the lowest capability level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<CapabilityStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_level: Option<NextLevel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports: Option<ReportTimes>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapabilityStatus {
+    /// Capability ID: ORG, CX, BIZ, COMM or RESP.
+    pub id: String,
+    pub level: i32,
+    #[serde(default)]
+    pub practices: Vec<PracticeStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PracticeStatus {
+    pub id: String,
+    pub state: PracticeState,
+    pub evidence: EvidenceKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NextLevel {
+    pub level: i32,
+    #[serde(default)]
+    pub missing: Vec<MissingPractice>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MissingPractice {
+    pub practice: String,
+    pub why: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportTimes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_weekly: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_monthly: Option<Time>,
+}

@@ -1,0 +1,13 @@
+//! Maturity Operator: measures how mature a team's operations are, from policies declared
+//! as custom resources and what Prometheus and the Kubernetes API show.
+//!
+//! - [`api`]: the custom resources (one file per kind).
+//! - [`duration`]: the one duration format of the API.
+//! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
+//! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
+
+pub mod api;
+pub mod duration;
+pub mod metrics;
+pub mod operator;
+pub mod synthetic;

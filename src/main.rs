@@ -1,0 +1,151 @@
+//! The `maturity-operator` command: `run` the operator, print the `crd`s, or serve the
+//! `synthetic-exporter` used by tests and the demo.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use maturity_operator::{api, operator, synthetic};
+
+#[derive(Parser)]
+#[command(name = "maturity-operator", version, about = "Measures how mature a team's operations are, from policies declared as custom resources.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
+    Run {
+        /// Address serving /metrics, /healthz and /readyz.
+        #[arg(long, env = "MATURITY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+        http_addr: SocketAddr,
+        /// Timeout of each API call made at start-up, e.g. 10s.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        api_timeout: Duration,
+        /// Log as JSON lines instead of text.
+        #[arg(long, env = "MATURITY_LOG_JSON")]
+        log_json: bool,
+    },
+    /// Print the CustomResourceDefinitions (YAML); with --out-dir, write one file per kind.
+    Crd {
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Serve a metrics exporter with steady synthetic traffic (for the demo).
+    SyntheticExporter {
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        addr: SocketAddr,
+        /// Series as `label=value,label=value:rps:error_ratio:latency_seconds`; repeatable.
+        #[arg(long = "series", value_parser = parse_series)]
+        series: Vec<(synthetic::Labels, synthetic::Traffic)>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    maturity_operator::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_series(s: &str) -> Result<(synthetic::Labels, synthetic::Traffic), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [labels, rps, err, lat] = parts.as_slice() else {
+        return Err(format!(
+            "{s:?}: expected labels:rps:error_ratio:latency_seconds, e.g. service=checkout:20:0.01:0.05"
+        ));
+    };
+    let mut l = synthetic::Labels::new();
+    for pair in labels.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not label=value"))?;
+        l.insert(k.to_string(), v.to_string());
+    }
+    let num = |x: &str, what: &str| {
+        x.parse::<f64>()
+            .map_err(|_| format!("{what} {x:?} is not a number"))
+    };
+    Ok((
+        l,
+        synthetic::Traffic::steady(
+            num(rps, "rps")?,
+            num(err, "error ratio")?,
+            num(lat, "latency")?,
+        ),
+    ))
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            http_addr,
+            api_timeout,
+            log_json,
+        } => {
+            init_tracing(log_json);
+            match operator::run(operator::RunConfig {
+                http_addr,
+                api_timeout,
+            })
+            .await
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("maturity-operator: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Crd { out_dir } => match write_crds(out_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("maturity-operator crd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::SyntheticExporter { addr, series } => {
+            init_tracing(false);
+            let exporter = match synthetic::SyntheticExporter::start(addr).await {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("maturity-operator synthetic-exporter: cannot listen on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            for (labels, traffic) in series {
+                exporter.set_traffic(labels, traffic);
+            }
+            tracing::info!(addr = %exporter.addr(), "synthetic exporter serving /metrics");
+            let _ = tokio::signal::ctrl_c().await;
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn write_crds(out_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    match out_dir {
+        None => print!("{}", api::all_crds_yaml()?),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for (file, crd) in api::crds() {
+                std::fs::write(dir.join(file), api::crd_yaml(&crd)?)?;
+            }
+        }
+    }
+    Ok(())
+}

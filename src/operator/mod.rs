@@ -1,0 +1,317 @@
+//! The `run` command: connects to the cluster, checks the CRDs are installed, watches
+//! the four kinds, serves `/metrics`, `/healthz` and `/readyz`, and stops cleanly on
+//! SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use futures::StreamExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
+use crate::metrics::Metrics;
+
+/// Why the operator could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot build a Kubernetes client ({0}); set KUBECONFIG or run inside a cluster with a service account"
+    )]
+    Config(#[source] kube::Error),
+    #[error(
+        "the custom resource definitions are not installed: {missing} not served by the API server; install them with `maturity-operator crd | kubectl apply -f -` (or `kubectl apply -f crds/`)"
+    )]
+    CrdsMissing { missing: String },
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Api(#[source] kube::Error),
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install the signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+/// Settings of `maturity-operator run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub http_addr: SocketAddr,
+    /// Timeout of each API call made while starting.
+    pub api_timeout: Duration,
+}
+
+const KINDS: usize = 4;
+
+struct Shared {
+    metrics: Metrics,
+    /// Kinds whose initial list has completed; ready when all are.
+    synced: AtomicUsize,
+}
+
+/// Fails with [`Error::CrdsMissing`] naming every kind the API server does not serve.
+pub async fn check_crds(client: &Client, timeout: Duration) -> Result<(), Error> {
+    let mut missing = Vec::new();
+    for (kind, plural, result) in [
+        probe::<ResponseTimeTarget>(client, timeout).await,
+        probe::<CanaryPolicy>(client, timeout).await,
+        probe::<DrillSchedule>(client, timeout).await,
+        probe::<MaturityAssessment>(client, timeout).await,
+    ] {
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                missing.push(format!("{kind} ({plural}.{})", crate::api::common::GROUP))
+            }
+            Err(e) => return Err(Error::Api(e)),
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::CrdsMissing {
+            missing: missing.join(", "),
+        })
+    }
+}
+
+async fn probe<K>(
+    client: &Client,
+    timeout: Duration,
+) -> (&'static str, &'static str, Result<(), kube::Error>)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let kind = kind_name::<K>();
+    let plural = plural_name::<K>();
+    let api: Api<K> = Api::all(client.clone());
+    let result = match tokio::time::timeout(timeout, api.list_metadata(&ListParams::default().limit(1))).await {
+        Ok(r) => r.map(|_| ()),
+        Err(_) => Err(kube::Error::Service(
+            format!("listing {plural} timed out after {timeout:?}").into(),
+        )),
+    };
+    (kind, plural, result)
+}
+
+fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    // The kinds' names are static strings behind a Cow.
+    match K::kind(&()) {
+        std::borrow::Cow::Borrowed(s) => s,
+        std::borrow::Cow::Owned(_) => "unknown",
+    }
+}
+
+fn plural_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::plural(&()) {
+        std::borrow::Cow::Borrowed(s) => s,
+        std::borrow::Cow::Owned(_) => "unknown",
+    }
+}
+
+/// Runs until SIGTERM / Ctrl-C. Returns an error, never panics, when the cluster is not usable.
+pub async fn run(config: RunConfig) -> Result<(), Error> {
+    let client = Client::try_default().await.map_err(Error::Config)?;
+    check_crds(&client, config.api_timeout).await?;
+
+    let shared = Arc::new(Shared {
+        metrics: Metrics::new(),
+        synced: AtomicUsize::new(0),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.http_addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| Error::Listen {
+        addr: config.http_addr,
+        source,
+    })?;
+    tracing::info!(%local, "serving /metrics, /healthz and /readyz");
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(shared.clone());
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+
+    let watchers = vec![
+        tokio::spawn(watch_kind::<ResponseTimeTarget>(client.clone(), shared.clone(), stop_rx.clone())),
+        tokio::spawn(watch_kind::<CanaryPolicy>(client.clone(), shared.clone(), stop_rx.clone())),
+        tokio::spawn(watch_kind::<DrillSchedule>(client.clone(), shared.clone(), stop_rx.clone())),
+        tokio::spawn(watch_kind::<MaturityAssessment>(client.clone(), shared.clone(), stop_rx.clone())),
+    ];
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for w in watchers {
+        let _ = w.await;
+    }
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Watches one kind and keeps its object count in the metrics; marks the kind synced
+/// after its first complete list.
+async fn watch_kind<K>(client: Client, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let kind = kind_name::<K>();
+    let api: Api<K> = Api::all(client);
+    let stream = watcher::watcher(api, watcher::Config::default().any_semantic());
+    let mut stream = std::pin::pin!(stream);
+    let mut known = std::collections::BTreeSet::new();
+    let mut initial = std::collections::BTreeSet::new();
+    let mut synced_once = false;
+    loop {
+        let event = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            e = stream.next() => e,
+        };
+        match event {
+            Some(Ok(watcher::Event::Init)) => initial.clear(),
+            Some(Ok(watcher::Event::InitApply(obj))) => {
+                initial.insert(object_key(&obj));
+            }
+            Some(Ok(watcher::Event::InitDone)) => {
+                known = std::mem::take(&mut initial);
+                if !synced_once {
+                    synced_once = true;
+                    shared.synced.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Some(Ok(watcher::Event::Apply(obj))) => {
+                known.insert(object_key(&obj));
+            }
+            Some(Ok(watcher::Event::Delete(obj))) => {
+                known.remove(&object_key(&obj));
+            }
+            Some(Err(e)) => {
+                tracing::warn!(kind, error = %e, "watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            None => return,
+        }
+        shared
+            .metrics
+            .watched_resources
+            .with_label_values(&[kind])
+            .set(known.len() as i64);
+    }
+}
+
+fn object_key<K: Resource>(obj: &K) -> (String, String) {
+    let meta = obj.meta();
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
+    if shared.synced.load(Ordering::SeqCst) >= KINDS {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "watches not synced yet")
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> String {
+    shared.metrics.render()
+}
+
+async fn shutdown_signal() -> Result<(), Error> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(Error::Signal)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r.map_err(Error::Signal)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Error paths of the CRD check, against a mocked API server.
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    /// A client whose API server answers every request with `code` and a Status body.
+    fn client_answering(code: u16) -> (Client, tokio::task::JoinHandle<Vec<String>>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut paths = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                paths.push(request.uri().path().to_string());
+                let status = serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "the server could not find the requested resource",
+                    "reason": if code == 404 { "NotFound" } else { "Forbidden" }, "code": code
+                });
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                        .unwrap(),
+                );
+            }
+            paths
+        });
+        (Client::new(service, "default"), server)
+    }
+
+    #[tokio::test]
+    async fn missing_crds_are_all_named_in_one_sentence() {
+        let (client, server) = client_answering(404);
+        let err = check_crds(&client, Duration::from_secs(5)).await.unwrap_err();
+        drop(client);
+        let text = err.to_string();
+        for kind in ["ResponseTimeTarget", "CanaryPolicy", "DrillSchedule", "MaturityAssessment"] {
+            assert!(text.contains(kind), "{text}");
+        }
+        assert!(text.contains("kubectl apply -f crds/"), "{text}");
+        let paths = server.await.unwrap();
+        assert_eq!(paths.len(), 4);
+        assert!(paths[0].starts_with("/apis/maturity.sre.dev/v1alpha1/"), "{paths:?}");
+    }
+
+    #[tokio::test]
+    async fn forbidden_is_an_api_error_not_missing_crds() {
+        let (client, _server) = client_answering(403);
+        let err = check_crds(&client, Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, Error::Api(_)), "{err}");
+    }
+}

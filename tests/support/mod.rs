@@ -1,0 +1,32 @@
+//! Test harness for integration tests against the local control plane and Prometheus.
+//!
+//! - [`cluster`]: starts the local cluster once (or uses the one `make test` started),
+//!   installs the CRDs, and gives each test its own namespace.
+//! - [`prom`]: queries the real Prometheus, registers scrape targets, and starts a
+//!   Prometheus on backfilled history (`promtool tsdb create-blocks-from openmetrics`).
+//! - The synthetic exporter itself is `maturity_operator::synthetic`.
+#![allow(dead_code)]
+
+pub mod cluster;
+pub mod prom;
+
+use std::time::Duration;
+
+/// Polls `check` every 250 ms until it returns `Some`, or fails the test after `timeout`
+/// with `what` and the last observation.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = std::time::Instant::now();
+    let mut last = String::from("never checked");
+    while start.elapsed() < timeout {
+        match check().await {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}; last observation: {last}");
+}

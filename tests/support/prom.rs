@@ -1,0 +1,238 @@
+//! Prometheus helpers: instant queries, scrape-target registration through file_sd, and a
+//! Prometheus started on backfilled history (OpenMetrics -> `promtool tsdb
+//! create-blocks-from openmetrics` -> blocks), so 28-day windows are testable at once.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::cluster::ClusterEnv;
+
+/// One sample of an instant-vector result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A thin Prometheus HTTP API client for tests (the operator has its own, typed client).
+#[derive(Debug, Clone)]
+pub struct Prom {
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl Prom {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// Runs an instant query (at `time`, unix seconds, when given); errors carry Prometheus's message.
+    pub async fn query_at(&self, q: &str, time: Option<f64>) -> Result<Vec<Sample>, String> {
+        let mut form = vec![("query", q.to_string())];
+        if let Some(t) = time {
+            form.push(("time", format!("{t}")));
+        }
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/query", self.url))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("query {q:?}: {e}"))?;
+        let body: Value = resp.json().await.map_err(|e| format!("query {q:?}: {e}"))?;
+        if body["status"] != "success" {
+            return Err(format!("query {q:?} failed: {body}"));
+        }
+        let result = &body["data"]["result"];
+        let samples = match body["data"]["resultType"].as_str() {
+            Some("vector") => result
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|s| Sample {
+                    labels: serde_json::from_value(s["metric"].clone()).unwrap_or_default(),
+                    value: parse_value(&s["value"][1]),
+                })
+                .collect(),
+            Some("scalar") => vec![Sample {
+                labels: BTreeMap::new(),
+                value: parse_value(&result[1]),
+            }],
+            other => return Err(format!("query {q:?}: unexpected result type {other:?}")),
+        };
+        Ok(samples)
+    }
+
+    pub async fn query(&self, q: &str) -> Result<Vec<Sample>, String> {
+        self.query_at(q, None).await
+    }
+
+    /// The single value of a query that must return exactly one sample.
+    pub async fn scalar(&self, q: &str) -> Result<f64, String> {
+        let samples = self.query(q).await?;
+        match samples.as_slice() {
+            [s] => Ok(s.value),
+            _ => Err(format!("query {q:?} returned {} samples, expected 1: {samples:?}", samples.len())),
+        }
+    }
+}
+
+fn parse_value(v: &Value) -> f64 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)
+}
+
+/// A scrape target registered with the shared Prometheus through a file_sd file;
+/// removed when dropped.
+pub struct ScrapeTarget {
+    file: PathBuf,
+}
+
+impl ScrapeTarget {
+    /// Makes the shared Prometheus scrape `addr` (job `local`, every second) with `labels` added.
+    pub fn register(env: &ClusterEnv, name: &str, addr: SocketAddr, labels: &[(&str, &str)]) -> Self {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        let body = serde_json::json!([{ "targets": [addr.to_string()], "labels": labels }]);
+        let file = env.targets_dir.join(format!("{name}.json"));
+        let tmp = env.targets_dir.join(format!(".{name}.json.tmp"));
+        std::fs::write(&tmp, body.to_string()).expect("write scrape target");
+        std::fs::rename(&tmp, &file).expect("publish scrape target");
+        Self { file }
+    }
+}
+
+impl Drop for ScrapeTarget {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Builds an OpenMetrics text file of samples at explicit timestamps.
+#[derive(Default)]
+pub struct OpenMetrics {
+    families: BTreeMap<String, (String, Vec<(String, f64, i64)>)>,
+}
+
+impl OpenMetrics {
+    /// Adds a sample of family `family` (type `counter`, `gauge` or `histogram`): `series` is the
+    /// full series name with labels, e.g. `x_bucket{le="0.3"}`; `ts` in unix seconds.
+    pub fn sample(&mut self, family: &str, kind: &str, series: &str, value: f64, ts: i64) {
+        self.families
+            .entry(family.to_string())
+            .or_insert_with(|| (kind.to_string(), Vec::new()))
+            .1
+            .push((series.to_string(), value, ts));
+    }
+
+    /// The text, families in order, series grouped and their samples in time order.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (family, (kind, samples)) in &self.families {
+            let _ = writeln!(out, "# TYPE {family} {kind}");
+            let mut by_series: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
+            for (series, value, ts) in samples {
+                by_series.entry(series).or_default().push((*ts, *value));
+            }
+            for (series, mut points) in by_series {
+                points.sort_by_key(|p| p.0);
+                for (ts, value) in points {
+                    let _ = writeln!(out, "{series} {value} {ts}");
+                }
+            }
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+/// A Prometheus of its own, started on backfilled blocks; killed when dropped.
+pub struct BackfilledPrometheus {
+    pub prom: Prom,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl BackfilledPrometheus {
+    /// Writes `openmetrics` to a file, turns it into TSDB blocks with promtool, and starts
+    /// Prometheus on them (retention long enough to keep them) on a free loopback port.
+    pub async fn start(env: &ClusterEnv, openmetrics: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = dir.path().join("history.om");
+        std::fs::write(&input, openmetrics).expect("write OpenMetrics file");
+        let data = dir.path().join("data");
+        let out = Command::new(env.tool("promtool"))
+            .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
+            .arg(&input)
+            .arg(&data)
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool tsdb create-blocks-from openmetrics failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, "global: {scrape_interval: 1m}\n").expect("write config");
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        let child = Command::new(env.tool("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--storage.tsdb.retention.time=400d")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        let me = Self {
+            prom: Prom::new(format!("http://127.0.0.1:{port}")),
+            child,
+            _dir: dir,
+        };
+        let ready = format!("{}/-/ready", me.prom.url);
+        super::eventually("backfilled Prometheus ready", Duration::from_secs(60), || {
+            let ready = ready.clone();
+            async move {
+                match reqwest::get(&ready).await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("status {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+        me
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self._dir.path().join("prometheus.log")
+    }
+}
+
+impl Drop for BackfilledPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback TCP port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
