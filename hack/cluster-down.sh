@@ -14,11 +14,11 @@ if [[ ! -d "$CLUSTER_DIR/pids" ]]; then
 fi
 
 # Reverse start order: dependants first, etcd last.
-for name in prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for name in operator prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
   f="$CLUSTER_DIR/pids/$name.pid"
   [[ -f "$f" ]] || continue
   pid="$(cat "$f")"
-  binary="$name"
+  binary="$name"; [[ "$name" == operator ]] && binary=maturity-operator
   if kill -0 "$pid" 2>/dev/null && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "${binary:0:15}" ]]; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -105,7 +105,9 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", "5", "m", "5 m", "5min", "-5m", "1.5h", "5M", "h5", "5ms5", "1y"] {
+        for bad in [
+            "", "5", "m", "5 m", "5min", "-5m", "1.5h", "5M", "h5", "5ms5", "1y",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should not parse");
         }
         assert_eq!(parse_duration(""), Err(DurationError::Empty));

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use maturity_operator::{api, operator, synthetic};
 
 #[derive(Parser)]
-#[command(name = "maturity-operator", version, about = "Measures how mature a team's operations are, from policies declared as custom resources.")]
+#[command(
+    name = "maturity-operator",
+    version,
+    about = "Measures how mature a team's operations are, from policies declared as custom resources."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,7 +84,9 @@ fn parse_series(s: &str) -> Result<(synthetic::Labels, synthetic::Traffic), Stri
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -49,17 +49,25 @@ async fn apply(ctx: &TestContext, doc: &serde_json::Value) -> Result<DynamicObje
     let ar = resource_for(&ctx.client, doc).await;
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &ar);
     let name = doc["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply("maturity-tests"), &Patch::Apply(doc))
-        .await
+    api.patch(
+        name,
+        &PatchParams::apply("maturity-tests"),
+        &Patch::Apply(doc),
+    )
+    .await
 }
 
 /// The typed API accepts the document too (examples must match the Rust types exactly).
 fn deserializes_as_typed(doc: &serde_json::Value) -> Result<(), String> {
     let r = match doc["kind"].as_str() {
-        Some("ResponseTimeTarget") => serde_json::from_value::<ResponseTimeTarget>(doc.clone()).map(|_| ()),
+        Some("ResponseTimeTarget") => {
+            serde_json::from_value::<ResponseTimeTarget>(doc.clone()).map(|_| ())
+        }
         Some("CanaryPolicy") => serde_json::from_value::<CanaryPolicy>(doc.clone()).map(|_| ()),
         Some("DrillSchedule") => serde_json::from_value::<DrillSchedule>(doc.clone()).map(|_| ()),
-        Some("MaturityAssessment") => serde_json::from_value::<MaturityAssessment>(doc.clone()).map(|_| ()),
+        Some("MaturityAssessment") => {
+            serde_json::from_value::<MaturityAssessment>(doc.clone()).map(|_| ())
+        }
         other => return Err(format!("unexpected kind {other:?}")),
     };
     r.map_err(|e| e.to_string())
@@ -74,7 +82,9 @@ async fn every_example_is_accepted_by_server_side_apply() {
     let mut count = 0;
     for file in &files {
         for doc in documents(file) {
-            deserializes_as_typed(&doc).unwrap_or_else(|e| panic!("{}: does not match the Rust types: {e}", file.display()));
+            deserializes_as_typed(&doc).unwrap_or_else(|e| {
+                panic!("{}: does not match the Rust types: {e}", file.display())
+            });
             apply(&ctx, &doc)
                 .await
                 .unwrap_or_else(|e| panic!("{} was rejected: {e}", file.display()));
@@ -85,7 +95,12 @@ async fn every_example_is_accepted_by_server_side_apply() {
     eprintln!("{count} example objects accepted");
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
-        ["CanaryPolicy", "DrillSchedule", "MaturityAssessment", "ResponseTimeTarget"],
+        [
+            "CanaryPolicy",
+            "DrillSchedule",
+            "MaturityAssessment",
+            "ResponseTimeTarget"
+        ],
         "examples should cover every kind"
     );
     ctx.cleanup().await;
@@ -95,7 +110,11 @@ async fn every_example_is_accepted_by_server_side_apply() {
 async fn each_invalid_manifest_is_rejected_with_its_message() {
     let ctx = TestContext::new("invalid").await;
     let files = yaml_files(&repo_dir().join("tests/fixtures/invalid"));
-    assert!(files.len() >= 30, "expected a fixture per rule, found {}", files.len());
+    assert!(
+        files.len() >= 30,
+        "expected a fixture per rule, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -107,7 +126,10 @@ async fn each_invalid_manifest_is_rejected_with_its_message() {
             .to_string();
         let doc = documents(file).remove(0);
         match apply(&ctx, &doc).await {
-            Ok(_) => failures.push(format!("{}: accepted, expected rejection with {expect:?}", file.display())),
+            Ok(_) => failures.push(format!(
+                "{}: accepted, expected rejection with {expect:?}",
+                file.display()
+            )),
             Err(kube::Error::Api(status)) => {
                 if status.code != 422 || !status.message.contains(&expect) {
                     failures.push(format!(
@@ -121,7 +143,16 @@ async fn each_invalid_manifest_is_rejected_with_its_message() {
             Err(e) => failures.push(format!("{}: unexpected error {e}", file.display())),
         }
     }
-    assert!(failures.is_empty(), "{} of {} fixtures failed:\n{}", failures.len(), files.len(), failures.join("\n"));
-    eprintln!("{} invalid manifests rejected with their messages", files.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} invalid manifests rejected with their messages",
+        files.len()
+    );
     ctx.cleanup().await;
 }

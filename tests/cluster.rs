@@ -36,7 +36,11 @@ async fn deployment_becomes_available_with_running_pods_on_kwok_nodes() {
         .list(&ListParams::default().labels("type=kwok"))
         .await
         .expect("list nodes");
-    assert!(kwok_nodes.items.len() >= 3, "expected at least 3 kwok nodes, found {}", kwok_nodes.items.len());
+    assert!(
+        kwok_nodes.items.len() >= 3,
+        "expected at least 3 kwok nodes, found {}",
+        kwok_nodes.items.len()
+    );
 
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     deployments
@@ -45,36 +49,61 @@ async fn deployment_becomes_available_with_running_pods_on_kwok_nodes() {
         .expect("create deployment");
 
     let started = std::time::Instant::now();
-    eventually("Deployment web Available with 3 available replicas", Duration::from_secs(60), || {
-        let deployments = deployments.clone();
-        async move {
-            let d = deployments.get("web").await.map_err(|e| e.to_string())?;
-            let status = d.status.unwrap_or_default();
-            let available = status
-                .conditions
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Available" && c.status == "True");
-            let replicas = status.available_replicas.unwrap_or(0);
-            if available && replicas == 3 {
-                Ok(())
-            } else {
-                Err(format!("Available={available}, availableReplicas={replicas}"))
+    eventually(
+        "Deployment web Available with 3 available replicas",
+        Duration::from_secs(60),
+        || {
+            let deployments = deployments.clone();
+            async move {
+                let d = deployments.get("web").await.map_err(|e| e.to_string())?;
+                let status = d.status.unwrap_or_default();
+                let available = status
+                    .conditions
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Available" && c.status == "True");
+                let replicas = status.available_replicas.unwrap_or(0);
+                if available && replicas == 3 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "Available={available}, availableReplicas={replicas}"
+                    ))
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     eprintln!("Deployment became Available in {:?}", started.elapsed());
 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let list = pods.list(&ListParams::default().labels("app=web")).await.expect("list pods");
+    let list = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list pods");
     assert_eq!(list.items.len(), 3);
-    let node_names: Vec<String> = kwok_nodes.items.iter().filter_map(|n| n.metadata.name.clone()).collect();
+    let node_names: Vec<String> = kwok_nodes
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
     for pod in &list.items {
         let status = pod.status.clone().unwrap_or_default();
-        assert_eq!(status.phase.as_deref(), Some("Running"), "pod {:?}", pod.metadata.name);
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-        assert!(node_names.contains(&node), "pod scheduled on {node:?}, not a kwok node");
+        assert_eq!(
+            status.phase.as_deref(),
+            Some("Running"),
+            "pod {:?}",
+            pod.metadata.name
+        );
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        assert!(
+            node_names.contains(&node),
+            "pod scheduled on {node:?}, not a kwok node"
+        );
     }
     ctx.cleanup().await;
 }

@@ -24,8 +24,14 @@ fn committed_crds_match_the_generated_ones() {
     on_disk.sort();
     let mut expected: Vec<String> = api::crds().iter().map(|(f, _)| f.to_string()).collect();
     expected.sort();
-    assert!(stale.is_empty(), "crds/{stale:?} differ from the code: run `make crds` and commit the result");
-    assert_eq!(on_disk, expected, "crds/ holds files the code does not generate");
+    assert!(
+        stale.is_empty(),
+        "crds/{stale:?} differ from the code: run `make crds` and commit the result"
+    );
+    assert_eq!(
+        on_disk, expected,
+        "crds/ holds files the code does not generate"
+    );
 }
 
 #[test]
@@ -52,10 +58,28 @@ fn every_kind_has_status_short_name_category_and_columns() {
     for (file, crd) in api::crds() {
         let names = &crd.spec.names;
         assert_eq!(crd.spec.scope, "Namespaced", "{file}");
-        assert!(names.short_names.as_ref().is_some_and(|s| !s.is_empty()), "{file}: short name");
-        assert_eq!(names.categories.as_deref(), Some(&["maturity".to_string()][..]), "{file}: category");
+        assert!(
+            names.short_names.as_ref().is_some_and(|s| !s.is_empty()),
+            "{file}: short name"
+        );
+        assert_eq!(
+            names.categories.as_deref(),
+            Some(&["maturity".to_string()][..]),
+            "{file}: category"
+        );
         let v = &crd.spec.versions[0];
-        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{file}: status subresource");
-        assert!(v.additional_printer_columns.as_ref().is_some_and(|c| c.len() >= 4), "{file}: printer columns");
+        assert!(
+            v.subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
+            "{file}: status subresource"
+        );
+        assert!(
+            v.additional_printer_columns
+                .as_ref()
+                .is_some_and(|c| c.len() >= 4),
+            "{file}: printer columns"
+        );
     }
 }

@@ -62,32 +62,58 @@ async fn run_serves_health_and_metrics_and_stops_on_sigterm() {
         .create(&PostParams::default(), &rtt)
         .await
         .expect("create target");
-    eventually("metrics count the new ResponseTimeTarget", Duration::from_secs(20), || {
-        let url = format!("{base}/metrics");
-        async move {
-            let (_, body) = get(&url).await?;
-            let line = body
-                .lines()
-                .find(|l| l.starts_with(r#"maturity_operator_watched_resources{kind="ResponseTimeTarget"}"#))
-                .ok_or("no watched_resources line")?;
-            let n: f64 = line.rsplit(' ').next().unwrap().parse().map_err(|_| line.to_string())?;
-            if n >= 1.0 { Ok(()) } else { Err(line.to_string()) }
-        }
-    })
+    eventually(
+        "metrics count the new ResponseTimeTarget",
+        Duration::from_secs(20),
+        || {
+            let url = format!("{base}/metrics");
+            async move {
+                let (_, body) = get(&url).await?;
+                let line = body
+                    .lines()
+                    .find(|l| {
+                        l.starts_with(
+                            r#"maturity_operator_watched_resources{kind="ResponseTimeTarget"}"#,
+                        )
+                    })
+                    .ok_or("no watched_resources line")?;
+                let n: f64 = line
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .map_err(|_| line.to_string())?;
+                if n >= 1.0 {
+                    Ok(())
+                } else {
+                    Err(line.to_string())
+                }
+            }
+        },
+    )
     .await;
 
     let stop = Instant::now();
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(stop.elapsed() < Duration::from_secs(10), "operator did not stop within 10s of SIGTERM");
+        assert!(
+            stop.elapsed() < Duration::from_secs(10),
+            "operator did not stop within 10s of SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     eprintln!("operator stopped {:?} after SIGTERM", stop.elapsed());
-    assert!(status.success(), "operator exited with {status} after SIGTERM");
+    assert!(
+        status.success(),
+        "operator exited with {status} after SIGTERM"
+    );
     ctx.cleanup().await;
 }
 
@@ -103,6 +129,9 @@ fn run_without_a_usable_kubeconfig_exits_with_a_sentence() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot build a Kubernetes client"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("cannot build a Kubernetes client"),
+        "stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
 }

@@ -36,22 +36,46 @@ async fn backfilled_history_is_queryable_over_28_days() {
             total_at_window_start = Some(total);
         }
         let s = r#"{job="checkout"}"#;
-        om.sample("latency_seconds", "histogram", &format!(r#"latency_seconds_bucket{{job="checkout",le="0.3"}}"#), good, ts);
-        om.sample("latency_seconds", "histogram", &format!(r#"latency_seconds_bucket{{job="checkout",le="+Inf"}}"#), total, ts);
-        om.sample("latency_seconds", "histogram", &format!("latency_seconds_count{s}"), total, ts);
+        om.sample(
+            "latency_seconds",
+            "histogram",
+            r#"latency_seconds_bucket{job="checkout",le="0.3"}"#,
+            good,
+            ts,
+        );
+        om.sample(
+            "latency_seconds",
+            "histogram",
+            r#"latency_seconds_bucket{job="checkout",le="+Inf"}"#,
+            total,
+            ts,
+        );
+        om.sample(
+            "latency_seconds",
+            "histogram",
+            &format!("latency_seconds_count{s}"),
+            total,
+            ts,
+        );
         i += 1;
         ts += step;
     }
-    let expected = (good - good_at_window_start.unwrap()) / (total - total_at_window_start.unwrap());
+    let expected =
+        (good - good_at_window_start.unwrap()) / (total - total_at_window_start.unwrap());
 
     let started = std::time::Instant::now();
     let backfilled = BackfilledPrometheus::start(&env, &om.render()).await;
-    eprintln!("backfill of {i} points per series loaded in {:?}", started.elapsed());
+    eprintln!(
+        "backfill of {i} points per series loaded in {:?}",
+        started.elapsed()
+    );
 
     let q = r#"sum(increase(latency_seconds_bucket{job="checkout",le="0.3"}[28d])) / sum(increase(latency_seconds_count{job="checkout"}[28d]))"#;
-    let samples = backfilled.prom.query_at(q, Some(end as f64)).await.unwrap_or_else(|e| {
-        panic!("{e}; Prometheus log: {}", backfilled.log_path().display())
-    });
+    let samples = backfilled
+        .prom
+        .query_at(q, Some(end as f64))
+        .await
+        .unwrap_or_else(|e| panic!("{e}; Prometheus log: {}", backfilled.log_path().display()));
     assert_eq!(samples.len(), 1, "{samples:?}");
     let got = samples[0].value;
     assert!(
@@ -62,21 +86,35 @@ async fn backfilled_history_is_queryable_over_28_days() {
     // The oldest day of the window is there too: a query at its start sees data.
     let early = backfilled
         .prom
-        .query_at(r#"latency_seconds_count{job="checkout"}"#, Some((window_start + 3600) as f64))
+        .query_at(
+            r#"latency_seconds_count{job="checkout"}"#,
+            Some((window_start + 3600) as f64),
+        )
         .await
         .unwrap();
-    assert_eq!(early.len(), 1, "no sample near the start of the 28-day window");
+    assert_eq!(
+        early.len(),
+        1,
+        "no sample near the start of the 28-day window"
+    );
 }
 
 #[tokio::test]
 async fn synthetic_exporter_series_are_scraped_and_follow_what_the_test_sets() {
     let ctx = TestContext::new("scrape").await;
-    let exporter = SyntheticExporter::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let exporter = SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let stable = labels(&[("service", "checkout"), ("pod_template_hash", "stable1")]);
     let canary = labels(&[("service", "checkout"), ("pod_template_hash", "canary1")]);
     exporter.set_traffic(stable.clone(), Traffic::steady(50.0, 0.0, 0.05));
     exporter.set_traffic(canary.clone(), Traffic::steady(50.0, 0.2, 0.5));
-    let _target = ScrapeTarget::register(&ctx.env, &ctx.namespace, exporter.addr(), &[("test_ns", &ctx.namespace)]);
+    let _target = ScrapeTarget::register(
+        &ctx.env,
+        &ctx.namespace,
+        exporter.addr(),
+        &[("test_ns", &ctx.namespace)],
+    );
     let prom = Prom::new(ctx.env.prometheus_url.clone());
     let ns = ctx.namespace.clone();
 
@@ -97,14 +135,26 @@ async fn synthetic_exporter_series_are_scraped_and_follow_what_the_test_sets() {
         let f = error_ratio("canary1");
         move || {
             let fut = f();
-            async move { fut.await.and_then(|v| if v.is_nan() { Err("NaN".into()) } else { Ok(v) }) }
+            async move {
+                fut.await
+                    .and_then(|v| if v.is_nan() { Err("NaN".into()) } else { Ok(v) })
+            }
         }
     })
     .await;
-    eprintln!("first scraped series queryable after {:?}", started.elapsed());
-    assert!((canary_ratio - 0.2).abs() < 0.02, "canary error ratio {canary_ratio}");
+    eprintln!(
+        "first scraped series queryable after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        (canary_ratio - 0.2).abs() < 0.02,
+        "canary error ratio {canary_ratio}"
+    );
     let stable_ratio = error_ratio("stable1")().await.unwrap();
-    assert!(stable_ratio.abs() < 1e-9, "stable error ratio {stable_ratio}");
+    assert!(
+        stable_ratio.abs() < 1e-9,
+        "stable error ratio {stable_ratio}"
+    );
 
     // Latency: the canary's requests take 500ms, so none is within 300ms.
     let within = prom
@@ -123,7 +173,11 @@ async fn synthetic_exporter_series_are_scraped_and_follow_what_the_test_sets() {
             let fut = f();
             async move {
                 let v = fut.await?;
-                if v.abs() < 1e-9 { Ok(()) } else { Err(format!("ratio {v}")) }
+                if v.abs() < 1e-9 {
+                    Ok(())
+                } else {
+                    Err(format!("ratio {v}"))
+                }
             }
         }
     })

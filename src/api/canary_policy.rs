@@ -1,5 +1,7 @@
 //! CanaryPolicy: gray releases of the Deployments it selects, held at each step while
 //! Prometheus analysis runs, and rolled back when the new revision is bad (CX-4.3, CX-4.4).
+// Every printcolumn(...) repeats the same keys, which clippy mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
@@ -18,12 +20,37 @@ use super::common::{CommonStatus, DurationString, PromQl};
     shortname = "cpol",
     category = "maturity",
     doc = "Gray releases of the Deployments it selects (same namespace), analysed through Prometheus and rolled back when bad.",
-    printcolumn(name = "Governed", type_ = "integer", json_path = ".status.coverage.governed"),
-    printcolumn(name = "Latest", type_ = "string", json_path = ".status.rollouts[0].phase", description = "phase of the most recent rollout"),
-    printcolumn(name = "Promoted", type_ = "integer", json_path = ".status.totals.promoted"),
-    printcolumn(name = "RolledBack", type_ = "integer", json_path = ".status.totals.rolledBack"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Governed",
+        type_ = "integer",
+        json_path = ".status.coverage.governed"
+    ),
+    printcolumn(
+        name = "Latest",
+        type_ = "string",
+        json_path = ".status.rollouts[0].phase",
+        description = "phase of the most recent rollout"
+    ),
+    printcolumn(
+        name = "Promoted",
+        type_ = "integer",
+        json_path = ".status.totals.promoted"
+    ),
+    printcolumn(
+        name = "RolledBack",
+        type_ = "integer",
+        json_path = ".status.totals.rolledBack"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryPolicySpec {

@@ -1,5 +1,7 @@
 //! DrillSchedule: regular, unannounced failover drills on a workload of the same
 //! namespace, that always restore what they changed (ORG-5.4, RESP-5.1).
+// Every printcolumn(...) repeats the same keys, which clippy mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
 
 use std::collections::BTreeMap;
 
@@ -22,11 +24,31 @@ use super::common::{CommonStatus, CronString, DurationString, PromQl};
     doc = "Regular, unannounced failover drills on a workload of the same namespace; what a drill changes is always restored.",
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
     printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
-    printcolumn(name = "LastResult", type_ = "string", json_path = ".status.runs[0].result"),
-    printcolumn(name = "LastRun", type_ = "date", json_path = ".status.runs[0].startedAt"),
-    printcolumn(name = "Passed", type_ = "integer", json_path = ".status.summary.passed"),
-    printcolumn(name = "Failed", type_ = "integer", json_path = ".status.summary.failed"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status")
+    printcolumn(
+        name = "LastResult",
+        type_ = "string",
+        json_path = ".status.runs[0].result"
+    ),
+    printcolumn(
+        name = "LastRun",
+        type_ = "date",
+        json_path = ".status.runs[0].startedAt"
+    ),
+    printcolumn(
+        name = "Passed",
+        type_ = "integer",
+        json_path = ".status.summary.passed"
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        json_path = ".status.summary.failed"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DrillScheduleSpec {

@@ -1,6 +1,8 @@
 //! MaturityAssessment: the level a namespace's workloads have reached on the built-in
 //! maturity model, from measured evidence and people's attestations, and what is missing
 //! for the next level. Pipelines gate on its `TargetLevelMet` condition.
+// Every printcolumn(...) repeats the same keys, which clippy mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
@@ -24,9 +26,21 @@ pub const PRACTICE_ID_PATTERN: &str = "^(ORG|CX|BIZ|COMM|RESP)-[2-5]\\\\.[0-9]{1
     doc = "The maturity level reached by the workloads of a namespace, with evidence and what is missing for the next level.",
     printcolumn(name = "Level", type_ = "integer", json_path = ".status.level"),
     printcolumn(name = "Target", type_ = "integer", json_path = ".spec.targetLevel"),
-    printcolumn(name = "TargetMet", type_ = "string", json_path = ".status.conditions[?(@.type==\"TargetLevelMet\")].status"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "TargetMet",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"TargetLevelMet\")].status"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.attestations) || !has(self.exemptions) || self.attestations.all(a, !self.exemptions.exists(e, e.practice == a.practice))").message("a practice is either attested or exempt, not both"))]

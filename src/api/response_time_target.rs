@@ -1,5 +1,7 @@
 //! ResponseTimeTarget: the response and handling time a class of requests must meet
 //! (model practice RESP-4.1), measured through Prometheus over a rolling window.
+// Every printcolumn(...) repeats the same keys, which clippy mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
 
 use std::collections::BTreeMap;
 
@@ -22,10 +24,27 @@ use super::common::{CommonStatus, DurationString, PromQl};
     printcolumn(name = "Service", type_ = "string", json_path = ".spec.service"),
     printcolumn(name = "Class", type_ = "string", json_path = ".spec.requestClass"),
     printcolumn(name = "Objective", type_ = "number", json_path = ".spec.objective"),
-    printcolumn(name = "Attainment", type_ = "number", json_path = ".status.attainment"),
-    printcolumn(name = "Budget", type_ = "number", json_path = ".status.errorBudgetRemaining", description = "fraction of the error budget left"),
-    printcolumn(name = "Met", type_ = "string", json_path = ".status.conditions[?(@.type==\"ObjectiveMet\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Attainment",
+        type_ = "number",
+        json_path = ".status.attainment"
+    ),
+    printcolumn(
+        name = "Budget",
+        type_ = "number",
+        json_path = ".status.errorBudgetRemaining",
+        description = "fraction of the error budget left"
+    ),
+    printcolumn(
+        name = "Met",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"ObjectiveMet\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.objective > 0.0 && self.objective < 100.0").message("objective must be a percentage strictly between 0 and 100, e.g. 99.5"))]
@@ -116,7 +135,11 @@ pub struct Alerting {
     #[serde(default)]
     pub burn_rate_alerts: bool,
     /// Runbook linked from every generated alert.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "runbookURL")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "runbookURL"
+    )]
     #[x_kube(validation = Rule::new("self.matches('^https?://')").message("runbookURL must be an http(s) URL"))]
     #[schemars(length(max = 2048))]
     pub runbook_url: Option<String>,

@@ -100,12 +100,15 @@ where
     let kind = kind_name::<K>();
     let plural = plural_name::<K>();
     let api: Api<K> = Api::all(client.clone());
-    let result = match tokio::time::timeout(timeout, api.list_metadata(&ListParams::default().limit(1))).await {
-        Ok(r) => r.map(|_| ()),
-        Err(_) => Err(kube::Error::Service(
-            format!("listing {plural} timed out after {timeout:?}").into(),
-        )),
-    };
+    let result =
+        match tokio::time::timeout(timeout, api.list_metadata(&ListParams::default().limit(1)))
+            .await
+        {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(kube::Error::Service(
+                format!("listing {plural} timed out after {timeout:?}").into(),
+            )),
+        };
     (kind, plural, result)
 }
 
@@ -161,10 +164,26 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     });
 
     let watchers = vec![
-        tokio::spawn(watch_kind::<ResponseTimeTarget>(client.clone(), shared.clone(), stop_rx.clone())),
-        tokio::spawn(watch_kind::<CanaryPolicy>(client.clone(), shared.clone(), stop_rx.clone())),
-        tokio::spawn(watch_kind::<DrillSchedule>(client.clone(), shared.clone(), stop_rx.clone())),
-        tokio::spawn(watch_kind::<MaturityAssessment>(client.clone(), shared.clone(), stop_rx.clone())),
+        tokio::spawn(watch_kind::<ResponseTimeTarget>(
+            client.clone(),
+            shared.clone(),
+            stop_rx.clone(),
+        )),
+        tokio::spawn(watch_kind::<CanaryPolicy>(
+            client.clone(),
+            shared.clone(),
+            stop_rx.clone(),
+        )),
+        tokio::spawn(watch_kind::<DrillSchedule>(
+            client.clone(),
+            shared.clone(),
+            stop_rx.clone(),
+        )),
+        tokio::spawn(watch_kind::<MaturityAssessment>(
+            client.clone(),
+            shared.clone(),
+            stop_rx.clone(),
+        )),
     ];
 
     shutdown_signal().await?;
@@ -186,7 +205,13 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
 /// after its first complete list.
 async fn watch_kind<K>(client: Client, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let kind = kind_name::<K>();
     let api: Api<K> = Api::all(client);
@@ -296,22 +321,34 @@ mod tests {
     #[tokio::test]
     async fn missing_crds_are_all_named_in_one_sentence() {
         let (client, server) = client_answering(404);
-        let err = check_crds(&client, Duration::from_secs(5)).await.unwrap_err();
+        let err = check_crds(&client, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         drop(client);
         let text = err.to_string();
-        for kind in ["ResponseTimeTarget", "CanaryPolicy", "DrillSchedule", "MaturityAssessment"] {
+        for kind in [
+            "ResponseTimeTarget",
+            "CanaryPolicy",
+            "DrillSchedule",
+            "MaturityAssessment",
+        ] {
             assert!(text.contains(kind), "{text}");
         }
         assert!(text.contains("kubectl apply -f crds/"), "{text}");
         let paths = server.await.unwrap();
         assert_eq!(paths.len(), 4);
-        assert!(paths[0].starts_with("/apis/maturity.sre.dev/v1alpha1/"), "{paths:?}");
+        assert!(
+            paths[0].starts_with("/apis/maturity.sre.dev/v1alpha1/"),
+            "{paths:?}"
+        );
     }
 
     #[tokio::test]
     async fn forbidden_is_an_api_error_not_missing_crds() {
         let (client, _server) = client_answering(403);
-        let err = check_crds(&client, Duration::from_secs(5)).await.unwrap_err();
+        let err = check_crds(&client, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Api(_)), "{err}");
     }
 }

@@ -291,8 +291,12 @@ mod tests {
         assert!((s.buckets[BUCKETS.len()] - 100.0).abs() < 1e-9);
         let text = inner.render();
         assert!(text.contains(r#"http_requests_total{pod_template_hash="abc",code="500"} 10"#));
-        assert!(text.contains(r#"http_request_duration_seconds_bucket{pod_template_hash="abc",le="0.3"} 90"#));
-        assert!(text.contains(r#"http_request_duration_seconds_count{pod_template_hash="abc"} 100"#));
+        assert!(text.contains(
+            r#"http_request_duration_seconds_bucket{pod_template_hash="abc",le="0.3"} 90"#
+        ));
+        assert!(
+            text.contains(r#"http_request_duration_seconds_count{pod_template_hash="abc"} 100"#)
+        );
     }
 
     #[test]

@@ -75,8 +75,12 @@ pub fn ensure_cluster() -> ClusterEnv {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            let vars = read_env_file(&dir.join("cluster.env"))
-                .unwrap_or_else(|| panic!("{} missing after cluster-up", dir.join("cluster.env").display()));
+            let vars = read_env_file(&dir.join("cluster.env")).unwrap_or_else(|| {
+                panic!(
+                    "{} missing after cluster-up",
+                    dir.join("cluster.env").display()
+                )
+            });
             let get = |k: &str| {
                 vars.get(k)
                     .cloned()
@@ -112,20 +116,28 @@ pub async fn install_crds(client: &Client) {
         api.patch(&name, &pp, &Patch::Apply(&crd))
             .await
             .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
-        super::eventually(&format!("CRD {name} Established"), Duration::from_secs(30), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await.map_err(|e| e.to_string())?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                if established { Ok(()) } else { Err("not Established yet".into()) }
-            }
-        })
+        super::eventually(
+            &format!("CRD {name} Established"),
+            Duration::from_secs(30),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.map_err(|e| e.to_string())?;
+                    let established = crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    if established {
+                        Ok(())
+                    } else {
+                        Err("not Established yet".into())
+                    }
+                }
+            },
+        )
         .await;
     }
 }

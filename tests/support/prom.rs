@@ -85,7 +85,10 @@ impl Prom {
         let samples = self.query(q).await?;
         match samples.as_slice() {
             [s] => Ok(s.value),
-            _ => Err(format!("query {q:?} returned {} samples, expected 1: {samples:?}", samples.len())),
+            _ => Err(format!(
+                "query {q:?} returned {} samples, expected 1: {samples:?}",
+                samples.len()
+            )),
         }
     }
 }
@@ -102,7 +105,12 @@ pub struct ScrapeTarget {
 
 impl ScrapeTarget {
     /// Makes the shared Prometheus scrape `addr` (job `local`, every second) with `labels` added.
-    pub fn register(env: &ClusterEnv, name: &str, addr: SocketAddr, labels: &[(&str, &str)]) -> Self {
+    pub fn register(
+        env: &ClusterEnv,
+        name: &str,
+        addr: SocketAddr,
+        labels: &[(&str, &str)],
+    ) -> Self {
         let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
         let body = serde_json::json!([{ "targets": [addr.to_string()], "labels": labels }]);
         let file = env.targets_dir.join(format!("{name}.json"));
@@ -119,10 +127,14 @@ impl Drop for ScrapeTarget {
     }
 }
 
+/// (series with labels, value, unix seconds)
+type Point = (String, f64, i64);
+
 /// Builds an OpenMetrics text file of samples at explicit timestamps.
 #[derive(Default)]
 pub struct OpenMetrics {
-    families: BTreeMap<String, (String, Vec<(String, f64, i64)>)>,
+    /// family -> (type, points)
+    families: BTreeMap<String, (String, Vec<Point>)>,
 }
 
 impl OpenMetrics {
@@ -203,16 +215,20 @@ impl BackfilledPrometheus {
             _dir: dir,
         };
         let ready = format!("{}/-/ready", me.prom.url);
-        super::eventually("backfilled Prometheus ready", Duration::from_secs(60), || {
-            let ready = ready.clone();
-            async move {
-                match reqwest::get(&ready).await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("status {}", r.status())),
-                    Err(e) => Err(e.to_string()),
+        super::eventually(
+            "backfilled Prometheus ready",
+            Duration::from_secs(60),
+            || {
+                let ready = ready.clone();
+                async move {
+                    match reqwest::get(&ready).await {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        Ok(r) => Err(format!("status {}", r.status())),
+                        Err(e) => Err(e.to_string()),
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         me
     }
