@@ -119,9 +119,19 @@ go_install_into() { # name out logfile pkg@version...
 
 build_kwok() {
   local out="$KWOK_BIN" logfile="$LOG_DIR/build-kwok.log"
-  if [[ -x "$out/kwok" ]]; then log "kwok $KWOK_VERSION: cached in $out"; return; fi
+  if [[ -x "$out/kwok" && -f "$out/stages.yaml" ]]; then log "kwok $KWOK_VERSION: cached in $out"; return; fi
   log "kwok $KWOK_VERSION: building (log: $logfile)"; : >"$logfile"
   go_install_into kwok "$out" "$logfile" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  # kwok run outside a cluster needs its node and pod lifecycle stages as a config file:
+  # the "fast" set of its kustomize/stage folder (node ready + lease heartbeat, pod ready).
+  local src; src="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
+  local f
+  for f in "$src"/node/fast/node-initialize.yaml "$src"/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           "$src"/pod/fast/pod-ready.yaml "$src"/pod/fast/pod-complete.yaml "$src"/pod/fast/pod-delete.yaml; do
+    [[ -f "$f" ]] || { printf 'ERROR: kwok stage file %s not found in the Go module cache; log: %s\n' "$f" "$logfile" >&2; exit 1; }
+    printf -- '---\n'; cat "$f"; printf '\n'
+  done >"$out/stages.yaml.tmp"
+  mv "$out/stages.yaml.tmp" "$out/stages.yaml"
   log "kwok $KWOK_VERSION: built into $out"
 }
 
@@ -151,7 +161,7 @@ link_tools() {
   mkdir -p "$TOOLS_BIN"
   local f
   for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/*; do
-    [[ -x "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
+    [[ -f "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
   done
   return 0
 }

@@ -13,22 +13,34 @@ if [[ ! -d "$CLUSTER_DIR/pids" ]]; then
   exit 0
 fi
 
-# Reverse start order: dependants first, etcd last.
+# Every component is throwaway: ask them all to stop at once, then wait (10 s at most)
+# and kill what is left.
+declare -A started=()
 for name in operator prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
   f="$CLUSTER_DIR/pids/$name.pid"
   [[ -f "$f" ]] || continue
   pid="$(cat "$f")"
   binary="$name"; [[ "$name" == operator ]] && binary=maturity-operator
+  # Only a pid that still runs the binary we started is ours (pids are reused).
   if kill -0 "$pid" 2>/dev/null && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "${binary:0:15}" ]]; then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$name (pid $pid) did not stop in 10s: killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    log "stopped $name (pid $pid)"
+    started[$name]=$pid
   fi
   rm -f "$f"
+done
+for _ in $(seq 1 100); do
+  alive=0
+  for name in "${!started[@]}"; do kill -0 "${started[$name]}" 2>/dev/null && alive=1; done
+  (( alive )) || break
+  sleep 0.1
+done
+for name in "${!started[@]}"; do
+  pid="${started[$name]}"
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name (pid $pid) did not stop in 10s: killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  log "stopped $name (pid $pid)"
 done
 
 if $KEEP_LOGS; then

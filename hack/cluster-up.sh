@@ -4,7 +4,8 @@
 # State (certificates, data, logs, pid files, kubeconfig) lives in $MATURITY_CLUSTER_DIR
 # (default: <repo>/.cluster). hack/cluster-down.sh stops exactly what this started.
 #
-# Environment: MATURITY_CLUSTER_DIR, MATURITY_FAKE_NODES (default 3).
+# Environment: MATURITY_CLUSTER_DIR, MATURITY_FAKE_NODES (default 3),
+# MATURITY_APISERVER_EXTRA_ARGS (added to kube-apiserver's flags, e.g. feature gates).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CLUSTER_DIR="${MATURITY_CLUSTER_DIR:-$REPO_DIR/.cluster}"
@@ -138,7 +139,8 @@ start kube-apiserver kube-apiserver \
   --client-ca-file "$PKI/ca.crt" --authorization-mode RBAC --allow-privileged=true \
   --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$PKI/sa.pub" \
   --service-account-signing-key-file "$PKI/sa.key" --service-cluster-ip-range 10.96.0.0/16 \
-  --endpoint-reconciler-type none --enable-priority-and-fairness=false
+  --endpoint-reconciler-type none --enable-priority-and-fairness=false \
+  ${MATURITY_APISERVER_EXTRA_ARGS:-}
 wait_for kube-apiserver 90 api_ok /readyz
 
 # --- kube-controller-manager and kube-scheduler -------------------------------------
@@ -147,7 +149,7 @@ start kube-controller-manager kube-controller-manager --kubeconfig "$KUBECONFIG_
   --authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
   --leader-elect=false --bind-address 127.0.0.1 --secure-port "$KCM_PORT" \
   --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
-  --use-service-account-credentials=false --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route'
+  --use-service-account-credentials=false --controllers '*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route'
 start kube-scheduler kube-scheduler --kubeconfig "$KUBECONFIG_FILE" \
   --authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
   --leader-elect=false --bind-address 127.0.0.1 --secure-port "$SCHED_PORT"
@@ -158,7 +160,7 @@ wait_for kube-scheduler 60 sched_ok
 
 # --- kwok and fake nodes ------------------------------------------------------------
 log "starting kwok with $FAKE_NODES fake nodes"
-start kwok kwok --kubeconfig "$KUBECONFIG_FILE" --manage-all-nodes=false \
+start kwok kwok --kubeconfig "$KUBECONFIG_FILE" --config "$TOOLS_BIN/stages.yaml" --manage-all-nodes=false \
   --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
   --cidr 10.244.0.0/16 --node-ip 127.0.0.1 --node-lease-duration-seconds 40 \
   --server-address "127.0.0.1:$KWOK_PORT"

@@ -10,7 +10,7 @@ export MATURITY_CLUSTER_DIR="$CLUSTER_DIR"
 
 log "building the operator"
 ${CARGO:-cargo} build --quiet
-flock "$REPO_DIR/.cluster.lock" "$HACK_DIR/cluster-up.sh"
+flock -o "$REPO_DIR/.cluster.lock" "$HACK_DIR/cluster-up.sh"
 # shellcheck disable=SC1091
 source "$CLUSTER_DIR/cluster.env"
 export PATH="$MATURITY_TOOLS_BIN:$PATH"

@@ -19,7 +19,7 @@ log "building the control-plane tools (cached after the first run)"
 "$HACK_DIR/build-tools.sh"
 tools_done=$(date +%s)
 log "starting the local cluster"
-flock "$REPO_DIR/.cluster.lock" "$HACK_DIR/cluster-up.sh"
+flock -o "$REPO_DIR/.cluster.lock" "$HACK_DIR/cluster-up.sh"
 cluster_done=$(date +%s)
 
 log "running the test suite"

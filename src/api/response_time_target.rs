@@ -47,8 +47,6 @@ use super::common::{CommonStatus, DurationString, PromQl};
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.objective > 0.0 && self.objective < 100.0").message("objective must be a percentage strictly between 0 and 100, e.g. 99.5"))]
-#[x_kube(validation = Rule::new("!has(self.minRequestRate) || self.minRequestRate >= 0.0").message("minRequestRate must not be negative"))]
 pub struct ResponseTimeTargetSpec {
     /// The service the requests go to.
     #[schemars(length(min = 1, max = 253))]
@@ -60,6 +58,7 @@ pub struct ResponseTimeTargetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     /// Percent of events that must be good over the window, strictly between 0 and 100.
+    #[x_kube(validation = Rule::new("self > 0.0 && self < 100.0").message("objective must be a percentage strictly between 0 and 100, e.g. 99.5"))]
     pub objective: f64,
     /// Rolling window, e.g. `28d`.
     pub window: DurationString,
@@ -67,6 +66,7 @@ pub struct ResponseTimeTargetSpec {
     pub indicator: Indicator,
     /// Requests per second below which the window is "low traffic": the result is Unknown, not a breach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("minRequestRate must not be negative"))]
     pub min_request_rate: Option<f64>,
     /// How often the target is evaluated (default `1m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -62,7 +62,10 @@ pub fn ensure_cluster() -> ClusterEnv {
         .get_or_init(|| {
             let dir = cluster_dir();
             let lock = repo_dir().join(".cluster.lock");
+            // -o: the lock is not inherited by the cluster's processes, only held while
+            // cluster-up.sh runs.
             let out = Command::new("flock")
+                .arg("-o")
                 .arg(&lock)
                 .arg(repo_dir().join("hack/cluster-up.sh"))
                 .env("MATURITY_CLUSTER_DIR", &dir)
