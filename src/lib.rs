@@ -3,6 +3,7 @@
 //!
 //! - [`api`]: the custom resources (one file per kind).
 //! - [`duration`]: the one duration format of the API.
+//! - [`prom`]: the one Prometheus client and query templates.
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
 
@@ -10,4 +11,5 @@ pub mod api;
 pub mod duration;
 pub mod metrics;
 pub mod operator;
+pub mod prom;
 pub mod synthetic;

@@ -1,6 +1,10 @@
 //! The operator's own metrics, served on `/metrics` in the Prometheus text format.
 
-use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Every metric the operator exports, registered in one registry.
 #[derive(Clone)]
@@ -8,6 +12,10 @@ pub struct Metrics {
     registry: Registry,
     /// Objects of each kind the operator sees, by kind.
     pub watched_resources: IntGaugeVec,
+    /// Prometheus queries by kind (instant, range, get) and outcome (ok or the error category).
+    pub prometheus_queries: IntCounterVec,
+    /// Duration of Prometheus queries by kind.
+    pub prometheus_query_duration: HistogramVec,
 }
 
 impl Metrics {
@@ -27,16 +35,48 @@ impl Metrics {
             &["kind"],
         )
         .expect("static metric definition");
-        registry
-            .register(Box::new(info))
-            .expect("metric registered once");
-        registry
-            .register(Box::new(watched_resources.clone()))
-            .expect("metric registered once");
+        let prometheus_queries = IntCounterVec::new(
+            Opts::new(
+                "maturity_operator_prometheus_queries_total",
+                "Prometheus queries sent, by kind and outcome.",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("static metric definition");
+        let prometheus_query_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "maturity_operator_prometheus_query_duration_seconds",
+                "Time from sending a Prometheus query to its answer (or failure).",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        for m in [
+            Box::new(info) as Box<dyn prometheus::core::Collector>,
+            Box::new(watched_resources.clone()),
+            Box::new(prometheus_queries.clone()),
+            Box::new(prometheus_query_duration.clone()),
+        ] {
+            registry.register(m).expect("metric registered once");
+        }
         Self {
             registry,
             watched_resources,
+            prometheus_queries,
+            prometheus_query_duration,
         }
+    }
+
+    pub fn record_query(&self, kind: &str, outcome: &str, took: Duration) {
+        self.prometheus_queries
+            .with_label_values(&[kind, outcome])
+            .inc();
+        self.prometheus_query_duration
+            .with_label_values(&[kind])
+            .observe(took.as_secs_f64());
     }
 
     /// The current values in the Prometheus text format.

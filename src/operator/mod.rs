@@ -113,15 +113,16 @@ where
 }
 
 fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
-    // The kinds' names are static strings behind a Cow.
-    match K::kind(&()) {
-        std::borrow::Cow::Borrowed(s) => s,
-        std::borrow::Cow::Owned(_) => "unknown",
-    }
+    static_str(K::kind(&()))
 }
 
 fn plural_name<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::plural(&()) {
+    static_str(K::plural(&()))
+}
+
+/// The derive gives static names behind a Cow; an owned one would be a bug elsewhere.
+fn static_str(name: std::borrow::Cow<'static, str>) -> &'static str {
+    match name {
         std::borrow::Cow::Borrowed(s) => s,
         std::borrow::Cow::Owned(_) => "unknown",
     }
