@@ -2,14 +2,18 @@
 //! as custom resources and what Prometheus and the Kubernetes API show.
 //!
 //! - [`api`]: the custom resources (one file per kind).
+//! - [`conditions`]: the one condition helper.
 //! - [`duration`]: the one duration format of the API.
 //! - [`prom`]: the one Prometheus client and query templates.
+//! - [`slo`]: the pure core of ResponseTimeTarget: figures, conditions, burn-rate rules.
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
 
 pub mod api;
+pub mod conditions;
 pub mod duration;
 pub mod metrics;
 pub mod operator;
 pub mod prom;
+pub mod slo;
 pub mod synthetic;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use maturity_operator::{api, operator, synthetic};
+use serde::Deserialize;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,16 @@ enum Command {
     Crd {
         #[arg(long)]
         out_dir: Option<PathBuf>,
+    },
+    /// Print the burn-rate alert rules (a Prometheus rule file) of the ResponseTimeTargets in
+    /// the given manifests; `promtool check rules` accepts the output.
+    Rules {
+        /// Manifest file(s) with ResponseTimeTargets (other kinds are skipped); `-` reads stdin.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Namespace of targets whose manifest names none.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
     },
     /// Serve a metrics exporter with steady synthetic traffic (for the demo).
     SyntheticExporter {
@@ -124,6 +135,13 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Rules { files, namespace } => match print_rules(&files, &namespace) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("maturity-operator rules: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::SyntheticExporter { addr, series } => {
             init_tracing(false);
             let exporter = match synthetic::SyntheticExporter::start(addr).await {
@@ -141,6 +159,35 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn print_rules(files: &[PathBuf], namespace: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use maturity_operator::api::ResponseTimeTarget;
+    let mut targets = Vec::new();
+    for file in files {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        };
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc)
+                .map_err(|e| format!("{} is not YAML: {e}", file.display()))?;
+            if value.get("kind").and_then(|k| k.as_str()) != Some("ResponseTimeTarget") {
+                continue;
+            }
+            let mut target: ResponseTimeTarget = serde_yaml::from_value(value)
+                .map_err(|e| format!("{}: not a valid ResponseTimeTarget: {e}", file.display()))?;
+            if target.metadata.namespace.is_none() {
+                target.metadata.namespace = Some(namespace.to_string());
+            }
+            targets.push(target);
+        }
+    }
+    let rules = maturity_operator::slo::rules::rule_file(&targets)?;
+    print!("{}", serde_yaml::to_string(&rules)?);
+    Ok(())
 }
 
 fn write_crds(out_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {

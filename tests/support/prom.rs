@@ -80,6 +80,26 @@ impl Prom {
         self.query_at(q, None).await
     }
 
+    /// The alerting and recording rules Prometheus has loaded (`/api/v1/rules`), flattened.
+    pub async fn rules(&self) -> Result<Vec<Value>, String> {
+        let body: Value = self
+            .http
+            .get(format!("{}/api/v1/rules", self.url))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(body["data"]["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect())
+    }
+
     /// The single value of a query that must return exactly one sample.
     pub async fn scalar(&self, q: &str) -> Result<f64, String> {
         let samples = self.query(q).await?;
@@ -180,6 +200,15 @@ impl BackfilledPrometheus {
     /// Writes `openmetrics` to a file, turns it into TSDB blocks with promtool, and starts
     /// Prometheus on them (retention long enough to keep them) on a free loopback port.
     pub async fn start(env: &ClusterEnv, openmetrics: &str) -> Self {
+        Self::start_with_rules(env, openmetrics, None).await
+    }
+
+    /// Like [`Self::start`], also evaluating `rules` (a rule file) every second.
+    pub async fn start_with_rules(
+        env: &ClusterEnv,
+        openmetrics: &str,
+        rules: Option<&str>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let input = dir.path().join("history.om");
         std::fs::write(&input, openmetrics).expect("write OpenMetrics file");
@@ -198,7 +227,17 @@ impl BackfilledPrometheus {
         );
         let port = free_port();
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global: {scrape_interval: 1m}\n").expect("write config");
+        let mut config_text =
+            String::from("global: {scrape_interval: 1m, evaluation_interval: 1s}\n");
+        if let Some(rules) = rules {
+            let rules_file = dir.path().join("rules.yml");
+            std::fs::write(&rules_file, rules).expect("write rules");
+            config_text.push_str(&format!(
+                "rule_files: [{:?}]\n",
+                rules_file.display().to_string()
+            ));
+        }
+        std::fs::write(&config, config_text).expect("write config");
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
         let child = Command::new(env.tool("prometheus"))
             .arg(format!("--config.file={}", config.display()))

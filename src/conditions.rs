@@ -1,0 +1,152 @@
+//! The one condition helper: builds metav1 Conditions and merges them into a status so
+//! that `lastTransitionTime` moves only when the status changes (kstatus and
+//! `kubectl wait` rely on that), and every condition carries `observedGeneration`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Condition status: the three values Kubernetes allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    True,
+    False,
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::True => "True",
+            Status::False => "False",
+            Status::Unknown => "Unknown",
+        }
+    }
+}
+
+/// A condition before it is merged: type, status, reason (CamelCase) and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cond {
+    pub type_: &'static str,
+    pub status: Status,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Cond {
+    pub fn new(
+        type_: &'static str,
+        status: Status,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Merges `updates` into `existing`: a condition whose status is unchanged keeps its
+/// `lastTransitionTime`; reason, message and `observedGeneration` are always the new ones.
+/// Conditions of other types are kept; the result is ordered by type.
+pub fn merge(
+    existing: &[Condition],
+    updates: &[Cond],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    let mut out: Vec<Condition> = existing
+        .iter()
+        .filter(|c| !updates.iter().any(|u| u.type_ == c.type_))
+        .cloned()
+        .collect();
+    for u in updates {
+        let previous = existing.iter().find(|c| c.type_ == u.type_);
+        let last_transition_time = match previous {
+            Some(p) if p.status == u.status.as_str() => p.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        out.push(Condition {
+            type_: u.type_.to_string(),
+            status: u.status.as_str().to_string(),
+            reason: u.reason.clone(),
+            message: u.message.clone(),
+            last_transition_time,
+            observed_generation: generation,
+        });
+    }
+    out.sort_by(|a, b| a.type_.cmp(&b.type_));
+    out
+}
+
+/// The status of condition `type_`, if present.
+pub fn status_of<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_changes() {
+        let t1 = time("2026-11-01T00:00:00Z");
+        let t2 = time("2026-11-02T00:00:00Z");
+        let first = merge(
+            &[],
+            &[Cond::new("Ready", Status::True, "Evaluated", "ok")],
+            Some(1),
+            &t1,
+        );
+        assert_eq!(first[0].last_transition_time, t1);
+
+        let same = merge(
+            &first,
+            &[Cond::new("Ready", Status::True, "Evaluated", "still ok")],
+            Some(2),
+            &t2,
+        );
+        assert_eq!(same[0].last_transition_time, t1);
+        assert_eq!(same[0].message, "still ok");
+        assert_eq!(same[0].observed_generation, Some(2));
+
+        let changed = merge(
+            &same,
+            &[Cond::new("Ready", Status::False, "QueryRejected", "bad")],
+            Some(2),
+            &t2,
+        );
+        assert_eq!(changed[0].last_transition_time, t2);
+        assert_eq!(status_of(&changed, "Ready"), Some("False"));
+    }
+
+    #[test]
+    fn other_conditions_are_kept_and_order_is_stable() {
+        let t = time("2026-11-01T00:00:00Z");
+        let a = merge(
+            &[],
+            &[
+                Cond::new("ObjectiveMet", Status::True, "Met", ""),
+                Cond::new("DataAvailable", Status::True, "Measured", ""),
+            ],
+            Some(1),
+            &t,
+        );
+        let b = merge(
+            &a,
+            &[Cond::new("Ready", Status::True, "Evaluated", "")],
+            Some(1),
+            &t,
+        );
+        let types: Vec<&str> = b.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["DataAvailable", "ObjectiveMet", "Ready"]);
+    }
+}
