@@ -126,7 +126,7 @@ pub fn bucket_boundaries(indicator: &LatencyIndicator) -> String {
 
 /// The `le` label value among `available` equal to `threshold_seconds` (compared as
 /// numbers: Prometheus 3 stores `le="1"` as `"1.0"`), or None.
-pub fn matching_le<'a>(available: &'a [String], threshold_seconds: f64) -> Option<&'a str> {
+pub fn matching_le(available: &[String], threshold_seconds: f64) -> Option<&str> {
     available
         .iter()
         .find(|le| {
