@@ -2,6 +2,7 @@
 //! error budget, burn rates and the three conditions. No I/O here: the controller
 //! gathers observations, calls [`evaluate`], and writes the result.
 
+pub mod batch;
 pub mod queries;
 pub mod rules;
 

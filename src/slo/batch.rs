@@ -1,0 +1,432 @@
+//! Batching: targets of one namespace whose indicators have the same shape (same metric,
+//! threshold, window and matchers, differing only in the values of equality matchers,
+//! e.g. `{service="a"}` and `{service="b"}`) are answered by one query per cycle. That
+//! query sums `by` the varying labels, and asks for the window's good and total events and
+//! every burn window's rates at once, each part tagged with a `mo_q` label. Pure: planning
+//! and splitting the answer are unit-tested without Prometheus.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use promql_parser::parser::{Expr, parse};
+
+use super::queries::le_matcher;
+use super::{BURN_WINDOWS, Counts, Observations, Problem};
+use crate::api::response_time_target::ResponseTimeTargetSpec;
+use crate::prom::{Sample, ValueError};
+
+/// Label that tags each part of a batched answer.
+pub const PART_LABEL: &str = "mo_q";
+
+/// A series selector split into the part shared by a group and the values that vary.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SelectorShape {
+    pub metric: Option<String>,
+    /// Matchers other than `=`, rendered (`route!="/healthz"`), sorted.
+    pub fixed: Vec<String>,
+    /// Labels matched with `=`, sorted.
+    pub eq_labels: Vec<String>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Splits `metric{a="1", b!="2"}` (or `{...}` with `metric` given) into its shape and the
+/// values of its equality matchers, in `eq_labels` order.
+pub fn split_selector(
+    metric: Option<&str>,
+    selector: &str,
+) -> Result<(SelectorShape, Vec<String>), String> {
+    let text = match metric {
+        Some(m) => format!(
+            "{m}{}",
+            if selector.trim().is_empty() {
+                "{}"
+            } else {
+                selector.trim()
+            }
+        ),
+        None => selector.trim().to_string(),
+    };
+    let vs = match parse(&text) {
+        Ok(Expr::VectorSelector(vs)) if vs.offset.is_none() && vs.at.is_none() => vs,
+        Ok(_) => return Err(format!("{text:?} is not a plain series selector")),
+        Err(e) => return Err(format!("{text:?}: {e}")),
+    };
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(format!("{text:?} uses 'or' matchers"));
+    }
+    let mut fixed = Vec::new();
+    let mut eq: BTreeMap<String, String> = BTreeMap::new();
+    for m in &vs.matchers.matchers {
+        let op = m.op.to_string();
+        if op == "=" && !eq.contains_key(&m.name) {
+            eq.insert(m.name.clone(), m.value.clone());
+        } else {
+            fixed.push(format!("{}{}\"{}\"", m.name, op, escape(&m.value)));
+        }
+    }
+    fixed.sort();
+    Ok((
+        SelectorShape {
+            metric: vs.name.clone(),
+            fixed,
+            eq_labels: eq.keys().cloned().collect(),
+        },
+        eq.into_values().collect(),
+    ))
+}
+
+/// What makes targets answerable by one query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GroupKey {
+    Latency {
+        namespace: String,
+        window: String,
+        le: String,
+        shape: SelectorShape,
+    },
+    Ratio {
+        namespace: String,
+        window: String,
+        good: SelectorShape,
+        total: SelectorShape,
+    },
+}
+
+impl GroupKey {
+    fn eq_labels(&self) -> &[String] {
+        match self {
+            GroupKey::Latency { shape, .. } => &shape.eq_labels,
+            GroupKey::Ratio { good, .. } => &good.eq_labels,
+        }
+    }
+}
+
+/// Where one target belongs: its group and its values of the group's varying labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub key: GroupKey,
+    pub values: Vec<String>,
+}
+
+/// The group of a target, or why it cannot be evaluated (an invalid selector is a spec error).
+pub fn membership(namespace: &str, spec: &ResponseTimeTargetSpec) -> Result<Membership, Problem> {
+    let invalid = |e: String| Problem::InvalidSpec(e);
+    if let Some(l) = &spec.indicator.latency {
+        let threshold = l.threshold.parse().map_err(|e| invalid(e.to_string()))?;
+        let (shape, values) =
+            split_selector(Some(&l.histogram), l.selector.as_deref().unwrap_or("{}"))
+                .map_err(invalid)?;
+        return Ok(Membership {
+            key: GroupKey::Latency {
+                namespace: namespace.to_string(),
+                window: spec.window.to_string(),
+                le: le_matcher(threshold.as_secs_f64()),
+                shape,
+            },
+            values,
+        });
+    }
+    if let Some(r) = &spec.indicator.ratio {
+        let (good, good_values) = split_selector(None, r.good.as_str()).map_err(invalid)?;
+        let (total, total_values) = split_selector(None, r.total.as_str()).map_err(invalid)?;
+        if good.eq_labels != total.eq_labels || good_values != total_values {
+            return Err(invalid(
+                "ratio.good and ratio.total must match the same labels with '=' and the same values (e.g. both {service=\"checkout\"})".into(),
+            ));
+        }
+        return Ok(Membership {
+            key: GroupKey::Ratio {
+                namespace: namespace.to_string(),
+                window: spec.window.to_string(),
+                good,
+                total,
+            },
+            values: good_values,
+        });
+    }
+    Err(invalid("not a request-based indicator".into()))
+}
+
+/// Renders a selector of `shape` matching any of `values` (per varying label).
+fn render(shape: &SelectorShape, extra: &[&str], values: &[BTreeSet<&str>]) -> String {
+    let mut matchers: Vec<String> = shape.fixed.clone();
+    for (label, vals) in shape.eq_labels.iter().zip(values) {
+        if vals.len() == 1 {
+            matchers.push(format!(
+                "{label}=\"{}\"",
+                escape(vals.iter().next().copied().unwrap_or(""))
+            ));
+        } else {
+            let alternatives: Vec<String> = vals.iter().map(|v| escape(&regex_escape(v))).collect();
+            matchers.push(format!("{label}=~\"{}\"", alternatives.join("|")));
+        }
+    }
+    matchers.extend(extra.iter().map(|s| s.to_string()));
+    format!(
+        "{}{{{}}}",
+        shape.metric.as_deref().unwrap_or(""),
+        matchers.join(", ")
+    )
+}
+
+fn regex_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The one query answering every member of a group.
+pub fn group_query(key: &GroupKey, members: &[&[String]]) -> String {
+    let labels = key.eq_labels();
+    let values: Vec<BTreeSet<&str>> = (0..labels.len())
+        .map(|i| members.iter().map(|m| m[i].as_str()).collect())
+        .collect();
+    let (good, total, window) = match key {
+        GroupKey::Latency {
+            window, le, shape, ..
+        } => {
+            let bucket = SelectorShape {
+                metric: shape.metric.as_ref().map(|m| format!("{m}_bucket")),
+                ..shape.clone()
+            };
+            let count = SelectorShape {
+                metric: shape.metric.as_ref().map(|m| format!("{m}_count")),
+                ..shape.clone()
+            };
+            (
+                render(&bucket, &[le.as_str()], &values),
+                render(&count, &[], &values),
+                window,
+            )
+        }
+        GroupKey::Ratio {
+            window,
+            good,
+            total,
+            ..
+        } => (
+            render(good, &[], &values),
+            render(total, &[], &values),
+            window,
+        ),
+    };
+    let by = if labels.is_empty() {
+        String::new()
+    } else {
+        format!(" by ({})", labels.join(", "))
+    };
+    let part = |name: &str, f: &str, series: &str, w: &str| {
+        format!(
+            "label_replace(sum{by} ({f}({series}[{w}])), \"{PART_LABEL}\", \"{name}\", \"\", \"\")"
+        )
+    };
+    let mut parts = vec![
+        part("good", "increase", &good, window),
+        part("total", "increase", &total, window),
+    ];
+    for w in BURN_WINDOWS {
+        parts.push(part(&format!("good_{w}"), "rate", &good, w));
+        parts.push(part(&format!("total_{w}"), "rate", &total, w));
+    }
+    parts.join("\nor ")
+}
+
+/// Splits a group's answer into each member's observations (`members` in the order given
+/// to [`group_query`]). A member absent from the answer has no data.
+pub fn split_answer(
+    key: &GroupKey,
+    members: &[&[String]],
+    samples: &[Sample],
+) -> Vec<Observations> {
+    let labels = key.eq_labels();
+    let mut by_values: BTreeMap<Vec<String>, BTreeMap<String, f64>> = BTreeMap::new();
+    for s in samples {
+        let Some(part) = s.labels.get(PART_LABEL) else {
+            continue;
+        };
+        let values: Vec<String> = labels
+            .iter()
+            .map(|l| s.labels.get(l).cloned().unwrap_or_default())
+            .collect();
+        by_values
+            .entry(values)
+            .or_default()
+            .insert(part.clone(), s.value);
+    }
+    members
+        .iter()
+        .map(|m| {
+            let parts = by_values.get(&m.to_vec());
+            let get = |p: &str| parts.and_then(|parts| parts.get(p)).copied();
+            let counts = match (get("good"), get("total")) {
+                (Some(good), Some(total)) if good.is_finite() && total.is_finite() => {
+                    Ok(Counts { good, total })
+                }
+                (Some(_), Some(_)) => Err(Problem::Value(ValueError::NaN)),
+                // No good series but some total: no request was good (e.g. no bucket sample yet).
+                (None, Some(total)) if total.is_finite() => Ok(Counts { good: 0.0, total }),
+                _ => Err(Problem::Value(ValueError::Empty)),
+            };
+            let error_ratios = BURN_WINDOWS
+                .iter()
+                .map(|w| {
+                    let ratio = match (get(&format!("good_{w}")), get(&format!("total_{w}"))) {
+                        (g, Some(t)) if t > 0.0 && t.is_finite() => {
+                            Ok((1.0 - g.unwrap_or(0.0) / t).clamp(0.0, 1.0))
+                        }
+                        (_, Some(_)) => Err(Problem::Value(ValueError::NaN)),
+                        _ => Err(Problem::Value(ValueError::Empty)),
+                    };
+                    (w.to_string(), ratio)
+                })
+                .collect();
+            Observations {
+                counts,
+                error_ratios,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prom::Labels;
+
+    fn spec(yaml: &str) -> ResponseTimeTargetSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn latency(service: &str) -> ResponseTimeTargetSpec {
+        spec(&format!(
+            r#"{{service: {service}, requestClass: c, objective: 99, window: 28d,
+               indicator: {{latency: {{histogram: h, selector: '{{service="{service}", route!="/healthz"}}', threshold: 300ms}}}}}}"#
+        ))
+    }
+
+    #[test]
+    fn selectors_split_into_shape_and_values() {
+        let (shape, values) =
+            split_selector(Some("h"), r#"{b="2", a="1", route!="/x", c=~"y.*"}"#).unwrap();
+        assert_eq!(shape.metric.as_deref(), Some("h"));
+        assert_eq!(shape.eq_labels, ["a", "b"]);
+        assert_eq!(values, ["1", "2"]);
+        assert_eq!(shape.fixed, [r#"c=~"y.*""#, r#"route!="/x""#]);
+        assert!(
+            split_selector(None, "sum(x)")
+                .unwrap_err()
+                .contains("not a plain series selector")
+        );
+        assert!(split_selector(None, "x{").is_err());
+    }
+
+    #[test]
+    fn targets_differing_only_in_equality_values_share_a_group() {
+        let a = membership("shop", &latency("a")).unwrap();
+        let b = membership("shop", &latency("b")).unwrap();
+        assert_eq!(a.key, b.key);
+        assert_eq!(
+            (a.values.clone(), b.values.clone()),
+            (vec!["a".to_string()], vec!["b".to_string()])
+        );
+        assert_ne!(
+            a.key,
+            membership("other", &latency("a")).unwrap().key,
+            "groups stay within a namespace"
+        );
+        let mut slower = latency("a");
+        slower.indicator.latency.as_mut().unwrap().threshold =
+            crate::api::common::DurationString::new("1s");
+        assert_ne!(a.key, membership("shop", &slower).unwrap().key);
+    }
+
+    #[test]
+    fn one_query_covers_the_group_and_splits_back() {
+        let a = membership("shop", &latency("a")).unwrap();
+        let b = membership("shop", &latency("b.x")).unwrap();
+        let members: Vec<&[String]> = vec![&a.values, &b.values];
+        let q = group_query(&a.key, &members);
+        assert!(q.contains(r#"label_replace(sum by (service) (increase(h_bucket{route!="/healthz", service=~"a|b\\.x", le="0.3"}[28d])), "mo_q", "good", "", "")"#), "{q}");
+        assert!(
+            q.contains(
+                r#"sum by (service) (rate(h_count{route!="/healthz", service=~"a|b\\.x"}[5m]))"#
+            ),
+            "{q}"
+        );
+        assert_eq!(q.matches("\nor ").count(), 11);
+        assert!(
+            promql_parser::parser::parse(&q).is_ok(),
+            "the batched query parses"
+        );
+
+        let sample = |service: &str, part: &str, v: f64| {
+            let mut labels = Labels::new();
+            labels.insert("service".into(), service.into());
+            labels.insert(PART_LABEL.into(), part.into());
+            Sample { labels, value: v }
+        };
+        let answer = vec![
+            sample("a", "good", 990.0),
+            sample("a", "total", 1000.0),
+            sample("a", "good_1h", 9.0),
+            sample("a", "total_1h", 10.0),
+            sample("a", "total_5m", 0.0),
+        ];
+        let obs = split_answer(&a.key, &members, &answer);
+        assert_eq!(
+            obs[0].counts,
+            Ok(Counts {
+                good: 990.0,
+                total: 1000.0
+            })
+        );
+        assert!((obs[0].error_ratios["1h"].clone().unwrap() - 0.1).abs() < 1e-12);
+        assert_eq!(
+            obs[0].error_ratios["5m"],
+            Err(Problem::Value(ValueError::NaN))
+        );
+        assert_eq!(
+            obs[0].error_ratios["6h"],
+            Err(Problem::Value(ValueError::Empty))
+        );
+        assert_eq!(
+            obs[1].counts,
+            Err(Problem::Value(ValueError::Empty)),
+            "b.x had no series"
+        );
+    }
+
+    #[test]
+    fn ratio_targets_group_when_good_and_total_vary_alike() {
+        let r = |svc: &str| {
+            spec(&format!(
+                r#"{{service: {svc}, requestClass: c, objective: 99, window: 7d,
+                   indicator: {{ratio: {{good: 'http_requests_total{{service="{svc}", code!~"5.."}}', total: 'http_requests_total{{service="{svc}"}}'}}}}}}"#
+            ))
+        };
+        let a = membership("shop", &r("a")).unwrap();
+        let b = membership("shop", &r("b")).unwrap();
+        assert_eq!(a.key, b.key);
+        let q = group_query(&a.key, &[&a.values, &b.values]);
+        assert!(
+            q.contains(r#"increase(http_requests_total{code!~"5..", service=~"a|b"}[7d])"#),
+            "{q}"
+        );
+
+        let mismatched = spec(
+            r#"{service: s, requestClass: c, objective: 99, window: 7d,
+               indicator: {ratio: {good: 'x_total{service="a"}', total: 'y_total{job="b"}'}}}"#,
+        );
+        assert!(matches!(
+            membership("shop", &mismatched),
+            Err(Problem::InvalidSpec(_))
+        ));
+    }
+}
