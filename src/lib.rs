@@ -6,11 +6,13 @@
 //! - [`duration`]: the one duration format of the API.
 //! - [`prom`]: the one Prometheus client and query templates.
 //! - [`slo`]: the pure core of ResponseTimeTarget: figures, conditions, burn-rate rules.
+//! - [`controllers`]: one thin controller per kind.
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
 
 pub mod api;
 pub mod conditions;
+pub mod controllers;
 pub mod duration;
 pub mod metrics;
 pub mod operator;

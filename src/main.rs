@@ -34,6 +34,27 @@ enum Command {
         /// Log as JSON lines instead of text.
         #[arg(long, env = "MATURITY_LOG_JSON")]
         log_json: bool,
+        /// Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.
+        #[arg(long, env = "MATURITY_PROMETHEUS_URL")]
+        prometheus_url: Option<String>,
+        /// Timeout of each Prometheus query.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        prometheus_timeout: Duration,
+        /// Prometheus queries in flight at most.
+        #[arg(long, default_value_t = 4)]
+        prometheus_max_in_flight: usize,
+        /// File holding a bearer token for Prometheus (e.g. a mounted Secret).
+        #[arg(long, env = "MATURITY_PROMETHEUS_BEARER_TOKEN_FILE")]
+        prometheus_bearer_token_file: Option<PathBuf>,
+        /// Basic-auth user for Prometheus; the password comes from MATURITY_PROMETHEUS_PASSWORD.
+        #[arg(long, env = "MATURITY_PROMETHEUS_USERNAME")]
+        prometheus_username: Option<String>,
+        /// How often the evaluation loops look for due work.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        tick: Duration,
+        /// Evaluation interval of ResponseTimeTargets that set none.
+        #[arg(long, default_value = "1m", value_parser = parse_duration)]
+        default_interval: Duration,
     },
     /// Print the CustomResourceDefinitions (YAML); with --out-dir, write one file per kind.
     Crd {
@@ -58,6 +79,31 @@ enum Command {
         #[arg(long = "series", value_parser = parse_series)]
         series: Vec<(synthetic::Labels, synthetic::Traffic)>,
     },
+}
+
+fn prometheus_auth(
+    token_file: Option<PathBuf>,
+    username: Option<String>,
+) -> Result<maturity_operator::prom::Auth, String> {
+    use maturity_operator::prom::Auth;
+    match (token_file, username) {
+        (Some(_), Some(_)) => {
+            Err("give either a Prometheus bearer token file or a username, not both".into())
+        }
+        (Some(f), None) => std::fs::read_to_string(&f)
+            .map(|t| Auth::Bearer(t.trim().to_string()))
+            .map_err(|e| {
+                format!(
+                    "cannot read the Prometheus bearer token file {}: {e}",
+                    f.display()
+                )
+            }),
+        (None, Some(username)) => Ok(Auth::Basic {
+            username,
+            password: std::env::var("MATURITY_PROMETHEUS_PASSWORD").unwrap_or_default(),
+        }),
+        (None, None) => Ok(Auth::None),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -113,11 +159,33 @@ async fn main() -> ExitCode {
             http_addr,
             api_timeout,
             log_json,
+            prometheus_url,
+            prometheus_timeout,
+            prometheus_max_in_flight,
+            prometheus_bearer_token_file,
+            prometheus_username,
+            tick,
+            default_interval,
         } => {
             init_tracing(log_json);
+            let auth = match prometheus_auth(prometheus_bearer_token_file, prometheus_username) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("maturity-operator: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut prometheus =
+                maturity_operator::prom::PromConfig::new(prometheus_url.unwrap_or_default());
+            prometheus.timeout = prometheus_timeout;
+            prometheus.max_in_flight = prometheus_max_in_flight;
+            prometheus.auth = auth;
             match operator::run(operator::RunConfig {
                 http_addr,
                 api_timeout,
+                prometheus,
+                tick,
+                default_interval,
             })
             .await
             {

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the operator exports, registered in one registry.
@@ -16,7 +17,22 @@ pub struct Metrics {
     pub prometheus_queries: IntCounterVec,
     /// Duration of Prometheus queries by kind.
     pub prometheus_query_duration: HistogramVec,
+    /// Status writes to the API server, by kind of resource.
+    pub status_writes: IntCounterVec,
+    /// Evaluation cycles of each controller and how long they took.
+    pub cycle_duration: HistogramVec,
+    /// Per ResponseTimeTarget (labels namespace, name, service, request_class).
+    pub rtt_attainment: GaugeVec,
+    pub rtt_objective: GaugeVec,
+    pub rtt_error_budget_remaining: GaugeVec,
+    /// As above plus `window`.
+    pub rtt_burn_rate: GaugeVec,
+    /// As above plus `state` (met, missed, unknown, error): 1 for the current state.
+    pub rtt_state: GaugeVec,
 }
+
+/// Labels of the per-target series.
+pub const RTT_LABELS: &[&str] = &["namespace", "name", "service", "request_class"];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -54,11 +70,64 @@ impl Metrics {
             &["kind"],
         )
         .expect("static metric definition");
+        let status_writes = IntCounterVec::new(
+            Opts::new(
+                "maturity_operator_status_writes_total",
+                "Status writes to the API server, by kind (a cycle that changes nothing writes nothing).",
+            ),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        let cycle_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "maturity_operator_cycle_duration_seconds",
+                "Duration of evaluation cycles, by controller.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["controller"],
+        )
+        .expect("static metric definition");
+        let gauge = |name: &str, help: &str, extra: &[&str]| {
+            let labels: Vec<&str> = RTT_LABELS.iter().chain(extra).copied().collect();
+            GaugeVec::new(Opts::new(name, help), &labels).expect("static metric definition")
+        };
+        let rtt_attainment = gauge(
+            "maturity_rtt_attainment_percent",
+            "Percent of good events over the target's window.",
+            &[],
+        );
+        let rtt_objective = gauge(
+            "maturity_rtt_objective_percent",
+            "The target's objective.",
+            &[],
+        );
+        let rtt_error_budget_remaining = gauge(
+            "maturity_rtt_error_budget_remaining_ratio",
+            "Fraction of the window's error budget left (negative when overspent).",
+            &[],
+        );
+        let rtt_burn_rate = gauge(
+            "maturity_rtt_burn_rate",
+            "Error budget burn rate over a lookback window (1 spends the budget exactly over the target's window).",
+            &["window"],
+        );
+        let rtt_state = gauge(
+            "maturity_rtt_state",
+            "1 for the target's current state (met, missed, unknown, error), 0 for the others.",
+            &["state"],
+        );
         for m in [
             Box::new(info) as Box<dyn prometheus::core::Collector>,
             Box::new(watched_resources.clone()),
             Box::new(prometheus_queries.clone()),
             Box::new(prometheus_query_duration.clone()),
+            Box::new(status_writes.clone()),
+            Box::new(cycle_duration.clone()),
+            Box::new(rtt_attainment.clone()),
+            Box::new(rtt_objective.clone()),
+            Box::new(rtt_error_budget_remaining.clone()),
+            Box::new(rtt_burn_rate.clone()),
+            Box::new(rtt_state.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -67,6 +136,13 @@ impl Metrics {
             watched_resources,
             prometheus_queries,
             prometheus_query_duration,
+            status_writes,
+            cycle_duration,
+            rtt_attainment,
+            rtt_objective,
+            rtt_error_budget_remaining,
+            rtt_burn_rate,
+            rtt_state,
         }
     }
 

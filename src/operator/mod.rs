@@ -18,8 +18,12 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use kube::runtime::reflector::{self, Store};
+
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
+use crate::controllers::response_time_target as rtt;
 use crate::metrics::Metrics;
+use crate::prom::{PromClient, PromConfig};
 
 /// Why the operator could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,8 @@ pub enum Error {
     },
     #[error("cannot install the signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("invalid Prometheus settings: {0}")]
+    Prometheus(#[source] crate::prom::QueryError),
 }
 
 /// Settings of `maturity-operator run`.
@@ -49,8 +55,14 @@ pub enum Error {
 pub struct RunConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub http_addr: SocketAddr,
-    /// Timeout of each API call made while starting.
+    /// Timeout of each API call.
     pub api_timeout: Duration,
+    /// The Prometheus every measurement comes from.
+    pub prometheus: PromConfig,
+    /// How often the ResponseTimeTarget loop looks for due groups.
+    pub tick: Duration,
+    /// Evaluation interval of targets that set none.
+    pub default_interval: Duration,
 }
 
 const KINDS: usize = 4;
@@ -164,27 +176,28 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             .await
     });
 
+    let prom = PromClient::new(config.prometheus.clone(), shared.metrics.clone())
+        .map_err(Error::Prometheus)?;
+    let (rtt_store, rtt_watch) = spawn_reflector::<ResponseTimeTarget>(&client, &shared, &stop_rx);
     let watchers = vec![
-        tokio::spawn(watch_kind::<ResponseTimeTarget>(
-            client.clone(),
-            shared.clone(),
-            stop_rx.clone(),
-        )),
-        tokio::spawn(watch_kind::<CanaryPolicy>(
-            client.clone(),
-            shared.clone(),
-            stop_rx.clone(),
-        )),
-        tokio::spawn(watch_kind::<DrillSchedule>(
-            client.clone(),
-            shared.clone(),
-            stop_rx.clone(),
-        )),
-        tokio::spawn(watch_kind::<MaturityAssessment>(
-            client.clone(),
-            shared.clone(),
-            stop_rx.clone(),
-        )),
+        rtt_watch,
+        spawn_reflector::<CanaryPolicy>(&client, &shared, &stop_rx).1,
+        spawn_reflector::<DrillSchedule>(&client, &shared, &stop_rx).1,
+        spawn_reflector::<MaturityAssessment>(&client, &shared, &stop_rx).1,
+        tokio::spawn(
+            rtt::Controller::new(
+                client.clone(),
+                rtt_store,
+                prom,
+                shared.metrics.clone(),
+                rtt::Settings {
+                    tick: config.tick,
+                    default_interval: config.default_interval,
+                    api_timeout: config.api_timeout,
+                },
+            )
+            .run(stop_rx.clone()),
+        ),
     ];
 
     shutdown_signal().await?;
@@ -202,9 +215,13 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     Ok(())
 }
 
-/// Watches one kind and keeps its object count in the metrics; marks the kind synced
-/// after its first complete list.
-async fn watch_kind<K>(client: Client, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
+/// Caches one kind (a reflector): keeps its object count in the metrics and marks the
+/// kind synced after its first complete list. Controllers read the returned store.
+fn spawn_reflector<K>(
+    client: &Client,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -215,55 +232,43 @@ where
         + 'static,
 {
     let kind = kind_name::<K>();
-    let api: Api<K> = Api::all(client);
-    let stream = watcher::watcher(api, watcher::Config::default().any_semantic());
-    let mut stream = std::pin::pin!(stream);
-    let mut known = std::collections::BTreeSet::new();
-    let mut initial = std::collections::BTreeSet::new();
-    let mut synced_once = false;
-    loop {
-        let event = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            e = stream.next() => e,
-        };
-        match event {
-            Some(Ok(watcher::Event::Init)) => initial.clear(),
-            Some(Ok(watcher::Event::InitApply(obj))) => {
-                initial.insert(object_key(&obj));
-            }
-            Some(Ok(watcher::Event::InitDone)) => {
-                known = std::mem::take(&mut initial);
-                if !synced_once {
+    let api: Api<K> = Api::all(client.clone());
+    let (store, writer) = reflector::store();
+    let reader = store.clone();
+    let shared = shared.clone();
+    let mut stop = stop.clone();
+    let task = tokio::spawn(async move {
+        let stream = reflector::reflector(
+            writer,
+            watcher::watcher(api, watcher::Config::default().any_semantic()),
+        );
+        let mut stream = std::pin::pin!(stream);
+        let mut synced_once = false;
+        loop {
+            let event = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                e = stream.next() => e,
+            };
+            match event {
+                Some(Ok(watcher::Event::InitDone)) if !synced_once => {
                     synced_once = true;
                     shared.synced.fetch_add(1, Ordering::SeqCst);
                 }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(kind, error = %e, "watch failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                None => return,
             }
-            Some(Ok(watcher::Event::Apply(obj))) => {
-                known.insert(object_key(&obj));
-            }
-            Some(Ok(watcher::Event::Delete(obj))) => {
-                known.remove(&object_key(&obj));
-            }
-            Some(Err(e)) => {
-                tracing::warn!(kind, error = %e, "watch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            None => return,
+            shared
+                .metrics
+                .watched_resources
+                .with_label_values(&[kind])
+                .set(reader.state().len() as i64);
         }
-        shared
-            .metrics
-            .watched_resources
-            .with_label_values(&[kind])
-            .set(known.len() as i64);
-    }
-}
-
-fn object_key<K: Resource>(obj: &K) -> (String, String) {
-    let meta = obj.meta();
-    (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
+    });
+    (store, task)
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {

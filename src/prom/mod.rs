@@ -278,6 +278,7 @@ impl PromClient {
 
     /// Any GET endpoint of the API returning `data` (e.g. `rules`, `status/buildinfo`).
     pub async fn get_data(&self, endpoint: &str) -> Result<serde_json::Value, QueryError> {
+        self.configured()?;
         let _permit = self
             .permits
             .acquire()
@@ -294,12 +295,23 @@ impl PromClient {
             .unwrap_or(serde_json::Value::Null))
     }
 
+    fn configured(&self) -> Result<(), QueryError> {
+        if self.base.is_empty() {
+            return Err(QueryError::Unreachable {
+                url: "(none)".into(),
+                reason: "no Prometheus URL is configured: start the operator with --prometheus-url or MATURITY_PROMETHEUS_URL".into(),
+            });
+        }
+        Ok(())
+    }
+
     async fn call(
         &self,
         endpoint: &str,
         kind: &'static str,
         form: Vec<(&str, String)>,
     ) -> Result<Data, QueryError> {
+        self.configured()?;
         let _permit = self
             .permits
             .acquire()
@@ -311,8 +323,9 @@ impl PromClient {
         let request = self
             .authorize(self.http.post(format!("{}/api/v1/{endpoint}", self.base)))
             .form(&form);
-        let envelope = self.send(request, kind).await?;
-        envelope
+        let envelope = self.send(request, kind).await;
+        tracing::debug!(query = %form.first().map(|f| f.1.as_str()).unwrap_or(""), ok = envelope.is_ok(), "prometheus query");
+        envelope?
             .data
             .ok_or_else(|| QueryError::Decode("answer without data".into()))
     }

@@ -238,6 +238,27 @@ pub fn group_query(key: &GroupKey, members: &[&[String]]) -> String {
     parts.join("\nor ")
 }
 
+/// The bucket boundaries of a latency group's histogram, `count by (le, <varying labels>)`
+/// over the series present in the last hour (a scraped histogram keeps its series even
+/// without traffic, so none in an hour means the histogram is not there).
+pub fn group_buckets_query(key: &GroupKey, members: &[&[String]], by: &[String]) -> String {
+    let GroupKey::Latency { shape, .. } = key else {
+        return String::new();
+    };
+    let values: Vec<BTreeSet<&str>> = (0..shape.eq_labels.len())
+        .map(|i| members.iter().map(|m| m[i].as_str()).collect())
+        .collect();
+    let bucket = SelectorShape {
+        metric: shape.metric.as_ref().map(|m| format!("{m}_bucket")),
+        ..shape.clone()
+    };
+    format!(
+        "count by ({}) (last_over_time({}[1h]))",
+        by.join(", "),
+        render(&bucket, &[], &values)
+    )
+}
+
 /// Splits a group's answer into each member's observations (`members` in the order given
 /// to [`group_query`]). A member absent from the answer has no data.
 pub fn split_answer(
@@ -263,7 +284,7 @@ pub fn split_answer(
     members
         .iter()
         .map(|m| {
-            let parts = by_values.get(&m.to_vec());
+            let parts = by_values.get(*m);
             let get = |p: &str| parts.and_then(|parts| parts.get(p)).copied();
             let counts = match (get("good"), get("total")) {
                 (Some(good), Some(total)) if good.is_finite() && total.is_finite() => {

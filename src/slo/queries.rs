@@ -118,7 +118,7 @@ impl EventQueries for RatioQueries<'_> {
 /// The `le` values of a histogram's buckets, one sample each.
 pub fn bucket_boundaries(indicator: &LatencyIndicator) -> String {
     format!(
-        "count by (le) ({}_bucket{})",
+        "count by (le) (last_over_time({}_bucket{}[1h]))",
         indicator.histogram,
         with_matchers(indicator.selector.as_deref(), &[])
     )
@@ -177,7 +177,7 @@ mod tests {
         );
         assert_eq!(
             bucket_boundaries(&ind),
-            r#"count by (le) (http_request_duration_seconds_bucket{service="checkout"})"#
+            r#"count by (le) (last_over_time(http_request_duration_seconds_bucket{service="checkout"}[1h]))"#
         );
     }
 

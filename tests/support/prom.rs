@@ -291,3 +291,74 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// (service, requests per second, share within 300 ms on day N of the history)
+pub type ServiceTraffic<'a> = (&'a str, f64, &'a dyn Fn(i64) -> f64);
+
+/// A latency history of `http_request_duration_seconds` per service, one sample every
+/// `step` seconds from `start` to `end`, with `rps` requests a second of which `share(day)`
+/// (day 0 = the day of `start`) are within 300 ms. Returns the OpenMetrics text and, per
+/// service, the exact share within 300 ms over `(from, end]`, computed from the generated
+/// counters.
+pub struct LatencyHistory {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+}
+
+impl LatencyHistory {
+    pub fn generate(&self, services: &[ServiceTraffic<'_>], from: i64) -> (String, Vec<f64>) {
+        let mut om = OpenMetrics::default();
+        let mut expected = Vec::new();
+        for (service, rps, share) in services {
+            let (mut good, mut total) = (0.0f64, 0.0f64);
+            let (mut good0, mut total0) = (0.0, 0.0);
+            let mut ts = self.start;
+            while ts <= self.end {
+                let n = (rps * self.step as f64).round();
+                total += n;
+                good += (n * share((ts - self.start).div_euclid(86_400))).floor();
+                if ts <= from {
+                    (good0, total0) = (good, total);
+                }
+                let f = "http_request_duration_seconds";
+                for (le, v) in [
+                    ("0.1", good * 0.5),
+                    ("0.3", good),
+                    ("1", good + (total - good) * 0.5),
+                    ("+Inf", total),
+                ] {
+                    om.sample(
+                        f,
+                        "histogram",
+                        &format!(r#"{f}_bucket{{service="{service}",le="{le}"}}"#),
+                        v.floor(),
+                        ts,
+                    );
+                }
+                om.sample(
+                    f,
+                    "histogram",
+                    &format!(r#"{f}_count{{service="{service}"}}"#),
+                    total,
+                    ts,
+                );
+                ts += self.step;
+            }
+            expected.push(if total > total0 {
+                100.0 * (good - good0) / (total - total0)
+            } else {
+                f64::NAN
+            });
+        }
+        (om.render(), expected)
+    }
+}
+
+/// Unix seconds now.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,4 @@
+//! Controllers: thin loops that gather observations (Kubernetes API, Prometheus), call the
+//! pure cores (`crate::slo`, ...), and write status only when it changed.
+
+pub mod response_time_target;
