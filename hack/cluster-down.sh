@@ -16,11 +16,11 @@ fi
 # Every component is throwaway: ask them all to stop at once, then wait (10 s at most)
 # and kill what is left.
 declare -A started=()
-for name in operator prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for name in operator exporter prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
   f="$CLUSTER_DIR/pids/$name.pid"
   [[ -f "$f" ]] || continue
   pid="$(cat "$f")"
-  binary="$name"; [[ "$name" == operator ]] && binary=maturity-operator
+  binary="$name"; [[ "$name" == operator || "$name" == exporter ]] && binary=maturity-operator
   # Only a pid that still runs the binary we started is ours (pids are reused).
   if kill -0 "$pid" 2>/dev/null && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "${binary:0:15}" ]]; then
     kill -TERM "$pid" 2>/dev/null || true

@@ -146,7 +146,9 @@ pub fn membership(namespace: &str, spec: &ResponseTimeTargetSpec) -> Result<Memb
             values: good_values,
         });
     }
-    Err(invalid("not a request-based indicator".into()))
+    Err(Problem::InvalidSpec(
+        "alertResolution indicators are not evaluated by this version of the operator yet".into(),
+    ))
 }
 
 /// Renders a selector of `shape` matching any of `values` (per varying label).
