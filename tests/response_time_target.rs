@@ -2,7 +2,8 @@
 //! and a real Prometheus on 28 days of backfilled history. Status shows attainment within
 //! 0.01 percentage points of the generator's figure, a degraded service misses its
 //! objective, and a threshold that is not a bucket boundary, a histogram without series,
-//! low traffic and an unreachable Prometheus each end in their own condition.
+//! low traffic, an unreachable Prometheus and a query Prometheus rejects each end in their
+//! own condition while the operator keeps running.
 
 mod support;
 
@@ -136,6 +137,9 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
         now - 28 * 86_400,
     );
     let backfilled = BackfilledPrometheus::start(&ctx.env, &om).await;
+    // The same history behind a Prometheus that refuses queries loading many samples.
+    let strict =
+        BackfilledPrometheus::start_with(&ctx.env, &om, None, &["--query.max-samples=100"]).await;
     let mut operator = Operator::start(&ctx, &backfilled.prom.url);
 
     let api: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);

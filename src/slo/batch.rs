@@ -60,7 +60,8 @@ pub fn split_selector(
     let mut eq: BTreeMap<String, String> = BTreeMap::new();
     for m in &vs.matchers.matchers {
         let op = m.op.to_string();
-        if op == "=" && !eq.contains_key(&m.name) {
+        // `__name__` never varies within a group: aggregations drop it.
+        if op == "=" && m.name != "__name__" && !eq.contains_key(&m.name) {
             eq.insert(m.name.clone(), m.value.clone());
         } else {
             fixed.push(format!("{}{}\"{}\"", m.name, op, escape(&m.value)));

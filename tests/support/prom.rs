@@ -209,6 +209,16 @@ impl BackfilledPrometheus {
         openmetrics: &str,
         rules: Option<&str>,
     ) -> Self {
+        Self::start_with(env, openmetrics, rules, &[]).await
+    }
+
+    /// Like [`Self::start_with_rules`], with extra Prometheus flags.
+    pub async fn start_with(
+        env: &ClusterEnv,
+        openmetrics: &str,
+        rules: Option<&str>,
+        extra_args: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let input = dir.path().join("history.om");
         std::fs::write(&input, openmetrics).expect("write OpenMetrics file");
@@ -244,6 +254,7 @@ impl BackfilledPrometheus {
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg("--storage.tsdb.retention.time=400d")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
