@@ -268,5 +268,19 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
         "the operator must keep running without Prometheus"
     );
     drop(operator);
+
+    // A query Prometheus rejects (too many samples for its limit): said, not a breach.
+    let mut operator = Operator::start(&ctx, &strict.prom.url);
+    let t = wait_for_condition(&api, "healthy", "Ready", "QueryRejected").await;
+    let (ready, _, message) = condition(&t, "Ready").unwrap();
+    assert_eq!(ready, "False");
+    assert!(
+        message.contains("Prometheus rejected the query"),
+        "{message}"
+    );
+    assert!(message.contains("too many samples"), "{message}");
+    assert_eq!(condition(&t, "ObjectiveMet").unwrap().0, "Unknown");
+    assert!(operator.running());
+    drop(operator);
     ctx.cleanup().await;
 }

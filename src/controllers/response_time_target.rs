@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::api::ResponseTimeTarget;
 use crate::api::common::CommonStatus;
-use crate::api::response_time_target::{EventCounts, ResponseTimeTargetStatus};
+use crate::api::response_time_target::{EventCounts, ResolutionFigures, ResponseTimeTargetStatus};
 use crate::conditions;
 use crate::metrics::Metrics;
 use crate::prom::{PromClient, QueryError};
@@ -28,7 +28,7 @@ use crate::slo::batch::{self, GroupKey, Membership};
 use crate::slo::queries::{
     EventQueries, LatencyQueries, RatioQueries, bucket_boundaries, matching_le,
 };
-use crate::slo::{self, Evaluation, Observations, Problem, Target};
+use crate::slo::{self, Evaluation, Observations, Problem, Target, resolution};
 
 /// A target and its values of its group's varying labels.
 type Member = (Arc<ResponseTimeTarget>, Vec<String>);
@@ -53,6 +53,8 @@ pub struct Controller {
     metrics: Metrics,
     settings: Settings,
     next_due: HashMap<GroupKey, Instant>,
+    /// Targets evaluated on their own (alertResolution), by uid.
+    next_due_single: HashMap<String, Instant>,
     /// Label sets exported per target, so a deleted target's series can be removed.
     exported: HashMap<String, [String; 4]>,
 }
@@ -105,6 +107,7 @@ impl Controller {
             metrics,
             settings,
             next_due: HashMap::new(),
+            next_due_single: HashMap::new(),
             exported: HashMap::new(),
         }
     }
@@ -135,7 +138,12 @@ impl Controller {
 
         let mut groups: BTreeMap<GroupKey, Vec<Member>> = BTreeMap::new();
         let mut invalid: Vec<(Arc<ResponseTimeTarget>, Problem)> = Vec::new();
+        let mut single: Vec<Arc<ResponseTimeTarget>> = Vec::new();
         for t in targets {
+            if t.spec.indicator.alert_resolution.is_some() {
+                single.push(t);
+                continue;
+            }
             let ns = t.namespace().unwrap_or_default();
             match batch::membership(&ns, &t.spec) {
                 Ok(Membership { key, values }) => groups.entry(key).or_default().push((t, values)),
@@ -145,6 +153,25 @@ impl Controller {
         self.next_due.retain(|k, _| groups.contains_key(k));
 
         let mut report = CycleReport::default();
+        let live: std::collections::HashSet<String> =
+            single.iter().filter_map(|t| t.uid()).collect();
+        self.next_due_single.retain(|uid, _| live.contains(uid));
+        for t in single {
+            let uid = t.uid().unwrap_or_default();
+            let interval = interval_of(&t, self.settings.default_interval);
+            let due = *self.next_due_single.entry(uid.clone()).or_insert_with(|| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                uid.hash(&mut h);
+                now + Duration::from_millis(h.finish() % interval.as_millis().max(1) as u64)
+            });
+            if now < due && !urgent(&t) {
+                continue;
+            }
+            self.next_due_single.insert(uid, now + interval);
+            report.groups_evaluated += 1;
+            report.targets_evaluated += 1;
+            report.writes += self.evaluate_resolution(&t).await as usize;
+        }
         for (t, problem) in invalid {
             if urgent(&t) {
                 let obs = Observations {
@@ -152,7 +179,7 @@ impl Controller {
                     error_ratios: BTreeMap::new(),
                 };
                 report.targets_evaluated += 1;
-                report.writes += self.apply(&t, &obs, BTreeMap::new()).await as usize;
+                report.writes += self.apply(&t, &obs, BTreeMap::new(), None).await as usize;
             }
         }
         for (key, members) in groups {
@@ -218,9 +245,59 @@ impl Controller {
                 (None, Some(o)) => o,
                 (None, None) => continue,
             };
-            writes += self.apply(t, &obs, resolved_queries(t)).await as usize;
+            writes += self.apply(t, &obs, resolved_queries(t), None).await as usize;
         }
         writes
+    }
+
+    /// An alertResolution target: incidents from the raw `ALERTS` samples of the window,
+    /// then handling figures.
+    async fn evaluate_resolution(&self, t: &ResponseTimeTarget) -> bool {
+        let Some(ind) = &t.spec.indicator.alert_resolution else {
+            return false;
+        };
+        let query = resolution::firing_query(&ind.selector, t.spec.window.as_str());
+        let queries: BTreeMap<String, String> = [("firing".to_string(), query.clone())].into();
+        let within = match ind.resolve_within.parse() {
+            Ok(r) => r.as_secs_f64(),
+            Err(e) => {
+                let obs = Observations {
+                    counts: Err(Problem::InvalidSpec(e.to_string())),
+                    error_ratios: BTreeMap::new(),
+                };
+                return self.apply(t, &obs, queries, None).await;
+            }
+        };
+        // Minute-aligned, so that evaluations within a minute agree.
+        let now = k8s_openapi::jiff::Timestamp::now().as_second() as f64;
+        let end = (now / 60.0).floor() * 60.0;
+        let series = match self.prom.instant_matrix(&query, Some(end)).await {
+            Ok(s) => s,
+            Err(e) => {
+                let obs = Observations {
+                    counts: Err(Problem::Query(e)),
+                    error_ratios: BTreeMap::new(),
+                };
+                return self.apply(t, &obs, queries, None).await;
+            }
+        };
+        let handling = resolution::handling(&resolution::incidents(&series, end), within);
+        let counts = handling.counts();
+        let obs = Observations {
+            counts: if counts.total > 0.0 {
+                Ok(counts)
+            } else {
+                Err(Problem::NoIncidents)
+            },
+            error_ratios: BTreeMap::new(),
+        };
+        let figures = ResolutionFigures {
+            resolved: handling.resolved,
+            within_target: handling.within,
+            mean_seconds: handling.mean_seconds.map(|m| round(m, 1)),
+            p90_seconds: handling.p90_seconds.map(|p| round(p, 1)),
+        };
+        self.apply(t, &obs, queries, Some(figures)).await
     }
 
     /// Per member: None when its threshold is a bucket boundary of its histogram.
@@ -285,6 +362,7 @@ impl Controller {
         t: &ResponseTimeTarget,
         obs: &Observations,
         queries: BTreeMap<String, String>,
+        figures: Option<ResolutionFigures>,
     ) -> bool {
         let target = Target {
             objective: t.spec.objective,
@@ -293,13 +371,19 @@ impl Controller {
                 .window
                 .parse()
                 .unwrap_or(Duration::from_secs(28 * 86400)),
-            min_request_rate: t.spec.min_request_rate,
+            // Incidents are rare by nature: a request-rate floor does not apply to them.
+            min_request_rate: if figures.is_some() {
+                None
+            } else {
+                t.spec.min_request_rate
+            },
         };
         let eval = slo::evaluate(&target, obs);
         self.export(t, &eval);
         let old = t.status.clone().unwrap_or_default();
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let mut new = desired_status(t, &eval, queries, &old, &now);
+        new.resolution = figures;
         new.common.last_evaluated = old.common.last_evaluated.clone();
         if new == old {
             return false;

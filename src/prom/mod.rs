@@ -173,6 +173,23 @@ struct RawSeries {
     values: Vec<(f64, String)>,
 }
 
+fn decode_matrix(result: serde_json::Value) -> Result<Vec<Series>, QueryError> {
+    let raw: Vec<RawSeries> =
+        serde_json::from_value(result).map_err(|e| QueryError::Decode(e.to_string()))?;
+    raw.into_iter()
+        .map(|s| {
+            Ok(Series {
+                labels: s.metric,
+                points: s
+                    .values
+                    .iter()
+                    .map(|(t, v)| Ok((*t, parse_number(v)?)))
+                    .collect::<Result<_, QueryError>>()?,
+            })
+        })
+        .collect()
+}
+
 /// Prometheus writes values as strings: numbers, `NaN`, `+Inf`, `-Inf`.
 fn parse_number(s: &str) -> Result<f64, QueryError> {
     match s {
@@ -239,6 +256,26 @@ impl PromClient {
         }
     }
 
+    /// Instant query of a range selector (`x[1d]`): the raw samples of each series.
+    pub async fn instant_matrix(
+        &self,
+        query: &str,
+        time: Option<f64>,
+    ) -> Result<Vec<Series>, QueryError> {
+        let mut form = vec![("query", query.to_string())];
+        if let Some(t) = time {
+            form.push(("time", format!("{t:.3}")));
+        }
+        let data = self.call("query", "instant", form).await?;
+        if data.result_type != "matrix" {
+            return Err(QueryError::Decode(format!(
+                "expected a range vector, got {}",
+                data.result_type
+            )));
+        }
+        decode_matrix(data.result)
+    }
+
     /// Range query from `start` to `end` (unix seconds) every `step`.
     pub async fn range(
         &self,
@@ -260,20 +297,7 @@ impl PromClient {
                 data.result_type
             )));
         }
-        let raw: Vec<RawSeries> =
-            serde_json::from_value(data.result).map_err(|e| QueryError::Decode(e.to_string()))?;
-        raw.into_iter()
-            .map(|s| {
-                Ok(Series {
-                    labels: s.metric,
-                    points: s
-                        .values
-                        .iter()
-                        .map(|(t, v)| Ok((*t, parse_number(v)?)))
-                        .collect::<Result<_, QueryError>>()?,
-                })
-            })
-            .collect()
+        decode_matrix(data.result)
     }
 
     /// Any GET endpoint of the API returning `data` (e.g. `rules`, `status/buildinfo`).

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod queries;
+pub mod resolution;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,8 @@ pub enum Problem {
     NoHistogram { histogram: String },
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    #[error("no incident matching the selector was resolved in the window")]
+    NoIncidents,
 }
 
 impl Problem {
@@ -57,6 +60,7 @@ impl Problem {
             Problem::ThresholdNotABucket { .. } => "ThresholdNotABucket",
             Problem::NoHistogram { .. } => "NoData",
             Problem::InvalidSpec(_) => "InvalidSpec",
+            Problem::NoIncidents => "NoData",
         }
     }
 
