@@ -349,6 +349,10 @@ mod tests {
                 .contains("not a plain series selector")
         );
         assert!(split_selector(None, "x{").is_err());
+        let (shape, values) = split_selector(None, r#"{__name__="x_total", job="a"}"#).unwrap();
+        assert_eq!(shape.eq_labels, ["job"]);
+        assert_eq!(values, ["a"]);
+        assert_eq!(shape.fixed, [r#"__name__="x_total""#]);
     }
 
     #[test]
