@@ -1,4 +1,5 @@
 //! Controllers: thin loops that gather observations (Kubernetes API, Prometheus), call the
 //! pure cores (`crate::slo`, ...), and write status only when it changed.
 
+pub mod prometheus_rule;
 pub mod response_time_target;

@@ -55,6 +55,7 @@ pub struct Controller {
     next_due: HashMap<GroupKey, Instant>,
     /// Targets evaluated on their own (alertResolution), by uid.
     next_due_single: HashMap<String, Instant>,
+    rules: super::prometheus_rule::RuleSync,
     /// Label sets exported per target, so a deleted target's series can be removed.
     exported: HashMap<String, [String; 4]>,
 }
@@ -100,7 +101,9 @@ impl Controller {
         metrics: Metrics,
         settings: Settings,
     ) -> Self {
+        let rules = super::prometheus_rule::RuleSync::new(client.clone(), settings.api_timeout);
         Self {
+            rules,
             client,
             store,
             prom,
@@ -108,6 +111,7 @@ impl Controller {
             settings,
             next_due: HashMap::new(),
             next_due_single: HashMap::new(),
+
             exported: HashMap::new(),
         }
     }
@@ -135,6 +139,7 @@ impl Controller {
         let now = Instant::now();
         let targets = self.store.state();
         self.forget_deleted(&targets);
+        let rule_writes = self.rules.sync(&targets).await;
 
         let mut groups: BTreeMap<GroupKey, Vec<Member>> = BTreeMap::new();
         let mut invalid: Vec<(Arc<ResponseTimeTarget>, Problem)> = Vec::new();
@@ -152,7 +157,10 @@ impl Controller {
         }
         self.next_due.retain(|k, _| groups.contains_key(k));
 
-        let mut report = CycleReport::default();
+        let mut report = CycleReport {
+            writes: rule_writes,
+            ..CycleReport::default()
+        };
         let live: std::collections::HashSet<String> =
             single.iter().filter_map(|t| t.uid()).collect();
         self.next_due_single.retain(|uid, _| live.contains(uid));

@@ -1,0 +1,166 @@
+//! Burn-rate alerts as `monitoring.coreos.com/v1` PrometheusRule objects, one per
+//! ResponseTimeTarget with `alerting.burnRateAlerts: true`, owned by the target (so they go
+//! when it goes), and only when that CRD is served (the Prometheus Operator is installed;
+//! checked again every few minutes). Applied with server-side apply only when the rules
+//! changed; deleted when alerts are switched off.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::api::ResponseTimeTarget;
+use crate::slo::rules::burn_rate_group;
+
+const RECHECK: Duration = Duration::from_secs(300);
+
+/// Name of the PrometheusRule of a target.
+pub fn rule_name(target: &str) -> String {
+    format!("{target}-burn-rate")
+}
+
+pub fn api_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PrometheusRule"),
+        "prometheusrules",
+    )
+}
+
+pub struct RuleSync {
+    client: Client,
+    api_timeout: Duration,
+    served: Option<(bool, Instant)>,
+    /// Hash of what was last applied, by target uid (0: a rule of ours exists, content unknown).
+    applied: HashMap<String, u64>,
+}
+
+impl RuleSync {
+    pub fn new(client: Client, api_timeout: Duration) -> Self {
+        Self {
+            client,
+            api_timeout,
+            served: None,
+            applied: HashMap::new(),
+        }
+    }
+
+    async fn crd_served(&mut self) -> bool {
+        if let Some((served, at)) = self.served
+            && at.elapsed() < RECHECK
+        {
+            return served;
+        }
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &api_resource());
+        let served = matches!(
+            tokio::time::timeout(
+                self.api_timeout,
+                api.list_metadata(&ListParams::default().limit(1))
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if self.served.map(|(s, _)| s) != Some(served) {
+            tracing::info!(served, "PrometheusRule CRD (monitoring.coreos.com/v1)");
+            self.applied.clear();
+            if served {
+                // Rules of ours that exist already (e.g. from before a restart), by owner.
+                let managed =
+                    ListParams::default().labels("app.kubernetes.io/managed-by=maturity-operator");
+                if let Ok(Ok(list)) =
+                    tokio::time::timeout(self.api_timeout, api.list_metadata(&managed)).await
+                {
+                    for rule in list.items {
+                        for owner in rule.metadata.owner_references.unwrap_or_default() {
+                            self.applied.insert(owner.uid, 0);
+                        }
+                    }
+                }
+            }
+        }
+        self.served = Some((served, Instant::now()));
+        served
+    }
+
+    /// Brings every target's PrometheusRule in line with its spec; returns the writes made.
+    pub async fn sync(&mut self, targets: &[Arc<ResponseTimeTarget>]) -> usize {
+        if !self.crd_served().await {
+            return 0;
+        }
+        let live: std::collections::HashSet<String> =
+            targets.iter().filter_map(|t| t.uid()).collect();
+        self.applied.retain(|uid, _| live.contains(uid));
+        let mut writes = 0;
+        for t in targets {
+            let Some(uid) = t.uid() else { continue };
+            let group = burn_rate_group(t).ok().flatten();
+            let hash = group.as_ref().map(|g| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                serde_json::to_string(g).unwrap_or_default().hash(&mut h);
+                h.finish()
+            });
+            let previous = self.applied.get(&uid).copied();
+            let ns = t.namespace().unwrap_or_default();
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), &ns, &api_resource());
+            let name = rule_name(&t.name_any());
+            match (group, hash) {
+                (Some(group), Some(hash)) if previous != Some(hash) => {
+                    let owner = t
+                        .controller_owner_ref(&())
+                        .map(|o| vec![o])
+                        .unwrap_or_default();
+                    let object = serde_json::json!({
+                        "apiVersion": "monitoring.coreos.com/v1",
+                        "kind": "PrometheusRule",
+                        "metadata": {
+                            "name": name,
+                            "namespace": ns,
+                            "labels": {"app.kubernetes.io/managed-by": "maturity-operator"},
+                            "ownerReferences": owner,
+                        },
+                        "spec": {"groups": [group]},
+                    });
+                    let pp = PatchParams::apply(super::response_time_target::MANAGER).force();
+                    match tokio::time::timeout(
+                        self.api_timeout,
+                        api.patch(&name, &pp, &Patch::Apply(&object)),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => {
+                            self.applied.insert(uid, hash);
+                            writes += 1;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(%name, error = %e, "applying PrometheusRule failed")
+                        }
+                        Err(_) => tracing::warn!(%name, "applying PrometheusRule timed out"),
+                    }
+                }
+                (None, _) if previous.is_some() => {
+                    match tokio::time::timeout(
+                        self.api_timeout,
+                        api.delete(&name, &DeleteParams::default()),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) | Ok(Err(kube::Error::Api(_))) => {
+                            self.applied.remove(&uid);
+                            writes += 1;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(%name, error = %e, "deleting PrometheusRule failed")
+                        }
+                        Err(_) => tracing::warn!(%name, "deleting PrometheusRule timed out"),
+                    }
+                }
+                _ => {}
+            }
+        }
+        writes
+    }
+}

@@ -1,0 +1,137 @@
+//! Where the Prometheus Operator's PrometheusRule kind is served, a ResponseTimeTarget with
+//! burn-rate alerts gets a PrometheusRule owned by it, and loses it when alerts are switched
+//! off. (The CRD installed here is a minimal stand-in for the Prometheus Operator's.)
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use maturity_operator::api::ResponseTimeTarget;
+use maturity_operator::controllers::prometheus_rule::{api_resource, rule_name};
+use support::cluster::TestContext;
+use support::eventually;
+use support::prom::free_port;
+
+async fn install_prometheus_rule_crd(client: &kube::Client) {
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "prometheusrules.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"kind": "PrometheusRule", "plural": "prometheusrules", "singular": "prometheusrule", "listKind": "PrometheusRuleList"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]
+        }
+    }))
+    .unwrap();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.patch(
+        "prometheusrules.monitoring.coreos.com",
+        &PatchParams::apply("maturity-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("install the PrometheusRule CRD");
+    let rules: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource());
+    eventually("PrometheusRule served", Duration::from_secs(30), || {
+        let rules = rules.clone();
+        async move {
+            rules
+                .list_metadata(&Default::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn burn_rate_alerts_become_an_owned_prometheus_rule() {
+    let ctx = TestContext::new("promrule").await;
+    install_prometheus_rule_crd(&ctx.client).await;
+    let port = free_port();
+    let mut operator = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+        .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "--prometheus-url",
+            &ctx.env.prometheus_url,
+            "--tick",
+            "200ms",
+            "--default-interval",
+            "2s",
+        ])
+        .env("KUBECONFIG", &ctx.env.kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the operator");
+
+    let targets: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let mut t: ResponseTimeTarget = serde_yaml::from_str(
+        &std::fs::read_to_string(
+            support::cluster::repo_dir().join("examples/rtt-checkout-latency.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    t.metadata.namespace = None;
+    let created = targets.create(&PostParams::default(), &t).await.unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+
+    let rules: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &api_resource());
+    let name = rule_name("checkout-interactive");
+    let rule = eventually("PrometheusRule created", Duration::from_secs(30), || {
+        let rules = rules.clone();
+        let name = name.clone();
+        async move { rules.get(&name).await.map_err(|e| e.to_string()) }
+    })
+    .await;
+    let owners = rule.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(
+        (owners[0].kind.as_str(), owners[0].uid.as_str()),
+        ("ResponseTimeTarget", uid.as_str())
+    );
+    let alerts = rule.data["spec"]["groups"][0]["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(alerts.len(), 4, "{:?}", rule.data);
+    assert_eq!(alerts[0]["labels"]["severity"], "page");
+    assert_eq!(
+        alerts[0]["annotations"]["runbook_url"],
+        "https://wiki.example/runbooks/checkout"
+    );
+
+    // Alerts off: the rule goes.
+    targets
+        .patch(
+            "checkout-interactive",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"alerting": {"burnRateAlerts": false}}})),
+        )
+        .await
+        .unwrap();
+    eventually("PrometheusRule deleted", Duration::from_secs(30), || {
+        let rules = rules.clone();
+        let name = name.clone();
+        async move {
+            match rules.get_opt(&name).await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(_) => Err("still there".to_string()),
+            }
+        }
+    })
+    .await;
+    let _ = operator.kill();
+    let _ = operator.wait();
+    ctx.cleanup().await;
+}
