@@ -46,6 +46,9 @@ enum Command {
         /// File holding a bearer token for Prometheus (e.g. a mounted Secret).
         #[arg(long, env = "MATURITY_PROMETHEUS_BEARER_TOKEN_FILE")]
         prometheus_bearer_token_file: Option<PathBuf>,
+        /// PEM file of the CA that signed Prometheus's certificate (e.g. a mounted Secret).
+        #[arg(long, env = "MATURITY_PROMETHEUS_CA_FILE")]
+        prometheus_ca_file: Option<PathBuf>,
         /// Basic-auth user for Prometheus; the password comes from MATURITY_PROMETHEUS_PASSWORD.
         #[arg(long, env = "MATURITY_PROMETHEUS_USERNAME")]
         prometheus_username: Option<String>,
@@ -153,6 +156,7 @@ fn init_tracing(json: bool) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    maturity_operator::prom::init_tls();
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
@@ -163,6 +167,7 @@ async fn main() -> ExitCode {
             prometheus_timeout,
             prometheus_max_in_flight,
             prometheus_bearer_token_file,
+            prometheus_ca_file,
             prometheus_username,
             tick,
             default_interval,
@@ -180,6 +185,7 @@ async fn main() -> ExitCode {
             prometheus.timeout = prometheus_timeout;
             prometheus.max_in_flight = prometheus_max_in_flight;
             prometheus.auth = auth;
+            prometheus.ca_file = prometheus_ca_file;
             match operator::run(operator::RunConfig {
                 http_addr,
                 api_timeout,

@@ -198,3 +198,74 @@ async fn bearer_and_basic_auth_are_sent() {
         assert_eq!(samples[0].labels["auth"], expected);
     }
 }
+
+#[tokio::test]
+async fn a_custom_ca_reaches_prometheus_over_tls() {
+    let env = tokio::task::spawn_blocking(ensure_cluster).await.unwrap();
+    // The cluster's CA signed a serving certificate for 127.0.0.1: Prometheus serves with it.
+    let pki = env.dir.join("pki");
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            pki.join("apiserver.crt").display(),
+            pki.join("apiserver.key").display()
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global: {}\n").unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(env.tool("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.config.file={}", web.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}");
+
+    let mut trusted = PromConfig::new(&url);
+    trusted.ca_file = Some(pki.join("ca.crt"));
+    let trusted = PromClient::new(trusted, Metrics::new()).unwrap();
+    let value = support::eventually("TLS query answered", Duration::from_secs(30), || {
+        let prom = trusted.clone();
+        async move {
+            let s = prom
+                .instant("vector(42)", None)
+                .await
+                .map_err(|e| e.to_string())?;
+            single_value(&s).map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    assert_eq!(value, 42.0);
+
+    // Without the CA the certificate is not trusted: a transport failure, said as such.
+    let err = client(&url, Duration::from_secs(5), &Metrics::new())
+        .instant("vector(1)", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueryError::Unreachable { .. }), "{err:?}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    // A CA file that is not there is a sentence, not a panic.
+    let mut missing = PromConfig::new(&url);
+    missing.ca_file = Some(dir.path().join("no-such-ca.pem"));
+    let err = PromClient::new(missing, Metrics::new())
+        .err()
+        .expect("missing CA file");
+    assert!(err.to_string().contains("cannot read the CA file"), "{err}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -110,6 +110,12 @@ pub enum Auth {
     },
 }
 
+/// Installs ring as the process's TLS crypto provider (idempotent). HTTP clients built
+/// with reqwest need one; kube brings ring already.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Settings of the Prometheus client.
 #[derive(Debug, Clone)]
 pub struct PromConfig {
@@ -118,6 +124,8 @@ pub struct PromConfig {
     pub timeout: Duration,
     pub max_in_flight: usize,
     pub auth: Auth,
+    /// PEM file of the CA that signed Prometheus's certificate (added to the system roots).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl PromConfig {
@@ -127,6 +135,7 @@ impl PromConfig {
             timeout: Duration::from_secs(10),
             max_in_flight: 4,
             auth: Auth::None,
+            ca_file: None,
         }
     }
 }
@@ -204,8 +213,25 @@ fn parse_number(s: &str) -> Result<f64, QueryError> {
 
 impl PromClient {
     pub fn new(config: PromConfig, metrics: Metrics) -> Result<Self, QueryError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+        init_tls();
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(config.timeout.min(Duration::from_secs(5)));
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path).map_err(|e| QueryError::Unreachable {
+                url: config.url.clone(),
+                reason: format!("cannot read the CA file {}: {e}", path.display()),
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                QueryError::Unreachable {
+                    url: config.url.clone(),
+                    reason: format!("{} holds no PEM certificate: {e}", path.display()),
+                }
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| QueryError::Decode(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {

@@ -58,6 +58,8 @@ static CLUSTER: OnceLock<ClusterEnv> = OnceLock::new();
 /// binaries from starting two) and returns how to reach it. Panics with the script's
 /// message when the cluster cannot start: integration tests never pass without it.
 pub fn ensure_cluster() -> ClusterEnv {
+    // Every HTTP client in the tests needs a TLS crypto provider.
+    maturity_operator::prom::init_tls();
     CLUSTER
         .get_or_init(|| {
             let dir = cluster_dir();
