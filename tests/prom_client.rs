@@ -269,3 +269,42 @@ async fn a_custom_ca_reaches_prometheus_over_tls() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn queries_in_flight_stay_under_the_bound() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A slow Prometheus stand-in that records how many requests it serves at once.
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (n, p) = (now.clone(), peak.clone());
+    let app = axum::Router::new().fallback(move || {
+        let (n, p) = (n.clone(), p.clone());
+        async move {
+            let c = n.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(c, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            n.fetch_sub(1, Ordering::SeqCst);
+            axum::Json(serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut config = PromConfig::new(&url);
+    config.max_in_flight = 2;
+    let prom = PromClient::new(config, Metrics::new()).unwrap();
+    let queries = (0..8).map(|_| {
+        let prom = prom.clone();
+        tokio::spawn(async move { prom.instant("vector(1)", None).await })
+    });
+    for q in queries.collect::<Vec<_>>() {
+        assert!(q.await.unwrap().is_ok());
+    }
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "at most two queries at once, and the bound is used"
+    );
+}
