@@ -61,6 +61,7 @@ pub struct ResponseTimeTargetSpec {
     #[x_kube(validation = Rule::new("self > 0.0 && self < 100.0").message("objective must be a percentage strictly between 0 and 100, e.g. 99.5"))]
     pub objective: f64,
     /// Rolling window, e.g. `28d`.
+    #[x_kube(validation = Rule::new("self.matches('[1-9]')").message("window must be longer than zero"))]
     pub window: DurationString,
     /// How good events are counted: exactly one of `latency`, `ratio`, `alertResolution`.
     pub indicator: Indicator,
