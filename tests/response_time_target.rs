@@ -200,6 +200,34 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
     );
     assert!(remaining < 0.0, "the degraded service overspent its budget");
 
+    // The transition is told as a Warning Event on the target.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let missed = eventually("ObjectiveMissed Event", Duration::from_secs(20), || {
+        let events = events.clone();
+        async move {
+            let list = events
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("ObjectiveMissed")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("degraded")
+                })
+                .ok_or_else(|| "no event yet".to_string())
+        }
+    })
+    .await;
+    assert_eq!(missed.type_.as_deref(), Some("Warning"));
+    assert!(
+        missed
+            .note
+            .unwrap_or_default()
+            .starts_with("ObjectiveMet=False: attainment")
+    );
+
     let t = wait_for_condition(&api, "not-a-bucket", "Ready", "ThresholdNotABucket").await;
     let (status, _, message) = condition(&t, "Ready").unwrap();
     assert_eq!(status, "False");

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::api::ResponseTimeTarget;
@@ -56,6 +57,7 @@ pub struct Controller {
     /// Targets evaluated on their own (alertResolution), by uid.
     next_due_single: HashMap<String, Instant>,
     rules: super::prometheus_rule::RuleSync,
+    recorder: Recorder,
     /// Label sets exported per target, so a deleted target's series can be removed.
     exported: HashMap<String, [String; 4]>,
 }
@@ -102,8 +104,16 @@ impl Controller {
         settings: Settings,
     ) -> Self {
         let rules = super::prometheus_rule::RuleSync::new(client.clone(), settings.api_timeout);
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
         Self {
             rules,
+            recorder,
             client,
             store,
             prom,
@@ -415,6 +425,7 @@ impl Controller {
                     .status_writes
                     .with_label_values(&["ResponseTimeTarget"])
                     .inc();
+                self.record_transitions(t, &old, &new).await;
                 true
             }
             Ok(Err(e)) => {
@@ -424,6 +435,43 @@ impl Controller {
             Err(_) => {
                 tracing::warn!(target = %t.name_any(), "status write timed out");
                 false
+            }
+        }
+    }
+
+    /// An Event for each of `Ready` and `ObjectiveMet` whose status changed.
+    async fn record_transitions(
+        &self,
+        t: &ResponseTimeTarget,
+        old: &ResponseTimeTargetStatus,
+        new: &ResponseTimeTargetStatus,
+    ) {
+        for type_ in [slo::READY, slo::OBJECTIVE_MET] {
+            let before = conditions::status_of(&old.common.conditions, type_);
+            let Some(after) = new.common.conditions.iter().find(|c| c.type_ == type_) else {
+                continue;
+            };
+            if before == Some(after.status.as_str()) {
+                continue;
+            }
+            let event = Event {
+                type_: if after.status == "False" {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: after.reason.clone(),
+                note: Some(
+                    format!("{type_}={}: {}", after.status, after.message)
+                        .chars()
+                        .take(1000)
+                        .collect(),
+                ),
+                action: "Evaluate".into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &t.object_ref(&())).await {
+                tracing::warn!(target = %t.name_any(), error = %e, "publishing an Event failed");
             }
         }
     }
