@@ -53,8 +53,9 @@ log "applying the examples into namespace demo"
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply --server-side -n demo -f examples/ >/dev/null
 log "waiting (up to 90 s) until Prometheus has scraped the workload and the targets are measured"
+data_available() { kubectl get rtt "$1" -n demo -o jsonpath='{.status.conditions[?(@.type=="DataAvailable")].status}' 2>/dev/null; }
 for _ in $(seq 1 90); do
-  [[ "$(kubectl get rtt checkout-interactive -n demo -o jsonpath='{.status.conditions[?(@.type=="DataAvailable")].status}' 2>/dev/null)" == True ]] && break
+  [[ "$(data_available checkout-interactive)" == True && "$(data_available checkout-availability)" == True ]] && break
   sleep 1
 done
 
@@ -70,8 +71,9 @@ echo "== what the operator sees (http://127.0.0.1:$port/metrics)"
 curl -fsS "http://127.0.0.1:$port/metrics" | grep '^maturity_operator_watched_resources'
 cat <<MSG
 
-ResponseTimeTargets are measured from the synthetic checkout traffic (the availability and
-incident-handling examples have no matching data here, and say so in their conditions).
+ResponseTimeTargets are measured from the synthetic checkout traffic: a fresh workload is
+far below minRequestRate over a 28-day window, so checkout-interactive says LowTraffic;
+incident-handling finds no resolved alert here and says NoData.
 Canaries, drills and levels arrive with the next issues, and their status with them.
 
 Explore:
