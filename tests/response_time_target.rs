@@ -7,58 +7,14 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kube::api::{Api, PostParams};
 use maturity_operator::api::ResponseTimeTarget;
 use support::cluster::TestContext;
 use support::eventually;
+use support::operator::Operator;
 use support::prom::{BackfilledPrometheus, LatencyHistory, free_port, now_unix};
-
-struct Operator {
-    child: Child,
-    pub metrics_url: String,
-}
-
-impl Operator {
-    fn start(ctx: &TestContext, prometheus_url: &str) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
-            .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
-            .args([
-                "--prometheus-url",
-                prometheus_url,
-                "--prometheus-timeout",
-                "2s",
-            ])
-            .args(["--tick", "200ms", "--default-interval", "2s"])
-            .env("KUBECONFIG", &ctx.env.kubeconfig)
-            .env(
-                "RUST_LOG",
-                std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the operator");
-        Self {
-            child,
-            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn target(
     name: &str,
@@ -140,7 +96,7 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
     // The same history behind a Prometheus that refuses queries loading many samples.
     let strict =
         BackfilledPrometheus::start_with(&ctx.env, &om, None, &["--query.max-samples=100"]).await;
-    let mut operator = Operator::start(&ctx, &backfilled.prom.url);
+    let mut operator = Operator::start(&ctx.env, &backfilled.prom.url, "2s");
 
     let api: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let h = "http_request_duration_seconds";
@@ -280,7 +236,7 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
     // Prometheus gone: the targets say so, and the operator keeps running.
     drop(backfilled);
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let mut operator = Operator::start(&ctx, &dead);
+    let mut operator = Operator::start(&ctx.env, &dead, "2s");
     let t = wait_for_condition(&api, "healthy", "DataAvailable", "PrometheusUnreachable").await;
     let (ready, _, message) = condition(&t, "Ready").unwrap();
     assert_eq!(ready, "False");
@@ -298,7 +254,7 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
     drop(operator);
 
     // A query Prometheus rejects (too many samples for its limit): said, not a breach.
-    let mut operator = Operator::start(&ctx, &strict.prom.url);
+    let mut operator = Operator::start(&ctx.env, &strict.prom.url, "2s");
     let t = wait_for_condition(&api, "healthy", "Ready", "QueryRejected").await;
     let (ready, _, message) = condition(&t, "Ready").unwrap();
     assert_eq!(ready, "False");

@@ -4,14 +4,14 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kube::api::{Api, PostParams};
 use maturity_operator::api::ResponseTimeTarget;
 use support::cluster::TestContext;
 use support::eventually;
-use support::prom::{BackfilledPrometheus, OpenMetrics, free_port, now_unix};
+use support::operator::Operator;
+use support::prom::{BackfilledPrometheus, OpenMetrics, now_unix};
 
 #[tokio::test]
 async fn handling_figures_match_the_generated_incidents() {
@@ -59,22 +59,7 @@ async fn handling_figures_match_the_generated_incidents() {
     let attainment = 100.0 * within as f64 / n as f64;
 
     let backfilled = BackfilledPrometheus::start(&ctx.env, &om.render()).await;
-    let port = free_port();
-    let mut operator = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
-        .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
-        .args([
-            "--prometheus-url",
-            &backfilled.prom.url,
-            "--tick",
-            "200ms",
-            "--default-interval",
-            "5s",
-        ])
-        .env("KUBECONFIG", &ctx.env.kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the operator");
+    let _operator = Operator::start(&ctx.env, &backfilled.prom.url, "5s");
 
     let api: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let t: ResponseTimeTarget = serde_json::from_value(serde_json::json!({
@@ -141,7 +126,5 @@ async fn handling_figures_match_the_generated_incidents() {
         "{:?}",
         status.queries
     );
-    let _ = operator.kill();
-    let _ = operator.wait();
     ctx.cleanup().await;
 }

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -13,7 +12,7 @@ use maturity_operator::api::ResponseTimeTarget;
 use maturity_operator::controllers::prometheus_rule::{api_resource, rule_name};
 use support::cluster::TestContext;
 use support::eventually;
-use support::prom::free_port;
+use support::operator::Operator;
 
 async fn install_prometheus_rule_crd(client: &kube::Client) {
     let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
@@ -56,22 +55,7 @@ async fn install_prometheus_rule_crd(client: &kube::Client) {
 async fn burn_rate_alerts_become_an_owned_prometheus_rule() {
     let ctx = TestContext::new("promrule").await;
     install_prometheus_rule_crd(&ctx.client).await;
-    let port = free_port();
-    let mut operator = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
-        .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
-        .args([
-            "--prometheus-url",
-            &ctx.env.prometheus_url,
-            "--tick",
-            "200ms",
-            "--default-interval",
-            "2s",
-        ])
-        .env("KUBECONFIG", &ctx.env.kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the operator");
+    let _operator = Operator::start(&ctx.env, &ctx.env.prometheus_url, "2s");
 
     let targets: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let mut t: ResponseTimeTarget = serde_yaml::from_str(
@@ -131,7 +115,5 @@ async fn burn_rate_alerts_become_an_owned_prometheus_rule() {
         }
     })
     .await;
-    let _ = operator.kill();
-    let _ = operator.wait();
     ctx.cleanup().await;
 }

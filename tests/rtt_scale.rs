@@ -4,14 +4,14 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, PostParams};
 use maturity_operator::api::ResponseTimeTarget;
 use support::cluster::TestContext;
 use support::eventually;
-use support::prom::{BackfilledPrometheus, LatencyHistory, ServiceTraffic, free_port, now_unix};
+use support::operator::Operator;
+use support::prom::{BackfilledPrometheus, LatencyHistory, ServiceTraffic, now_unix};
 
 /// 200 in `make test`; `MATURITY_SCALE_TARGETS=2000` measures a larger namespace.
 fn targets() -> usize {
@@ -32,15 +32,6 @@ fn rss_mib(pid: u32) -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
-}
-
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The value of a metric line `name{labels} value` whose labels contain every one of `must`.
@@ -84,19 +75,8 @@ async fn two_hundred_targets_cost_a_handful_of_queries_and_no_idle_writes() {
     let backfilled = BackfilledPrometheus::start(&ctx.env, &om).await;
     eprintln!("backfilled {count} services in {:?}", started.elapsed());
 
-    let port = free_port();
-    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
-    let operator = Operator(
-        Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
-            .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
-            .args(["--prometheus-url", &backfilled.prom.url])
-            .args(["--tick", "200ms", "--default-interval", "3s"])
-            .env("KUBECONFIG", &ctx.env.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the operator"),
-    );
+    let operator = Operator::start(&ctx.env, &backfilled.prom.url, "3s");
+    let metrics_url = operator.metrics_url.clone();
 
     let api: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let creating = Instant::now();
@@ -219,7 +199,7 @@ async fn two_hundred_targets_cost_a_handful_of_queries_and_no_idle_writes() {
     );
     eprintln!(
         "operator resident memory: {:.1} MiB",
-        rss_mib(operator.0.id())
+        rss_mib(operator.pid())
     );
     assert!(
         queries_per_cycle <= 3.0,

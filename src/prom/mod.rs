@@ -182,6 +182,14 @@ struct RawSeries {
     values: Vec<(f64, String)>,
 }
 
+fn instant_form(query: &str, time: Option<f64>) -> Vec<(&'static str, String)> {
+    let mut form = vec![("query", query.to_string())];
+    if let Some(t) = time {
+        form.push(("time", format!("{t:.3}")));
+    }
+    form
+}
+
 fn decode_matrix(result: serde_json::Value) -> Result<Vec<Series>, QueryError> {
     let raw: Vec<RawSeries> =
         serde_json::from_value(result).map_err(|e| QueryError::Decode(e.to_string()))?;
@@ -250,10 +258,7 @@ impl PromClient {
 
     /// Instant query at `time` (unix seconds) or now.
     pub async fn instant(&self, query: &str, time: Option<f64>) -> Result<Vec<Sample>, QueryError> {
-        let mut form = vec![("query", query.to_string())];
-        if let Some(t) = time {
-            form.push(("time", format!("{t:.3}")));
-        }
+        let form = instant_form(query, time);
         let data = self.call("query", "instant", form).await?;
         match data.result_type.as_str() {
             "vector" => {
@@ -288,10 +293,7 @@ impl PromClient {
         query: &str,
         time: Option<f64>,
     ) -> Result<Vec<Series>, QueryError> {
-        let mut form = vec![("query", query.to_string())];
-        if let Some(t) = time {
-            form.push(("time", format!("{t:.3}")));
-        }
+        let form = instant_form(query, time);
         let data = self.call("query", "instant", form).await?;
         if data.result_type != "matrix" {
             return Err(QueryError::Decode(format!(

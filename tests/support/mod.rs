@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod operator;
 pub mod prom;
 
 use std::time::Duration;
