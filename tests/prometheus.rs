@@ -35,28 +35,7 @@ async fn backfilled_history_is_queryable_over_28_days() {
             good_at_window_start = Some(good);
             total_at_window_start = Some(total);
         }
-        let s = r#"{job="checkout"}"#;
-        om.sample(
-            "latency_seconds",
-            "histogram",
-            r#"latency_seconds_bucket{job="checkout",le="0.3"}"#,
-            good,
-            ts,
-        );
-        om.sample(
-            "latency_seconds",
-            "histogram",
-            r#"latency_seconds_bucket{job="checkout",le="+Inf"}"#,
-            total,
-            ts,
-        );
-        om.sample(
-            "latency_seconds",
-            "histogram",
-            &format!("latency_seconds_count{s}"),
-            total,
-            ts,
-        );
+        om.latency_point("latency_seconds", r#"job="checkout""#, good, total, ts);
         i += 1;
         ts += step;
     }

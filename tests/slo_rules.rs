@@ -15,41 +15,40 @@ use support::prom::{BackfilledPrometheus, OpenMetrics};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maturity-operator");
 
-fn rules_for(manifest: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("target.yaml");
-    std::fs::write(&file, manifest).unwrap();
-    let out = Command::new(BIN)
-        .args(["rules", "-f"])
-        .arg(&file)
-        .output()
-        .unwrap();
+/// Runs `maturity-operator rules` with `args`; its stdout, or the test fails with its stderr.
+fn run_rules(args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = Command::new(BIN).arg("rules").args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    out.stdout
+}
+
+fn rules_for(manifest: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("target.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    String::from_utf8(run_rules(&["-f".as_ref(), file.as_os_str()])).unwrap()
 }
 
 #[test]
 fn generated_rules_pass_promtool_check_rules() {
     let env = ensure_cluster();
-    let out = Command::new(BIN)
-        .args(["rules", "-n", "shop", "-f"])
-        .arg(repo_dir().join("examples/rtt-checkout-latency.yaml"))
-        .arg("-f")
-        .arg(repo_dir().join("examples/rtt-checkout-availability.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let latency = repo_dir().join("examples/rtt-checkout-latency.yaml");
+    let availability = repo_dir().join("examples/rtt-checkout-availability.yaml");
+    let rules = run_rules(&[
+        "-n".as_ref(),
+        "shop".as_ref(),
+        "-f".as_ref(),
+        latency.as_os_str(),
+        "-f".as_ref(),
+        availability.as_os_str(),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.yml");
-    std::fs::write(&file, &out.stdout).unwrap();
+    std::fs::write(&file, &rules).unwrap();
     let check = Command::new(env.tool("promtool"))
         .args(["check", "rules"])
         .arg(&file)
@@ -106,27 +105,7 @@ fn history(good_share: f64) -> String {
     while ts <= end {
         total += 100.0 * step as f64;
         good += 100.0 * step as f64 * good_share;
-        om.sample(
-            "latency_seconds",
-            "histogram",
-            r#"latency_seconds_bucket{job="checkout",le="0.3"}"#,
-            good,
-            ts,
-        );
-        om.sample(
-            "latency_seconds",
-            "histogram",
-            r#"latency_seconds_bucket{job="checkout",le="+Inf"}"#,
-            total,
-            ts,
-        );
-        om.sample(
-            "latency_seconds",
-            "histogram",
-            r#"latency_seconds_count{job="checkout"}"#,
-            total,
-            ts,
-        );
+        om.latency_point("latency_seconds", r#"job="checkout""#, good, total, ts);
         ts += step;
     }
     om.render()

@@ -328,25 +328,6 @@ impl PromClient {
         decode_matrix(data.result)
     }
 
-    /// Any GET endpoint of the API returning `data` (e.g. `rules`, `status/buildinfo`).
-    pub async fn get_data(&self, endpoint: &str) -> Result<serde_json::Value, QueryError> {
-        self.configured()?;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| QueryError::Unreachable {
-                url: self.base.clone(),
-                reason: "client closed".into(),
-            })?;
-        let request = self.authorize(self.http.get(format!("{}/api/v1/{endpoint}", self.base)));
-        let envelope = self.send(request, "get").await?;
-        Ok(envelope
-            .data
-            .map(|d| d.result)
-            .unwrap_or(serde_json::Value::Null))
-    }
-
     fn configured(&self) -> Result<(), QueryError> {
         if self.base.is_empty() {
             return Err(QueryError::Unreachable {

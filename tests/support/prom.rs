@@ -168,6 +168,22 @@ impl OpenMetrics {
             .push((series.to_string(), value, ts));
     }
 
+    /// One point of histogram `family{labels}`: `good` requests within 300 ms of `total`
+    /// (buckets `le="0.3"` and `+Inf`, and `_count`); `labels` like `job="checkout"`.
+    pub fn latency_point(&mut self, family: &str, labels: &str, good: f64, total: f64, ts: i64) {
+        for (le, v) in [("0.3", good), ("+Inf", total)] {
+            let series = format!(r#"{family}_bucket{{{labels},le="{le}"}}"#);
+            self.sample(family, "histogram", &series, v, ts);
+        }
+        self.sample(
+            family,
+            "histogram",
+            &format!("{family}_count{{{labels}}}"),
+            total,
+            ts,
+        );
+    }
+
     /// The text, families in order, series grouped and their samples in time order.
     pub fn render(&self) -> String {
         let mut out = String::new();
