@@ -5,12 +5,14 @@
 //! - [`conditions`]: the one condition helper.
 //! - [`duration`]: the one duration format of the API.
 //! - [`prom`]: the one Prometheus client and query templates.
+//! - [`canary`]: the pure core of CanaryPolicy: admission hold, analysis, rollout state machine.
 //! - [`slo`]: the pure core of ResponseTimeTarget: figures, conditions, burn-rate rules.
 //! - [`controllers`]: one thin controller per kind.
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
 
 pub mod api;
+pub mod canary;
 pub mod conditions;
 pub mod controllers;
 pub mod duration;

@@ -151,14 +151,37 @@ pub enum RollbackMode {
     Pause,
 }
 
+/// Where a rollout stands. Terminal phases: Promoted, RolledBack, Superseded, Released.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum RolloutPhase {
+    /// The step's share of replicas is being moved to the new revision.
     Progressing,
+    /// The step's pods are ready; checks run every interval.
     Analyzing,
-    Promoted,
-    RolledBack,
-    Held,
+    /// The last check had no data: the step holds, nothing is promoted or rolled back.
     Inconclusive,
+    /// Every step passed; the user's Deployment settings are restored and the rollout completes.
+    Promoting,
+    Promoted,
+    /// Analysis failed; the previous revision's template is being restored.
+    RollingBack,
+    RolledBack,
+    /// Analysis failed with `rollback: Pause`: the Deployment stays paused for a person.
+    Held,
+    /// The template changed again before this rollout ended; a new rollout took over.
+    Superseded,
+    /// The policy stopped governing the Deployment (policy deleted, labels changed,
+    /// Deployment deleted); its own settings were restored and it was unpaused.
+    Released,
+}
+
+impl RolloutPhase {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Promoted | Self::RolledBack | Self::Superseded | Self::Released
+        )
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -166,7 +189,7 @@ pub enum RolloutPhase {
 pub struct CanaryPolicyStatus {
     #[serde(flatten)]
     pub common: CommonStatus,
-    /// Most recent first, at most `historyLimit`.
+    /// Most recent first, at most `historyLimit` ended ones plus those still running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollouts: Vec<RolloutRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,23 +202,119 @@ pub struct CanaryPolicyStatus {
 #[serde(rename_all = "camelCase")]
 pub struct RolloutRecord {
     pub deployment: String,
-    /// Deployment revision (`deployment.kubernetes.io/revision`) being rolled out.
+    /// Deployment revision (`deployment.kubernetes.io/revision`) being rolled out, once known.
+    #[serde(default)]
     pub revision: String,
     pub phase: RolloutPhase,
     /// Index of the current step (0-based).
     pub step: i32,
+    /// Replicas on the new revision at this step.
+    #[serde(default)]
+    pub canary_replicas: i32,
     #[serde(default)]
     pub checks: CheckCounts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_hash: Option<String>,
+    /// The revision to return to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// The Deployment's own rollout settings, saved before the first change and restored at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved: Option<SavedSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// When the current step's pods were ready and its analysis began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_at: Option<Time>,
+    /// Time of the first failed check (the clock of the rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failed_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
+    /// Results of the latest check, one per metric, with the query as sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricResult>,
+    /// How much users saw of a failed revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<Exposure>,
+    /// Was any check of this rollout inconclusive.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub was_inconclusive: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Every phase change, oldest first (at most 30).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<Transition>,
+}
+
+/// The fields of a Deployment's spec the operator changes during a rollout, as they were.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedSettings {
+    /// `spec.strategy` as the user had it (JSON).
+    pub strategy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ready_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_seconds: Option<i32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CheckResult {
+    Pass,
+    Fail,
+    /// The query returned nothing (or NaN); `onNoData` decides.
+    NoData,
+    /// The query could not be run or gave more than one series; the step holds.
+    Error,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricResult {
+    pub name: String,
+    /// The query as sent (canary revision).
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// `compare` metrics: the stable revision's value and query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_query: Option<String>,
+    pub result: CheckResult,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Exposure {
+    /// Largest share of the Deployment's replicas on the failed revision, in percent.
+    pub max_share_percent: f64,
+    /// Minutes from the first pod of the failed revision to the end of the rollback
+    /// (or until now while held).
+    pub minutes: f64,
+    /// Replica-minutes served by the failed revision (pods times minutes).
+    pub replica_minutes: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    pub at: Time,
+    pub phase: RolloutPhase,
+    pub step: i32,
+    /// Replicas on the new revision from this moment on.
+    #[serde(default)]
+    pub canary_replicas: i32,
+    pub reason: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -215,11 +334,20 @@ pub struct Coverage {
     pub governed: u32,
 }
 
+/// Rollouts since the policy was created (not bounded by the history).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Totals {
+    /// Rollouts that started analysis.
     pub analyzed: u32,
     pub promoted: u32,
     pub rolled_back: u32,
+    /// Rollouts held by a failure for a person to decide (`rollback: Pause`).
+    #[serde(default)]
+    pub held: u32,
+    /// Rollouts with at least one inconclusive check.
     pub inconclusive: u32,
+    /// Exposure summed over failed rollouts.
+    #[serde(default)]
+    pub exposure_replica_minutes: f64,
 }

@@ -1,0 +1,323 @@
+//! Judging one check: each metric's value against its bounds or the stable revision,
+//! then the check as a whole under `onNoData` and `dryRun`.
+
+use std::collections::BTreeMap;
+
+use crate::api::canary_policy::{AnalysisMetric, CheckResult, MetricResult, OnNoData};
+use crate::prom::template::{self, TemplateError};
+
+/// What a query gave: a number, nothing (empty or NaN), or an error (with its sentence).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
+    Value(f64),
+    NoData(String),
+    Error(String),
+}
+
+/// The outcome of a whole check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+/// The values of a query's placeholders for one rollout.
+#[derive(Debug, Clone)]
+pub struct QueryVars {
+    pub namespace: String,
+    pub deployment: String,
+    pub canary_hash: String,
+    pub stable_hash: String,
+    pub interval: String,
+}
+
+impl QueryVars {
+    fn values(&self, hash: Option<&str>) -> BTreeMap<&'static str, String> {
+        let mut v = BTreeMap::from([
+            ("namespace", self.namespace.clone()),
+            ("deployment", self.deployment.clone()),
+            ("canary_hash", self.canary_hash.clone()),
+            ("stable_hash", self.stable_hash.clone()),
+            ("interval", self.interval.clone()),
+        ]);
+        if let Some(h) = hash {
+            v.insert("hash", h.to_string());
+        }
+        v
+    }
+
+    /// The query for the canary; `compare` metrics get `{{hash}}` = the canary's hash.
+    pub fn canary_query(&self, m: &AnalysisMetric) -> Result<String, TemplateError> {
+        let hash = m.compare.as_ref().map(|_| self.canary_hash.as_str());
+        template::render(m.query.as_str(), &self.values(hash))
+    }
+
+    /// `compare` metrics only: the same query for the stable revision.
+    pub fn stable_query(&self, m: &AnalysisMetric) -> Option<Result<String, TemplateError>> {
+        m.compare.as_ref().map(|_| {
+            template::render(m.query.as_str(), &self.values(Some(&self.stable_hash)))
+        })
+    }
+}
+
+/// Judges one metric from its canary reading (and the stable one for `compare`).
+pub fn judge(
+    m: &AnalysisMetric,
+    query: String,
+    canary: Reading,
+    stable: Option<(String, Reading)>,
+) -> MetricResult {
+    let mut r = MetricResult {
+        name: m.name.clone(),
+        query,
+        value: None,
+        stable_value: None,
+        stable_query: None,
+        result: CheckResult::Pass,
+        dry_run: m.dry_run,
+        message: None,
+    };
+    let value = match canary {
+        Reading::Value(v) => v,
+        Reading::NoData(why) => return no_data(r, format!("canary: {why}")),
+        Reading::Error(why) => return error(r, format!("canary: {why}")),
+    };
+    r.value = Some(value);
+    if let Some(c) = &m.compare {
+        let Some((stable_query, stable)) = stable else {
+            return error(r, "no stable query was run".into());
+        };
+        r.stable_query = Some(stable_query);
+        let base = match stable {
+            Reading::Value(v) => v,
+            Reading::NoData(why) => return no_data(r, format!("stable revision: {why}")),
+            Reading::Error(why) => return error(r, format!("stable revision: {why}")),
+        };
+        r.stable_value = Some(base);
+        let limit = base * (1.0 + c.max_increase_percent / 100.0);
+        if value > limit {
+            r.result = CheckResult::Fail;
+            r.message = Some(format!(
+                "{value} is more than {}% above the stable revision's {base} (limit {limit})",
+                c.max_increase_percent
+            ));
+        }
+        return r;
+    }
+    if let Some(min) = m.min
+        && value < min
+    {
+        r.result = CheckResult::Fail;
+        r.message = Some(format!("{value} is below the minimum {min}"));
+    }
+    if let Some(max) = m.max
+        && value > max
+    {
+        r.result = CheckResult::Fail;
+        r.message = Some(format!("{value} is above the maximum {max}"));
+    }
+    r
+}
+
+fn no_data(mut r: MetricResult, why: String) -> MetricResult {
+    r.result = CheckResult::NoData;
+    r.message = Some(why);
+    r
+}
+
+fn error(mut r: MetricResult, why: String) -> MetricResult {
+    r.result = CheckResult::Error;
+    r.message = Some(why);
+    r
+}
+
+/// The check as a whole: dry-run metrics are ignored; a failure fails it; no data is
+/// decided by `on_no_data`; an error (Prometheus unreachable, several series) holds it.
+pub fn verdict(results: &[MetricResult], on_no_data: OnNoData) -> (Verdict, String) {
+    let acting: Vec<&MetricResult> = results.iter().filter(|r| !r.dry_run).collect();
+    let names = |want: CheckResult| -> Vec<String> {
+        acting
+            .iter()
+            .filter(|r| r.result == want)
+            .map(|r| match &r.message {
+                Some(m) => format!("{}: {m}", r.name),
+                None => r.name.clone(),
+            })
+            .collect()
+    };
+    let failed = names(CheckResult::Fail);
+    if !failed.is_empty() {
+        return (Verdict::Fail, failed.join("; "));
+    }
+    let no_data = names(CheckResult::NoData);
+    if !no_data.is_empty() && on_no_data == OnNoData::Fail {
+        return (
+            Verdict::Fail,
+            format!("no data (onNoData: Fail): {}", no_data.join("; ")),
+        );
+    }
+    let errors = names(CheckResult::Error);
+    if !errors.is_empty() {
+        return (
+            Verdict::Inconclusive,
+            format!("could not measure: {}", errors.join("; ")),
+        );
+    }
+    if !no_data.is_empty() && on_no_data == OnNoData::Inconclusive {
+        return (
+            Verdict::Inconclusive,
+            format!(
+                "no data (onNoData: Inconclusive), holding: {}",
+                no_data.join("; ")
+            ),
+        );
+    }
+    (
+        Verdict::Pass,
+        format!("{} metric(s) within bounds", acting.len()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::canary_policy::Compare;
+    use crate::api::common::PromQl;
+
+    fn metric(min: Option<f64>, max: Option<f64>, compare: Option<f64>) -> AnalysisMetric {
+        AnalysisMetric {
+            name: "m".into(),
+            query: PromQl::new(if compare.is_some() {
+                "x{h=\"{{hash}}\"}"
+            } else {
+                "x{h=\"{{canary_hash}}\",i=\"{{interval}}\"}"
+            }),
+            min,
+            max,
+            compare: compare.map(|p| Compare {
+                max_increase_percent: p,
+            }),
+            dry_run: false,
+        }
+    }
+
+    fn vars() -> QueryVars {
+        QueryVars {
+            namespace: "ns".into(),
+            deployment: "web".into(),
+            canary_hash: "new".into(),
+            stable_hash: "old".into(),
+            interval: "30s".into(),
+        }
+    }
+
+    #[test]
+    fn queries_are_resolved_per_revision() {
+        let v = vars();
+        assert_eq!(
+            v.canary_query(&metric(None, Some(1.0), None)).unwrap(),
+            "x{h=\"new\",i=\"30s\"}"
+        );
+        let c = metric(None, None, Some(10.0));
+        assert_eq!(v.canary_query(&c).unwrap(), "x{h=\"new\"}");
+        assert_eq!(v.stable_query(&c).unwrap().unwrap(), "x{h=\"old\"}");
+        assert!(v.stable_query(&metric(None, Some(1.0), None)).is_none());
+        // {{hash}} outside compare is an error, never sent half-resolved.
+        let mut bad = metric(None, Some(1.0), None);
+        bad.query = PromQl::new("x{h=\"{{hash}}\"}");
+        assert!(v.canary_query(&bad).is_err());
+    }
+
+    #[test]
+    fn bounds() {
+        let m = metric(Some(0.5), Some(2.0), None);
+        let j = |v| judge(&m, "q".into(), Reading::Value(v), None).result;
+        assert_eq!(j(1.0), CheckResult::Pass);
+        assert_eq!(j(0.5), CheckResult::Pass);
+        assert_eq!(j(2.0), CheckResult::Pass);
+        assert_eq!(j(0.4), CheckResult::Fail);
+        assert_eq!(j(2.1), CheckResult::Fail);
+        let r = judge(&m, "q".into(), Reading::Value(3.0), None);
+        assert_eq!(r.message.as_deref(), Some("3 is above the maximum 2"));
+        assert_eq!(r.value, Some(3.0));
+    }
+
+    #[test]
+    fn compare_with_stable() {
+        let m = metric(None, None, Some(20.0));
+        let j = |c, s| {
+            judge(
+                &m,
+                "q".into(),
+                Reading::Value(c),
+                Some(("s".into(), Reading::Value(s))),
+            )
+        };
+        assert_eq!(j(1.2, 1.0).result, CheckResult::Pass);
+        assert_eq!(j(1.21, 1.0).result, CheckResult::Fail);
+        assert_eq!(j(0.0, 0.0).result, CheckResult::Pass);
+        assert_eq!(j(0.01, 0.0).result, CheckResult::Fail);
+        let r = j(1.5, 1.0);
+        assert_eq!(r.stable_value, Some(1.0));
+        assert_eq!(r.stable_query.as_deref(), Some("s"));
+        let r = judge(
+            &m,
+            "q".into(),
+            Reading::Value(1.0),
+            Some(("s".into(), Reading::NoData("empty".into()))),
+        );
+        assert_eq!(r.result, CheckResult::NoData);
+        assert!(r.message.unwrap().contains("stable revision"));
+    }
+
+    fn result(result: CheckResult, dry_run: bool) -> MetricResult {
+        MetricResult {
+            name: format!("{result:?}"),
+            query: "q".into(),
+            value: None,
+            stable_value: None,
+            stable_query: None,
+            result,
+            dry_run,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        use CheckResult::*;
+        let v = |rs: &[MetricResult], n| verdict(rs, n).0;
+        assert_eq!(v(&[result(Pass, false)], OnNoData::Inconclusive), Verdict::Pass);
+        assert_eq!(
+            v(&[result(Pass, false), result(Fail, false)], OnNoData::Pass),
+            Verdict::Fail
+        );
+        // dry-run metrics never change the outcome
+        assert_eq!(
+            v(&[result(Pass, false), result(Fail, true)], OnNoData::Fail),
+            Verdict::Pass
+        );
+        assert_eq!(
+            v(&[result(Pass, false), result(NoData, true)], OnNoData::Fail),
+            Verdict::Pass
+        );
+        assert_eq!(
+            v(&[result(NoData, false)], OnNoData::Inconclusive),
+            Verdict::Inconclusive
+        );
+        assert_eq!(v(&[result(NoData, false)], OnNoData::Fail), Verdict::Fail);
+        assert_eq!(v(&[result(NoData, false)], OnNoData::Pass), Verdict::Pass);
+        // an unmeasurable metric holds, whatever onNoData says
+        assert_eq!(
+            v(&[result(Error, false)], OnNoData::Pass),
+            Verdict::Inconclusive
+        );
+        assert_eq!(
+            v(&[result(Error, false), result(Fail, false)], OnNoData::Pass),
+            Verdict::Fail
+        );
+        let (_, why) = verdict(&[result(NoData, false)], OnNoData::Inconclusive);
+        assert!(why.contains("holding"), "{why}");
+    }
+}

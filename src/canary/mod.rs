@@ -1,0 +1,47 @@
+//! The pure core of CanaryPolicy: which Deployments a policy governs, what the admission
+//! webhook does to a template change, how a check is judged, and the rollout state machine.
+//! Nothing here talks to a cluster or to Prometheus; `controllers::canary_policy` does.
+
+pub mod admission;
+pub mod analysis;
+pub mod deployment;
+pub mod rollout;
+
+use std::collections::BTreeMap;
+
+use kube::core::{Selector, SelectorExt};
+
+use crate::api::CanaryPolicy;
+
+/// Does `policy` select a Deployment with these labels? An unusable selector selects nothing.
+pub fn selects(policy: &CanaryPolicy, labels: &BTreeMap<String, String>) -> bool {
+    match Selector::try_from(policy.spec.selector.clone()) {
+        Ok(s) => !s.selects_all() && s.matches(labels),
+        Err(_) => false,
+    }
+}
+
+/// The policy that governs a Deployment when several select it: the oldest, then by name.
+pub fn governing<'a>(
+    policies: impl IntoIterator<Item = &'a CanaryPolicy>,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<&'a CanaryPolicy> {
+    policies
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| selects(p, labels))
+        .min_by(|a, b| {
+            let key = |p: &CanaryPolicy| {
+                (
+                    p.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.as_millisecond()),
+                    p.metadata.name.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        })
+}

@@ -1,0 +1,803 @@
+//! The rollout state machine of one governed Deployment: from what is observed (the
+//! Deployment, its ReplicaSets, the rollout record kept in status, a check result) to the
+//! next record, the one change to make to the Deployment, and the Events to publish.
+//!
+//! The caller writes the records to status *before* applying the action, so a restarted
+//! operator finds in status everything it needs to continue or undo.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::analysis::Verdict;
+use super::deployment::{Action, DeploymentView, ReplicaSetView};
+use crate::api::canary_policy::{
+    CheckCounts, Exposure, MetricResult, RollbackMode, RolloutPhase, RolloutRecord, Totals,
+    Transition,
+};
+
+/// Transitions kept per rollout record.
+pub const MAX_TRANSITIONS: usize = 30;
+
+/// The parts of a CanaryPolicy the state machine needs, parsed.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    /// (weight percent, analysis time) per step.
+    pub steps: Vec<(i32, Duration)>,
+    pub interval: Duration,
+    pub failure_limit: u32,
+    pub rollback: RollbackMode,
+}
+
+/// A check that was run: per-metric results and the verdict over them.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub results: Vec<MetricResult>,
+    pub verdict: Verdict,
+    pub message: String,
+}
+
+/// An Event to publish on the policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub reason: String,
+    pub message: String,
+    pub warning: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    /// Records to upsert in status (matched by deployment and startedAt), before acting.
+    pub records: Vec<RolloutRecord>,
+    /// The change to make to the Deployment (the patch may still be empty).
+    pub action: Option<Action>,
+    pub notes: Vec<Note>,
+    /// Added to the policy's totals together with the records.
+    pub totals: Totals,
+    /// A check is due: run it and call [`plan`] again with it.
+    pub check_due: bool,
+    /// When to look again at the latest, if nothing changes before.
+    pub requeue: Option<Duration>,
+}
+
+/// Replicas on the new revision at `weight` percent of `replicas`: at least one, at most all.
+pub fn canary_replicas(weight: i32, replicas: i32) -> i32 {
+    let r = replicas.max(1) as i64;
+    (((weight as i64) * r + 99) / 100).clamp(1, r) as i32
+}
+
+fn ms_between(from: &Time, to: Timestamp) -> i64 {
+    to.as_millisecond() - from.0.as_millisecond()
+}
+
+/// Decides the next move for one Deployment of the policy.
+///
+/// `active` is the record of the rollout in progress for this Deployment (not terminal).
+/// `deployment` is None when it no longer exists; `governed` is false when the policy no
+/// longer selects it or is being deleted.
+pub fn plan(
+    p: &Policy,
+    active: Option<&RolloutRecord>,
+    deployment: Option<&DeploymentView>,
+    replica_sets: &[ReplicaSetView],
+    governed: bool,
+    now: Timestamp,
+    check: Option<&Check>,
+) -> Decision {
+    let mut out = Decision::default();
+    let Some(d) = deployment else {
+        if let Some(r) = active {
+            let mut r = r.clone();
+            go(&mut r, RolloutPhase::Released, now, "the Deployment was deleted", &mut out);
+            r.finished_at = Some(Time(now));
+            out.records.push(r);
+        }
+        return out;
+    };
+    if !governed {
+        if let Some(r) = active {
+            let mut r = r.clone();
+            let saved = r.saved.clone().unwrap_or_else(|| d.settings.clone());
+            go(&mut r, RolloutPhase::Released, now, "the policy no longer governs this Deployment; its own settings are restored and it is unpaused", &mut out);
+            r.finished_at = Some(Time(now));
+            out.records.push(r);
+            out.action = Some(Action::Restore { saved });
+        } else if d.hold.as_deref() == Some(p.name.as_str()) {
+            out.action = Some(Action::Restore {
+                saved: d.settings.clone(),
+            });
+        }
+        return out;
+    }
+    let Some(active) = active else {
+        if d.hold.as_deref() == Some(p.name.as_str()) {
+            if d.paused {
+                start(p, d, replica_sets, now, None, &mut out);
+            } else {
+                // Unpaused by someone before a rollout started: it runs unanalysed; let go.
+                out.action = Some(Action::Restore {
+                    saved: d.settings.clone(),
+                });
+                out.notes.push(Note {
+                    reason: "CanaryNotHeld".into(),
+                    message: format!(
+                        "{} was unpaused before its rollout was taken over; it rolls out without analysis",
+                        d.name
+                    ),
+                    warning: true,
+                });
+            }
+        }
+        return out;
+    };
+
+    let mut r = active.clone();
+    let current = replica_sets.iter().find(|rs| rs.template == d.template);
+    let stable = r
+        .stable_hash
+        .as_ref()
+        .and_then(|h| replica_sets.iter().find(|rs| &rs.hash == h));
+
+    // The template changed again while this rollout ran.
+    if r.phase != RolloutPhase::RollingBack
+        && let Some(known) = &r.canary_hash
+        && current.map(|c| &c.hash) != Some(known)
+    {
+        let saved = r.saved.clone().unwrap_or_else(|| d.settings.clone());
+        if current.is_some() && current.map(|c| &c.hash) == r.stable_hash.as_ref() {
+            go(&mut r, RolloutPhase::Superseded, now, "the template was set back to the stable revision by hand", &mut out);
+            r.finished_at = Some(Time(now));
+            r.exposure = Some(exposure(&r, d.replicas, now));
+            out.records.push(r);
+            out.action = Some(Action::Restore { saved });
+        } else {
+            go(&mut r, RolloutPhase::Superseded, now, "the template changed again; a new rollout takes over", &mut out);
+            r.finished_at = Some(Time(now));
+            let carry = (r.stable_hash.clone(), r.stable_revision.clone(), saved);
+            out.records.push(r);
+            start(p, d, replica_sets, now, Some(carry), &mut out);
+        }
+        return out;
+    }
+
+    let step = (r.step.max(0) as usize).min(p.steps.len().saturating_sub(1));
+    let k = canary_replicas(p.steps[step].0, d.replicas);
+    let saved = r.saved.clone().unwrap_or_else(|| d.settings.clone());
+    match r.phase {
+        RolloutPhase::Progressing => {
+            out.action = Some(Action::Hold { canary_replicas: k });
+            if let Some(c) = current {
+                r.canary_hash = Some(c.hash.clone());
+                r.revision = c.revision.clone().unwrap_or_default();
+                if d.observed() && c.replicas == k && c.ready_replicas >= k {
+                    r.step_started_at = Some(Time(now));
+                    r.last_check_at = None;
+                    if r.step == 0 && r.checks == CheckCounts::default() {
+                        out.totals.analyzed += 1;
+                    }
+                    let why = format!(
+                        "step {}: {k} of {} replicas ready on revision {}; analysing for {}",
+                        r.step + 1,
+                        d.replicas,
+                        r.revision,
+                        crate::duration::format_duration(p.steps[step].1)
+                    );
+                    go(&mut r, RolloutPhase::Analyzing, now, &why, &mut out);
+                    out.requeue = Some(Duration::ZERO);
+                }
+            }
+            out.records.push(r);
+        }
+        RolloutPhase::Analyzing | RolloutPhase::Inconclusive => {
+            out.action = Some(Action::Hold { canary_replicas: k });
+            let since = r
+                .last_check_at
+                .as_ref()
+                .map(|t| ms_between(t, now))
+                .unwrap_or(i64::MAX);
+            let interval_ms = p.interval.as_millis() as i64;
+            if since < interval_ms {
+                out.requeue = Some(Duration::from_millis((interval_ms - since) as u64));
+                out.records.push(r);
+                return out;
+            }
+            let Some(check) = check else {
+                out.check_due = true;
+                out.records.push(r);
+                return out;
+            };
+            r.last_check_at = Some(Time(now));
+            r.metrics = check.results.clone();
+            out.requeue = Some(p.interval);
+            match check.verdict {
+                Verdict::Pass => {
+                    r.checks.passed += 1;
+                    if r.phase == RolloutPhase::Inconclusive {
+                        // Analysis time counts only with data: the step starts over.
+                        r.step_started_at = Some(Time(now));
+                        go(&mut r, RolloutPhase::Analyzing, now, "data again; the step's analysis starts over", &mut out);
+                    }
+                    let elapsed = r
+                        .step_started_at
+                        .as_ref()
+                        .map(|t| ms_between(t, now))
+                        .unwrap_or(0);
+                    if elapsed >= p.steps[step].1.as_millis() as i64 {
+                        if step + 1 < p.steps.len() {
+                            r.step += 1;
+                            let k2 = canary_replicas(p.steps[step + 1].0, d.replicas);
+                            r.canary_replicas = k2;
+                            let why = format!(
+                                "step {} passed; moving {k2} of {} replicas to the new revision",
+                                step + 1,
+                                d.replicas
+                            );
+                            go(&mut r, RolloutPhase::Progressing, now, &why, &mut out);
+                            out.action = Some(Action::Hold { canary_replicas: k2 });
+                            out.requeue = Some(Duration::ZERO);
+                        } else {
+                            go(&mut r, RolloutPhase::Promoting, now, "every step passed; the Deployment's own settings are restored and the rollout completes", &mut out);
+                            out.action = Some(Action::Restore { saved });
+                            out.requeue = Some(Duration::ZERO);
+                        }
+                    }
+                }
+                Verdict::Inconclusive => {
+                    r.checks.inconclusive += 1;
+                    if !r.was_inconclusive {
+                        r.was_inconclusive = true;
+                        out.totals.inconclusive += 1;
+                    }
+                    if r.phase != RolloutPhase::Inconclusive {
+                        go(&mut r, RolloutPhase::Inconclusive, now, &check.message, &mut out);
+                    }
+                }
+                Verdict::Fail => {
+                    r.checks.failed += 1;
+                    if r.first_failed_at.is_none() {
+                        r.first_failed_at = Some(Time(now));
+                    }
+                    if r.checks.failed >= p.failure_limit {
+                        let why = format!(
+                            "{} failed check(s) of {} allowed: {}",
+                            r.checks.failed, p.failure_limit, check.message
+                        );
+                        match (p.rollback, stable) {
+                            (RollbackMode::Automatic, Some(s)) => {
+                                let why = format!(
+                                    "{why}; restoring revision {}",
+                                    r.stable_revision.clone().unwrap_or_default()
+                                );
+                                go(&mut r, RolloutPhase::RollingBack, now, &why, &mut out);
+                                out.action = Some(Action::Rollback {
+                                    template: s.template.clone(),
+                                    saved,
+                                });
+                                out.requeue = Some(Duration::ZERO);
+                            }
+                            (mode, _) => {
+                                let why = if mode == RollbackMode::Automatic {
+                                    format!("{why}; the previous revision's ReplicaSet is gone, so the rollout is held for a person")
+                                } else {
+                                    format!("{why}; held for a person (rollback: Pause)")
+                                };
+                                go(&mut r, RolloutPhase::Held, now, &why, &mut out);
+                                let e = exposure(&r, d.replicas, now);
+                                out.totals.held += 1;
+                                out.totals.exposure_replica_minutes += e.replica_minutes;
+                                r.exposure = Some(e);
+                                out.action = Some(Action::Pause);
+                            }
+                        }
+                    } else {
+                        out.notes.push(Note {
+                            reason: "CanaryCheckFailed".into(),
+                            message: format!(
+                                "{} ({} of {} failures allowed)",
+                                check.message, r.checks.failed, p.failure_limit
+                            ),
+                            warning: true,
+                        });
+                    }
+                }
+            }
+            out.records.push(r);
+        }
+        RolloutPhase::Promoting => {
+            out.action = Some(Action::Restore { saved });
+            if d.complete() && current.is_some_and(|c| Some(&c.hash) == r.canary_hash.as_ref()) {
+                r.finished_at = Some(Time(now));
+                out.totals.promoted += 1;
+                let why = format!("all {} replicas run revision {}", d.replicas, r.revision);
+                go(&mut r, RolloutPhase::Promoted, now, &why, &mut out);
+            }
+            out.records.push(r);
+        }
+        RolloutPhase::RollingBack => {
+            match stable {
+                Some(s) => {
+                    out.action = Some(Action::Rollback {
+                        template: s.template.clone(),
+                        saved,
+                    });
+                    let canary_left = r
+                        .canary_hash
+                        .as_ref()
+                        .and_then(|h| replica_sets.iter().find(|rs| &rs.hash == h))
+                        .map(|rs| rs.replicas)
+                        .unwrap_or(0);
+                    if d.complete() && current.is_some_and(|c| c.hash == s.hash) && canary_left == 0 {
+                        r.finished_at = Some(Time(now));
+                        let e = exposure(&r, d.replicas, now);
+                        out.totals.rolled_back += 1;
+                        out.totals.exposure_replica_minutes += e.replica_minutes;
+                        r.exposure = Some(e);
+                        let why = format!(
+                            "all {} replicas are back on revision {}",
+                            d.replicas,
+                            r.stable_revision.clone().unwrap_or_default()
+                        );
+                        go(&mut r, RolloutPhase::RolledBack, now, &why, &mut out);
+                    }
+                }
+                None => {
+                    go(&mut r, RolloutPhase::Held, now, "the previous revision's ReplicaSet is gone; held for a person", &mut out);
+                    out.action = Some(Action::Pause);
+                }
+            }
+            out.records.push(r);
+        }
+        RolloutPhase::Held => {
+            out.action = Some(Action::Pause);
+            out.records.push(r);
+        }
+        RolloutPhase::Promoted
+        | RolloutPhase::RolledBack
+        | RolloutPhase::Superseded
+        | RolloutPhase::Released => {}
+    }
+    out
+}
+
+/// Starts a rollout of the template the webhook held: records the stable revision and the
+/// Deployment's own settings (or those carried over from a superseded rollout).
+fn start(
+    p: &Policy,
+    d: &DeploymentView,
+    replica_sets: &[ReplicaSetView],
+    now: Timestamp,
+    carry: Option<(
+        Option<String>,
+        Option<String>,
+        crate::api::canary_policy::SavedSettings,
+    )>,
+    out: &mut Decision,
+) {
+    let (stable_hash, stable_revision, saved) = match carry {
+        Some(c) => c,
+        None => {
+            let stable = replica_sets.iter().find(|rs| {
+                rs.revision.is_some() && rs.revision == d.revision && rs.template != d.template
+            });
+            let Some(stable) = stable else {
+                out.action = Some(Action::Restore {
+                    saved: d.settings.clone(),
+                });
+                out.notes.push(Note {
+                    reason: "CanaryNotStarted".into(),
+                    message: format!(
+                        "{} has no running previous revision to compare with; released without analysis",
+                        d.name
+                    ),
+                    warning: true,
+                });
+                return;
+            };
+            (
+                Some(stable.hash.clone()),
+                stable.revision.clone(),
+                d.settings.clone(),
+            )
+        }
+    };
+    let k = canary_replicas(p.steps[0].0, d.replicas);
+    let mut r = RolloutRecord {
+        deployment: d.name.clone(),
+        revision: String::new(),
+        phase: RolloutPhase::Progressing,
+        step: 0,
+        canary_replicas: k,
+        checks: CheckCounts::default(),
+        canary_hash: None,
+        stable_hash,
+        stable_revision,
+        saved: Some(saved),
+        started_at: Some(Time(now)),
+        step_started_at: None,
+        last_check_at: None,
+        first_failed_at: None,
+        finished_at: None,
+        metrics: Vec::new(),
+        exposure: None,
+        was_inconclusive: false,
+        message: None,
+        transitions: Vec::new(),
+    };
+    let why = format!(
+        "new template of {} held; step 1: moving {k} of {} replicas to it",
+        d.name, d.replicas
+    );
+    go(&mut r, RolloutPhase::Progressing, now, &why, out);
+    out.records.push(r);
+    out.action = Some(Action::Hold { canary_replicas: k });
+    out.requeue = Some(Duration::ZERO);
+}
+
+/// Moves `r` to `phase`, keeps the transition and the message, and notes an Event.
+fn go(r: &mut RolloutRecord, phase: RolloutPhase, now: Timestamp, why: &str, out: &mut Decision) {
+    r.phase = phase;
+    r.message = Some(why.to_string());
+    if r.transitions.len() >= MAX_TRANSITIONS {
+        r.transitions.remove(1);
+    }
+    let k = match phase {
+        RolloutPhase::RolledBack
+        | RolloutPhase::Released
+        | RolloutPhase::Superseded
+        | RolloutPhase::Promoted => 0,
+        _ => r.canary_replicas,
+    };
+    r.transitions.push(Transition {
+        at: Time(now),
+        phase,
+        step: r.step,
+        canary_replicas: k,
+        reason: why.to_string(),
+    });
+    out.notes.push(Note {
+        reason: format!("Canary{phase:?}"),
+        message: format!("{}: {why}", r.deployment),
+        warning: matches!(
+            phase,
+            RolloutPhase::RollingBack
+                | RolloutPhase::RolledBack
+                | RolloutPhase::Held
+                | RolloutPhase::Inconclusive
+        ),
+    });
+}
+
+/// Exposure of users to the new revision from the rollout's start until `now`: the
+/// largest share of replicas it had, minutes, and replica-minutes (steps' targets over time).
+pub fn exposure(r: &RolloutRecord, replicas: i32, now: Timestamp) -> Exposure {
+    let mut replica_ms = 0f64;
+    let mut max_k = 0;
+    for (i, t) in r.transitions.iter().enumerate() {
+        let until = r
+            .transitions
+            .get(i + 1)
+            .map(|n| n.at.0)
+            .unwrap_or(now);
+        let ms = (until.as_millisecond() - t.at.0.as_millisecond()).max(0) as f64;
+        replica_ms += ms * t.canary_replicas as f64;
+        max_k = max_k.max(t.canary_replicas);
+    }
+    let minutes = r
+        .started_at
+        .as_ref()
+        .map(|s| ms_between(s, now).max(0) as f64 / 60_000.0)
+        .unwrap_or(0.0);
+    Exposure {
+        max_share_percent: round2(100.0 * max_k as f64 / replicas.max(1) as f64),
+        minutes: round2(minutes),
+        replica_minutes: round2(replica_ms / 60_000.0),
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::canary_policy::{CheckResult, SavedSettings};
+    use serde_json::json;
+
+    fn policy() -> Policy {
+        Policy {
+            name: "p".into(),
+            steps: vec![(25, Duration::from_secs(10)), (50, Duration::from_secs(10))],
+            interval: Duration::from_secs(2),
+            failure_limit: 1,
+            rollback: RollbackMode::Automatic,
+        }
+    }
+
+    fn tmpl(image: &str) -> serde_json::Value {
+        json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": image}]}})
+    }
+
+    fn user_settings() -> SavedSettings {
+        SavedSettings {
+            strategy: r#"{"type":"RollingUpdate"}"#.into(),
+            min_ready_seconds: None,
+            progress_deadline_seconds: Some(600),
+        }
+    }
+
+    /// A Deployment of 4 replicas whose template is `image`.
+    fn dep(image: &str, paused: bool, hold: bool) -> DeploymentView {
+        DeploymentView {
+            name: "web".into(),
+            resource_version: "1".into(),
+            generation: 2,
+            observed_generation: 2,
+            replicas: 4,
+            paused,
+            revision: Some("1".into()),
+            hold: hold.then(|| "p".to_string()),
+            template: tmpl(image),
+            settings: user_settings(),
+            status_replicas: 4,
+            updated_replicas: 4,
+            available_replicas: 4,
+        }
+    }
+
+    fn rs(hash: &str, image: &str, rev: &str, replicas: i32, ready: i32) -> ReplicaSetView {
+        ReplicaSetView {
+            hash: hash.into(),
+            revision: Some(rev.into()),
+            replicas,
+            ready_replicas: ready,
+            available_replicas: ready,
+            template: tmpl(image),
+        }
+    }
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    fn check(verdict: Verdict) -> Check {
+        Check {
+            results: vec![MetricResult {
+                name: "errors".into(),
+                query: "q".into(),
+                value: Some(0.0),
+                stable_value: None,
+                stable_query: None,
+                result: CheckResult::Pass,
+                dry_run: false,
+                message: None,
+            }],
+            verdict,
+            message: format!("{verdict:?}"),
+        }
+    }
+
+    #[test]
+    fn weights_become_replica_counts() {
+        assert_eq!(canary_replicas(25, 4), 1);
+        assert_eq!(canary_replicas(10, 4), 1);
+        assert_eq!(canary_replicas(50, 4), 2);
+        assert_eq!(canary_replicas(51, 4), 3);
+        assert_eq!(canary_replicas(100, 4), 4);
+        assert_eq!(canary_replicas(1, 1), 1);
+        assert_eq!(canary_replicas(50, 0), 1);
+    }
+
+    #[test]
+    fn an_ungoverned_or_unheld_deployment_is_left_alone() {
+        let d = dep("v1", false, false);
+        let rss = [rs("a", "v1", "1", 4, 4)];
+        let out = plan(&policy(), None, Some(&d), &rss, true, t(0), None);
+        assert!(out.records.is_empty() && out.action.is_none() && out.notes.is_empty());
+        let out = plan(&policy(), None, Some(&d), &rss, false, t(0), None);
+        assert!(out.action.is_none());
+    }
+
+    /// Walks a good version through both steps to Promoted, with the state kept only in
+    /// the records (as status would), and checks every action on the way.
+    #[test]
+    fn a_good_version_walks_every_step_to_promoted() {
+        let p = policy();
+        let mut d = dep("v2", true, true);
+        let mut rss = vec![rs("a", "v1", "1", 4, 4)];
+        let out = plan(&p, None, Some(&d), &rss, true, t(0), None);
+        let mut r = out.records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::Progressing);
+        assert_eq!(r.stable_hash.as_deref(), Some("a"));
+        assert_eq!(r.saved, Some(user_settings()));
+        assert_eq!(out.action, Some(Action::Hold { canary_replicas: 1 }));
+
+        // The Deployment controller made the new ReplicaSet with one ready pod.
+        d.paused = false;
+        d.revision = Some("2".into());
+        rss = vec![rs("a", "v1", "1", 3, 3), rs("b", "v2", "2", 1, 1)];
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(1), None);
+        r = out.records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::Analyzing);
+        assert_eq!(r.canary_hash.as_deref(), Some("b"));
+        assert_eq!(r.revision, "2");
+        assert_eq!(out.totals.analyzed, 1);
+
+        // Checks every 2 s; the step lasts 10 s.
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(1), None);
+        assert!(out.check_due);
+        let mut now = 1;
+        loop {
+            let out = plan(&p, Some(&r), Some(&d), &rss, true, t(now), Some(&check(Verdict::Pass)));
+            r = out.records[0].clone();
+            if r.phase == RolloutPhase::Progressing {
+                assert_eq!(out.action, Some(Action::Hold { canary_replicas: 2 }));
+                break;
+            }
+            // not due again before the interval
+            let early = plan(&p, Some(&r), Some(&d), &rss, true, t(now + 1), None);
+            assert!(!early.check_due);
+            assert_eq!(early.requeue, Some(Duration::from_secs(1)));
+            now += 2;
+            assert!(now < 20, "step 1 never ended");
+        }
+        assert_eq!(now, 11, "step 1 ends at its first passing check after 10 s");
+        assert_eq!(r.step, 1);
+
+        rss = vec![rs("a", "v1", "1", 2, 2), rs("b", "v2", "2", 2, 2)];
+        r = plan(&p, Some(&r), Some(&d), &rss, true, t(12), None).records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::Analyzing);
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(22), Some(&check(Verdict::Pass)));
+        r = out.records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::Promoting);
+        assert_eq!(out.action, Some(Action::Restore { saved: user_settings() }));
+
+        // Not Promoted until every replica runs the new revision.
+        d.updated_replicas = 2;
+        assert_eq!(
+            plan(&p, Some(&r), Some(&d), &rss, true, t(23), None).records[0].phase,
+            RolloutPhase::Promoting
+        );
+        d.updated_replicas = 4;
+        rss = vec![rs("a", "v1", "1", 0, 0), rs("b", "v2", "2", 4, 4)];
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(24), None);
+        r = out.records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::Promoted);
+        assert_eq!(out.totals.promoted, 1);
+        assert!(r.finished_at.is_some());
+        assert_eq!(r.checks.passed, 7);
+        let phases: Vec<_> = r.transitions.iter().map(|t| t.phase).collect();
+        use RolloutPhase::*;
+        assert_eq!(
+            phases,
+            [Progressing, Analyzing, Progressing, Analyzing, Promoting, Promoted]
+        );
+        assert!(out.notes.iter().any(|n| n.reason == "CanaryPromoted"));
+    }
+
+    fn analysing() -> (RolloutRecord, DeploymentView, Vec<ReplicaSetView>) {
+        let mut d = dep("v2", true, true);
+        let rss = vec![rs("a", "v1", "1", 4, 4)];
+        let r = plan(&policy(), None, Some(&d), &rss, true, t(0), None).records[0].clone();
+        d.paused = false;
+        let rss = vec![rs("a", "v1", "1", 3, 3), rs("b", "v2", "2", 1, 1)];
+        let r = plan(&policy(), Some(&r), Some(&d), &rss, true, t(60), None).records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::Analyzing);
+        (r, d, rss)
+    }
+
+    #[test]
+    fn a_failed_check_rolls_back_to_the_stable_template() {
+        let (r, mut d, mut rss) = analysing();
+        let out = plan(&policy(), Some(&r), Some(&d), &rss, true, t(62), Some(&check(Verdict::Fail)));
+        let r = out.records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::RollingBack);
+        assert_eq!(r.first_failed_at, Some(Time(t(62))));
+        assert_eq!(
+            out.action,
+            Some(Action::Rollback {
+                template: tmpl("v1"),
+                saved: user_settings()
+            })
+        );
+        // The Deployment controller brings the stable ReplicaSet back.
+        d.template = tmpl("v1");
+        rss = vec![rs("a", "v1", "3", 4, 4), rs("b", "v2", "2", 1, 1)];
+        let out = plan(&policy(), Some(&r), Some(&d), &rss, true, t(63), None);
+        assert_eq!(out.records[0].phase, RolloutPhase::RollingBack, "canary pod still there");
+        rss[1].replicas = 0;
+        let out = plan(&policy(), Some(&r), Some(&d), &rss, true, t(64), None);
+        let r = &out.records[0];
+        assert_eq!(r.phase, RolloutPhase::RolledBack);
+        assert_eq!(out.totals.rolled_back, 1);
+        let e = r.exposure.clone().unwrap();
+        assert_eq!(e.max_share_percent, 25.0);
+        assert_eq!(e.minutes, round2(64.0 / 60.0));
+        // 1 replica from 0 s to 64 s (the rolled-back transition carries 0)
+        assert_eq!(e.replica_minutes, round2(64.0 / 60.0));
+    }
+
+    #[test]
+    fn failure_limit_and_pause_mode() {
+        let (r, d, rss) = analysing();
+        let mut p = policy();
+        p.failure_limit = 2;
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(62), Some(&check(Verdict::Fail)));
+        let r = out.records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::Analyzing);
+        assert!(out.notes.iter().any(|n| n.reason == "CanaryCheckFailed"));
+        p.rollback = RollbackMode::Pause;
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(64), Some(&check(Verdict::Fail)));
+        assert_eq!(out.records[0].phase, RolloutPhase::Held);
+        assert_eq!(out.action, Some(Action::Pause));
+        assert_eq!(out.totals.held, 1);
+        assert_eq!(out.records[0].first_failed_at, Some(Time(t(62))));
+    }
+
+    #[test]
+    fn no_data_holds_and_restarts_the_step_clock() {
+        let (r, d, rss) = analysing();
+        let p = policy();
+        let mut r = r;
+        for s in [62, 64, 66, 68, 70, 72, 74] {
+            let out = plan(&p, Some(&r), Some(&d), &rss, true, t(s), Some(&check(Verdict::Inconclusive)));
+            r = out.records[0].clone();
+            assert_eq!(r.phase, RolloutPhase::Inconclusive);
+            assert_eq!(out.action, Some(Action::Hold { canary_replicas: 1 }));
+        }
+        assert_eq!(r.checks.inconclusive, 7);
+        assert_eq!(
+            r.transitions.iter().filter(|t| t.phase == RolloutPhase::Inconclusive).count(),
+            1,
+            "one transition, not one per check"
+        );
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(76), Some(&check(Verdict::Pass)));
+        r = out.records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::Analyzing, "step not passed: its clock restarted");
+        assert_eq!(r.step, 0);
+        assert_eq!(r.step_started_at, Some(Time(t(76))));
+    }
+
+    #[test]
+    fn losing_the_policy_restores_the_deployment() {
+        let (r, d, rss) = analysing();
+        let out = plan(&policy(), Some(&r), Some(&d), &rss, false, t(70), None);
+        assert_eq!(out.records[0].phase, RolloutPhase::Released);
+        assert_eq!(out.action, Some(Action::Restore { saved: user_settings() }));
+        let out = plan(&policy(), Some(&r), None, &rss, true, t(70), None);
+        assert_eq!(out.records[0].phase, RolloutPhase::Released);
+        assert!(out.action.is_none());
+    }
+
+    #[test]
+    fn a_newer_template_supersedes_the_running_rollout() {
+        let (r, mut d, mut rss) = analysing();
+        d.template = tmpl("v3");
+        d.paused = true;
+        let out = plan(&policy(), Some(&r), Some(&d), &rss, true, t(70), None);
+        assert_eq!(out.records.len(), 2);
+        assert_eq!(out.records[0].phase, RolloutPhase::Superseded);
+        let new = &out.records[1];
+        assert_eq!(new.phase, RolloutPhase::Progressing);
+        assert_eq!(new.stable_hash.as_deref(), Some("a"));
+        assert_eq!(new.saved, Some(user_settings()), "the user's settings, not the held ones");
+        // Set back to the stable revision by hand: the rollout ends and the Deployment is given back.
+        d.template = tmpl("v1");
+        rss[0].revision = Some("3".into());
+        let out = plan(&policy(), Some(&r), Some(&d), &rss, true, t(70), None);
+        assert_eq!(out.records.len(), 1);
+        assert_eq!(out.records[0].phase, RolloutPhase::Superseded);
+        assert!(matches!(out.action, Some(Action::Restore { .. })));
+    }
+
+    #[test]
+    fn no_previous_revision_means_no_canary() {
+        let d = dep("v2", true, true);
+        let out = plan(&policy(), None, Some(&d), &[], true, t(0), None);
+        assert!(out.records.is_empty());
+        assert!(matches!(out.action, Some(Action::Restore { .. })));
+        assert_eq!(out.notes[0].reason, "CanaryNotStarted");
+    }
+}
