@@ -9,6 +9,7 @@
 //! - [`slo`]: the pure core of ResponseTimeTarget: figures, conditions, burn-rate rules.
 //! - [`controllers`]: one thin controller per kind.
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
+//! - [`webhook`]: the HTTPS admission webhook that holds new templates of governed Deployments.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
 
 pub mod api;
@@ -21,3 +22,4 @@ pub mod operator;
 pub mod prom;
 pub mod slo;
 pub mod synthetic;
+pub mod webhook;

@@ -21,6 +21,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; boxing the large `run` variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
@@ -58,6 +60,11 @@ enum Command {
         /// Evaluation interval of ResponseTimeTargets that set none.
         #[arg(long, default_value = "1m", value_parser = parse_duration)]
         default_interval: Duration,
+        /// Watch and act in this namespace only (default: every namespace).
+        #[arg(long, env = "MATURITY_NAMESPACE")]
+        namespace: Option<String>,
+        #[command(flatten)]
+        webhook: WebhookArgs,
     },
     /// Print the CustomResourceDefinitions (YAML); with --out-dir, write one file per kind.
     Crd {
@@ -82,6 +89,94 @@ enum Command {
         #[arg(long = "series", value_parser = parse_series)]
         series: Vec<(synthetic::Labels, synthetic::Traffic)>,
     },
+}
+
+/// The admission webhook that holds new templates of Deployments governed by a CanaryPolicy.
+#[derive(clap::Args)]
+struct WebhookArgs {
+    /// Serve the webhook (HTTPS) on this address; without it CanaryPolicies cannot hold a rollout.
+    #[arg(long, env = "MATURITY_WEBHOOK_ADDR")]
+    webhook_addr: Option<SocketAddr>,
+    /// How the API server reaches the webhook: a Service as `namespace/name:port`.
+    #[arg(long, env = "MATURITY_WEBHOOK_SERVICE", conflicts_with = "webhook_url")]
+    webhook_service: Option<String>,
+    /// How the API server reaches the webhook: a base URL, e.g. https://127.0.0.1:9443.
+    #[arg(long, env = "MATURITY_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// Name of the MutatingWebhookConfiguration the operator keeps up to date.
+    #[arg(long, default_value = "maturity-operator")]
+    webhook_configuration: String,
+    /// Directory with tls.crt, tls.key and ca.crt (e.g. a mounted Secret); default: a
+    /// certificate made at start.
+    #[arg(long, env = "MATURITY_WEBHOOK_CERT_DIR")]
+    webhook_cert_dir: Option<PathBuf>,
+    /// Ignore (Deployments change without a canary while the operator is down) or Fail.
+    #[arg(long, default_value = "Ignore", value_parser = ["Ignore", "Fail"])]
+    webhook_failure_policy: String,
+}
+
+impl WebhookArgs {
+    fn config(
+        self,
+        namespace: Option<String>,
+    ) -> Result<Option<operator::WebhookConfig>, String> {
+        use maturity_operator::webhook::{Endpoint, Settings};
+        let Some(addr) = self.webhook_addr else {
+            return Ok(None);
+        };
+        let (endpoint, hosts) = match (self.webhook_service, self.webhook_url) {
+            (Some(svc), None) => {
+                let parsed = svc.split_once('/').and_then(|(ns, rest)| {
+                    let (name, port) = rest.split_once(':').unwrap_or((rest, "443"));
+                    Some((ns.to_string(), name.to_string(), port.parse::<i32>().ok()?))
+                });
+                let Some((ns, name, port)) = parsed else {
+                    return Err(format!(
+                        "--webhook-service {svc:?}: expected namespace/name:port, e.g. maturity/maturity-operator-webhook:443"
+                    ));
+                };
+                let hosts = vec![
+                    format!("{name}.{ns}.svc"),
+                    format!("{name}.{ns}.svc.cluster.local"),
+                ];
+                (
+                    Endpoint::Service {
+                        namespace: ns,
+                        name,
+                        port,
+                    },
+                    hosts,
+                )
+            }
+            (None, Some(url)) => {
+                let host = url
+                    .strip_prefix("https://")
+                    .map(|rest| rest.split(['/', ':']).next().unwrap_or_default().to_string())
+                    .filter(|h| !h.is_empty())
+                    .ok_or_else(|| {
+                        format!("--webhook-url {url:?}: expected https://host[:port]")
+                    })?;
+                (Endpoint::Url(url), vec![host])
+            }
+            _ => {
+                return Err(
+                    "--webhook-addr needs --webhook-service namespace/name:port or --webhook-url https://host:port"
+                        .into(),
+                );
+            }
+        };
+        Ok(Some(operator::WebhookConfig {
+            settings: Settings {
+                addr,
+                endpoint,
+                configuration: self.webhook_configuration,
+                namespace,
+                failure_policy: self.webhook_failure_policy,
+            },
+            cert_dir: self.webhook_cert_dir,
+            hosts,
+        }))
+    }
 }
 
 fn prometheus_auth(
@@ -171,6 +266,8 @@ async fn main() -> ExitCode {
             prometheus_username,
             tick,
             default_interval,
+            namespace,
+            webhook,
         } => {
             init_tracing(log_json);
             let auth = match prometheus_auth(prometheus_bearer_token_file, prometheus_username) {
@@ -186,12 +283,21 @@ async fn main() -> ExitCode {
             prometheus.max_in_flight = prometheus_max_in_flight;
             prometheus.auth = auth;
             prometheus.ca_file = prometheus_ca_file;
+            let webhook = match webhook.config(namespace.clone()) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("maturity-operator: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             match operator::run(operator::RunConfig {
                 http_addr,
                 api_timeout,
                 prometheus,
                 tick,
                 default_interval,
+                namespace,
+                webhook,
             })
             .await
             {

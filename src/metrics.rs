@@ -29,7 +29,21 @@ pub struct Metrics {
     pub rtt_burn_rate: GaugeVec,
     /// As above plus `state` (met, missed, unknown, error): 1 for the current state.
     pub rtt_state: GaugeVec,
+    /// Admission webhook answers by outcome (held, allowed).
+    pub webhook_requests: IntCounterVec,
+    /// Per CanaryPolicy (namespace, policy): Deployments in its namespace and governed by it.
+    pub canary_deployments: IntGaugeVec,
+    /// Per CanaryPolicy plus `outcome` (analyzed, promoted, rolled_back, held, inconclusive): the status totals.
+    pub canary_rollouts: IntGaugeVec,
+    /// Per CanaryPolicy: replica-minutes served by failed revisions (status totals).
+    pub canary_exposure_replica_minutes: GaugeVec,
+    /// Per failed rollout in status (namespace, policy, deployment, revision): share and minutes.
+    pub canary_failed_exposure_share: GaugeVec,
+    pub canary_failed_exposure_minutes: GaugeVec,
 }
+
+/// Labels of the per-policy canary series.
+pub const CANARY_LABELS: &[&str] = &["namespace", "policy"];
 
 /// Labels of the per-target series.
 pub const RTT_LABELS: &[&str] = &["namespace", "name", "service", "request_class"];
@@ -116,6 +130,55 @@ impl Metrics {
             "1 for the target's current state (met, missed, unknown, error), 0 for the others.",
             &["state"],
         );
+        let webhook_requests = IntCounterVec::new(
+            Opts::new(
+                "maturity_operator_webhook_requests_total",
+                "Admission requests for Deployments, by outcome (held: a new template paused for its canary; allowed: passed untouched).",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let canary_deployments = IntGaugeVec::new(
+            Opts::new(
+                "maturity_canary_deployments",
+                "Deployments in the policy's namespace (scope=namespace) and governed by it (scope=governed).",
+            ),
+            &["namespace", "policy", "scope"],
+        )
+        .expect("static metric definition");
+        let canary_rollouts = IntGaugeVec::new(
+            Opts::new(
+                "maturity_canary_rollouts",
+                "Rollouts since the policy was created, by outcome (analyzed, promoted, rolled_back, held, inconclusive).",
+            ),
+            &["namespace", "policy", "outcome"],
+        )
+        .expect("static metric definition");
+        let canary_exposure_replica_minutes = GaugeVec::new(
+            Opts::new(
+                "maturity_canary_exposure_replica_minutes",
+                "Replica-minutes served by revisions whose canary failed, since the policy was created.",
+            ),
+            CANARY_LABELS,
+        )
+        .expect("static metric definition");
+        let failed = ["namespace", "policy", "deployment", "revision"];
+        let canary_failed_exposure_share = GaugeVec::new(
+            Opts::new(
+                "maturity_canary_failed_exposure_share_percent",
+                "Largest share of replicas a failed revision had, per failed rollout kept in status.",
+            ),
+            &failed,
+        )
+        .expect("static metric definition");
+        let canary_failed_exposure_minutes = GaugeVec::new(
+            Opts::new(
+                "maturity_canary_failed_exposure_minutes",
+                "Minutes users were exposed to a failed revision, per failed rollout kept in status.",
+            ),
+            &failed,
+        )
+        .expect("static metric definition");
         for m in [
             Box::new(info) as Box<dyn prometheus::core::Collector>,
             Box::new(watched_resources.clone()),
@@ -128,6 +191,12 @@ impl Metrics {
             Box::new(rtt_error_budget_remaining.clone()),
             Box::new(rtt_burn_rate.clone()),
             Box::new(rtt_state.clone()),
+            Box::new(webhook_requests.clone()),
+            Box::new(canary_deployments.clone()),
+            Box::new(canary_rollouts.clone()),
+            Box::new(canary_exposure_replica_minutes.clone()),
+            Box::new(canary_failed_exposure_share.clone()),
+            Box::new(canary_failed_exposure_minutes.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -143,6 +212,12 @@ impl Metrics {
             rtt_error_budget_remaining,
             rtt_burn_rate,
             rtt_state,
+            webhook_requests,
+            canary_deployments,
+            canary_rollouts,
+            canary_exposure_replica_minutes,
+            canary_failed_exposure_share,
+            canary_failed_exposure_minutes,
         }
     }
 

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use kube::runtime::reflector::{self, Store};
 
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
+use crate::controllers::canary_policy as canary;
 use crate::controllers::response_time_target as rtt;
 use crate::metrics::Metrics;
 use crate::prom::{PromClient, PromConfig};
@@ -48,6 +49,8 @@ pub enum Error {
     Signal(#[source] std::io::Error),
     #[error("invalid Prometheus settings: {0}")]
     Prometheus(#[source] crate::prom::QueryError),
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::Error),
 }
 
 /// Settings of `maturity-operator run`.
@@ -63,6 +66,20 @@ pub struct RunConfig {
     pub tick: Duration,
     /// Evaluation interval of targets that set none.
     pub default_interval: Duration,
+    /// Watch and act in this namespace only (None: every namespace).
+    pub namespace: Option<String>,
+    /// The admission webhook that holds new templates of governed Deployments (None: off;
+    /// CanaryPolicies then cannot hold a rollout).
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// The webhook's settings and where its certificate comes from.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub settings: crate::webhook::Settings,
+    /// `tls.crt`, `tls.key`, `ca.crt` (a mounted Secret); None: made at start for `hosts`.
+    pub cert_dir: Option<std::path::PathBuf>,
+    pub hosts: Vec<String>,
 }
 
 const KINDS: usize = 4;
@@ -178,12 +195,26 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
 
     let prom = PromClient::new(config.prometheus.clone(), shared.metrics.clone())
         .map_err(Error::Prometheus)?;
-    let (rtt_store, rtt_watch) = spawn_reflector::<ResponseTimeTarget>(&client, &shared, &stop_rx);
-    let watchers = vec![
+    let ns = config.namespace.as_deref();
+    let (rtt_store, rtt_watch) =
+        spawn_reflector::<ResponseTimeTarget>(&client, ns, &shared, &stop_rx);
+    let (canary, canary_store) = canary::controller(&client, ns);
+    let mut watchers = vec![
         rtt_watch,
-        spawn_reflector::<CanaryPolicy>(&client, &shared, &stop_rx).1,
-        spawn_reflector::<DrillSchedule>(&client, &shared, &stop_rx).1,
-        spawn_reflector::<MaturityAssessment>(&client, &shared, &stop_rx).1,
+        spawn_store_readiness(canary_store.clone(), &shared, &stop_rx),
+        spawn_reflector::<DrillSchedule>(&client, ns, &shared, &stop_rx).1,
+        spawn_reflector::<MaturityAssessment>(&client, ns, &shared, &stop_rx).1,
+        tokio::spawn(canary::run(
+            canary,
+            client.clone(),
+            prom.clone(),
+            shared.metrics.clone(),
+            canary::Settings {
+                api_timeout: config.api_timeout,
+                namespace: config.namespace.clone(),
+            },
+            stop_rx.clone(),
+        )),
         tokio::spawn(
             rtt::Controller::new(
                 client.clone(),
@@ -199,6 +230,23 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             .run(stop_rx.clone()),
         ),
     ];
+    if let Some(w) = &config.webhook {
+        let certs = match &w.cert_dir {
+            Some(dir) => crate::webhook::Certs::from_dir(dir)?,
+            None => crate::webhook::Certs::generate(&w.hosts)?,
+        };
+        let (_, task) = crate::webhook::serve(
+            &w.settings,
+            &certs,
+            canary_store.clone(),
+            shared.metrics.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
+        watchers.push(task);
+        crate::webhook::register(&client, &w.settings, &certs.ca_pem).await?;
+        tracing::info!(configuration = %w.settings.configuration, "admission webhook registered");
+    }
 
     shutdown_signal().await?;
     tracing::info!("shutting down");
@@ -219,11 +267,12 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
 /// kind synced after its first complete list. Controllers read the returned store.
 fn spawn_reflector<K>(
     client: &Client,
+    namespace: Option<&str>,
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
-    K: Resource<DynamicType = ()>
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + DeserializeOwned
         + std::fmt::Debug
@@ -232,7 +281,10 @@ where
         + 'static,
 {
     let kind = kind_name::<K>();
-    let api: Api<K> = Api::all(client.clone());
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let (store, writer) = reflector::store();
     let reader = store.clone();
     let shared = shared.clone();
@@ -269,6 +321,39 @@ where
         }
     });
     (store, task)
+}
+
+/// Marks a controller's own store synced once its first list completed, and keeps its
+/// object count in the metrics.
+fn spawn_store_readiness<K>(
+    store: Store<K>,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let kind = kind_name::<K>();
+    let shared = shared.clone();
+    let mut stop = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = store.wait_until_ready() => if r.is_err() { return },
+        }
+        shared.synced.fetch_add(1, Ordering::SeqCst);
+        loop {
+            shared
+                .metrics
+                .watched_resources
+                .with_label_values(&[kind])
+                .set(store.state().len() as i64);
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    })
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {

@@ -1,0 +1,414 @@
+//! The admission webhook server: HTTPS with a certificate the operator makes itself (or
+//! one mounted from a Secret), registered by the operator in a
+//! MutatingWebhookConfiguration that carries its CA. It serves one hook, on Deployment
+//! updates, whose decision is [`crate::canary::admission::hold_patch`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, serve::Listener};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
+    WebhookClientConfig,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::ByteString;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::runtime::reflector::Store;
+use kube::Client;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::api::CanaryPolicy;
+use crate::canary::admission::{OWN_FIELD_MANAGER, hold_patch};
+use crate::metrics::Metrics;
+
+/// Path of the Deployment hook.
+pub const DEPLOYMENT_PATH: &str = "/mutate/deployments";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot make the webhook's certificate: {0}")]
+    Cert(String),
+    #[error("cannot read the webhook's certificate files in {dir}: {reason}")]
+    CertFiles { dir: String, reason: String },
+    #[error("cannot serve the webhook on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot register the MutatingWebhookConfiguration {name}: {source}")]
+    Register {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// PEM certificate chain, key, and the CA the API server must trust.
+#[derive(Clone)]
+pub struct Certs {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+}
+
+impl Certs {
+    /// A fresh CA and a serving certificate for `hosts` (DNS names or IP addresses).
+    pub fn generate(hosts: &[String]) -> Result<Self, Error> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let err = |e: rcgen::Error| Error::Cert(e.to_string());
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "maturity-operator webhook CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let ca_key = KeyPair::generate().map_err(err)?;
+        let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf = CertificateParams::new(hosts.to_vec()).map_err(err)?;
+        leaf.distinguished_name
+            .push(DnType::CommonName, "maturity-operator webhook");
+        leaf.use_authority_key_identifier_extension = true;
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate().map_err(err)?;
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(err)?;
+        Ok(Self {
+            cert_pem: leaf_cert.pem(),
+            key_pem: leaf_key.serialize_pem(),
+            ca_pem: ca_cert.pem(),
+        })
+    }
+
+    /// `tls.crt`, `tls.key` and `ca.crt` of a mounted Secret (cert-manager's layout).
+    pub fn from_dir(dir: &Path) -> Result<Self, Error> {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f)).map_err(|e| Error::CertFiles {
+                dir: dir.display().to_string(),
+                reason: format!("{f}: {e}"),
+            })
+        };
+        Ok(Self {
+            cert_pem: read("tls.crt")?,
+            key_pem: read("tls.key")?,
+            ca_pem: read("ca.crt")?,
+        })
+    }
+
+    fn acceptor(&self) -> Result<TlsAcceptor, Error> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| Error::Cert(format!("certificate: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map_err(|e| Error::Cert(format!("key: {e}")))?;
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| Error::Cert(e.to_string()))?;
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// Where the API server reaches the webhook.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// A Service in the cluster: namespace, name, port.
+    Service {
+        namespace: String,
+        name: String,
+        port: i32,
+    },
+    /// A URL (e.g. `https://127.0.0.1:9443` for a local control plane).
+    Url(String),
+}
+
+/// Settings of the webhook.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
+    /// Name of the MutatingWebhookConfiguration the operator owns.
+    pub configuration: String,
+    /// Only Deployments of this namespace are sent (None: all but kube-system).
+    pub namespace: Option<String>,
+    /// `Ignore` (default: Deployments can change while the operator is down, without a
+    /// canary) or `Fail` (template changes of every selected namespace wait for the operator).
+    pub failure_policy: String,
+}
+
+/// TLS on top of a TCP listener; handshakes run in their own tasks so a slow client
+/// never holds up the others.
+struct TlsListener {
+    local: SocketAddr,
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self { local, rx })
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The accept loop ended: nothing will ever come again.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+#[derive(Clone)]
+struct Hook {
+    policies: Store<CanaryPolicy>,
+    metrics: Metrics,
+}
+
+/// Binds the webhook and serves it until `stop`; returns the bound address.
+pub async fn serve(
+    settings: &Settings,
+    certs: &Certs,
+    policies: Store<CanaryPolicy>,
+    metrics: Metrics,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Error> {
+    let acceptor = certs.acceptor()?;
+    let listen = |source| Error::Listen {
+        addr: settings.addr,
+        source,
+    };
+    let tcp = TcpListener::bind(settings.addr).await.map_err(listen)?;
+    let listener = TlsListener::new(tcp, acceptor).map_err(listen)?;
+    let local = listener.local;
+    let app = Router::new()
+        .route(DEPLOYMENT_PATH, post(mutate_deployment))
+        .with_state(Hook { policies, metrics });
+    let task = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "webhook server stopped with an error");
+        }
+    });
+    tracing::info!(%local, "serving the admission webhook");
+    Ok((local, task))
+}
+
+async fn mutate_deployment(
+    State(hook): State<Hook>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => {
+            return Json(AdmissionResponse::invalid(format!("{e:?}")).into_review());
+        }
+    };
+    let response = AdmissionResponse::from(&request);
+    let (Some(new), Some(old)) = (&request.object, &request.old_object) else {
+        return Json(response.into_review());
+    };
+    let namespace = request.namespace.clone().unwrap_or_default();
+    let labels = new.metadata.labels.clone().unwrap_or_default();
+    let state = hook.policies.state();
+    let policy = crate::canary::governing(state.iter().map(|p| p.as_ref()), &namespace, &labels)
+        .and_then(|p| p.metadata.name.clone());
+    let field_manager = request
+        .options
+        .as_ref()
+        .and_then(|o| o.0.get("fieldManager"))
+        .and_then(|f| f.as_str());
+    let (old, new) = (
+        serde_json::to_value(old).unwrap_or_default(),
+        serde_json::to_value(new).unwrap_or_default(),
+    );
+    let Some(ops) = hold_patch(&old, &new, policy.as_deref(), field_manager) else {
+        hook.metrics
+            .webhook_requests
+            .with_label_values(&["allowed"])
+            .inc();
+        return Json(response.into_review());
+    };
+    let patch: json_patch::Patch = match serde_json::from_value(serde_json::Value::Array(ops)) {
+        Ok(p) => p,
+        Err(e) => return Json(response.deny(format!("internal error: {e}")).into_review()),
+    };
+    tracing::info!(namespace, deployment = %request.name, policy = policy.as_deref().unwrap_or(""), "holding a new template for its canary");
+    hook.metrics
+        .webhook_requests
+        .with_label_values(&["held"])
+        .inc();
+    match response.with_patch(patch) {
+        Ok(r) => Json(r.into_review()),
+        Err(e) => Json(
+            AdmissionResponse::from(&request)
+                .deny(format!("internal error: {e}"))
+                .into_review(),
+        ),
+    }
+}
+
+/// Creates or updates the MutatingWebhookConfiguration so the API server sends Deployment
+/// updates to this operator and trusts its certificate.
+pub async fn register(client: &Client, settings: &Settings, ca_pem: &str) -> Result<(), Error> {
+    let client_config = match &settings.endpoint {
+        Endpoint::Service {
+            namespace,
+            name,
+            port,
+        } => WebhookClientConfig {
+            service: Some(ServiceReference {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                path: Some(DEPLOYMENT_PATH.into()),
+                port: Some(*port),
+            }),
+            ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
+            url: None,
+        },
+        Endpoint::Url(url) => WebhookClientConfig {
+            url: Some(format!("{}{DEPLOYMENT_PATH}", url.trim_end_matches('/'))),
+            ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
+            service: None,
+        },
+    };
+    let namespace_selector = match &settings.namespace {
+        Some(ns) => LabelSelector {
+            match_labels: Some([("kubernetes.io/metadata.name".to_string(), ns.clone())].into()),
+            ..Default::default()
+        },
+        None => LabelSelector {
+            match_expressions: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                    key: "kubernetes.io/metadata.name".into(),
+                    operator: "NotIn".into(),
+                    values: Some(vec!["kube-system".into()]),
+                },
+            ]),
+            ..Default::default()
+        },
+    };
+    let config = MutatingWebhookConfiguration {
+        metadata: kube::api::ObjectMeta {
+            name: Some(settings.configuration.clone()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "maturity-operator".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        webhooks: Some(vec![MutatingWebhook {
+            name: "canary.maturity.sre.dev".into(),
+            admission_review_versions: vec!["v1".into()],
+            client_config,
+            failure_policy: Some(settings.failure_policy.clone()),
+            match_policy: Some("Equivalent".into()),
+            namespace_selector: Some(namespace_selector),
+            reinvocation_policy: Some("IfNeeded".into()),
+            rules: Some(vec![RuleWithOperations {
+                api_groups: Some(vec!["apps".into()]),
+                api_versions: Some(vec!["v1".into()]),
+                operations: Some(vec!["UPDATE".into()]),
+                resources: Some(vec!["deployments".into()]),
+                scope: Some("Namespaced".into()),
+            }]),
+            side_effects: "None".into(),
+            timeout_seconds: Some(5),
+            ..Default::default()
+        }]),
+    };
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    api.patch(
+        &settings.configuration,
+        &PatchParams::apply(OWN_FIELD_MANAGER).force(),
+        &Patch::Apply(&config),
+    )
+    .await
+    .map_err(|source| Error::Register {
+        name: settings.configuration.clone(),
+        source,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_certs_load_into_a_tls_acceptor() {
+        crate::prom::init_tls();
+        let c = Certs::generate(&["127.0.0.1".into(), "svc.ns.svc".into()]).unwrap();
+        assert!(c.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_ne!(c.ca_pem, c.cert_pem);
+        assert!(c.acceptor().is_ok());
+    }
+
+    #[test]
+    fn missing_cert_files_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Certs::from_dir(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("tls.crt"), "{err}");
+    }
+}
