@@ -116,10 +116,7 @@ struct WebhookArgs {
 }
 
 impl WebhookArgs {
-    fn config(
-        self,
-        namespace: Option<String>,
-    ) -> Result<Option<operator::WebhookConfig>, String> {
+    fn config(self, namespace: Option<String>) -> Result<Option<operator::WebhookConfig>, String> {
         use maturity_operator::webhook::{Endpoint, Settings};
         let Some(addr) = self.webhook_addr else {
             return Ok(None);
@@ -151,7 +148,12 @@ impl WebhookArgs {
             (None, Some(url)) => {
                 let host = url
                     .strip_prefix("https://")
-                    .map(|rest| rest.split(['/', ':']).next().unwrap_or_default().to_string())
+                    .map(|rest| {
+                        rest.split(['/', ':'])
+                            .next()
+                            .unwrap_or_default()
+                            .to_string()
+                    })
                     .filter(|h| !h.is_empty())
                     .ok_or_else(|| {
                         format!("--webhook-url {url:?}: expected https://host[:port]")

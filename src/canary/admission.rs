@@ -28,7 +28,12 @@ pub fn hold_patch(
     }
     // A user who pauses a Deployment themselves keeps control of it.
     if new.pointer("/spec/paused").and_then(Value::as_bool) == Some(true)
-        && new.pointer(&format!("/metadata/annotations/{}", escape(HOLD_ANNOTATION))).is_none()
+        && new
+            .pointer(&format!(
+                "/metadata/annotations/{}",
+                escape(HOLD_ANNOTATION)
+            ))
+            .is_none()
     {
         return None;
     }
@@ -59,13 +64,29 @@ mod tests {
 
     #[test]
     fn a_template_change_of_a_governed_deployment_is_held() {
-        let ops = hold_patch(&dep("v1", false, None), &dep("v2", false, None), Some("p"), Some("kubectl")).unwrap();
+        let ops = hold_patch(
+            &dep("v1", false, None),
+            &dep("v2", false, None),
+            Some("p"),
+            Some("kubectl"),
+        )
+        .unwrap();
         let mut patched = dep("v2", false, None);
-        json_patch::patch(&mut patched, &serde_json::from_value::<json_patch::Patch>(Value::Array(ops)).unwrap()).unwrap();
+        json_patch::patch(
+            &mut patched,
+            &serde_json::from_value::<json_patch::Patch>(Value::Array(ops)).unwrap(),
+        )
+        .unwrap();
         assert_eq!(patched["spec"]["paused"], true);
         assert_eq!(patched["metadata"]["annotations"][HOLD_ANNOTATION], "p");
         // existing annotations are kept
-        let ops = hold_patch(&dep("v1", false, None), &dep("v2", false, Some(json!({"a": "b"}))), Some("p"), None).unwrap();
+        let ops = hold_patch(
+            &dep("v1", false, None),
+            &dep("v2", false, Some(json!({"a": "b"}))),
+            Some("p"),
+            None,
+        )
+        .unwrap();
         assert_eq!(ops.len(), 2);
     }
 
@@ -73,11 +94,28 @@ mod tests {
     fn everything_else_passes_untouched() {
         let (v1, v2) = (dep("v1", false, None), dep("v2", false, None));
         assert!(hold_patch(&v1, &v2, None, None).is_none(), "not governed");
-        assert!(hold_patch(&v1, &v1, Some("p"), None).is_none(), "template unchanged (scale, labels...)");
-        assert!(hold_patch(&v1, &v2, Some("p"), Some(OWN_FIELD_MANAGER)).is_none(), "the operator's own rollback");
-        assert!(hold_patch(&v1, &dep("v2", true, None), Some("p"), None).is_none(), "paused by the user");
+        assert!(
+            hold_patch(&v1, &v1, Some("p"), None).is_none(),
+            "template unchanged (scale, labels...)"
+        );
+        assert!(
+            hold_patch(&v1, &v2, Some("p"), Some(OWN_FIELD_MANAGER)).is_none(),
+            "the operator's own rollback"
+        );
+        assert!(
+            hold_patch(&v1, &dep("v2", true, None), Some("p"), None).is_none(),
+            "paused by the user"
+        );
         // already held (a newer template during a rollout): held again
         let held = Some(json!({HOLD_ANNOTATION: "p"}));
-        assert!(hold_patch(&dep("v1", true, held.clone()), &dep("v2", true, held), Some("p"), None).is_some());
+        assert!(
+            hold_patch(
+                &dep("v1", true, held.clone()),
+                &dep("v2", true, held),
+                Some("p"),
+                None
+            )
+            .is_some()
+        );
     }
 }

@@ -55,9 +55,9 @@ impl QueryVars {
 
     /// `compare` metrics only: the same query for the stable revision.
     pub fn stable_query(&self, m: &AnalysisMetric) -> Option<Result<String, TemplateError>> {
-        m.compare.as_ref().map(|_| {
-            template::render(m.query.as_str(), &self.values(Some(&self.stable_hash)))
-        })
+        m.compare
+            .as_ref()
+            .map(|_| template::render(m.query.as_str(), &self.values(Some(&self.stable_hash))))
     }
 }
 
@@ -288,7 +288,10 @@ mod tests {
     fn verdicts() {
         use CheckResult::*;
         let v = |rs: &[MetricResult], n| verdict(rs, n).0;
-        assert_eq!(v(&[result(Pass, false)], OnNoData::Inconclusive), Verdict::Pass);
+        assert_eq!(
+            v(&[result(Pass, false)], OnNoData::Inconclusive),
+            Verdict::Pass
+        );
         assert_eq!(
             v(&[result(Pass, false), result(Fail, false)], OnNoData::Pass),
             Verdict::Fail

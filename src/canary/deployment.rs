@@ -148,30 +148,35 @@ pub enum Action {
 /// with a `test` of the resourceVersion, so a Deployment changed meanwhile is not overwritten.
 pub fn patch_for(d: &DeploymentView, action: &Action) -> Vec<Value> {
     let mut ops = Vec::new();
-    let (strategy, min_ready, deadline, paused, hold): (Value, Option<i32>, Option<i32>, bool, bool) =
-        match action {
-            Action::Hold { canary_replicas } => (
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": canary_replicas}}),
-                Some(HOLD_MIN_READY_SECONDS),
-                Some(HOLD_PROGRESS_DEADLINE_SECONDS),
-                false,
-                true,
-            ),
-            Action::Pause => (
-                parse_strategy(&d.settings.strategy),
-                d.settings.min_ready_seconds,
-                d.settings.progress_deadline_seconds,
-                true,
-                true,
-            ),
-            Action::Restore { saved } | Action::Rollback { saved, .. } => (
-                parse_strategy(&saved.strategy),
-                saved.min_ready_seconds,
-                saved.progress_deadline_seconds,
-                false,
-                false,
-            ),
-        };
+    let (strategy, min_ready, deadline, paused, hold): (
+        Value,
+        Option<i32>,
+        Option<i32>,
+        bool,
+        bool,
+    ) = match action {
+        Action::Hold { canary_replicas } => (
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": canary_replicas}}),
+            Some(HOLD_MIN_READY_SECONDS),
+            Some(HOLD_PROGRESS_DEADLINE_SECONDS),
+            false,
+            true,
+        ),
+        Action::Pause => (
+            parse_strategy(&d.settings.strategy),
+            d.settings.min_ready_seconds,
+            d.settings.progress_deadline_seconds,
+            true,
+            true,
+        ),
+        Action::Restore { saved } | Action::Rollback { saved, .. } => (
+            parse_strategy(&saved.strategy),
+            saved.min_ready_seconds,
+            saved.progress_deadline_seconds,
+            false,
+            false,
+        ),
+    };
     if let Action::Rollback { template, .. } = action
         && &d.template != template
     {
@@ -273,7 +278,10 @@ mod tests {
         let r = ReplicaSetView::from_replica_set(&rs).unwrap();
         assert_eq!(r.hash, "abc");
         assert_eq!(r.revision.as_deref(), Some("1"));
-        assert_eq!((r.replicas, r.ready_replicas, r.available_replicas), (4, 3, 2));
+        assert_eq!(
+            (r.replicas, r.ready_replicas, r.available_replicas),
+            (4, 3, 2)
+        );
         // Equal to the Deployment's template: this is the ReplicaSet of that template.
         assert_eq!(r.template, view().template);
     }
@@ -305,13 +313,19 @@ mod tests {
         let saved = view().settings;
         let mut held = view();
         held.settings = SavedSettings {
-            strategy: r#"{"type":"RollingUpdate","rollingUpdate":{"maxSurge":0,"maxUnavailable":1}}"#
-                .into(),
+            strategy:
+                r#"{"type":"RollingUpdate","rollingUpdate":{"maxSurge":0,"maxUnavailable":1}}"#
+                    .into(),
             min_ready_seconds: Some(HOLD_MIN_READY_SECONDS),
             progress_deadline_seconds: Some(HOLD_PROGRESS_DEADLINE_SECONDS),
         };
         held.paused = false;
-        let p = patch_for(&held, &Action::Restore { saved: saved.clone() });
+        let p = patch_for(
+            &held,
+            &Action::Restore {
+                saved: saved.clone(),
+            },
+        );
         let find = |path: &str| p.iter().find(|o| o["path"] == path).cloned();
         assert_eq!(
             find("/spec/strategy").unwrap()["value"],
@@ -342,7 +356,13 @@ mod tests {
                 saved: v.settings.clone(),
             },
         );
-        assert_eq!(p[1], json!({"op": "replace", "path": "/spec/template", "value": old}));
-        assert!(p.iter().any(|o| o["path"] == "/spec/paused" && o["value"] == false));
+        assert_eq!(
+            p[1],
+            json!({"op": "replace", "path": "/spec/template", "value": old})
+        );
+        assert!(
+            p.iter()
+                .any(|o| o["path"] == "/spec/paused" && o["value"] == false)
+        );
     }
 }

@@ -90,7 +90,13 @@ pub fn plan(
     let Some(d) = deployment else {
         if let Some(r) = active {
             let mut r = r.clone();
-            go(&mut r, RolloutPhase::Released, now, "the Deployment was deleted", &mut out);
+            go(
+                &mut r,
+                RolloutPhase::Released,
+                now,
+                "the Deployment was deleted",
+                &mut out,
+            );
             r.finished_at = Some(Time(now));
             out.records.push(r);
         }
@@ -100,7 +106,13 @@ pub fn plan(
         if let Some(r) = active {
             let mut r = r.clone();
             let saved = r.saved.clone().unwrap_or_else(|| d.settings.clone());
-            go(&mut r, RolloutPhase::Released, now, "the policy no longer governs this Deployment; its own settings are restored and it is unpaused", &mut out);
+            go(
+                &mut r,
+                RolloutPhase::Released,
+                now,
+                "the policy no longer governs this Deployment; its own settings are restored and it is unpaused",
+                &mut out,
+            );
             r.finished_at = Some(Time(now));
             out.records.push(r);
             out.action = Some(Action::Restore { saved });
@@ -147,13 +159,25 @@ pub fn plan(
     {
         let saved = r.saved.clone().unwrap_or_else(|| d.settings.clone());
         if current.is_some() && current.map(|c| &c.hash) == r.stable_hash.as_ref() {
-            go(&mut r, RolloutPhase::Superseded, now, "the template was set back to the stable revision by hand", &mut out);
+            go(
+                &mut r,
+                RolloutPhase::Superseded,
+                now,
+                "the template was set back to the stable revision by hand",
+                &mut out,
+            );
             r.finished_at = Some(Time(now));
             r.exposure = Some(exposure(&r, d.replicas, now));
             out.records.push(r);
             out.action = Some(Action::Restore { saved });
         } else {
-            go(&mut r, RolloutPhase::Superseded, now, "the template changed again; a new rollout takes over", &mut out);
+            go(
+                &mut r,
+                RolloutPhase::Superseded,
+                now,
+                "the template changed again; a new rollout takes over",
+                &mut out,
+            );
             r.finished_at = Some(Time(now));
             let carry = (r.stable_hash.clone(), r.stable_revision.clone(), saved);
             out.records.push(r);
@@ -192,9 +216,12 @@ pub fn plan(
         }
         RolloutPhase::Analyzing | RolloutPhase::Inconclusive => {
             out.action = Some(Action::Hold { canary_replicas: k });
+            // The first check of a step comes one interval after its pods are ready, so
+            // that the new pods' series exist in Prometheus.
             let since = r
                 .last_check_at
                 .as_ref()
+                .or(r.step_started_at.as_ref())
                 .map(|t| ms_between(t, now))
                 .unwrap_or(i64::MAX);
             let interval_ms = p.interval.as_millis() as i64;
@@ -217,7 +244,13 @@ pub fn plan(
                     if r.phase == RolloutPhase::Inconclusive {
                         // Analysis time counts only with data: the step starts over.
                         r.step_started_at = Some(Time(now));
-                        go(&mut r, RolloutPhase::Analyzing, now, "data again; the step's analysis starts over", &mut out);
+                        go(
+                            &mut r,
+                            RolloutPhase::Analyzing,
+                            now,
+                            "data again; the step's analysis starts over",
+                            &mut out,
+                        );
                     }
                     let elapsed = r
                         .step_started_at
@@ -235,10 +268,18 @@ pub fn plan(
                                 d.replicas
                             );
                             go(&mut r, RolloutPhase::Progressing, now, &why, &mut out);
-                            out.action = Some(Action::Hold { canary_replicas: k2 });
+                            out.action = Some(Action::Hold {
+                                canary_replicas: k2,
+                            });
                             out.requeue = Some(Duration::ZERO);
                         } else {
-                            go(&mut r, RolloutPhase::Promoting, now, "every step passed; the Deployment's own settings are restored and the rollout completes", &mut out);
+                            go(
+                                &mut r,
+                                RolloutPhase::Promoting,
+                                now,
+                                "every step passed; the Deployment's own settings are restored and the rollout completes",
+                                &mut out,
+                            );
                             out.action = Some(Action::Restore { saved });
                             out.requeue = Some(Duration::ZERO);
                         }
@@ -251,7 +292,13 @@ pub fn plan(
                         out.totals.inconclusive += 1;
                     }
                     if r.phase != RolloutPhase::Inconclusive {
-                        go(&mut r, RolloutPhase::Inconclusive, now, &check.message, &mut out);
+                        go(
+                            &mut r,
+                            RolloutPhase::Inconclusive,
+                            now,
+                            &check.message,
+                            &mut out,
+                        );
                     }
                 }
                 Verdict::Fail => {
@@ -279,7 +326,9 @@ pub fn plan(
                             }
                             (mode, _) => {
                                 let why = if mode == RollbackMode::Automatic {
-                                    format!("{why}; the previous revision's ReplicaSet is gone, so the rollout is held for a person")
+                                    format!(
+                                        "{why}; the previous revision's ReplicaSet is gone, so the rollout is held for a person"
+                                    )
                                 } else {
                                     format!("{why}; held for a person (rollback: Pause)")
                                 };
@@ -328,7 +377,8 @@ pub fn plan(
                         .and_then(|h| replica_sets.iter().find(|rs| &rs.hash == h))
                         .map(|rs| rs.replicas)
                         .unwrap_or(0);
-                    if d.complete() && current.is_some_and(|c| c.hash == s.hash) && canary_left == 0 {
+                    if d.complete() && current.is_some_and(|c| c.hash == s.hash) && canary_left == 0
+                    {
                         r.finished_at = Some(Time(now));
                         let e = exposure(&r, d.replicas, now);
                         out.totals.rolled_back += 1;
@@ -343,7 +393,13 @@ pub fn plan(
                     }
                 }
                 None => {
-                    go(&mut r, RolloutPhase::Held, now, "the previous revision's ReplicaSet is gone; held for a person", &mut out);
+                    go(
+                        &mut r,
+                        RolloutPhase::Held,
+                        now,
+                        "the previous revision's ReplicaSet is gone; held for a person",
+                        &mut out,
+                    );
                     out.action = Some(Action::Pause);
                 }
             }
@@ -475,11 +531,7 @@ pub fn exposure(r: &RolloutRecord, replicas: i32, now: Timestamp) -> Exposure {
     let mut replica_ms = 0f64;
     let mut max_k = 0;
     for (i, t) in r.transitions.iter().enumerate() {
-        let until = r
-            .transitions
-            .get(i + 1)
-            .map(|n| n.at.0)
-            .unwrap_or(now);
+        let until = r.transitions.get(i + 1).map(|n| n.at.0).unwrap_or(now);
         let ms = (until.as_millisecond() - t.at.0.as_millisecond()).max(0) as f64;
         replica_ms += ms * t.canary_replicas as f64;
         max_k = max_k.max(t.canary_replicas);
@@ -625,12 +677,22 @@ mod tests {
         assert_eq!(r.revision, "2");
         assert_eq!(out.totals.analyzed, 1);
 
-        // Checks every 2 s; the step lasts 10 s.
-        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(1), None);
+        // Checks every 2 s, the first one interval after the pods are ready; the step lasts 10 s.
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(2), None);
+        assert!(!out.check_due);
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(3), None);
         assert!(out.check_due);
-        let mut now = 1;
+        let mut now = 3;
         loop {
-            let out = plan(&p, Some(&r), Some(&d), &rss, true, t(now), Some(&check(Verdict::Pass)));
+            let out = plan(
+                &p,
+                Some(&r),
+                Some(&d),
+                &rss,
+                true,
+                t(now),
+                Some(&check(Verdict::Pass)),
+            );
             r = out.records[0].clone();
             if r.phase == RolloutPhase::Progressing {
                 assert_eq!(out.action, Some(Action::Hold { canary_replicas: 2 }));
@@ -649,10 +711,23 @@ mod tests {
         rss = vec![rs("a", "v1", "1", 2, 2), rs("b", "v2", "2", 2, 2)];
         r = plan(&p, Some(&r), Some(&d), &rss, true, t(12), None).records[0].clone();
         assert_eq!(r.phase, RolloutPhase::Analyzing);
-        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(22), Some(&check(Verdict::Pass)));
+        let out = plan(
+            &p,
+            Some(&r),
+            Some(&d),
+            &rss,
+            true,
+            t(22),
+            Some(&check(Verdict::Pass)),
+        );
         r = out.records[0].clone();
         assert_eq!(r.phase, RolloutPhase::Promoting);
-        assert_eq!(out.action, Some(Action::Restore { saved: user_settings() }));
+        assert_eq!(
+            out.action,
+            Some(Action::Restore {
+                saved: user_settings()
+            })
+        );
 
         // Not Promoted until every replica runs the new revision.
         d.updated_replicas = 2;
@@ -667,12 +742,19 @@ mod tests {
         assert_eq!(r.phase, RolloutPhase::Promoted);
         assert_eq!(out.totals.promoted, 1);
         assert!(r.finished_at.is_some());
-        assert_eq!(r.checks.passed, 7);
+        assert_eq!(r.checks.passed, 6);
         let phases: Vec<_> = r.transitions.iter().map(|t| t.phase).collect();
         use RolloutPhase::*;
         assert_eq!(
             phases,
-            [Progressing, Analyzing, Progressing, Analyzing, Promoting, Promoted]
+            [
+                Progressing,
+                Analyzing,
+                Progressing,
+                Analyzing,
+                Promoting,
+                Promoted
+            ]
         );
         assert!(out.notes.iter().any(|n| n.reason == "CanaryPromoted"));
     }
@@ -691,7 +773,15 @@ mod tests {
     #[test]
     fn a_failed_check_rolls_back_to_the_stable_template() {
         let (r, mut d, mut rss) = analysing();
-        let out = plan(&policy(), Some(&r), Some(&d), &rss, true, t(62), Some(&check(Verdict::Fail)));
+        let out = plan(
+            &policy(),
+            Some(&r),
+            Some(&d),
+            &rss,
+            true,
+            t(62),
+            Some(&check(Verdict::Fail)),
+        );
         let r = out.records[0].clone();
         assert_eq!(r.phase, RolloutPhase::RollingBack);
         assert_eq!(r.first_failed_at, Some(Time(t(62))));
@@ -706,7 +796,11 @@ mod tests {
         d.template = tmpl("v1");
         rss = vec![rs("a", "v1", "3", 4, 4), rs("b", "v2", "2", 1, 1)];
         let out = plan(&policy(), Some(&r), Some(&d), &rss, true, t(63), None);
-        assert_eq!(out.records[0].phase, RolloutPhase::RollingBack, "canary pod still there");
+        assert_eq!(
+            out.records[0].phase,
+            RolloutPhase::RollingBack,
+            "canary pod still there"
+        );
         rss[1].replicas = 0;
         let out = plan(&policy(), Some(&r), Some(&d), &rss, true, t(64), None);
         let r = &out.records[0];
@@ -724,12 +818,28 @@ mod tests {
         let (r, d, rss) = analysing();
         let mut p = policy();
         p.failure_limit = 2;
-        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(62), Some(&check(Verdict::Fail)));
+        let out = plan(
+            &p,
+            Some(&r),
+            Some(&d),
+            &rss,
+            true,
+            t(62),
+            Some(&check(Verdict::Fail)),
+        );
         let r = out.records[0].clone();
         assert_eq!(r.phase, RolloutPhase::Analyzing);
         assert!(out.notes.iter().any(|n| n.reason == "CanaryCheckFailed"));
         p.rollback = RollbackMode::Pause;
-        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(64), Some(&check(Verdict::Fail)));
+        let out = plan(
+            &p,
+            Some(&r),
+            Some(&d),
+            &rss,
+            true,
+            t(64),
+            Some(&check(Verdict::Fail)),
+        );
         assert_eq!(out.records[0].phase, RolloutPhase::Held);
         assert_eq!(out.action, Some(Action::Pause));
         assert_eq!(out.totals.held, 1);
@@ -742,20 +852,43 @@ mod tests {
         let p = policy();
         let mut r = r;
         for s in [62, 64, 66, 68, 70, 72, 74] {
-            let out = plan(&p, Some(&r), Some(&d), &rss, true, t(s), Some(&check(Verdict::Inconclusive)));
+            let out = plan(
+                &p,
+                Some(&r),
+                Some(&d),
+                &rss,
+                true,
+                t(s),
+                Some(&check(Verdict::Inconclusive)),
+            );
             r = out.records[0].clone();
             assert_eq!(r.phase, RolloutPhase::Inconclusive);
             assert_eq!(out.action, Some(Action::Hold { canary_replicas: 1 }));
         }
         assert_eq!(r.checks.inconclusive, 7);
         assert_eq!(
-            r.transitions.iter().filter(|t| t.phase == RolloutPhase::Inconclusive).count(),
+            r.transitions
+                .iter()
+                .filter(|t| t.phase == RolloutPhase::Inconclusive)
+                .count(),
             1,
             "one transition, not one per check"
         );
-        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(76), Some(&check(Verdict::Pass)));
+        let out = plan(
+            &p,
+            Some(&r),
+            Some(&d),
+            &rss,
+            true,
+            t(76),
+            Some(&check(Verdict::Pass)),
+        );
         r = out.records[0].clone();
-        assert_eq!(r.phase, RolloutPhase::Analyzing, "step not passed: its clock restarted");
+        assert_eq!(
+            r.phase,
+            RolloutPhase::Analyzing,
+            "step not passed: its clock restarted"
+        );
         assert_eq!(r.step, 0);
         assert_eq!(r.step_started_at, Some(Time(t(76))));
     }
@@ -765,7 +898,12 @@ mod tests {
         let (r, d, rss) = analysing();
         let out = plan(&policy(), Some(&r), Some(&d), &rss, false, t(70), None);
         assert_eq!(out.records[0].phase, RolloutPhase::Released);
-        assert_eq!(out.action, Some(Action::Restore { saved: user_settings() }));
+        assert_eq!(
+            out.action,
+            Some(Action::Restore {
+                saved: user_settings()
+            })
+        );
         let out = plan(&policy(), Some(&r), None, &rss, true, t(70), None);
         assert_eq!(out.records[0].phase, RolloutPhase::Released);
         assert!(out.action.is_none());
@@ -782,7 +920,11 @@ mod tests {
         let new = &out.records[1];
         assert_eq!(new.phase, RolloutPhase::Progressing);
         assert_eq!(new.stable_hash.as_deref(), Some("a"));
-        assert_eq!(new.saved, Some(user_settings()), "the user's settings, not the held ones");
+        assert_eq!(
+            new.saved,
+            Some(user_settings()),
+            "the user's settings, not the held ones"
+        );
         // Set back to the stable revision by hand: the rollout ends and the Deployment is given back.
         d.template = tmpl("v1");
         rss[0].revision = Some("3".into());

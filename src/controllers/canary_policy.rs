@@ -153,7 +153,11 @@ pub async fn run(
         .await;
 }
 
-fn error_policy(p: Arc<CanaryPolicy>, e: &kube::runtime::finalizer::Error<Error>, _: Arc<Ctx>) -> Requeue {
+fn error_policy(
+    p: Arc<CanaryPolicy>,
+    e: &kube::runtime::finalizer::Error<Error>,
+    _: Arc<Ctx>,
+) -> Requeue {
     tracing::warn!(policy = %p.name_any(), error = %e, "reconciling a CanaryPolicy failed; retrying");
     Requeue::requeue(Duration::from_secs(2))
 }
@@ -337,7 +341,8 @@ async fn sync(ctx: &Ctx, cached: &CanaryPolicy, deleting: bool) -> Result<Requeu
         ),
         Err(why) => Cond::new("Ready", Status::False, "InvalidSpec", why.clone()),
     };
-    status.common.conditions = conditions::merge(&status.common.conditions, &[ready], generation, &nowt);
+    status.common.conditions =
+        conditions::merge(&status.common.conditions, &[ready], generation, &nowt);
     status.common.observed_generation = generation;
     if status != written {
         status.common.last_evaluated = Some(nowt);
@@ -372,8 +377,16 @@ fn parse(p: &CanaryPolicy) -> Result<Policy, String> {
     if kube::core::Selector::try_from(p.spec.selector.clone()).is_err() {
         return Err("selector: not a valid label selector".into());
     }
-    if p.spec.selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && p.spec.selector.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+    if p.spec
+        .selector
+        .match_labels
+        .as_ref()
+        .is_none_or(|m| m.is_empty())
+        && p.spec
+            .selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|m| m.is_empty())
     {
         return Err("selector: an empty selector would govern every Deployment of the namespace; name the labels".into());
     }
@@ -443,7 +456,12 @@ async fn read(ctx: &Ctx, query: &str) -> Reading {
 
 /// Puts `records` into status (replacing the same rollout), adds `totals`, keeps the newest
 /// first and at most `historyLimit` ended rollouts (every running one is kept).
-fn upsert(status: &mut CanaryPolicyStatus, records: Vec<RolloutRecord>, add: &Totals, p: &CanaryPolicy) {
+fn upsert(
+    status: &mut CanaryPolicyStatus,
+    records: Vec<RolloutRecord>,
+    add: &Totals,
+    p: &CanaryPolicy,
+) {
     for r in records {
         match status
             .rollouts
@@ -578,10 +596,16 @@ fn export(ctx: &Ctx, ns: &str, name: &str, s: &CanaryPolicyStatus, deleting: boo
         for (o, _) in outcomes {
             let _ = m.canary_rollouts.remove_label_values(&[ns, name, o]);
         }
-        let _ = m.canary_exposure_replica_minutes.remove_label_values(&[ns, name]);
+        let _ = m
+            .canary_exposure_replica_minutes
+            .remove_label_values(&[ns, name]);
         for (d, rev) in failed.keys() {
-            let _ = m.canary_failed_exposure_share.remove_label_values(&[ns, name, d, rev]);
-            let _ = m.canary_failed_exposure_minutes.remove_label_values(&[ns, name, d, rev]);
+            let _ = m
+                .canary_failed_exposure_share
+                .remove_label_values(&[ns, name, d, rev]);
+            let _ = m
+                .canary_failed_exposure_minutes
+                .remove_label_values(&[ns, name, d, rev]);
         }
         return;
     }
@@ -591,7 +615,9 @@ fn export(ctx: &Ctx, ns: &str, name: &str, s: &CanaryPolicyStatus, deleting: boo
             .set(v as i64);
     }
     for (o, v) in outcomes {
-        m.canary_rollouts.with_label_values(&[ns, name, o]).set(v as i64);
+        m.canary_rollouts
+            .with_label_values(&[ns, name, o])
+            .set(v as i64);
     }
     m.canary_exposure_replica_minutes
         .with_label_values(&[ns, name])

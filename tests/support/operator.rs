@@ -15,6 +15,16 @@ impl Operator {
     /// Starts the operator against the test cluster and `prometheus_url`, looking for due
     /// work every 200 ms and evaluating targets every `interval` (e.g. `2s`).
     pub fn start(env: &ClusterEnv, prometheus_url: &str, interval: &str) -> Self {
+        Self::start_with(env, prometheus_url, interval, &[])
+    }
+
+    /// Like [`Self::start`], with extra `run` flags.
+    pub fn start_with(
+        env: &ClusterEnv,
+        prometheus_url: &str,
+        interval: &str,
+        extra: &[String],
+    ) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
             .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
@@ -25,6 +35,7 @@ impl Operator {
                 "2s",
             ])
             .args(["--tick", "200ms", "--default-interval", interval])
+            .args(extra)
             .env("KUBECONFIG", &env.kubeconfig)
             .env(
                 "RUST_LOG",
