@@ -599,6 +599,18 @@ async fn a_bad_version_is_rolled_back_within_two_intervals_of_the_first_failed_c
     )
     .await;
     h.set_image("web", "shop/web:bad").await;
+    // Wall-clock figures (status times have whole seconds): from the moment the failed
+    // check is visible (RollingBack) to every pod back on the old revision.
+    h.wait_phase(
+        "web",
+        "web",
+        &[RolloutPhase::RollingBack, RolloutPhase::RolledBack],
+        Duration::from_secs(60),
+    )
+    .await;
+    let seen_failed = Instant::now();
+    h.wait_complete("web", "shop/web:v1").await;
+    let rollback_wall = seen_failed.elapsed();
     let r = h
         .wait_phase(
             "web",
@@ -675,7 +687,7 @@ async fn a_bad_version_is_rolled_back_within_two_intervals_of_the_first_failed_c
         r.revision
     )), "{text}");
     eprintln!(
-        "bad version: first failed check to rollback complete {rollback_s:.2} s; exposure {:.0}% of replicas for {:.2} min ({:.2} replica-minutes)",
+        "bad version: first failed check to rollback complete {rollback_s:.0} s in status (whole seconds), {rollback_wall:?} by the test's clock; exposure {:.0}% of replicas for {:.2} min ({:.2} replica-minutes)",
         e.max_share_percent, e.minutes, e.replica_minutes
     );
     h.cleanup().await;
@@ -867,5 +879,64 @@ async fn deleting_the_policy_mid_rollout_leaves_the_deployment_unpaused_and_prog
             .unwrap_or_default()
             .contains_key("maturity.sre.dev/canary-policy")
     );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_newer_version_during_a_rollout_supersedes_it() {
+    let h = Harness::new("csuper", good_and_bad).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    h.create_policy(
+        "web",
+        policy_spec(
+            json!([{"weight": 25, "analyze": "4s"}]),
+            json!([]),
+            "Automatic",
+        ),
+    )
+    .await;
+    h.set_image("web", "shop/web:v2").await;
+    let first = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::Analyzing],
+            Duration::from_secs(30),
+        )
+        .await;
+    h.set_image("web", "shop/web:v3").await;
+    let api = h.policies.clone();
+    let rollouts = eventually(
+        "v3 promoted after v2 superseded",
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let s = api
+                    .get("web")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .status
+                    .unwrap_or_default();
+                let phases: Vec<RolloutPhase> = s.rollouts.iter().map(|r| r.phase).collect();
+                if phases == [RolloutPhase::Promoted, RolloutPhase::Superseded] {
+                    Ok(s.rollouts)
+                } else {
+                    Err(format!("{phases:?}"))
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(rollouts[1].started_at, first.started_at);
+    assert_eq!(
+        rollouts[0].stable_hash, first.stable_hash,
+        "still measured against v1"
+    );
+    assert_ne!(rollouts[0].canary_hash, first.canary_hash);
+    h.wait_complete("web", "shop/web:v3").await;
+    let rs = h.replica_sets("web").await;
+    assert_eq!(rs.get("shop/web:v2"), Some(&0), "{rs:?}");
+    assert_eq!(rs.get("shop/web:v1"), Some(&0), "{rs:?}");
     h.cleanup().await;
 }

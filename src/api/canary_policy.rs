@@ -54,7 +54,8 @@ use super::common::{CommonStatus, DurationString, PromQl};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryPolicySpec {
-    /// Deployments of this namespace governed by the policy.
+    /// Deployments of this namespace governed by the policy (must name labels).
+    #[x_kube(validation = Rule::new("(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)").message("the selector must name labels: an empty selector would govern every Deployment of the namespace"))]
     pub selector: LabelSelector,
     /// Share of replicas on the new revision at each step, and how long each step is analysed.
     /// Weights increase strictly and end at or below 100; after the last step the rollout completes.
@@ -85,6 +86,7 @@ pub struct CanaryStep {
 #[serde(rename_all = "camelCase")]
 pub struct Analysis {
     /// Time between checks; also the value of `{{interval}}` in queries.
+    #[x_kube(validation = Rule::new("self.matches('[1-9]')").message("analysis interval must be longer than zero"))]
     pub interval: DurationString,
     /// Checks run at every interval.
     #[schemars(length(min = 1, max = 20))]
@@ -112,6 +114,7 @@ fn default_failure_limit() -> i32 {
 #[x_kube(validation = Rule::new("has(self.compare) != (has(self.min) || has(self.max))").message("a metric sets either min/max (absolute bounds) or compare (against the stable revision), exactly one of the two"))]
 #[x_kube(validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("min must not be greater than max"))]
 #[x_kube(validation = Rule::new("!has(self.compare) || self.query.contains('{{hash}}')").message("a compare query must contain {{hash}}: it is run once with the canary's and once with the stable revision's pod-template-hash"))]
+#[x_kube(validation = Rule::new("has(self.compare) || !self.query.contains('{{hash}}')").message("{{hash}} is only set in compare metrics; use {{canary_hash}} or {{stable_hash}} with min/max"))]
 pub struct AnalysisMetric {
     #[schemars(length(min = 1, max = 63))]
     pub name: String,

@@ -158,10 +158,16 @@ fn error_policy(
     e: &kube::runtime::finalizer::Error<Error>,
     _: Arc<Ctx>,
 ) -> Requeue {
+    use kube::runtime::finalizer::Error as F;
+    // A second pass over a policy that is already gone: nothing left to release.
+    if let F::RemoveFinalizer(kube::Error::Api(s)) = e
+        && s.code == 404
+    {
+        return Requeue::await_change();
+    }
     tracing::warn!(policy = %p.name_any(), error = %e, "reconciling a CanaryPolicy failed; retrying");
     Requeue::requeue(Duration::from_secs(2))
 }
-
 async fn reconcile(
     p: Arc<CanaryPolicy>,
     ctx: Arc<Ctx>,
