@@ -88,6 +88,14 @@ enum Command {
         /// Series as `label=value,label=value:rps:error_ratio:latency_seconds`; repeatable.
         #[arg(long = "series", value_parser = parse_series)]
         series: Vec<(synthetic::Labels, synthetic::Traffic)>,
+        /// Also play the application of this namespace's Deployments: each ReplicaSet's
+        /// ready pods serve traffic under their pod_template_hash (uses the kubeconfig).
+        #[arg(long)]
+        follow_namespace: Option<String>,
+        /// With --follow-namespace: images containing PATTERN fail at RATIO (`PATTERN=RATIO`,
+        /// or `PATTERN=none` for a version that exports nothing); others serve without errors.
+        #[arg(long = "image-errors", value_parser = synthetic::follow::Behaviour::parse_rule)]
+        image_errors: Vec<(String, Option<f64>)>,
     },
 }
 
@@ -324,7 +332,12 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::SyntheticExporter { addr, series } => {
+        Command::SyntheticExporter {
+            addr,
+            series,
+            follow_namespace,
+            image_errors,
+        } => {
             init_tracing(false);
             let exporter = match synthetic::SyntheticExporter::start(addr).await {
                 Ok(e) => e,
@@ -337,6 +350,27 @@ async fn main() -> ExitCode {
                 exporter.set_traffic(labels, traffic);
             }
             tracing::info!(addr = %exporter.addr(), "synthetic exporter serving /metrics");
+            let exporter = std::sync::Arc::new(exporter);
+            if let Some(ns) = follow_namespace {
+                let client = match kube::Client::try_default().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!(
+                            "maturity-operator synthetic-exporter: cannot build a Kubernetes client for --follow-namespace: {e}"
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let behaviour = synthetic::follow::Behaviour {
+                    rules: image_errors,
+                };
+                tokio::spawn(synthetic::follow::follow(
+                    client,
+                    ns,
+                    exporter.clone(),
+                    behaviour,
+                ));
+            }
             let _ = tokio::signal::ctrl_c().await;
             ExitCode::SUCCESS
         }

@@ -14,10 +14,11 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use maturity_operator::api::CanaryPolicy;
 use maturity_operator::api::canary_policy::{RolloutPhase, RolloutRecord};
-use maturity_operator::synthetic::{SyntheticExporter, Traffic, labels};
+use maturity_operator::synthetic::SyntheticExporter;
+use maturity_operator::synthetic::follow::{Behaviour, follow};
 use serde_json::json;
 use support::cluster::TestContext;
 use support::eventually;
@@ -26,9 +27,6 @@ use support::prom::{ScrapeTarget, free_port};
 
 const INTERVAL_S: u64 = 2;
 const REPLICAS: i32 = 4;
-
-/// Error ratio each image serves with; None: the version exports nothing at all.
-type Behaviour = fn(&str) -> Option<f64>;
 
 struct Harness {
     ctx: TestContext,
@@ -42,7 +40,8 @@ struct Harness {
 }
 
 impl Harness {
-    async fn new(name: &str, behaviour: Behaviour) -> Self {
+    /// `behaviour`: (image pattern, error ratio or None for "exports nothing").
+    async fn new(name: &str, behaviour: &[(&str, Option<f64>)]) -> Self {
         let ctx = TestContext::new(name).await;
         let exporter = Arc::new(
             SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
@@ -50,11 +49,13 @@ impl Harness {
                 .expect("start exporter"),
         );
         let target = ScrapeTarget::register(&ctx.env, &ctx.namespace, exporter.addr(), &[]);
-        let app = tokio::spawn(play_application(
+        let app = tokio::spawn(follow(
             ctx.client.clone(),
             ctx.namespace.clone(),
             exporter.clone(),
-            behaviour,
+            Behaviour {
+                rules: behaviour.iter().map(|(p, r)| (p.to_string(), *r)).collect(),
+            },
         ));
         let port = free_port();
         let operator_args = vec![
@@ -322,51 +323,6 @@ fn image_of(d: &Deployment) -> String {
         .unwrap_or_default()
 }
 
-/// The application: every ReplicaSet's ready pods serve 5 requests a second each under
-/// its `pod_template_hash`, failing at the ratio `behaviour` gives its image.
-async fn play_application(
-    client: Client,
-    namespace: String,
-    exporter: Arc<SyntheticExporter>,
-    behaviour: Behaviour,
-) {
-    let rss: Api<ReplicaSet> = Api::namespaced(client, &namespace);
-    loop {
-        if let Ok(list) = rss.list(&ListParams::default()).await {
-            for rs in list.items {
-                let Some(hash) = rs.labels().get("pod-template-hash").cloned() else {
-                    continue;
-                };
-                let deployment = rs
-                    .owner_references()
-                    .first()
-                    .map(|o| o.name.clone())
-                    .unwrap_or_default();
-                let image = rs
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.as_ref())
-                    .and_then(|t| t.spec.as_ref())
-                    .and_then(|s| s.containers[0].image.clone())
-                    .unwrap_or_default();
-                let ready = rs.status.and_then(|s| s.ready_replicas).unwrap_or(0);
-                let l = labels(&[
-                    ("namespace", &namespace),
-                    ("deployment", &deployment),
-                    ("pod_template_hash", &hash),
-                ]);
-                match behaviour(&image) {
-                    Some(err) if ready > 0 => {
-                        exporter.set_traffic(l, Traffic::steady(5.0 * ready as f64, err, 0.05))
-                    }
-                    _ => exporter.stop_traffic(&l),
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Error ratio of the canary, over 5 s (scrapes are every second).
 fn error_ratio_query() -> String {
     r#"(sum(rate(http_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",pod_template_hash="{{canary_hash}}",code="500"}[5s])) or vector(0))
@@ -396,25 +352,14 @@ fn secs_between(
     (b.0.as_millisecond() - a.0.as_millisecond()) as f64 / 1000.0
 }
 
-fn good_and_bad(image: &str) -> Option<f64> {
-    if image.ends_with(":bad") {
-        Some(0.5)
-    } else {
-        Some(0.0)
-    }
-}
-
-fn silent_canary(image: &str) -> Option<f64> {
-    if image.ends_with(":silent") {
-        None
-    } else {
-        Some(0.0)
-    }
-}
+/// Images ending in `:bad` fail half their requests; the others none.
+const GOOD_AND_BAD: &[(&str, Option<f64>)] = &[(":bad", Some(0.5))];
+/// Images ending in `:silent` export nothing at all.
+const SILENT_CANARY: &[(&str, Option<f64>)] = &[(":silent", None)];
 
 #[tokio::test]
 async fn a_good_version_walks_every_step_and_is_promoted_unpaused() {
-    let h = Harness::new("cgood", good_and_bad).await;
+    let h = Harness::new("cgood", GOOD_AND_BAD).await;
     h.create_deployment("web", true, "shop/web:v1").await;
     h.create_deployment("other", false, "shop/other:v1").await;
     let original = h.deployments.get("web").await.unwrap().spec.unwrap();
@@ -587,7 +532,7 @@ async fn a_good_version_walks_every_step_and_is_promoted_unpaused() {
 
 #[tokio::test]
 async fn a_bad_version_is_rolled_back_within_two_intervals_of_the_first_failed_check() {
-    let h = Harness::new("cbad", good_and_bad).await;
+    let h = Harness::new("cbad", GOOD_AND_BAD).await;
     h.create_deployment("web", true, "shop/web:v1").await;
     h.create_policy(
         "web",
@@ -695,7 +640,7 @@ async fn a_bad_version_is_rolled_back_within_two_intervals_of_the_first_failed_c
 
 #[tokio::test]
 async fn no_data_holds_the_rollout_as_inconclusive() {
-    let h = Harness::new("cnodata", silent_canary).await;
+    let h = Harness::new("cnodata", SILENT_CANARY).await;
     h.create_deployment("web", true, "shop/web:v1").await;
     h.create_policy(
         "web",
@@ -752,7 +697,7 @@ async fn no_data_holds_the_rollout_as_inconclusive() {
 
 #[tokio::test]
 async fn a_restarted_operator_resumes_the_rollout_from_status() {
-    let mut h = Harness::new("crestart", good_and_bad).await;
+    let mut h = Harness::new("crestart", GOOD_AND_BAD).await;
     h.create_deployment("web", true, "shop/web:v1").await;
     h.create_policy(
         "web",
@@ -821,7 +766,7 @@ async fn a_restarted_operator_resumes_the_rollout_from_status() {
 
 #[tokio::test]
 async fn deleting_the_policy_mid_rollout_leaves_the_deployment_unpaused_and_progressing() {
-    let h = Harness::new("cdelete", good_and_bad).await;
+    let h = Harness::new("cdelete", GOOD_AND_BAD).await;
     h.create_deployment("web", true, "shop/web:v1").await;
     let original = h.deployments.get("web").await.unwrap().spec.unwrap();
     h.create_policy(
@@ -884,7 +829,7 @@ async fn deleting_the_policy_mid_rollout_leaves_the_deployment_unpaused_and_prog
 
 #[tokio::test]
 async fn a_newer_version_during_a_rollout_supersedes_it() {
-    let h = Harness::new("csuper", good_and_bad).await;
+    let h = Harness::new("csuper", GOOD_AND_BAD).await;
     h.create_deployment("web", true, "shop/web:v1").await;
     h.create_policy(
         "web",

@@ -7,6 +7,8 @@
 //! Exposes `http_requests_total{...,code}` and the classic histogram
 //! `http_request_duration_seconds{...}`.
 
+pub mod follow;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
