@@ -22,12 +22,15 @@ kubectl wait --for condition=Established --timeout=60s -f crds/ >/dev/null
 running() { [[ -f "$CLUSTER_DIR/pids/$1.pid" ]] && kill -0 "$(cat "$CLUSTER_DIR/pids/$1.pid")" 2>/dev/null; }
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-# A synthetic workload: checkout answers 20 requests/s, 0.05% errors, in 50 ms.
+# A synthetic workload: checkout answers 20 requests/s, 0.05% errors, in 50 ms; and the
+# pods of namespace demo's Deployments serve traffic under their pod_template_hash, images
+# ending in :bad failing half their requests (what a canary analysis looks at).
 if ! running exporter; then
   eport=$(free_port)
-  log "starting a synthetic exporter for service checkout on 127.0.0.1:$eport"
+  log "starting a synthetic exporter for service checkout and namespace demo's pods on 127.0.0.1:$eport"
   setsid target/debug/maturity-operator synthetic-exporter --addr "127.0.0.1:$eport" \
-    --series "service=checkout,route=/pay:20:0.0005:0.05" >"$CLUSTER_DIR/logs/exporter.log" 2>&1 </dev/null &
+    --series "service=checkout,route=/pay:20:0.0005:0.05" \
+    --follow-namespace demo --image-errors ':bad=0.5' >"$CLUSTER_DIR/logs/exporter.log" 2>&1 </dev/null &
   echo $! >"$CLUSTER_DIR/pids/exporter.pid"
   printf '[{"targets":["127.0.0.1:%s"],"labels":{"namespace":"demo"}}]\n' "$eport" >"$MATURITY_PROMETHEUS_TARGETS_DIR/demo-exporter.json"
 fi
@@ -36,9 +39,12 @@ if running operator; then
   log "operator already running (pid $(cat "$CLUSTER_DIR/pids/operator.pid"))"
 else
   port=$(free_port)
-  log "starting the operator (metrics on http://127.0.0.1:$port/metrics, log $CLUSTER_DIR/logs/operator.log)"
+  wport=$(free_port)
+  log "starting the operator (metrics on http://127.0.0.1:$port/metrics, admission webhook on 127.0.0.1:$wport, log $CLUSTER_DIR/logs/operator.log)"
   setsid target/debug/maturity-operator run --http-addr "127.0.0.1:$port" \
-    --prometheus-url "$MATURITY_PROMETHEUS_URL" --default-interval 15s >"$CLUSTER_DIR/logs/operator.log" 2>&1 </dev/null &
+    --prometheus-url "$MATURITY_PROMETHEUS_URL" --default-interval 15s \
+    --webhook-addr "127.0.0.1:$wport" --webhook-url "https://127.0.0.1:$wport" \
+    --webhook-configuration maturity-operator-demo >"$CLUSTER_DIR/logs/operator.log" 2>&1 </dev/null &
   echo $! >"$CLUSTER_DIR/pids/operator.pid"
   echo "$port" >"$CLUSTER_DIR/operator.port"
 fi
@@ -52,6 +58,65 @@ curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 || die "the operator d
 log "applying the examples into namespace demo"
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply --server-side -n demo -f examples/ >/dev/null
+
+# A live canary: Deployment shop-web (4 replicas on kwok) governed by a fast policy.
+log "canary: Deployment shop-web (4 replicas) and CanaryPolicy shop-web-fast (25% for 10 s, 50% for 10 s, a check every 5 s)"
+kubectl apply --server-side -n demo -f - >/dev/null <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop-web, labels: {app: shop-web, app.kubernetes.io/part-of: demo-shop}}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: shop-web}}
+  template:
+    metadata: {labels: {app: shop-web}}
+    spec: {containers: [{name: web, image: "shop/web:v1"}]}
+---
+apiVersion: maturity.sre.dev/v1alpha1
+kind: CanaryPolicy
+metadata: {name: shop-web-fast}
+spec:
+  selector: {matchLabels: {app.kubernetes.io/part-of: demo-shop}}
+  steps: [{weight: 25, analyze: 10s}, {weight: 50, analyze: 10s}]
+  analysis:
+    interval: 5s
+    failureLimit: 1
+    onNoData: Inconclusive
+    metrics:
+      - name: error-ratio
+        query: |
+          (sum(rate(http_requests_total{deployment="{{deployment}}",pod_template_hash="{{canary_hash}}",code="500"}[10s])) or vector(0))
+          / sum(rate(http_requests_total{deployment="{{deployment}}",pod_template_hash="{{canary_hash}}"}[10s]))
+        max: 0.05
+  rollback: Automatic
+YAML
+kubectl rollout status -n demo deployment/shop-web --timeout=60s >/dev/null
+kubectl wait -n demo --for=condition=Ready --timeout=60s canarypolicy/shop-web-fast >/dev/null
+sleep 2 # the API server picks up the webhook configuration through a watch
+
+# Follows the newest rollout of shop-web until it ends, printing each new phase.
+watch_rollout() {
+  local last="" phase=""
+  for _ in $(seq 1 120); do
+    phase=$(kubectl get cpol shop-web-fast -n demo -o jsonpath='{.status.rollouts[0].phase} step {.status.rollouts[0].step}: {.status.rollouts[0].message}' 2>/dev/null)
+    if [[ "$phase" != "$last" ]]; then echo "   $phase"; last="$phase"; fi
+    case "$phase" in Promoted*|RolledBack*|Held*) return 0 ;; esac
+    sleep 1
+  done
+  echo "   (still running after 120 s; see kubectl get cpol shop-web-fast -n demo -o yaml)"
+}
+current_image() { kubectl get deployment shop-web -n demo -o jsonpath='{.spec.template.spec.containers[0].image}'; }
+if [[ "$(current_image)" != "shop/web:v1" ]]; then
+  kubectl set image -n demo deployment/shop-web web=shop/web:v1 >/dev/null
+  watch_rollout >/dev/null
+fi
+log "canary: releasing shop/web:v2 (a good version)"
+kubectl set image -n demo deployment/shop-web web=shop/web:v2 >/dev/null
+watch_rollout
+log "canary: releasing shop/web:bad (half its requests fail)"
+kubectl set image -n demo deployment/shop-web web=shop/web:bad >/dev/null
+watch_rollout
+echo "   shop-web now runs $(current_image)"
 log "waiting (up to 90 s) until Prometheus has scraped the workload and the targets are measured"
 data_available() { kubectl get rtt "$1" -n demo -o jsonpath='{.status.conditions[?(@.type=="DataAvailable")].status}' 2>/dev/null; }
 for _ in $(seq 1 90); do
@@ -67,19 +132,28 @@ echo "== conditions of the ResponseTimeTargets"
 kubectl get rtt -n demo -o custom-columns='NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].reason,OBJECTIVE:.status.conditions[?(@.type=="ObjectiveMet")].message'
 
 echo
+echo "== rollouts of CanaryPolicy shop-web-fast"
+kubectl get cpol shop-web-fast -n demo -o jsonpath='{range .status.rollouts[*]}{.deployment} revision {.revision}: {.phase}, checks passed {.checks.passed} failed {.checks.failed}, exposure {.exposure}{"\n"}{end}'
+
+echo
 echo "== what the operator sees (http://127.0.0.1:$port/metrics)"
-curl -fsS "http://127.0.0.1:$port/metrics" | grep '^maturity_operator_watched_resources'
+curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^maturity_operator_watched_resources|^maturity_canary_rollouts\{namespace="demo"'
+
 cat <<MSG
 
 ResponseTimeTargets are measured from the synthetic checkout traffic: a fresh workload is
 far below minRequestRate over a 28-day window, so checkout-interactive says LowTraffic;
 incident-handling finds no resolved alert here and says NoData.
-Canaries, drills and levels arrive with the next issues, and their status with them.
+The canary policy shop-web-fast walked shop/web:v2 through its steps to Promoted and
+rolled shop/web:bad back at its first failed check (docs/canary.md).
+Drills and levels arrive with the next issues, and their status with them.
 
 Explore:
   source $CLUSTER_DIR/cluster.env && export PATH=$MATURITY_TOOLS_BIN:\$PATH
   kubectl get maturity -A              # all four kinds
   kubectl explain responsetimetarget.spec
+  kubectl get cpol shop-web-fast -n demo -o yaml   # every transition, check and exposure figure
+  kubectl set image -n demo deployment/shop-web web=shop/web:v3   # another canary
   kubectl apply -n demo -f tests/fixtures/invalid/rtt-objective-100.yaml   # see admission reject it
   Prometheus: \$MATURITY_PROMETHEUS_URL
 Stop everything: make cluster-down

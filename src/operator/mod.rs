@@ -337,9 +337,17 @@ where
     let shared = shared.clone();
     let mut stop = stop.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            r = store.wait_until_ready() => if r.is_err() { return },
+        // kube's readiness signal wakes only the last task that waited on it (the
+        // controller does too), so wait in short rounds, each polling it afresh.
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                r = tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()) => match r {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
+                },
+            }
         }
         shared.synced.fetch_add(1, Ordering::SeqCst);
         loop {
