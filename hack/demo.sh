@@ -42,7 +42,7 @@ else
   wport=$(free_port)
   log "starting the operator (metrics on http://127.0.0.1:$port/metrics, admission webhook on 127.0.0.1:$wport, log $CLUSTER_DIR/logs/operator.log)"
   setsid target/debug/maturity-operator run --http-addr "127.0.0.1:$port" \
-    --prometheus-url "$MATURITY_PROMETHEUS_URL" --default-interval 15s \
+    --prometheus-url "$MATURITY_PROMETHEUS_URL" --default-interval 15s --namespace demo \
     --webhook-addr "127.0.0.1:$wport" --webhook-url "https://127.0.0.1:$wport" \
     --webhook-configuration maturity-operator-demo >"$CLUSTER_DIR/logs/operator.log" 2>&1 </dev/null &
   echo $! >"$CLUSTER_DIR/pids/operator.pid"
@@ -59,6 +59,7 @@ log "applying the examples into namespace demo"
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply --server-side -n demo -f examples/ >/dev/null
 
+# The operator only acts in namespace demo, so tests can share the cluster with it.
 # A live canary: Deployment shop-web (4 replicas on kwok) governed by a fast policy.
 log "canary: Deployment shop-web (4 replicas) and CanaryPolicy shop-web-fast (25% for 10 s, 50% for 10 s, a check every 5 s)"
 kubectl apply --server-side -n demo -f - >/dev/null <<'YAML'

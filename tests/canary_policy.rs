@@ -728,7 +728,13 @@ async fn a_restarted_operator_resumes_the_rollout_from_status() {
     // While the operator is down the Deployment stays held at the step.
     tokio::time::sleep(Duration::from_secs(3 * INTERVAL_S)).await;
     let rs = h.replica_sets("web").await;
-    assert_eq!(rs.get("shop/web:v2"), Some(&1), "{rs:?}");
+    let held = h.deployments.get("web").await.unwrap();
+    assert_eq!(
+        rs.get("shop/web:v2"),
+        Some(&1),
+        "{rs:?} {:?} {before:#?}",
+        held.spec.as_ref().map(|s| &s.strategy)
+    );
     let frozen = latest(&h.policies, "web", "web").await.unwrap();
     assert_eq!(
         frozen.checks, before.checks,
