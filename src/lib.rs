@@ -6,6 +6,7 @@
 //! - [`duration`]: the one duration format of the API.
 //! - [`prom`]: the one Prometheus client and query templates.
 //! - [`canary`]: the pure core of CanaryPolicy: admission hold, analysis, rollout state machine.
+//! - [`drill`]: the pure core of DrillSchedule: schedule arithmetic, run state machine.
 //! - [`slo`]: the pure core of ResponseTimeTarget: figures, conditions, burn-rate rules.
 //! - [`controllers`]: one thin controller per kind.
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod canary;
 pub mod conditions;
 pub mod controllers;
+pub mod drill;
 pub mod duration;
 pub mod metrics;
 pub mod operator;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, MicroTime, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -195,12 +195,16 @@ pub enum RunResult {
     Skipped,
 }
 
+/// Where the run under way stands.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum DrillPhase {
-    Pending,
+    /// What will be restored is in status; the fault is being injected.
     Injecting,
+    /// The fault holds (scaleDown, failover) until `restoreAt`; checks run every interval.
     Holding,
+    /// What was changed is being put back.
     Restoring,
+    /// Waiting for the target to be Available and the steady state to hold again.
     Recovering,
 }
 
@@ -220,6 +224,9 @@ pub struct DrillScheduleStatus {
     pub runs: Vec<RunRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<DrillSummary>,
+    /// The last `maturity.sre.dev/run-now` annotation value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_now: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -227,22 +234,37 @@ pub struct DrillScheduleStatus {
 pub struct Window {
     pub start: Time,
     pub end: Time,
+    /// The exact start, only with `announce: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_start: Option<Time>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActiveRun {
-    pub started_at: Time,
+    pub started_at: MicroTime,
     pub phase: DrillPhase,
-    /// Name of the workload drilled.
+    /// Kind and name of the workload drilled.
     pub target: String,
-    /// What must be put back: replicas, a Service selector.
+    /// What must be put back: replicas, a Service selector; the pods chosen to be killed.
     #[serde(default)]
     pub saved: SavedState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub injected_at: Option<Time>,
+    pub injected_at: Option<MicroTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_at: Option<Time>,
+    pub restore_at: Option<MicroTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_at: Option<MicroTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_at: Option<MicroTime>,
+    /// Why the run is being stopped early (a breached check, the stop annotation, deletion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
+    /// The operator process that started the run; another one resumed it when it differs.
+    #[serde(default)]
+    pub instance: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -263,8 +285,17 @@ pub struct SavedState {
 pub struct RunRecord {
     pub started_at: Time,
     pub result: RunResult,
+    /// Kind and name of the workload drilled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Injection to the target Available with the steady state holding again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_seconds: Option<f64>,
+    /// Injection to the changed state put back (scaleDown, failover, aborts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
