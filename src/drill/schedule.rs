@@ -145,7 +145,12 @@ pub fn random() -> u64 {
 mod tests {
     use super::*;
 
-    fn drill(schedule: &str, tz: &str, jitter: Option<&str>, blackouts: &[(&str, &str)]) -> DrillSchedule {
+    fn drill(
+        schedule: &str,
+        tz: &str,
+        jitter: Option<&str>,
+        blackouts: &[(&str, &str)],
+    ) -> DrillSchedule {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
             "metadata": {"name": "d", "namespace": "n"},
@@ -167,9 +172,15 @@ mod tests {
     fn slots_follow_the_time_zone() {
         let s = Schedule::parse(&drill("0 10 * * 1-5", "Asia/Shanghai", None, &[])).unwrap();
         // Wednesday 2026-11-25 03:00 UTC is 11:00 in Shanghai: next is Thursday 10:00 (02:00 UTC).
-        assert_eq!(s.next_slot(ts("2026-11-25T03:00:00Z")).unwrap(), ts("2026-11-26T02:00:00Z"));
+        assert_eq!(
+            s.next_slot(ts("2026-11-25T03:00:00Z")).unwrap(),
+            ts("2026-11-26T02:00:00Z")
+        );
         // Friday 10:00 Shanghai -> next is Monday.
-        assert_eq!(s.next_slot(ts("2026-11-27T02:00:00Z")).unwrap(), ts("2026-11-30T02:00:00Z"));
+        assert_eq!(
+            s.next_slot(ts("2026-11-27T02:00:00Z")).unwrap(),
+            ts("2026-11-30T02:00:00Z")
+        );
     }
 
     #[test]
@@ -180,14 +191,24 @@ mod tests {
         let gap = s.next_slot(ts("2026-03-08T05:00:00Z")).unwrap();
         assert_eq!(gap, ts("2026-03-08T07:00:00Z"));
         // The day before and after: 02:30 EST (07:30 UTC) and 02:30 EDT (06:30 UTC).
-        assert_eq!(s.next_slot(ts("2026-03-07T00:00:00Z")).unwrap(), ts("2026-03-07T07:30:00Z"));
-        assert_eq!(s.next_slot(ts("2026-03-09T00:00:00Z")).unwrap(), ts("2026-03-09T06:30:00Z"));
+        assert_eq!(
+            s.next_slot(ts("2026-03-07T00:00:00Z")).unwrap(),
+            ts("2026-03-07T07:30:00Z")
+        );
+        assert_eq!(
+            s.next_slot(ts("2026-03-09T00:00:00Z")).unwrap(),
+            ts("2026-03-09T06:30:00Z")
+        );
         // It falls back on 2026-11-01: 01:30 happens twice; the drill runs once.
         let s = Schedule::parse(&drill("30 1 * * *", "America/New_York", None, &[])).unwrap();
         let first = s.next_slot(ts("2026-11-01T04:00:00Z")).unwrap();
         assert_eq!(first, ts("2026-11-01T05:30:00Z"), "01:30 EDT");
         let next = s.next_slot(first).unwrap();
-        assert_eq!(next, ts("2026-11-02T06:30:00Z"), "not again at 01:30 EST the same night");
+        assert_eq!(
+            next,
+            ts("2026-11-02T06:30:00Z"),
+            "not again at 01:30 EST the same night"
+        );
     }
 
     #[test]
@@ -207,13 +228,22 @@ mod tests {
     #[test]
     fn blackouts_skip_slots() {
         // Daily at 10:00, but no drills from Dec 24 00:00 for 48 h.
-        let s = Schedule::parse(&drill("0 10 * * *", "Europe/Berlin", None, &[("0 0 24 12 *", "48h")])).unwrap();
+        let s = Schedule::parse(&drill(
+            "0 10 * * *",
+            "Europe/Berlin",
+            None,
+            &[("0 0 24 12 *", "48h")],
+        ))
+        .unwrap();
         let w = s.next_window(ts("2026-12-23T12:00:00Z")).unwrap();
         // 24th and 25th 10:00 Berlin are blacked out; the 26th 10:00 CET is 09:00 UTC.
         assert_eq!(w.start, ts("2026-12-26T09:00:00Z"));
         assert!(s.blackout_at(ts("2026-12-24T09:00:00Z")).is_some());
         assert!(s.blackout_at(ts("2026-12-25T22:59:00Z")).is_some());
-        assert!(s.blackout_at(ts("2026-12-25T23:00:00Z")).is_none(), "ends 48 h after Dec 24 00:00 CET");
+        assert!(
+            s.blackout_at(ts("2026-12-25T23:00:00Z")).is_none(),
+            "ends 48 h after Dec 24 00:00 CET"
+        );
         assert!(s.blackout_at(ts("2026-12-23T09:00:00Z")).is_none());
     }
 

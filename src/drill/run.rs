@@ -1,0 +1,817 @@
+//! The run state machine of a DrillSchedule: from the run in status, what is observed of
+//! the target, and check results, to the next run state, the one effect to apply, and the
+//! record of a finished run.
+//!
+//! The caller writes the returned state to status *before* applying the effect, and a run
+//! is only recorded as finished once the restored state has been observed, so no crash
+//! can lose what must be put back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+
+use crate::api::drill_schedule::{
+    ActiveRun, DrillPhase, DrillSummary, RunRecord, RunResult, SavedState,
+};
+
+/// What the drill does, parsed from the spec.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Delete pods: an exact count or a percent of the target's pods (rounded up).
+    PodKill {
+        count: Option<i32>,
+        percent: Option<i32>,
+    },
+    ScaleDown {
+        replicas: i32,
+        hold: Duration,
+    },
+    Failover {
+        service: String,
+        to_selector: BTreeMap<String, String>,
+        hold: Duration,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub fault: Fault,
+    pub check_interval: Duration,
+    pub recovery_deadline: Duration,
+    /// Steady-state checks are defined (otherwise only availability counts).
+    pub has_steady_state: bool,
+}
+
+/// What is observed of the target (and the Service of a failover).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TargetView {
+    /// `Deployment/web`.
+    pub name: String,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// Every desired replica is available on the current revision.
+    pub available: bool,
+    /// Names of the target's running pods.
+    pub pods: Vec<String>,
+    /// The failover Service's selector (None: no such Service).
+    pub service_selector: Option<BTreeMap<String, String>>,
+}
+
+/// Result of one round of checks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckOutcome {
+    Holds,
+    Breached(String),
+    /// Nothing to judge (no data, or the query failed).
+    Unknown(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checks {
+    /// `steadyState` checks.
+    pub steady: CheckOutcome,
+    /// `abortWhen` checks.
+    pub abort: CheckOutcome,
+}
+
+/// A change to make in the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    KillPods(Vec<String>),
+    Scale(i32),
+    Select {
+        service: String,
+        selector: BTreeMap<String, String>,
+    },
+    /// Put back what `saved` holds (replicas, a Service selector).
+    Restore(SavedState),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub reason: &'static str,
+    pub message: String,
+    pub warning: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Step {
+    /// The run state to write (None: no run under way).
+    pub active: Option<ActiveRun>,
+    /// A finished run to record.
+    pub finished: Option<RunRecord>,
+    pub effect: Option<Effect>,
+    pub notes: Vec<Note>,
+    /// Run the checks and call again with them.
+    pub check_due: bool,
+    pub requeue: Option<Duration>,
+}
+
+fn micro(t: Timestamp) -> MicroTime {
+    MicroTime(t)
+}
+
+fn secs(from: &MicroTime, to: Timestamp) -> f64 {
+    ((to.as_millisecond() - from.0.as_millisecond()) as f64 / 1000.0 * 1000.0).round() / 1000.0
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    Timestamp::from_millisecond(t.as_millisecond() + d.as_millis() as i64).unwrap_or(t)
+}
+
+/// Pods to kill: `count`, or `percent` of the pods rounded up; at least one.
+pub fn kill_count(count: Option<i32>, percent: Option<i32>, pods: usize) -> usize {
+    let n = match (count, percent) {
+        (Some(c), _) => c.max(1) as usize,
+        (None, Some(p)) => (p.max(1) as usize * pods).div_ceil(100),
+        (None, None) => 1,
+    };
+    n.clamp(1, pods.max(1))
+}
+
+/// Starts a run on `target` if the steady state holds before it (`pre`); otherwise the
+/// run is Skipped with the reason.
+pub fn start(
+    plan: &Plan,
+    target: &TargetView,
+    pre: &CheckOutcome,
+    now: Timestamp,
+    instance: &str,
+    random: u64,
+) -> Step {
+    let skip = |why: String| Step {
+        finished: Some(RunRecord {
+            started_at: Time(now),
+            result: RunResult::Skipped,
+            target: Some(target.name.clone()),
+            recovery_seconds: None,
+            restore_seconds: None,
+            finished_at: Some(Time(now)),
+            reason: Some(why.clone()),
+        }),
+        notes: vec![Note {
+            reason: "DrillSkipped",
+            message: why,
+            warning: true,
+        }],
+        ..Default::default()
+    };
+    if !target.available {
+        return skip(format!(
+            "{} is not Available; a drill on a degraded workload would hurt users",
+            target.name
+        ));
+    }
+    match pre {
+        CheckOutcome::Holds => {}
+        CheckOutcome::Breached(why) => {
+            return skip(format!(
+                "steady state does not hold before the drill: {why}"
+            ));
+        }
+        CheckOutcome::Unknown(why) => {
+            return skip(format!(
+                "steady state cannot be confirmed before the drill: {why}"
+            ));
+        }
+    }
+    let mut saved = SavedState::default();
+    match &plan.fault {
+        Fault::PodKill { count, percent } => {
+            if target.pods.is_empty() {
+                return skip(format!("{} has no running pods to kill", target.name));
+            }
+            let n = kill_count(*count, *percent, target.pods.len());
+            let mut pods = target.pods.clone();
+            // A random choice: rotate by the random number, then take n.
+            let k = (random % pods.len() as u64) as usize;
+            pods.rotate_left(k);
+            pods.truncate(n);
+            saved.killed_pods = pods;
+        }
+        Fault::ScaleDown { .. } => saved.replicas = Some(target.replicas),
+        Fault::Failover { service, .. } => {
+            let Some(sel) = &target.service_selector else {
+                return skip(format!("Service {service} not found"));
+            };
+            saved.service = Some(service.clone());
+            saved.service_selector = Some(sel.clone());
+        }
+    }
+    let active = ActiveRun {
+        started_at: micro(now),
+        phase: DrillPhase::Injecting,
+        target: target.name.clone(),
+        saved,
+        injected_at: None,
+        restore_at: None,
+        restored_at: None,
+        last_check_at: None,
+        abort_reason: None,
+        instance: instance.to_string(),
+        resumed: None,
+    };
+    Step {
+        active: Some(active),
+        notes: vec![Note {
+            reason: "DrillStarted",
+            message: format!("drill on {} starts", target.name),
+            warning: false,
+        }],
+        requeue: Some(Duration::ZERO),
+        ..Default::default()
+    }
+}
+
+/// Stops the run early: restore at once.
+fn abort(a: &mut ActiveRun, why: String, out: &mut Step) {
+    if a.abort_reason.is_none() {
+        out.notes.push(Note {
+            reason: "DrillAborted",
+            message: format!("{}: {why}; restoring", a.target),
+            warning: true,
+        });
+        a.abort_reason = Some(why);
+    }
+    a.phase = DrillPhase::Restoring;
+    out.effect = Some(Effect::Restore(a.saved.clone()));
+    out.requeue = Some(Duration::ZERO);
+}
+
+fn restored(target: &TargetView, saved: &SavedState) -> bool {
+    saved.replicas.is_none_or(|r| target.replicas == r)
+        && saved
+            .service_selector
+            .as_ref()
+            .is_none_or(|s| target.service_selector.as_ref() == Some(s))
+}
+
+/// Advances the run under way.
+///
+/// `target` is None when the workload no longer exists; `stop` is why the run must end
+/// now (stop annotation, deletion), if it must.
+pub fn advance(
+    plan: &Plan,
+    active: &ActiveRun,
+    target: Option<&TargetView>,
+    now: Timestamp,
+    instance: &str,
+    stop: Option<&str>,
+    checks: Option<&Checks>,
+) -> Step {
+    let mut a = active.clone();
+    let mut out = Step::default();
+    if a.instance != instance && a.resumed.is_none() {
+        let phase = a.phase;
+        a.resumed = Some(format!(
+            "resumed at {now} by a restarted operator (phase {phase:?})"
+        ));
+        out.notes.push(Note {
+            reason: "DrillResumed",
+            message: format!("{}: {}", a.target, a.resumed.clone().unwrap_or_default()),
+            warning: false,
+        });
+    }
+    let Some(target) = target else {
+        out.finished = Some(finish(
+            &a,
+            RunResult::Aborted,
+            now,
+            None,
+            Some(format!(
+                "{} was deleted during the drill; nothing left to restore",
+                a.target
+            )),
+        ));
+        return out;
+    };
+    if let Some(why) = stop
+        && matches!(a.phase, DrillPhase::Injecting | DrillPhase::Holding)
+    {
+        abort(&mut a, why.to_string(), &mut out);
+        out.active = Some(a);
+        return out;
+    }
+    match a.phase {
+        DrillPhase::Injecting => {
+            a.injected_at = Some(micro(now));
+            out.effect = Some(match &plan.fault {
+                Fault::PodKill { .. } => {
+                    a.phase = DrillPhase::Recovering;
+                    Effect::KillPods(a.saved.killed_pods.clone())
+                }
+                Fault::ScaleDown { replicas, hold } => {
+                    a.phase = DrillPhase::Holding;
+                    a.restore_at = Some(micro(add(now, *hold)));
+                    Effect::Scale(*replicas)
+                }
+                Fault::Failover {
+                    service,
+                    to_selector,
+                    hold,
+                } => {
+                    a.phase = DrillPhase::Holding;
+                    a.restore_at = Some(micro(add(now, *hold)));
+                    Effect::Select {
+                        service: service.clone(),
+                        selector: to_selector.clone(),
+                    }
+                }
+            });
+            out.notes.push(Note {
+                reason: "DrillInjected",
+                message: format!("{}: {}", a.target, describe(&plan.fault, &a.saved)),
+                warning: false,
+            });
+            out.requeue = Some(Duration::from_millis(250));
+        }
+        DrillPhase::Holding => {
+            // Keep the fault in place (idempotent: nothing is sent when it already is).
+            out.effect = match &plan.fault {
+                Fault::ScaleDown { replicas, .. } => Some(Effect::Scale(*replicas)),
+                Fault::Failover {
+                    service,
+                    to_selector,
+                    ..
+                } => Some(Effect::Select {
+                    service: service.clone(),
+                    selector: to_selector.clone(),
+                }),
+                Fault::PodKill { .. } => None,
+            };
+            let restore_at = a.restore_at.as_ref().map(|t| t.0).unwrap_or(now);
+            if now >= restore_at {
+                a.phase = DrillPhase::Restoring;
+                out.effect = Some(Effect::Restore(a.saved.clone()));
+                out.requeue = Some(Duration::ZERO);
+            } else {
+                let since = a
+                    .last_check_at
+                    .as_ref()
+                    .or(a.injected_at.as_ref())
+                    .map(|t| now.as_millisecond() - t.0.as_millisecond())
+                    .unwrap_or(i64::MAX);
+                let interval = plan.check_interval.as_millis() as i64;
+                if since >= interval {
+                    match checks {
+                        None => out.check_due = true,
+                        Some(c) => {
+                            a.last_check_at = Some(micro(now));
+                            if let CheckOutcome::Breached(why) = &c.abort {
+                                abort(&mut a, format!("abortWhen breached: {why}"), &mut out);
+                            } else if let CheckOutcome::Breached(why) = &c.steady {
+                                abort(
+                                    &mut a,
+                                    format!("steady state breached during the drill: {why}"),
+                                    &mut out,
+                                );
+                            }
+                        }
+                    }
+                }
+                if out.requeue.is_none() {
+                    let to_check = (interval - since.min(interval)).max(0) as u64;
+                    let to_restore =
+                        (restore_at.as_millisecond() - now.as_millisecond()).max(0) as u64;
+                    out.requeue = Some(Duration::from_millis(to_check.min(to_restore).max(100)));
+                }
+            }
+        }
+        DrillPhase::Restoring => {
+            out.effect = Some(Effect::Restore(a.saved.clone()));
+            if restored(target, &a.saved) {
+                let restore_s = a.injected_at.as_ref().map(|t| secs(t, now));
+                out.notes.push(Note {
+                    reason: "DrillRestored",
+                    message: format!("{}: restored ({})", a.target, describe_saved(&a.saved)),
+                    warning: false,
+                });
+                if let Some(why) = a.abort_reason.clone() {
+                    let mut r = finish(&a, RunResult::Aborted, now, None, Some(why));
+                    r.restore_seconds = restore_s;
+                    out.finished = Some(r);
+                    out.effect = None;
+                    return out;
+                }
+                a.restored_at = Some(micro(now));
+                a.phase = DrillPhase::Recovering;
+            }
+            out.requeue = Some(Duration::from_millis(250));
+        }
+        DrillPhase::Recovering => {
+            // Whatever was changed stays put back.
+            out.effect = Some(Effect::Restore(a.saved.clone()));
+            let injected = a.injected_at.clone().unwrap_or(a.started_at.clone());
+            let elapsed = secs(&injected, now);
+            let deadline = plan.recovery_deadline.as_secs_f64();
+            let steady_ok = !plan.has_steady_state
+                || matches!(checks.map(|c| &c.steady), Some(CheckOutcome::Holds));
+            if target.available && restored(target, &a.saved) {
+                if plan.has_steady_state && checks.is_none() {
+                    out.check_due = true;
+                } else if steady_ok {
+                    let result = if elapsed <= deadline {
+                        RunResult::Passed
+                    } else {
+                        RunResult::Failed
+                    };
+                    let why = format!(
+                        "recovered in {elapsed:.2} s (deadline {deadline:.0} s){}",
+                        a.resumed
+                            .as_ref()
+                            .map(|r| format!("; {r}"))
+                            .unwrap_or_default()
+                    );
+                    let mut r = finish(&a, result, now, Some(elapsed), Some(why));
+                    r.restore_seconds = a.restored_at.as_ref().map(|t| secs(&injected, t.0));
+                    out.finished = Some(r);
+                    out.effect = None;
+                    return out;
+                }
+            }
+            if elapsed > deadline {
+                let why = format!(
+                    "not recovered within the recovery deadline of {deadline:.0} s ({}){}",
+                    if !target.available {
+                        format!("{} not Available", a.target)
+                    } else {
+                        "steady state not holding".into()
+                    },
+                    a.resumed
+                        .as_ref()
+                        .map(|r| format!("; {r}"))
+                        .unwrap_or_default()
+                );
+                let mut r = finish(&a, RunResult::Failed, now, None, Some(why));
+                r.restore_seconds = a.restored_at.as_ref().map(|t| secs(&injected, t.0));
+                out.finished = Some(r);
+                out.effect = None;
+                return out;
+            }
+            out.requeue = Some(if target.available && plan.has_steady_state {
+                plan.check_interval.min(Duration::from_secs(1))
+            } else {
+                Duration::from_millis(250)
+            });
+        }
+    }
+    out.active = Some(a);
+    out
+}
+
+fn finish(
+    a: &ActiveRun,
+    result: RunResult,
+    now: Timestamp,
+    recovery: Option<f64>,
+    reason: Option<String>,
+) -> RunRecord {
+    RunRecord {
+        started_at: Time(a.started_at.0),
+        result,
+        target: Some(a.target.clone()),
+        recovery_seconds: recovery,
+        restore_seconds: None,
+        finished_at: Some(Time(now)),
+        reason,
+    }
+}
+
+fn describe(f: &Fault, saved: &SavedState) -> String {
+    match f {
+        Fault::PodKill { .. } => format!("killing pods {}", saved.killed_pods.join(", ")),
+        Fault::ScaleDown { replicas, hold } => format!(
+            "scaled from {} to {replicas} replicas for {}",
+            saved.replicas.unwrap_or_default(),
+            crate::duration::format_duration(*hold)
+        ),
+        Fault::Failover {
+            service,
+            to_selector,
+            hold,
+        } => format!(
+            "Service {service} switched to {to_selector:?} for {}",
+            crate::duration::format_duration(*hold)
+        ),
+    }
+}
+
+fn describe_saved(s: &SavedState) -> String {
+    let mut parts = Vec::new();
+    if let Some(r) = s.replicas {
+        parts.push(format!("{r} replicas"));
+    }
+    if let (Some(svc), Some(sel)) = (&s.service, &s.service_selector) {
+        parts.push(format!("Service {svc} selector {sel:?}"));
+    }
+    if parts.is_empty() {
+        "nothing was changed that needs putting back".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Adds a finished run to the summary.
+pub fn tally(summary: &mut DrillSummary, r: &RunRecord) {
+    match r.result {
+        RunResult::Passed => {
+            summary.passed += 1;
+            summary.pass_streak += 1;
+            summary.last_passed = r.finished_at.clone();
+        }
+        RunResult::Failed => {
+            summary.failed += 1;
+            summary.pass_streak = 0;
+        }
+        RunResult::Aborted => {
+            summary.aborted += 1;
+            summary.pass_streak = 0;
+        }
+        RunResult::Skipped => summary.skipped += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    fn plan(fault: Fault, steady: bool) -> Plan {
+        Plan {
+            fault,
+            check_interval: Duration::from_secs(2),
+            recovery_deadline: Duration::from_secs(60),
+            has_steady_state: steady,
+        }
+    }
+
+    fn target(replicas: i32) -> TargetView {
+        TargetView {
+            name: "Deployment/web".into(),
+            replicas,
+            available: true,
+            pods: vec!["a".into(), "b".into(), "c".into()],
+            service_selector: Some(BTreeMap::from([("app".into(), "web".into())])),
+        }
+    }
+
+    fn scale() -> Fault {
+        Fault::ScaleDown {
+            replicas: 1,
+            hold: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn kill_counts() {
+        assert_eq!(kill_count(Some(1), None, 3), 1);
+        assert_eq!(kill_count(Some(5), None, 3), 3);
+        assert_eq!(kill_count(None, Some(50), 3), 2);
+        assert_eq!(kill_count(None, Some(1), 3), 1);
+    }
+
+    #[test]
+    fn no_steady_state_or_no_availability_means_skipped() {
+        let p = plan(scale(), true);
+        let s = start(
+            &p,
+            &target(3),
+            &CheckOutcome::Breached("errors 0.5 > 0.1".into()),
+            t(0),
+            "i",
+            0,
+        );
+        assert!(s.active.is_none());
+        let r = s.finished.unwrap();
+        assert_eq!(r.result, RunResult::Skipped);
+        assert!(r.reason.unwrap().contains("errors 0.5"));
+        let mut down = target(3);
+        down.available = false;
+        let s = start(&p, &down, &CheckOutcome::Holds, t(0), "i", 0);
+        assert_eq!(s.finished.unwrap().result, RunResult::Skipped);
+    }
+
+    /// A scaleDown run through every phase, with state only in the ActiveRun (as status).
+    #[test]
+    fn scale_down_saves_holds_restores_and_passes() {
+        let p = plan(scale(), false);
+        let mut tv = target(3);
+        let s = start(&p, &tv, &CheckOutcome::Holds, t(0), "i", 0);
+        let a = s.active.unwrap();
+        assert_eq!(a.saved.replicas, Some(3), "saved before anything changes");
+        assert!(s.effect.is_none());
+        let s = advance(&p, &a, Some(&tv), t(0), "i", None, None);
+        let a = s.active.unwrap();
+        assert_eq!(a.phase, DrillPhase::Holding);
+        assert_eq!(s.effect, Some(Effect::Scale(1)));
+        tv.replicas = 1;
+        tv.available = false;
+        // Checks are due every interval while holding.
+        let s = advance(&p, &a, Some(&tv), t(2), "i", None, None);
+        assert!(s.check_due);
+        let ok = Checks {
+            steady: CheckOutcome::Holds,
+            abort: CheckOutcome::Holds,
+        };
+        let a = advance(&p, &a, Some(&tv), t(2), "i", None, Some(&ok))
+            .active
+            .unwrap();
+        assert_eq!(a.last_check_at, Some(micro(t(2))));
+        // Hold over: restore.
+        let s = advance(&p, &a, Some(&tv), t(10), "i", None, None);
+        let a = s.active.unwrap();
+        assert_eq!(a.phase, DrillPhase::Restoring);
+        assert_eq!(
+            s.effect,
+            Some(Effect::Restore(SavedState {
+                replicas: Some(3),
+                ..Default::default()
+            }))
+        );
+        // Not recorded until the restored replicas are seen.
+        let s = advance(&p, &a, Some(&tv), t(10), "i", None, None);
+        assert_eq!(s.active.as_ref().unwrap().phase, DrillPhase::Restoring);
+        tv.replicas = 3;
+        let a = advance(&p, &a, Some(&tv), t(11), "i", None, None)
+            .active
+            .unwrap();
+        assert_eq!(a.phase, DrillPhase::Recovering);
+        let s = advance(&p, &a, Some(&tv), t(12), "i", None, None);
+        assert!(s.finished.is_none(), "not Available yet");
+        tv.available = true;
+        let s = advance(&p, &a, Some(&tv), t(13), "i", None, None);
+        let r = s.finished.unwrap();
+        assert!(s.active.is_none());
+        assert_eq!(r.result, RunResult::Passed);
+        assert_eq!(r.recovery_seconds, Some(13.0));
+        assert_eq!(r.restore_seconds, Some(11.0));
+    }
+
+    #[test]
+    fn a_breach_while_holding_aborts_and_restores() {
+        let p = plan(scale(), true);
+        let mut tv = target(3);
+        let a = start(&p, &tv, &CheckOutcome::Holds, t(0), "i", 0)
+            .active
+            .unwrap();
+        let a = advance(&p, &a, Some(&tv), t(0), "i", None, None)
+            .active
+            .unwrap();
+        tv.replicas = 1;
+        let bad = Checks {
+            steady: CheckOutcome::Breached("error-ratio 0.4 > 0.1".into()),
+            abort: CheckOutcome::Holds,
+        };
+        let s = advance(&p, &a, Some(&tv), t(2), "i", None, Some(&bad));
+        let a = s.active.unwrap();
+        assert_eq!(a.phase, DrillPhase::Restoring);
+        assert!(matches!(s.effect, Some(Effect::Restore(_))));
+        assert!(s.notes.iter().any(|n| n.reason == "DrillAborted"));
+        tv.replicas = 3;
+        let s = advance(&p, &a, Some(&tv), t(3), "i", None, None);
+        let r = s.finished.unwrap();
+        assert_eq!(r.result, RunResult::Aborted);
+        assert!(r.reason.unwrap().contains("steady state breached"));
+        assert_eq!(r.restore_seconds, Some(3.0));
+    }
+
+    #[test]
+    fn stop_annotation_and_restart() {
+        let p = plan(scale(), false);
+        let tv = target(3);
+        let a = start(&p, &tv, &CheckOutcome::Holds, t(0), "first", 0)
+            .active
+            .unwrap();
+        let a = advance(&p, &a, Some(&tv), t(0), "first", None, None)
+            .active
+            .unwrap();
+        // Another operator process continues the run and says so.
+        let s = advance(&p, &a, Some(&tv), t(1), "second", None, None);
+        let b = s.active.unwrap();
+        assert!(b.resumed.as_ref().unwrap().contains("restarted operator"));
+        assert!(s.notes.iter().any(|n| n.reason == "DrillResumed"));
+        let s = advance(
+            &p,
+            &b,
+            Some(&tv),
+            t(1),
+            "second",
+            Some("stopped by annotation"),
+            None,
+        );
+        assert_eq!(s.active.unwrap().phase, DrillPhase::Restoring);
+    }
+
+    #[test]
+    fn pod_kill_recovery_and_failover_restore() {
+        let p = plan(
+            Fault::PodKill {
+                count: Some(1),
+                percent: None,
+            },
+            false,
+        );
+        let mut tv = target(3);
+        let a = start(&p, &tv, &CheckOutcome::Holds, t(0), "i", 7)
+            .active
+            .unwrap();
+        assert_eq!(a.saved.killed_pods.len(), 1);
+        let s = advance(&p, &a, Some(&tv), t(0), "i", None, None);
+        assert_eq!(
+            s.effect,
+            Some(Effect::KillPods(a.saved.killed_pods.clone()))
+        );
+        let a = s.active.unwrap();
+        assert_eq!(a.phase, DrillPhase::Recovering);
+        tv.available = false;
+        assert!(
+            advance(&p, &a, Some(&tv), t(1), "i", None, None)
+                .finished
+                .is_none()
+        );
+        tv.available = true;
+        let r = advance(&p, &a, Some(&tv), t(2), "i", None, None)
+            .finished
+            .unwrap();
+        assert_eq!(
+            (r.result, r.recovery_seconds),
+            (RunResult::Passed, Some(2.0))
+        );
+
+        let to = BTreeMap::from([("app".to_string(), "standby".to_string())]);
+        let p = plan(
+            Fault::Failover {
+                service: "web".into(),
+                to_selector: to.clone(),
+                hold: Duration::from_secs(5),
+            },
+            false,
+        );
+        let a = start(&p, &tv, &CheckOutcome::Holds, t(0), "i", 0)
+            .active
+            .unwrap();
+        assert_eq!(a.saved.service_selector, tv.service_selector);
+        let s = advance(&p, &a, Some(&tv), t(0), "i", None, None);
+        assert_eq!(
+            s.effect,
+            Some(Effect::Select {
+                service: "web".into(),
+                selector: to
+            })
+        );
+    }
+
+    #[test]
+    fn too_slow_a_recovery_fails() {
+        let p = plan(
+            Fault::PodKill {
+                count: Some(1),
+                percent: None,
+            },
+            false,
+        );
+        let mut tv = target(3);
+        let a = start(&p, &tv, &CheckOutcome::Holds, t(0), "i", 0)
+            .active
+            .unwrap();
+        let a = advance(&p, &a, Some(&tv), t(0), "i", None, None)
+            .active
+            .unwrap();
+        tv.available = false;
+        let r = advance(&p, &a, Some(&tv), t(61), "i", None, None)
+            .finished
+            .unwrap();
+        assert_eq!(r.result, RunResult::Failed);
+        assert!(r.reason.unwrap().contains("not Available"));
+    }
+
+    #[test]
+    fn summary_counts_and_streak() {
+        let mut s = DrillSummary::default();
+        let rec = |result| RunRecord {
+            started_at: Time(t(0)),
+            result,
+            target: None,
+            recovery_seconds: None,
+            restore_seconds: None,
+            finished_at: Some(Time(t(1))),
+            reason: None,
+        };
+        for r in [
+            RunResult::Passed,
+            RunResult::Passed,
+            RunResult::Skipped,
+            RunResult::Failed,
+            RunResult::Passed,
+        ] {
+            tally(&mut s, &rec(r));
+        }
+        assert_eq!((s.passed, s.failed, s.skipped, s.pass_streak), (3, 1, 1, 1));
+        assert_eq!(s.last_passed, Some(Time(t(1))));
+    }
+}
