@@ -40,6 +40,10 @@ pub struct Metrics {
     /// Per failed rollout in status (namespace, policy, deployment, revision): share and minutes.
     pub canary_failed_exposure_share: GaugeVec,
     pub canary_failed_exposure_minutes: GaugeVec,
+    /// Per DrillSchedule (namespace, drill) plus `result`: the status summary.
+    pub drill_runs: IntGaugeVec,
+    /// Per DrillSchedule: recovery time of the latest run that recovered.
+    pub drill_last_recovery_seconds: GaugeVec,
 }
 
 /// Labels of the per-policy canary series.
@@ -179,6 +183,22 @@ impl Metrics {
             &failed,
         )
         .expect("static metric definition");
+        let drill_runs = IntGaugeVec::new(
+            Opts::new(
+                "maturity_drill_runs",
+                "Drill runs kept in the DrillSchedule's summary, by result (passed, failed, aborted, skipped).",
+            ),
+            &["namespace", "drill", "result"],
+        )
+        .expect("static metric definition");
+        let drill_last_recovery_seconds = GaugeVec::new(
+            Opts::new(
+                "maturity_drill_last_recovery_seconds",
+                "Seconds from injection to recovery (target Available, steady state holding) of the latest run that recovered.",
+            ),
+            &["namespace", "drill"],
+        )
+        .expect("static metric definition");
         for m in [
             Box::new(info) as Box<dyn prometheus::core::Collector>,
             Box::new(watched_resources.clone()),
@@ -197,6 +217,8 @@ impl Metrics {
             Box::new(canary_exposure_replica_minutes.clone()),
             Box::new(canary_failed_exposure_share.clone()),
             Box::new(canary_failed_exposure_minutes.clone()),
+            Box::new(drill_runs.clone()),
+            Box::new(drill_last_recovery_seconds.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -218,6 +240,8 @@ impl Metrics {
             canary_exposure_replica_minutes,
             canary_failed_exposure_share,
             canary_failed_exposure_minutes,
+            drill_runs,
+            drill_last_recovery_seconds,
         }
     }
 

@@ -22,6 +22,7 @@ use kube::runtime::reflector::{self, Store};
 
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
 use crate::controllers::canary_policy as canary;
+use crate::controllers::drill_schedule as drill;
 use crate::controllers::response_time_target as rtt;
 use crate::metrics::Metrics;
 use crate::prom::{PromClient, PromConfig};
@@ -199,10 +200,21 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     let (rtt_store, rtt_watch) =
         spawn_reflector::<ResponseTimeTarget>(&client, ns, &shared, &stop_rx);
     let (canary, canary_store) = canary::controller(&client, ns);
+    let (drills, drill_store) = drill::controller(&client, ns);
     let mut watchers = vec![
         rtt_watch,
         spawn_store_readiness(canary_store.clone(), &shared, &stop_rx),
-        spawn_reflector::<DrillSchedule>(&client, ns, &shared, &stop_rx).1,
+        spawn_store_readiness(drill_store, &shared, &stop_rx),
+        tokio::spawn(drill::run(
+            drills,
+            client.clone(),
+            prom.clone(),
+            shared.metrics.clone(),
+            drill::Settings {
+                api_timeout: config.api_timeout,
+            },
+            stop_rx.clone(),
+        )),
         spawn_reflector::<MaturityAssessment>(&client, ns, &shared, &stop_rx).1,
         tokio::spawn(canary::run(
             canary,
