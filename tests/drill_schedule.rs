@@ -1,0 +1,532 @@
+//! DrillSchedule end to end: the operator process against the real API server, a
+//! Deployment whose pods run on kwok nodes (recreated by the real ReplicaSet controller and
+//! scheduler), and the shared real Prometheus scraping a synthetic exporter whose gauge the
+//! test sets as the "health" the steady-state checks read. Runs are started with the
+//! run-now annotation so no test waits for cron.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod, Service};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use maturity_operator::api::DrillSchedule;
+use maturity_operator::api::drill_schedule::{DrillPhase, RunRecord, RunResult};
+use maturity_operator::synthetic::{SyntheticExporter, labels};
+use serde_json::json;
+use support::cluster::TestContext;
+use support::eventually;
+use support::operator::Operator;
+use support::prom::ScrapeTarget;
+
+const REPLICAS: i32 = 3;
+
+struct Harness {
+    ctx: TestContext,
+    operator: Option<Operator>,
+    deployments: Api<Deployment>,
+    drills: Api<DrillSchedule>,
+    exporter: Arc<SyntheticExporter>,
+    _target: ScrapeTarget,
+}
+
+impl Harness {
+    async fn new(name: &str) -> Self {
+        let ctx = TestContext::new(name).await;
+        let exporter = Arc::new(
+            SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
+                .await
+                .expect("start exporter"),
+        );
+        let target = ScrapeTarget::register(&ctx.env, &ctx.namespace, exporter.addr(), &[]);
+        let mut h = Self {
+            deployments: Api::namespaced(ctx.client.clone(), &ctx.namespace),
+            drills: Api::namespaced(ctx.client.clone(), &ctx.namespace),
+            ctx,
+            operator: None,
+            exporter,
+            _target: target,
+        };
+        h.set_health(0.0);
+        h.start_operator();
+        h.create_deployment().await;
+        h
+    }
+
+    fn start_operator(&mut self) {
+        self.operator = Some(Operator::start_with(
+            &self.ctx.env,
+            &self.ctx.env.prometheus_url,
+            "2s",
+            &["--namespace".into(), self.ctx.namespace.clone()],
+        ));
+    }
+
+    /// The gauge the steady-state checks read: `drill_test_health{namespace=...}`.
+    fn set_health(&self, v: f64) {
+        self.exporter.set_gauge(
+            "drill_test_health",
+            labels(&[("namespace", &self.ctx.namespace)]),
+            v,
+        );
+    }
+
+    /// Waits until Prometheus has scraped the health gauge at `v`.
+    async fn health_seen(&self, v: f64) {
+        let prom = support::prom::Prom::new(self.ctx.env.prometheus_url.clone());
+        let q = format!("drill_test_health{{namespace=\"{}\"}}", self.ctx.namespace);
+        eventually("health gauge scraped", Duration::from_secs(30), || {
+            let (prom, q) = (prom.clone(), q.clone());
+            async move {
+                let got = prom.scalar(&q).await?;
+                if got == v {
+                    Ok(())
+                } else {
+                    Err(format!("{got}"))
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn create_deployment(&self) {
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {
+                "replicas": REPLICAS,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "app", "image": "shop/web:v1"}]}}
+            }
+        }))
+        .unwrap();
+        self.deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .expect("create deployment");
+        self.wait_available().await;
+    }
+
+    async fn wait_available(&self) -> Deployment {
+        let api = self.deployments.clone();
+        eventually("web Available", Duration::from_secs(60), || {
+            let api = api.clone();
+            async move {
+                let d = api.get("web").await.map_err(|e| e.to_string())?;
+                let s = d.status.clone().unwrap_or_default();
+                if s.available_replicas == Some(REPLICAS) && s.replicas == Some(REPLICAS) {
+                    Ok(d)
+                } else {
+                    Err(format!("{s:?}"))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn replicas(&self) -> i32 {
+        self.deployments
+            .get("web")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas
+            .unwrap_or(1)
+    }
+
+    /// Creates a DrillSchedule that never fires by itself (1 January, 00:00) and asks for a
+    /// run now.
+    async fn create_drill(&self, action: serde_json::Value, steady: bool, check_interval: &str) {
+        let mut spec = json!({
+            "schedule": "0 0 1 1 *", "timeZone": "Europe/Berlin",
+            "target": {"name": "web"},
+            "action": action,
+            "checkInterval": check_interval,
+            "recoveryDeadline": "60s",
+        });
+        if steady {
+            spec["steadyState"] = json!([{
+                "name": "health",
+                "query": "drill_test_health{namespace=\"{{namespace}}\"}",
+                "max": 0.5
+            }]);
+        }
+        let d: DrillSchedule = serde_json::from_value(json!({
+            "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+            "metadata": {"name": "web-drill", "annotations": {"maturity.sre.dev/run-now": "1"}},
+            "spec": spec,
+        }))
+        .unwrap();
+        self.drills
+            .create(&PostParams::default(), &d)
+            .await
+            .expect("create drill");
+    }
+
+    async fn wait_phase(&self, phase: DrillPhase) {
+        let api = self.drills.clone();
+        eventually(&format!("drill {phase:?}"), Duration::from_secs(30), || {
+            let api = api.clone();
+            async move {
+                let d = api.get("web-drill").await.map_err(|e| e.to_string())?;
+                let s = d.status.unwrap_or_default();
+                match s.active {
+                    Some(a) if a.phase == phase => Ok(()),
+                    other => Err(format!("active {other:?}, runs {:?}", s.runs)),
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn wait_run(&self) -> RunRecord {
+        let api = self.drills.clone();
+        eventually("a finished run", Duration::from_secs(60), || {
+            let api = api.clone();
+            async move {
+                let d = api.get("web-drill").await.map_err(|e| e.to_string())?;
+                let s = d.status.unwrap_or_default();
+                match (s.active, s.runs.first()) {
+                    (None, Some(r)) => Ok(r.clone()),
+                    (a, _) => Err(format!("active {:?}", a.map(|a| a.phase))),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn event_reasons(&self) -> Vec<String> {
+        let events: Api<Event> = Api::namespaced(self.ctx.client.clone(), &self.ctx.namespace);
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.kind.as_deref() == Some("DrillSchedule"))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    async fn cleanup(self) {
+        let _ = self
+            .drills
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await;
+        let api = self.drills.clone();
+        eventually("drills gone", Duration::from_secs(30), || {
+            let api = api.clone();
+            async move {
+                let n = api
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .items
+                    .len();
+                if n == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{n} left"))
+                }
+            }
+        })
+        .await;
+        drop(self.operator);
+        self.ctx.cleanup().await;
+    }
+}
+
+async fn pod_names(client: &kube::Client, ns: &str) -> Vec<String> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list pods")
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.name_any())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pod_kill_drill_passes_with_a_measured_recovery_time() {
+    let h = Harness::new("dkill").await;
+    h.health_seen(0.0).await;
+    let before = pod_names(&h.ctx.client, &h.ctx.namespace).await;
+    h.create_drill(json!({"podKill": {"count": 1}}), true, "1s")
+        .await;
+    let r = h.wait_run().await;
+    assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
+    let recovery = r.recovery_seconds.expect("recovery time");
+    assert!(recovery > 0.0 && recovery < 60.0, "{recovery}");
+    let after = pod_names(&h.ctx.client, &h.ctx.namespace).await;
+    let killed: Vec<&String> = before.iter().filter(|p| !after.contains(p)).collect();
+    assert_eq!(killed.len(), 1, "before {before:?} after {after:?}");
+    assert_eq!(after.len(), REPLICAS as usize);
+    let reasons = h.event_reasons().await;
+    for want in ["DrillStarted", "DrillInjected"] {
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "{want} missing from {reasons:?}"
+        );
+    }
+    let d = h.drills.get("web-drill").await.unwrap();
+    let s = d.status.unwrap();
+    assert_eq!(
+        s.summary.as_ref().map(|s| (s.passed, s.pass_streak)),
+        Some((1, 1))
+    );
+    assert_eq!(s.last_run_now.as_deref(), Some("1"));
+    // unannounced: the window is shown, the exact start is not
+    let w = s.next_window.expect("next window");
+    assert!(w.planned_start.is_none());
+    eprintln!(
+        "podKill: recovery {recovery:.2} s (pod deleted to 3 Available and the steady state holding)"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_scale_down_drill_restores_exactly_the_original_replicas() {
+    let h = Harness::new("dscale").await;
+    h.create_drill(
+        json!({"scaleDown": {"replicas": 1, "hold": "3s"}}),
+        false,
+        "1s",
+    )
+    .await;
+    h.wait_phase(DrillPhase::Holding).await;
+    assert_eq!(h.replicas().await, 1);
+    let r = h.wait_run().await;
+    assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
+    assert_eq!(h.replicas().await, REPLICAS);
+    h.wait_available().await;
+    let restore = r.restore_seconds.expect("restore time");
+    assert!((3.0..10.0).contains(&restore), "{restore}");
+    eprintln!(
+        "scaleDown: restored {restore:.2} s after injection (hold 3 s), recovered after {:.2} s",
+        r.recovery_seconds.unwrap_or_default()
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failover_drill_restores_exactly_the_original_selector() {
+    let h = Harness::new("dfail").await;
+    let services: Api<Service> = Api::namespaced(h.ctx.client.clone(), &h.ctx.namespace);
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web", "tier": "front"}, "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("create service");
+    let original: BTreeMap<String, String> = BTreeMap::from([
+        ("app".into(), "web".into()),
+        ("tier".into(), "front".into()),
+    ]);
+    h.create_drill(
+        json!({"failover": {"service": "web", "toSelector": {"app": "web-standby"}, "hold": "3s"}}),
+        false,
+        "1s",
+    )
+    .await;
+    h.wait_phase(DrillPhase::Holding).await;
+    let during = services
+        .get("web")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .selector
+        .unwrap();
+    assert_eq!(
+        during,
+        BTreeMap::from([("app".into(), "web-standby".into())])
+    );
+    let r = h.wait_run().await;
+    assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
+    let after = services
+        .get("web")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .selector
+        .unwrap();
+    assert_eq!(
+        after, original,
+        "exactly the original selector, no key added or lost"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_steady_state_breach_aborts_and_restores_within_one_check_interval() {
+    let h = Harness::new("dabort").await;
+    h.health_seen(0.0).await;
+    h.create_drill(
+        json!({"scaleDown": {"replicas": 1, "hold": "60s"}}),
+        true,
+        "2s",
+    )
+    .await;
+    h.wait_phase(DrillPhase::Holding).await;
+    assert_eq!(h.replicas().await, 1);
+    h.set_health(1.0);
+    let breached = Instant::now();
+    h.health_seen(1.0).await;
+    let visible = breached.elapsed();
+    let api = h.deployments.clone();
+    eventually("replicas restored", Duration::from_secs(20), || {
+        let api = api.clone();
+        async move {
+            let r = api
+                .get("web")
+                .await
+                .map_err(|e| e.to_string())?
+                .spec
+                .unwrap()
+                .replicas;
+            if r == Some(REPLICAS) {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        }
+    })
+    .await;
+    let restored = breached.elapsed();
+    let r = h.wait_run().await;
+    assert_eq!(r.result, RunResult::Aborted, "{:?}", r.reason);
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("steady state breached"),
+        "{:?}",
+        r.reason
+    );
+    // From the breach being visible in Prometheus to the replicas put back: one interval.
+    let after_visible = restored - visible;
+    assert!(
+        after_visible <= Duration::from_millis(2000 + 500),
+        "restored {after_visible:?} after the breach was visible (check interval 2 s)"
+    );
+    assert!(h.event_reasons().await.iter().any(|r| r == "DrillAborted"));
+    eprintln!(
+        "abort: breach visible in Prometheus after {visible:?}, replicas restored {after_visible:?} later ({restored:?} after the gauge changed)"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_restarted_operator_restores_and_records_the_run() {
+    let mut h = Harness::new("drestart").await;
+    h.create_drill(
+        json!({"scaleDown": {"replicas": 1, "hold": "3s"}}),
+        false,
+        "1s",
+    )
+    .await;
+    h.wait_phase(DrillPhase::Holding).await;
+    h.operator = None; // SIGKILL during the hold
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        h.replicas().await,
+        1,
+        "nothing restores while the operator is down"
+    );
+    let restarted = Instant::now();
+    h.start_operator();
+    let api = h.deployments.clone();
+    eventually(
+        "replicas restored after restart",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let r = api
+                    .get("web")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .spec
+                    .unwrap()
+                    .replicas;
+                if r == Some(REPLICAS) {
+                    Ok(())
+                } else {
+                    Err(format!("{r:?}"))
+                }
+            }
+        },
+    )
+    .await;
+    let latency = restarted.elapsed();
+    let r = h.wait_run().await;
+    assert!(
+        matches!(
+            r.result,
+            RunResult::Passed | RunResult::Failed | RunResult::Aborted
+        ),
+        "{r:?}"
+    );
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("restarted operator"),
+        "{:?}",
+        r.reason
+    );
+    assert!(h.event_reasons().await.iter().any(|r| r == "DrillResumed"));
+    eprintln!(
+        "restart: original replicas restored {latency:?} after the operator process started again; run {:?}: {:?}",
+        r.result, r.reason
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn deleting_the_drill_during_the_hold_restores_first() {
+    let h = Harness::new("ddelete").await;
+    h.create_drill(
+        json!({"scaleDown": {"replicas": 1, "hold": "60s"}}),
+        false,
+        "1s",
+    )
+    .await;
+    h.wait_phase(DrillPhase::Holding).await;
+    assert_eq!(h.replicas().await, 1);
+    h.drills
+        .delete("web-drill", &DeleteParams::default())
+        .await
+        .expect("delete drill");
+    let api = h.drills.clone();
+    eventually("drill gone", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            match api.get_opt("web-drill").await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(d) => Err(format!(
+                    "{:?}",
+                    d.status.and_then(|s| s.active).map(|a| a.phase)
+                )),
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        h.replicas().await,
+        REPLICAS,
+        "restored before the DrillSchedule went away"
+    );
+    h.cleanup().await;
+}
