@@ -530,3 +530,132 @@ async fn deleting_the_drill_during_the_hold_restores_first() {
     );
     h.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_scheduled_drill_starts_unannounced_inside_its_window() {
+    let h = Harness::new("dcron").await;
+    let d: DrillSchedule = serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+        "metadata": {"name": "web-drill"},
+        "spec": {
+            "schedule": "* * * * *", "timeZone": "Asia/Shanghai", "jitter": "20s", "announce": false,
+            "target": {"name": "web"}, "action": {"podKill": {"percent": 34}},
+            "checkInterval": "1s", "recoveryDeadline": "60s"
+        }
+    }))
+    .unwrap();
+    h.drills
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create drill");
+    let api = h.drills.clone();
+    let window = eventually("next window in status", Duration::from_secs(20), || {
+        let api = api.clone();
+        async move {
+            let s = api
+                .get("web-drill")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            s.next_window.ok_or_else(|| "no window yet".to_string())
+        }
+    })
+    .await;
+    assert!(
+        window.planned_start.is_none(),
+        "announce: false shows no exact start"
+    );
+    assert_eq!(window.end.0.as_second() - window.start.0.as_second(), 20);
+    let r = eventually("a scheduled run", Duration::from_secs(100), || {
+        let api = api.clone();
+        async move {
+            let s = api
+                .get("web-drill")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            match (s.active, s.runs.first()) {
+                (None, Some(r)) => Ok(r.clone()),
+                (a, _) => Err(format!("active {:?}", a.map(|a| a.phase))),
+            }
+        }
+    })
+    .await;
+    assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
+    let started = r.started_at.0.as_second();
+    assert!(
+        started >= window.start.0.as_second() && started <= window.end.0.as_second() + 1,
+        "started {} outside the window {:?}",
+        r.started_at.0,
+        window
+    );
+    let next = h
+        .drills
+        .get("web-drill")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .next_window
+        .unwrap();
+    assert!(next.start.0 > window.start.0, "the next window moved on");
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_stop_annotation_on_the_namespace_ends_a_drill_at_once() {
+    let h = Harness::new("dstop").await;
+    h.create_drill(
+        json!({"scaleDown": {"replicas": 1, "hold": "60s"}}),
+        false,
+        "1s",
+    )
+    .await;
+    h.wait_phase(DrillPhase::Holding).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(h.ctx.client.clone());
+    let stopped = Instant::now();
+    namespaces
+        .patch(
+            &h.ctx.namespace,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"maturity.sre.dev/drills": "stop"}}}),
+            ),
+        )
+        .await
+        .expect("annotate namespace");
+    let r = h.wait_run().await;
+    let took = stopped.elapsed();
+    assert_eq!(r.result, RunResult::Aborted, "{:?}", r.reason);
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("annotation on namespace"),
+        "{:?}",
+        r.reason
+    );
+    assert_eq!(h.replicas().await, REPLICAS);
+    let d = h.drills.get("web-drill").await.unwrap();
+    let ready = d
+        .status
+        .unwrap()
+        .common
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "Stopped");
+    // The figures as metrics.
+    let url = h.operator.as_ref().unwrap().metrics_url.clone();
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let want = format!(
+        "maturity_drill_runs{{drill=\"web-drill\",namespace=\"{}\",result=\"aborted\"}} 1",
+        h.ctx.namespace
+    );
+    assert!(text.contains(&want), "{want} not in\n{text}");
+    eprintln!("stop: annotation to run recorded Aborted and restored in {took:?}");
+    h.cleanup().await;
+}

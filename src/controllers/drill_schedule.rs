@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::api::DrillSchedule;
 use crate::api::drill_schedule::{
-    Check, DrillScheduleStatus, DrillSummary, RunRecord, RunResult, Window, WorkloadKind,
+    Check, DrillScheduleStatus, DrillSummary, RunRecord, RunResult, WorkloadKind,
 };
 use crate::canary::admission::OWN_FIELD_MANAGER;
 use crate::conditions::{self, Cond, Status};
@@ -412,17 +412,9 @@ async fn sync(ctx: &Ctx, cached: &DrillSchedule, deleting: Option<&str>) -> Resu
                 Some(after) => sched.next_window(after).unwrap_or(window),
                 None => window,
             };
-            status.next_window = Some(Window {
-                start: Time(window.start),
-                end: Time(window.end),
-                planned_start: drill.spec.announce.then(|| {
-                    Time(if next_from.is_some() {
-                        window.start
-                    } else {
-                        planned
-                    })
-                }),
-            });
+            // A new window's start is drawn on the next pass.
+            let shown = next_from.is_none().then_some(planned);
+            status.next_window = Some(schedule::window_status(window, shown, drill.spec.announce));
         }
         if due {
             let step = start_run(ctx, &drill, plan, &ns, now).await?;

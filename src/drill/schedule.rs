@@ -133,6 +133,20 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
         .unwrap_or(t)
 }
 
+/// The window as status shows it: the exact start only when the drill is announced.
+pub fn window_status(
+    w: Window,
+    planned: Option<Timestamp>,
+    announce: bool,
+) -> crate::api::drill_schedule::Window {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    crate::api::drill_schedule::Window {
+        start: Time(w.start),
+        end: Time(w.end),
+        planned_start: planned.filter(|_| announce).map(Time),
+    }
+}
+
 /// A random number from the standard library's per-process random keys.
 pub fn random() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -223,6 +237,24 @@ mod tests {
         assert!(starts.len() > 40, "starts should differ: {}", starts.len());
         assert_eq!(s.pick_start(w, 0), w.start);
         assert_eq!(s.pick_start(w, 4 * 3_600_000), w.end);
+    }
+
+    #[test]
+    fn unannounced_windows_never_show_the_start() {
+        let s = Schedule::parse(&drill("0 10 * * *", "UTC", Some("4h"), &[])).unwrap();
+        let w = s.next_window(ts("2026-11-25T00:00:00Z")).unwrap();
+        for _ in 0..20 {
+            let start = s.pick_start(w, random());
+            let hidden = serde_json::to_string(&window_status(w, Some(start), false)).unwrap();
+            assert!(!hidden.contains("plannedStart"), "{hidden}");
+            let shown = serde_json::to_string(&window_status(w, Some(start), true)).unwrap();
+            assert!(shown.contains("plannedStart"), "{shown}");
+            // Time has whole seconds in JSON: the drawn start is not recoverable from the window.
+            if start != w.start && start != w.end {
+                let secs = start.as_second().to_string();
+                assert!(!hidden.contains(&secs));
+            }
+        }
     }
 
     #[test]
