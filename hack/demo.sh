@@ -62,7 +62,9 @@ kubectl apply --server-side -n demo -f examples/ >/dev/null
 # The operator only acts in namespace demo, so tests can share the cluster with it.
 # A live canary: Deployment shop-web (4 replicas on kwok) governed by a fast policy.
 log "canary: Deployment shop-web (4 replicas) and CanaryPolicy shop-web-fast (25% for 10 s, 50% for 10 s, a check every 5 s)"
-kubectl apply --server-side -n demo -f - >/dev/null <<'YAML'
+# --force-conflicts: a rollback of an earlier demo run left the operator owning the image
+# field (see "Server-side apply ownership" in docs/canary.md).
+kubectl apply --server-side --force-conflicts -n demo -f - >/dev/null <<'YAML'
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: shop-web, labels: {app: shop-web, app.kubernetes.io/part-of: demo-shop}}
@@ -95,29 +97,65 @@ kubectl rollout status -n demo deployment/shop-web --timeout=60s >/dev/null
 kubectl wait -n demo --for=condition=Ready --timeout=60s canarypolicy/shop-web-fast >/dev/null
 sleep 2 # the API server picks up the webhook configuration through a watch
 
-# Follows the newest rollout of shop-web until it ends, printing each new phase.
+latest_start() { kubectl get cpol shop-web-fast -n demo -o jsonpath='{.status.rollouts[0].startedAt}' 2>/dev/null; }
+# Follows the rollout that starts after `$1` (the newest rollout's startedAt before the
+# change) until it ends, printing each new phase.
 watch_rollout() {
-  local last="" phase=""
+  local since="$1" last="" phase=""
   for _ in $(seq 1 120); do
-    phase=$(kubectl get cpol shop-web-fast -n demo -o jsonpath='{.status.rollouts[0].phase} step {.status.rollouts[0].step}: {.status.rollouts[0].message}' 2>/dev/null)
-    if [[ "$phase" != "$last" ]]; then echo "   $phase"; last="$phase"; fi
-    case "$phase" in Promoted*|RolledBack*|Held*) return 0 ;; esac
+    if [[ "$(latest_start)" != "$since" ]]; then
+      phase=$(kubectl get cpol shop-web-fast -n demo -o jsonpath='{.status.rollouts[0].phase} step {.status.rollouts[0].step}: {.status.rollouts[0].message}' 2>/dev/null)
+      if [[ "$phase" != "$last" ]]; then echo "   $phase"; last="$phase"; fi
+      case "$phase" in Promoted*|RolledBack*|Held*) return 0 ;; esac
+    fi
     sleep 1
   done
   echo "   (still running after 120 s; see kubectl get cpol shop-web-fast -n demo -o yaml)"
 }
+# Waits until no rollout of shop-web is under way (e.g. from an earlier demo run).
+settle() {
+  for _ in $(seq 1 120); do
+    case "$(kubectl get cpol shop-web-fast -n demo -o jsonpath='{.status.rollouts[0].phase}' 2>/dev/null)" in
+      ""|Promoted|RolledBack|Held|Superseded|Released) return 0 ;;
+    esac
+    sleep 1
+  done
+}
 current_image() { kubectl get deployment shop-web -n demo -o jsonpath='{.spec.template.spec.containers[0].image}'; }
-if [[ "$(current_image)" != "shop/web:v1" ]]; then
-  kubectl set image -n demo deployment/shop-web web=shop/web:v1 >/dev/null
-  watch_rollout >/dev/null
-fi
+settle
 log "canary: releasing shop/web:v2 (a good version)"
+since=$(latest_start)
 kubectl set image -n demo deployment/shop-web web=shop/web:v2 >/dev/null
-watch_rollout
+watch_rollout "$since"
 log "canary: releasing shop/web:bad (half its requests fail)"
+since=$(latest_start)
 kubectl set image -n demo deployment/shop-web web=shop/web:bad >/dev/null
-watch_rollout
+watch_rollout "$since"
 echo "   shop-web now runs $(current_image)"
+
+# A drill: kill one pod of shop-web now (the schedule itself is weekdays 10:00-14:00 Shanghai).
+log "drill: DrillSchedule shop-web-podkill kills a pod of shop-web now (run-now annotation)"
+kubectl apply --server-side -n demo -f - >/dev/null <<YAML
+apiVersion: maturity.sre.dev/v1alpha1
+kind: DrillSchedule
+metadata:
+  name: shop-web-podkill
+  annotations: {maturity.sre.dev/run-now: "$(date +%s)"}
+spec:
+  schedule: "0 10 * * 1-5"
+  timeZone: Asia/Shanghai
+  jitter: 4h
+  target: {name: shop-web}
+  action: {podKill: {count: 1}}
+  checkInterval: 2s
+  recoveryDeadline: 1m
+YAML
+for _ in $(seq 1 60); do
+  [[ -z "$(kubectl get drill shop-web-podkill -n demo -o jsonpath='{.status.active.phase}')" && -n "$(kubectl get drill shop-web-podkill -n demo -o jsonpath='{.status.runs[0].result}')" ]] && break
+  sleep 1
+done
+echo "   $(kubectl get drill shop-web-podkill -n demo -o jsonpath='{.status.runs[0].result}: {.status.runs[0].reason}')"
+echo "   next window (unannounced start inside it): $(kubectl get drill shop-web-podkill -n demo -o jsonpath='{.status.nextWindow.start} to {.status.nextWindow.end}')"
 log "waiting (up to 90 s) until Prometheus has scraped the workload and the targets are measured"
 data_available() { kubectl get rtt "$1" -n demo -o jsonpath='{.status.conditions[?(@.type=="DataAvailable")].status}' 2>/dev/null; }
 for _ in $(seq 1 90); do
@@ -138,7 +176,8 @@ kubectl get cpol shop-web-fast -n demo -o jsonpath='{range .status.rollouts[*]}{
 
 echo
 echo "== what the operator sees (http://127.0.0.1:$port/metrics)"
-curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^maturity_operator_watched_resources|^maturity_canary_rollouts\{namespace="demo"'
+curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^maturity_operator_watched_resources|^maturity_canary_rollouts\{namespace="demo"|^maturity_drill_'
+
 
 cat <<MSG
 
@@ -147,7 +186,8 @@ far below minRequestRate over a 28-day window, so checkout-interactive says LowT
 incident-handling finds no resolved alert here and says NoData.
 The canary policy shop-web-fast walked shop/web:v2 through its steps to Promoted and
 rolled shop/web:bad back at its first failed check (docs/canary.md).
-Drills and levels arrive with the next issues, and their status with them.
+The drill shop-web-podkill killed one pod and measured the recovery (docs/drills.md).
+Levels arrive with the next issue, and their status with them.
 
 Explore:
   source $CLUSTER_DIR/cluster.env && export PATH=$MATURITY_TOOLS_BIN:\$PATH
@@ -155,6 +195,7 @@ Explore:
   kubectl explain responsetimetarget.spec
   kubectl get cpol shop-web-fast -n demo -o yaml   # every transition, check and exposure figure
   kubectl set image -n demo deployment/shop-web web=shop/web:v3   # another canary
+  kubectl annotate drill shop-web-podkill -n demo --overwrite maturity.sre.dev/run-now=\$(date +%s)   # another drill
   kubectl apply -n demo -f tests/fixtures/invalid/rtt-objective-100.yaml   # see admission reject it
   Prometheus: \$MATURITY_PROMETHEUS_URL
 Stop everything: make cluster-down
