@@ -3,6 +3,7 @@
 //!
 //! - [`api`]: the custom resources (one file per kind).
 //! - [`conditions`]: the one condition helper.
+//! - [`events`]: the one Event helper.
 //! - [`duration`]: the one duration format of the API.
 //! - [`prom`]: the one Prometheus client and query templates.
 //! - [`canary`]: the pure core of CanaryPolicy: admission hold, analysis, rollout state machine.
@@ -19,6 +20,7 @@ pub mod conditions;
 pub mod controllers;
 pub mod drill;
 pub mod duration;
+pub mod events;
 pub mod metrics;
 pub mod operator;
 pub mod prom;

@@ -114,28 +114,7 @@ impl Harness {
     /// the webhook configuration and the namespace.
     async fn cleanup(self) {
         self.app.abort();
-        let _ = self
-            .policies
-            .delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await;
-        let api = self.policies.clone();
-        eventually("policies released", Duration::from_secs(30), || {
-            let api = api.clone();
-            async move {
-                let n = api
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .items
-                    .len();
-                if n == 0 {
-                    Ok(())
-                } else {
-                    Err(format!("{n} left"))
-                }
-            }
-        })
-        .await;
+        support::cluster::delete_all_and_wait(&self.policies).await;
         drop(self.operator);
         let configs: Api<MutatingWebhookConfiguration> = Api::all(self.ctx.client.clone());
         let _ = configs

@@ -128,6 +128,28 @@ impl Harness {
         .await
     }
 
+    async fn wait_replicas(&self, want: i32, what: &str) {
+        let api = self.deployments.clone();
+        eventually(what, Duration::from_secs(30), || {
+            let api = api.clone();
+            async move {
+                let r = api
+                    .get("web")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .spec
+                    .unwrap()
+                    .replicas;
+                if r == Some(want) {
+                    Ok(())
+                } else {
+                    Err(format!("{r:?}"))
+                }
+            }
+        })
+        .await;
+    }
+
     async fn replicas(&self) -> i32 {
         self.deployments
             .get("web")
@@ -214,28 +236,7 @@ impl Harness {
     }
 
     async fn cleanup(self) {
-        let _ = self
-            .drills
-            .delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await;
-        let api = self.drills.clone();
-        eventually("drills gone", Duration::from_secs(30), || {
-            let api = api.clone();
-            async move {
-                let n = api
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .items
-                    .len();
-                if n == 0 {
-                    Ok(())
-                } else {
-                    Err(format!("{n} left"))
-                }
-            }
-        })
-        .await;
+        support::cluster::delete_all_and_wait(&self.drills).await;
         drop(self.operator);
         self.ctx.cleanup().await;
     }
@@ -384,25 +385,7 @@ async fn a_steady_state_breach_aborts_and_restores_within_one_check_interval() {
     let breached = Instant::now();
     h.health_seen(1.0).await;
     let visible = breached.elapsed();
-    let api = h.deployments.clone();
-    eventually("replicas restored", Duration::from_secs(20), || {
-        let api = api.clone();
-        async move {
-            let r = api
-                .get("web")
-                .await
-                .map_err(|e| e.to_string())?
-                .spec
-                .unwrap()
-                .replicas;
-            if r == Some(REPLICAS) {
-                Ok(())
-            } else {
-                Err(format!("{r:?}"))
-            }
-        }
-    })
-    .await;
+    h.wait_replicas(REPLICAS, "replicas restored").await;
     let restored = breached.elapsed();
     let r = h.wait_run().await;
     assert_eq!(r.result, RunResult::Aborted, "{:?}", r.reason);
@@ -446,29 +429,8 @@ async fn a_restarted_operator_restores_and_records_the_run() {
     );
     let restarted = Instant::now();
     h.start_operator();
-    let api = h.deployments.clone();
-    eventually(
-        "replicas restored after restart",
-        Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move {
-                let r = api
-                    .get("web")
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .spec
-                    .unwrap()
-                    .replicas;
-                if r == Some(REPLICAS) {
-                    Ok(())
-                } else {
-                    Err(format!("{r:?}"))
-                }
-            }
-        },
-    )
-    .await;
+    h.wait_replicas(REPLICAS, "replicas restored after restart")
+        .await;
     let latency = restarted.elapsed();
     let r = h.wait_run().await;
     assert!(

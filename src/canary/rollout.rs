@@ -39,13 +39,7 @@ pub struct Check {
     pub message: String,
 }
 
-/// An Event to publish on the policy.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Note {
-    pub reason: String,
-    pub message: String,
-    pub warning: bool,
-}
+pub use crate::events::Note;
 
 #[derive(Debug, Clone, Default)]
 pub struct Decision {

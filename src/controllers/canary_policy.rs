@@ -14,12 +14,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Config, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
+
+use super::timed;
 
 use crate::api::CanaryPolicy;
 use crate::api::canary_policy::{CanaryPolicyStatus, Coverage, RolloutRecord, Totals};
@@ -39,10 +41,8 @@ const IDLE_REQUEUE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Api(#[from] kube::Error),
-    #[error("the API call timed out after {0:?}")]
-    Timeout(Duration),
+    #[error(transparent)]
+    Api(#[from] super::ApiError),
     #[error("finalizer: {0}")]
     Finalizer(String),
 }
@@ -71,16 +71,6 @@ where
     match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
-    }
-}
-
-async fn timed<T>(
-    limit: Duration,
-    f: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> Result<T, Error> {
-    match tokio::time::timeout(limit, f).await {
-        Ok(r) => r.map_err(Error::Api),
-        Err(_) => Err(Error::Timeout(limit)),
     }
 }
 
@@ -543,31 +533,16 @@ async fn apply(ctx: &Ctx, ns: &str, d: &DeploymentView, action: &Action) -> Resu
             Ok(())
         }
         // The Deployment changed since it was read (the `test` op failed): look again.
-        Err(Error::Api(kube::Error::Api(s))) if s.code == 409 || s.code == 422 => {
+        Err(e) if matches!(e.code(), Some(409 | 422)) => {
             tracing::debug!(deployment = %d.name, "Deployment changed meanwhile; will look again");
             Ok(())
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
 async fn publish(ctx: &Ctx, p: &CanaryPolicy, notes: &[rollout::Note]) {
-    for n in notes {
-        let event = Event {
-            type_: if n.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: n.reason.clone(),
-            note: Some(n.message.chars().take(1000).collect()),
-            action: "Rollout".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &p.object_ref(&())).await {
-            tracing::warn!(policy = %p.name_any(), error = %e, "publishing an Event failed");
-        }
-    }
+    crate::events::publish(&ctx.recorder, &p.object_ref(&()), "Rollout", notes).await;
 }
 
 /// The status figures as metrics (removed when the policy goes away).

@@ -17,12 +17,14 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Config, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
+
+use super::timed;
 
 use crate::api::DrillSchedule;
 use crate::api::drill_schedule::{
@@ -44,10 +46,8 @@ const IDLE_REQUEUE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Api(#[from] kube::Error),
-    #[error("the API call timed out after {0:?}")]
-    Timeout(Duration),
+    #[error(transparent)]
+    Api(#[from] super::ApiError),
     #[error("restoring what the drill changed before the DrillSchedule goes away (phase {0})")]
     Restoring(String),
 }
@@ -72,16 +72,6 @@ struct Ctx {
 fn instance() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| format!("{:016x}", schedule::random()))
-}
-
-async fn timed<T>(
-    limit: Duration,
-    f: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> Result<T, Error> {
-    match tokio::time::timeout(limit, f).await {
-        Ok(r) => r.map_err(Error::Api),
-        Err(_) => Err(Error::Timeout(limit)),
-    }
 }
 
 /// The controller and its store of DrillSchedules.
@@ -522,7 +512,7 @@ async fn start_run(
             reason: Some(why.clone()),
         }),
         notes: vec![run::Note {
-            reason: "DrillSkipped",
+            reason: "DrillSkipped".into(),
             message: why,
             warning: true,
         }],
@@ -790,8 +780,8 @@ async fn apply(
                 if view.pods.contains(p) {
                     match timed(t, api.delete(p, &DeleteParams::default())).await {
                         Ok(_) => tracing::info!(namespace = ns, pod = %p, "drill: pod deleted"),
-                        Err(Error::Api(kube::Error::Api(s))) if s.code == 404 => {}
-                        Err(e) => return Err(e),
+                        Err(e) if e.code() == Some(404) => {}
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
@@ -858,22 +848,7 @@ async fn write_status(
 }
 
 async fn publish(ctx: &Ctx, d: &DrillSchedule, notes: &[run::Note]) {
-    for n in notes {
-        let event = Event {
-            type_: if n.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: n.reason.into(),
-            note: Some(n.message.chars().take(1000).collect()),
-            action: "Drill".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &d.object_ref(&())).await {
-            tracing::warn!(drill = %d.name_any(), error = %e, "publishing an Event failed");
-        }
-    }
+    crate::events::publish(&ctx.recorder, &d.object_ref(&()), "Drill", notes).await;
 }
 
 fn export(ctx: &Ctx, ns: &str, name: &str, s: &DrillScheduleStatus, deleting: bool) {

@@ -5,3 +5,35 @@ pub mod canary_policy;
 pub mod drill_schedule;
 pub mod prometheus_rule;
 pub mod response_time_target;
+
+use std::time::Duration;
+
+/// A Kubernetes API call that failed or took too long.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("the API call timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl ApiError {
+    /// The HTTP status of an API answer (404, 409, ...), if it was one.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ApiError::Api(kube::Error::Api(s)) => Some(s.code),
+            _ => None,
+        }
+    }
+}
+
+/// Every API call of the controllers goes through here: bounded by `limit`.
+pub async fn timed<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r.map_err(ApiError::Api),
+        Err(_) => Err(ApiError::Timeout(limit)),
+    }
+}

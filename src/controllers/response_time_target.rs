@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
@@ -454,25 +454,12 @@ impl Controller {
             if before == Some(after.status.as_str()) {
                 continue;
             }
-            let event = Event {
-                type_: if after.status == "False" {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
+            let note = crate::events::Note {
                 reason: after.reason.clone(),
-                note: Some(
-                    format!("{type_}={}: {}", after.status, after.message)
-                        .chars()
-                        .take(1000)
-                        .collect(),
-                ),
-                action: "Evaluate".into(),
-                secondary: None,
+                message: format!("{type_}={}: {}", after.status, after.message),
+                warning: after.status == "False",
             };
-            if let Err(e) = self.recorder.publish(&event, &t.object_ref(&())).await {
-                tracing::warn!(target = %t.name_any(), error = %e, "publishing an Event failed");
-            }
+            crate::events::publish(&self.recorder, &t.object_ref(&()), "Evaluate", &[note]).await;
         }
     }
 

@@ -89,12 +89,7 @@ pub enum Effect {
     Restore(SavedState),
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Note {
-    pub reason: &'static str,
-    pub message: String,
-    pub warning: bool,
-}
+pub use crate::events::Note;
 
 #[derive(Debug, Clone, Default)]
 pub struct Step {
@@ -152,7 +147,7 @@ pub fn start(
             reason: Some(why.clone()),
         }),
         notes: vec![Note {
-            reason: "DrillSkipped",
+            reason: "DrillSkipped".into(),
             message: why,
             warning: true,
         }],
@@ -216,7 +211,7 @@ pub fn start(
     Step {
         active: Some(active),
         notes: vec![Note {
-            reason: "DrillStarted",
+            reason: "DrillStarted".into(),
             message: format!("drill on {} starts", target.name),
             warning: false,
         }],
@@ -229,7 +224,7 @@ pub fn start(
 fn abort(a: &mut ActiveRun, why: String, out: &mut Step) {
     if a.abort_reason.is_none() {
         out.notes.push(Note {
-            reason: "DrillAborted",
+            reason: "DrillAborted".into(),
             message: format!("{}: {why}; restoring", a.target),
             warning: true,
         });
@@ -269,7 +264,7 @@ pub fn advance(
             "resumed at {now} by a restarted operator (phase {phase:?})"
         ));
         out.notes.push(Note {
-            reason: "DrillResumed",
+            reason: "DrillResumed".into(),
             message: format!("{}: {}", a.target, a.resumed.clone().unwrap_or_default()),
             warning: false,
         });
@@ -321,7 +316,7 @@ pub fn advance(
                 }
             });
             out.notes.push(Note {
-                reason: "DrillInjected",
+                reason: "DrillInjected".into(),
                 message: format!("{}: {}", a.target, describe(&plan.fault, &a.saved)),
                 warning: false,
             });
@@ -384,7 +379,7 @@ pub fn advance(
             if restored(target, &a.saved) {
                 let restore_s = a.injected_at.as_ref().map(|t| secs(t, now));
                 out.notes.push(Note {
-                    reason: "DrillRestored",
+                    reason: "DrillRestored".into(),
                     message: format!("{}: restored ({})", a.target, describe_saved(&a.saved)),
                     warning: false,
                 });

@@ -202,3 +202,32 @@ fn rand_suffix() -> u32 {
     );
     (h.finish() & 0xfffff) as u32
 }
+
+/// Deletes every object of `api` and waits until they are gone (their finalizers ran),
+/// so an operator can release what they hold before the test stops it.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn delete_all_and_wait<K>(api: &Api<K>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let _ = api
+        .delete_collection(&DeleteParams::default(), &kube::api::ListParams::default())
+        .await;
+    super::eventually("objects deleted", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let n = api
+                .list(&kube::api::ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            if n == 0 {
+                Ok(())
+            } else {
+                Err(format!("{n} left"))
+            }
+        }
+    })
+    .await;
+}
