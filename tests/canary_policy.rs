@@ -59,8 +59,6 @@ impl Harness {
         ));
         let port = free_port();
         let operator_args = vec![
-            "--namespace".into(),
-            ctx.namespace.clone(),
             "--webhook-addr".into(),
             format!("127.0.0.1:{port}"),
             "--webhook-url".into(),
@@ -85,6 +83,7 @@ impl Harness {
     async fn start_operator(&mut self) {
         self.operator = Some(Operator::start_with(
             &self.ctx.env,
+            &self.ctx.namespace,
             &self.ctx.env.prometheus_url,
             "2s",
             &self.operator_args,

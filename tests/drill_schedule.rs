@@ -58,11 +58,11 @@ impl Harness {
     }
 
     fn start_operator(&mut self) {
-        self.operator = Some(Operator::start_with(
+        self.operator = Some(Operator::start(
             &self.ctx.env,
+            &self.ctx.namespace,
             &self.ctx.env.prometheus_url,
             "2s",
-            &["--namespace".into(), self.ctx.namespace.clone()],
         ));
     }
 

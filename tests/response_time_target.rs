@@ -96,7 +96,7 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
     // The same history behind a Prometheus that refuses queries loading many samples.
     let strict =
         BackfilledPrometheus::start_with(&ctx.env, &om, None, &["--query.max-samples=100"]).await;
-    let mut operator = Operator::start(&ctx.env, &backfilled.prom.url, "2s");
+    let mut operator = Operator::start(&ctx.env, &ctx.namespace, &backfilled.prom.url, "2s");
 
     let api: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let h = "http_request_duration_seconds";
@@ -236,7 +236,7 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
     // Prometheus gone: the targets say so, and the operator keeps running.
     drop(backfilled);
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let mut operator = Operator::start(&ctx.env, &dead, "2s");
+    let mut operator = Operator::start(&ctx.env, &ctx.namespace, &dead, "2s");
     let t = wait_for_condition(&api, "healthy", "DataAvailable", "PrometheusUnreachable").await;
     let (ready, _, message) = condition(&t, "Ready").unwrap();
     assert_eq!(ready, "False");
@@ -254,7 +254,7 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
     drop(operator);
 
     // A query Prometheus rejects (too many samples for its limit): said, not a breach.
-    let mut operator = Operator::start(&ctx.env, &strict.prom.url, "2s");
+    let mut operator = Operator::start(&ctx.env, &ctx.namespace, &strict.prom.url, "2s");
     let t = wait_for_condition(&api, "healthy", "Ready", "QueryRejected").await;
     let (ready, _, message) = condition(&t, "Ready").unwrap();
     assert_eq!(ready, "False");

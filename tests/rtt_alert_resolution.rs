@@ -59,7 +59,7 @@ async fn handling_figures_match_the_generated_incidents() {
     let attainment = 100.0 * within as f64 / n as f64;
 
     let backfilled = BackfilledPrometheus::start(&ctx.env, &om.render()).await;
-    let _operator = Operator::start(&ctx.env, &backfilled.prom.url, "5s");
+    let _operator = Operator::start(&ctx.env, &ctx.namespace, &backfilled.prom.url, "5s");
 
     let api: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let t: ResponseTimeTarget = serde_json::from_value(serde_json::json!({

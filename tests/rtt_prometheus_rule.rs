@@ -55,7 +55,7 @@ async fn install_prometheus_rule_crd(client: &kube::Client) {
 async fn burn_rate_alerts_become_an_owned_prometheus_rule() {
     let ctx = TestContext::new("promrule").await;
     install_prometheus_rule_crd(&ctx.client).await;
-    let _operator = Operator::start(&ctx.env, &ctx.env.prometheus_url, "2s");
+    let _operator = Operator::start(&ctx.env, &ctx.namespace, &ctx.env.prometheus_url, "2s");
 
     let targets: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let mut t: ResponseTimeTarget = serde_yaml::from_str(

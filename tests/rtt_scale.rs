@@ -75,7 +75,7 @@ async fn two_hundred_targets_cost_a_handful_of_queries_and_no_idle_writes() {
     let backfilled = BackfilledPrometheus::start(&ctx.env, &om).await;
     eprintln!("backfilled {count} services in {:?}", started.elapsed());
 
-    let operator = Operator::start(&ctx.env, &backfilled.prom.url, "3s");
+    let operator = Operator::start(&ctx.env, &ctx.namespace, &backfilled.prom.url, "3s");
     let metrics_url = operator.metrics_url.clone();
 
     let api: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);

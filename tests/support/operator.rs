@@ -12,15 +12,18 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the operator against the test cluster and `prometheus_url`, looking for due
-    /// work every 200 ms and evaluating targets every `interval` (e.g. `2s`).
-    pub fn start(env: &ClusterEnv, prometheus_url: &str, interval: &str) -> Self {
-        Self::start_with(env, prometheus_url, interval, &[])
+    /// Starts the operator against the test cluster and `prometheus_url`, acting only in
+    /// the test's `namespace` (so nothing else on the cluster, a demo or another test, is
+    /// touched or counted), looking for due work every 200 ms and evaluating targets every
+    /// `interval` (e.g. `2s`).
+    pub fn start(env: &ClusterEnv, namespace: &str, prometheus_url: &str, interval: &str) -> Self {
+        Self::start_with(env, namespace, prometheus_url, interval, &[])
     }
 
     /// Like [`Self::start`], with extra `run` flags.
     pub fn start_with(
         env: &ClusterEnv,
+        namespace: &str,
         prometheus_url: &str,
         interval: &str,
         extra: &[String],
@@ -35,6 +38,7 @@ impl Operator {
                 "2s",
             ])
             .args(["--tick", "200ms", "--default-interval", interval])
+            .args(["--namespace", namespace])
             .args(extra)
             .env("KUBECONFIG", &env.kubeconfig)
             .env(
