@@ -37,8 +37,9 @@ build: ## Build the operator binary
 	$(CARGO) build
 
 .PHONY: crds
-crds: ## Regenerate crds/*.yaml from the Rust types
+crds: ## Regenerate crds/*.yaml from the Rust types, and docs/model.md from the model
 	$(CARGO) run --quiet -- crd --out-dir crds
+	$(CARGO) run --quiet -- model --output markdown > docs/model.md
 
 .PHONY: tools
 tools: ## Build (once, cached) etcd, kube-*, kubectl, kwok, helm, prometheus, promtool

@@ -10,6 +10,7 @@
 //! - [`drill`]: the pure core of DrillSchedule: schedule arithmetic, run state machine.
 //! - [`slo`]: the pure core of ResponseTimeTarget: figures, conditions, burn-rate rules.
 //! - [`controllers`]: one thin controller per kind.
+//! - [`model`]: the maturity model as data (every practice) and the pure level evaluation.
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
 //! - [`webhook`]: the HTTPS admission webhook that holds new templates of governed Deployments.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
@@ -22,6 +23,7 @@ pub mod drill;
 pub mod duration;
 pub mod events;
 pub mod metrics;
+pub mod model;
 pub mod operator;
 pub mod prom;
 pub mod slo;

@@ -66,6 +66,12 @@ enum Command {
         #[command(flatten)]
         webhook: WebhookArgs,
     },
+    /// Print the maturity model: every practice with its ID, level, titles and evidence.
+    Model {
+        /// table (default), json or markdown (the catalogue in docs/model.md).
+        #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json", "markdown"])]
+        output: String,
+    },
     /// Print the CustomResourceDefinitions (YAML); with --out-dir, write one file per kind.
     Crd {
         #[arg(long)]
@@ -214,6 +220,31 @@ fn prometheus_auth(
     }
 }
 
+fn model_text(output: &str) -> String {
+    use maturity_operator::model::{Capability, PRACTICES, level_name, markdown};
+    match output {
+        "json" => serde_json::to_string_pretty(PRACTICES).unwrap_or_default() + "\n",
+        "markdown" => markdown(),
+        _ => {
+            let mut out = String::new();
+            for c in Capability::ALL {
+                out.push_str(&format!("{} {} ({})\n", c.id(), c.title(), c.title_zh()));
+                for p in PRACTICES.iter().filter(|p| p.capability == c) {
+                    out.push_str(&format!(
+                        "  {:<8} L{} {:<22} {:<9} {}\n",
+                        p.id,
+                        p.level,
+                        level_name(p.level),
+                        format!("{:?}", p.evidence),
+                        p.title
+                    ));
+                }
+            }
+            out
+        }
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     maturity_operator::duration::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -317,6 +348,10 @@ async fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Model { output } => {
+            print!("{}", model_text(&output));
+            ExitCode::SUCCESS
         }
         Command::Crd { out_dir } => match write_crds(out_dir) {
             Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
-//! The CRDs committed under `crds/` are exactly what the code generates (`make crds`
-//! rewrites them), and `maturity-operator crd` prints the same.
+//! The CRDs committed under `crds/` and the model catalogue in `docs/model.md` are exactly
+//! what the code generates (`make crds` rewrites them), and `maturity-operator crd` /
+//! `model --output markdown` print the same.
 
 use std::process::Command;
 
@@ -82,4 +83,27 @@ fn every_kind_has_status_short_name_category_and_columns() {
             "{file}: printer columns"
         );
     }
+}
+
+#[test]
+fn the_model_catalogue_in_docs_matches_the_model() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/model.md");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == maturity_operator::model::markdown(),
+        "docs/model.md differs from src/model/catalogue.rs: run `make crds` and commit the result"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+        .args(["model", "--output", "markdown"])
+        .output()
+        .expect("run maturity-operator model");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
+    let json = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+        .args(["model", "-o", "json"])
+        .output()
+        .expect("run maturity-operator model -o json");
+    let practices: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(practices.len(), maturity_operator::model::PRACTICES.len());
+    assert_eq!(practices[0]["capability"], "ORG");
 }

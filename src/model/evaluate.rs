@@ -1,0 +1,396 @@
+//! From evidence to a level, without a cluster: each practice's state from what was
+//! measured, attested or exempted; a capability's level is the highest L such that every
+//! practice at levels 2..L is Met or Exempt; the overall level is the lowest capability
+//! level; and what the next level is missing.
+
+use std::collections::BTreeMap;
+
+use jiff::civil::Date;
+
+use super::{Capability, Evidence, PRACTICES, Practice};
+use crate::api::maturity_assessment::{
+    Attestation, CapabilityStatus, EvidenceKind, Exemption, MissingPractice, NextLevel,
+    PracticeState, PracticeStatus,
+};
+
+/// Review period of an attestation that sets none.
+pub const DEFAULT_REVIEW_DAYS: i64 = 90;
+
+/// What a measured signal decided for a practice.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measurement {
+    Met(String),
+    NotMet(String),
+    /// The signal could not be read (e.g. Prometheus unreachable); never counts as Met.
+    Unknown(String),
+}
+
+fn date(s: &str) -> Option<Date> {
+    s.parse().ok()
+}
+
+/// The state of one practice on `today`.
+///
+/// Order of precedence: a running exemption; a measurement that decided (Met or NotMet: a
+/// measured NotMet is not overridden by an attestation); a current attestation; then
+/// Expired (a lapsed attestation or exemption and nothing else), Unknown (the signal could
+/// not be read) or NotMet.
+pub fn practice_state(
+    p: &Practice,
+    measured: Option<&Measurement>,
+    attestation: Option<&Attestation>,
+    exemption: Option<&Exemption>,
+    today: Date,
+) -> PracticeStatus {
+    let status = |state, evidence, detail: String| PracticeStatus {
+        id: p.id.to_string(),
+        state,
+        evidence,
+        detail: Some(detail),
+    };
+    let mut lapsed = None;
+    if let Some(e) = exemption {
+        match date(e.until.as_str()) {
+            Some(until) if until >= today => {
+                return status(
+                    PracticeState::Exempt,
+                    EvidenceKind::Exempted,
+                    format!("exempt until {until}: {}", e.reason),
+                );
+            }
+            Some(until) => lapsed = Some(format!("the exemption lapsed on {until}")),
+            None => {
+                lapsed = Some(format!(
+                    "the exemption's date {:?} is not a date",
+                    e.until.as_str()
+                ))
+            }
+        }
+    }
+    match measured {
+        Some(Measurement::Met(why)) => {
+            return status(PracticeState::Met, EvidenceKind::Measured, why.clone());
+        }
+        Some(Measurement::NotMet(why)) => {
+            return status(PracticeState::NotMet, EvidenceKind::Measured, why.clone());
+        }
+        _ => {}
+    }
+    if let Some(a) = attestation {
+        let review = a
+            .review_every
+            .as_ref()
+            .and_then(|r| r.parse().ok())
+            .map(|d: std::time::Duration| (d.as_secs() / 86_400) as i64)
+            .unwrap_or(DEFAULT_REVIEW_DAYS);
+        match date(a.attested_at.as_str()) {
+            Some(at) => {
+                let expires = at.checked_add(jiff::Span::new().days(review)).unwrap_or(at);
+                if expires >= today {
+                    return status(
+                        PracticeState::Met,
+                        EvidenceKind::Attested,
+                        format!(
+                            "attested by {} on {at} (review by {expires}): {}",
+                            a.by, a.evidence
+                        ),
+                    );
+                }
+                lapsed = Some(format!(
+                    "attested by {} on {at}, review due {expires} has passed",
+                    a.by
+                ));
+            }
+            None => {
+                lapsed = Some(format!(
+                    "the attestation's date {:?} is not a date",
+                    a.attested_at.as_str()
+                ))
+            }
+        }
+    }
+    if let Some(why) = lapsed {
+        return status(PracticeState::Expired, EvidenceKind::None, why);
+    }
+    match measured {
+        Some(Measurement::Unknown(why)) => {
+            status(PracticeState::Unknown, EvidenceKind::None, why.clone())
+        }
+        _ => {
+            let why = match p.evidence {
+                Evidence::Attested => "not attested".to_string(),
+                _ if measured.is_none() => format!(
+                    "no measurement of this signal yet ({}); not attested",
+                    p.signal
+                ),
+                _ => "not attested".to_string(),
+            };
+            status(PracticeState::NotMet, EvidenceKind::None, why)
+        }
+    }
+}
+
+fn counts(s: PracticeState) -> bool {
+    matches!(s, PracticeState::Met | PracticeState::Exempt)
+}
+
+/// The highest L such that every practice of `capability` at levels 2..=L counts (Met or
+/// Exempt); 1 when a level-2 practice does not.
+pub fn capability_level(capability: Capability, states: &BTreeMap<&str, PracticeState>) -> u8 {
+    let mut level = 1;
+    for l in 2..=5u8 {
+        let all = PRACTICES
+            .iter()
+            .filter(|p| p.capability == capability && p.level == l)
+            .all(|p| states.get(p.id).copied().is_some_and(counts));
+        if !all {
+            break;
+        }
+        level = l;
+    }
+    level
+}
+
+/// Status of every capability, the overall level (the lowest), and what the next level is
+/// missing: the practices at or below it, in capabilities below it, that do not count yet.
+pub fn assess(practices: &[PracticeStatus]) -> (u8, Vec<CapabilityStatus>, Option<NextLevel>) {
+    let states: BTreeMap<&str, PracticeState> =
+        practices.iter().map(|p| (p.id.as_str(), p.state)).collect();
+    let mut caps = Vec::new();
+    let mut overall = 5u8;
+    for c in Capability::ALL {
+        let level = capability_level(c, &states);
+        overall = overall.min(level);
+        caps.push(CapabilityStatus {
+            id: c.id().to_string(),
+            level: level as i32,
+            practices: practices
+                .iter()
+                .filter(|p| p.id.starts_with(&format!("{}-", c.id())))
+                .cloned()
+                .collect(),
+        });
+    }
+    let next = (overall < 5).then(|| {
+        let target = overall + 1;
+        let missing = PRACTICES
+            .iter()
+            .filter(|p| p.level <= target)
+            .filter(|p| !states.get(p.id).copied().is_some_and(counts))
+            .map(|p| {
+                let have = practices.iter().find(|s| s.id == p.id);
+                let state = have
+                    .map(|s| format!("{:?}", s.state))
+                    .unwrap_or_else(|| "NotMet".into());
+                let detail = have.and_then(|s| s.detail.clone()).unwrap_or_default();
+                let how = match p.evidence {
+                    Evidence::Measured => format!("needs: {}", p.signal),
+                    Evidence::Attested => "needs an attestation".to_string(),
+                    Evidence::Both => format!("needs: {}, or an attestation", p.signal),
+                };
+                MissingPractice {
+                    practice: p.id.to_string(),
+                    why: format!("{state}: {detail}; {how}"),
+                }
+            })
+            .collect();
+        NextLevel {
+            level: target as i32,
+            missing,
+        }
+    });
+    (overall, caps, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::common::{DateString, DurationString};
+
+    fn today() -> Date {
+        "2026-11-25".parse().unwrap()
+    }
+
+    fn attest(id: &str, at: &str, review: Option<&str>) -> Attestation {
+        Attestation {
+            practice: id.into(),
+            by: "lead@example.com".into(),
+            evidence: "https://wiki/review".into(),
+            attested_at: DateString::new(at),
+            review_every: review.map(DurationString::new),
+        }
+    }
+
+    fn exempt(id: &str, until: &str) -> Exemption {
+        Exemption {
+            practice: id.into(),
+            reason: "no customers of that kind".into(),
+            until: DateString::new(until),
+        }
+    }
+
+    fn p(id: &str) -> &'static Practice {
+        super::super::practice(id).unwrap()
+    }
+
+    #[test]
+    fn attestations_expire_and_exemptions_hold_until_their_date() {
+        let s = practice_state(
+            p("ORG-2.4"),
+            None,
+            Some(&attest("ORG-2.4", "2026-10-01", None)),
+            None,
+            today(),
+        );
+        assert_eq!(
+            (s.state, s.evidence),
+            (PracticeState::Met, EvidenceKind::Attested)
+        );
+        let s = practice_state(
+            p("ORG-2.4"),
+            None,
+            Some(&attest("ORG-2.4", "2026-08-01", None)),
+            None,
+            today(),
+        );
+        assert_eq!(s.state, PracticeState::Expired, "{:?}", s.detail);
+        let s = practice_state(
+            p("ORG-2.4"),
+            None,
+            Some(&attest("ORG-2.4", "2026-11-01", Some("7d"))),
+            None,
+            today(),
+        );
+        assert_eq!(s.state, PracticeState::Expired, "a 7-day review period");
+        let s = practice_state(
+            p("COMM-5.2"),
+            None,
+            None,
+            Some(&exempt("COMM-5.2", "2026-11-25")),
+            today(),
+        );
+        assert_eq!(
+            (s.state, s.evidence),
+            (PracticeState::Exempt, EvidenceKind::Exempted)
+        );
+        let s = practice_state(
+            p("COMM-5.2"),
+            None,
+            None,
+            Some(&exempt("COMM-5.2", "2026-11-24")),
+            today(),
+        );
+        assert_eq!(s.state, PracticeState::Expired);
+        let s = practice_state(p("COMM-5.2"), None, None, None, today());
+        assert_eq!(s.state, PracticeState::NotMet);
+    }
+
+    #[test]
+    fn a_measurement_decides_and_unknown_never_counts() {
+        let m = Measurement::NotMet("2 of 5 Deployments governed".into());
+        let s = practice_state(p("CX-4.3"), Some(&m), None, None, today());
+        assert_eq!(
+            (s.state, s.evidence),
+            (PracticeState::NotMet, EvidenceKind::Measured)
+        );
+        // an attestation does not override a measured NotMet
+        let s = practice_state(
+            p("ORG-2.1"),
+            Some(&Measurement::NotMet("x".into())),
+            Some(&attest("ORG-2.1", "2026-11-01", None)),
+            None,
+            today(),
+        );
+        assert_eq!(s.state, PracticeState::NotMet);
+        // but fills in when the signal cannot be read
+        let s = practice_state(
+            p("ORG-2.1"),
+            Some(&Measurement::Unknown("Prometheus unreachable".into())),
+            Some(&attest("ORG-2.1", "2026-11-01", None)),
+            None,
+            today(),
+        );
+        assert_eq!(
+            (s.state, s.evidence),
+            (PracticeState::Met, EvidenceKind::Attested)
+        );
+        let s = practice_state(
+            p("RESP-4.1"),
+            Some(&Measurement::Unknown("Prometheus unreachable".into())),
+            None,
+            None,
+            today(),
+        );
+        assert_eq!(s.state, PracticeState::Unknown);
+        let mut states = BTreeMap::new();
+        for q in PRACTICES
+            .iter()
+            .filter(|q| q.capability == Capability::Resp)
+        {
+            states.insert(q.id, PracticeState::Met);
+        }
+        assert_eq!(capability_level(Capability::Resp, &states), 5);
+        states.insert("RESP-4.1", PracticeState::Unknown);
+        assert_eq!(capability_level(Capability::Resp, &states), 3);
+    }
+
+    /// Every practice of the model through the evaluation: all Met gives 5 everywhere;
+    /// taking away any one practice lowers exactly its capability to one below its level,
+    /// and nextLevel names it.
+    #[test]
+    fn every_practice_counts_for_exactly_its_capability_and_level() {
+        let all_met: Vec<PracticeStatus> = PRACTICES
+            .iter()
+            .map(|p| practice_state(p, Some(&Measurement::Met("ok".into())), None, None, today()))
+            .collect();
+        let (overall, caps, next) = assess(&all_met);
+        assert_eq!(overall, 5);
+        assert!(caps.iter().all(|c| c.level == 5));
+        assert!(next.is_none());
+        for (i, p) in PRACTICES.iter().enumerate() {
+            let mut one_missing = all_met.clone();
+            one_missing[i] = practice_state(
+                p,
+                Some(&Measurement::NotMet("gone".into())),
+                None,
+                None,
+                today(),
+            );
+            let (overall, caps, next) = assess(&one_missing);
+            let expected = p.level - 1;
+            assert_eq!(overall, expected, "{}", p.id);
+            for c in &caps {
+                let want = if c.id == p.capability.id() {
+                    expected as i32
+                } else {
+                    5
+                };
+                assert_eq!(c.level, want, "{} lowers {}", p.id, c.id);
+            }
+            let next = next.expect("a next level");
+            assert_eq!(next.level, p.level as i32);
+            assert_eq!(next.missing.len(), 1, "{}", p.id);
+            assert_eq!(next.missing[0].practice, p.id);
+            assert!(
+                next.missing[0].why.starts_with("NotMet: gone"),
+                "{}",
+                next.missing[0].why
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_declared_is_level_one_with_level_two_missing() {
+        let none: Vec<PracticeStatus> = PRACTICES
+            .iter()
+            .map(|p| practice_state(p, None, None, None, today()))
+            .collect();
+        let (overall, caps, next) = assess(&none);
+        assert_eq!(overall, 1);
+        assert!(caps.iter().all(|c| c.level == 1));
+        let next = next.unwrap();
+        assert_eq!(next.level, 2);
+        let level2 = PRACTICES.iter().filter(|p| p.level == 2).count();
+        assert_eq!(next.missing.len(), level2);
+    }
+}
