@@ -3,6 +3,7 @@
 
 pub mod catalogue;
 pub mod evaluate;
+pub mod evidence;
 
 use serde::Serialize;
 

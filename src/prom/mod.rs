@@ -26,6 +26,14 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// An alerting rule as Prometheus has loaded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    pub name: String,
+    pub labels: Labels,
+    pub annotations: Labels,
+}
+
 /// One series of a range query: (unix seconds, value) points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
@@ -154,7 +162,7 @@ pub struct PromClient {
 struct Envelope {
     status: String,
     #[serde(default)]
-    data: Option<Data>,
+    data: Option<serde_json::Value>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
@@ -358,9 +366,64 @@ impl PromClient {
             .form(&form);
         let envelope = self.send(request, kind).await;
         tracing::debug!(query = %form.first().map(|f| f.1.as_str()).unwrap_or(""), ok = envelope.is_ok(), "prometheus query");
-        envelope?
+        let data = envelope?
             .data
-            .ok_or_else(|| QueryError::Decode("answer without data".into()))
+            .ok_or_else(|| QueryError::Decode("answer without data".into()))?;
+        serde_json::from_value(data).map_err(|e| QueryError::Decode(e.to_string()))
+    }
+
+    /// Every alerting rule Prometheus has loaded (`/api/v1/rules?type=alert`).
+    pub async fn alerting_rules(&self) -> Result<Vec<AlertRule>, QueryError> {
+        self.configured()?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| QueryError::Unreachable {
+                url: self.base.clone(),
+                reason: "client closed".into(),
+            })?;
+        let request = self.authorize(
+            self.http
+                .get(format!("{}/api/v1/rules?type=alert", self.base)),
+        );
+        let data = self
+            .send(request, "rules")
+            .await?
+            .data
+            .ok_or_else(|| QueryError::Decode("answer without data".into()))?;
+        #[derive(Deserialize)]
+        struct Groups {
+            groups: Vec<Group>,
+        }
+        #[derive(Deserialize)]
+        struct Group {
+            #[serde(default)]
+            rules: Vec<RawRule>,
+        }
+        #[derive(Deserialize)]
+        struct RawRule {
+            name: String,
+            #[serde(default)]
+            labels: Labels,
+            #[serde(default)]
+            annotations: Labels,
+            #[serde(default, rename = "type")]
+            kind: String,
+        }
+        let groups: Groups =
+            serde_json::from_value(data).map_err(|e| QueryError::Decode(e.to_string()))?;
+        Ok(groups
+            .groups
+            .into_iter()
+            .flat_map(|g| g.rules)
+            .filter(|r| r.kind.is_empty() || r.kind == "alerting")
+            .map(|r| AlertRule {
+                name: r.name,
+                labels: r.labels,
+                annotations: r.annotations,
+            })
+            .collect())
     }
 
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -1,0 +1,501 @@
+//! Measured evidence: from facts gathered in the assessment's scope (workloads, the
+//! operator's own ResponseTimeTargets, CanaryPolicies and DrillSchedules, Prometheus's
+//! alerting rules, declared business signals, reports) to a [`Measurement`] per practice.
+//! Pure; the thresholds are the documented defaults.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+use super::evaluate::Measurement;
+use crate::prom::AlertRule;
+
+/// Share of workloads that must carry an owner label (ORG-2.1).
+pub const OWNER_SHARE: f64 = 0.9;
+/// Share of workloads that must declare a contact (ORG-3.1).
+pub const CONTACT_SHARE: f64 = 0.9;
+/// Share of Deployments managed by GitOps (RESP-3.2, ORG-3.4).
+pub const GITOPS_SHARE: f64 = 0.8;
+/// Share of alerting rules with a `runbook_url` annotation (BIZ-3.1).
+pub const RUNBOOK_SHARE: f64 = 0.8;
+/// Share of alerting rules with a `severity` label (BIZ-4.2, CX-2.4).
+pub const SEVERITY_SHARE: f64 = 0.9;
+/// Share of Deployments governed by a CanaryPolicy (CX-4.3).
+pub const CANARY_SHARE: f64 = 0.8;
+/// How recent a passed drill must be (ORG-5.4, RESP-5.1, ORG-5.1), in days.
+pub const DRILL_PERIOD_DAYS: i64 = 35;
+
+/// A workload in scope and what it declares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Workload {
+    pub name: String,
+    pub owner: bool,
+    pub contact: bool,
+    pub gitops: bool,
+    pub canary_governed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetFact {
+    pub name: String,
+    /// `ObjectiveMet`: Some(true/false), None while unknown.
+    pub objective_met: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CanaryFacts {
+    pub policies: usize,
+    pub analyzed: u32,
+    pub rolled_back: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillFact {
+    pub name: String,
+    /// Unannounced: `announce: false` with a jitter window.
+    pub unannounced: bool,
+    pub last_passed: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReportFacts {
+    pub weekly: bool,
+    pub monthly: bool,
+    pub last_weekly: Option<Timestamp>,
+    pub last_monthly: Option<Timestamp>,
+}
+
+/// A declared business signal: None when not declared; Err when it could not be read.
+pub type Signal<T> = Option<Result<T, String>>;
+
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub now: Timestamp,
+    pub workloads: Vec<Workload>,
+    pub targets: Vec<TargetFact>,
+    pub canary: CanaryFacts,
+    pub drills: Vec<DrillFact>,
+    /// Prometheus's alerting rules (Err: why they could not be read).
+    pub rules: Result<Vec<AlertRule>, String>,
+    pub namespace: String,
+    /// (value, minimum)
+    pub satisfaction: Signal<(f64, f64)>,
+    /// Categories with data in the last day.
+    pub complaints: Signal<usize>,
+    /// (forecast at the horizon, capacity)
+    pub demand: Signal<(f64, f64)>,
+    pub reports: ReportFacts,
+}
+
+fn share(n: usize, of: usize) -> f64 {
+    if of == 0 { 0.0 } else { n as f64 / of as f64 }
+}
+
+fn share_check(what: &str, n: usize, of: usize, min: f64) -> Measurement {
+    if of == 0 {
+        return Measurement::NotMet(format!("no {what} in scope"));
+    }
+    let s = share(n, of);
+    let text = format!(
+        "{n} of {of} {what} ({:.0}%, at least {:.0}% needed)",
+        s * 100.0,
+        min * 100.0
+    );
+    if s >= min {
+        Measurement::Met(text)
+    } else {
+        Measurement::NotMet(text)
+    }
+}
+
+fn days_since(now: Timestamp, t: Timestamp) -> i64 {
+    (now.as_second() - t.as_second()) / 86_400
+}
+
+/// Decides every measured practice it has a signal for.
+pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
+    let mut m: BTreeMap<&'static str, Measurement> = BTreeMap::new();
+    let w = &f.workloads;
+    let count = |p: fn(&Workload) -> bool| w.iter().filter(|x| p(x)).count();
+
+    m.insert(
+        "ORG-2.1",
+        share_check(
+            "workloads with an owner label",
+            count(|x| x.owner),
+            w.len(),
+            OWNER_SHARE,
+        ),
+    );
+    m.insert(
+        "ORG-3.1",
+        share_check(
+            "workloads with a contact",
+            count(|x| x.contact),
+            w.len(),
+            CONTACT_SHARE,
+        ),
+    );
+    let gitops = share_check(
+        "workloads managed by GitOps",
+        count(|x| x.gitops),
+        w.len(),
+        GITOPS_SHARE,
+    );
+    m.insert("RESP-3.2", gitops.clone());
+    m.insert("ORG-3.4", gitops);
+
+    // RESP-4.1: response times defined per request class and met.
+    let t = &f.targets;
+    m.insert(
+        "RESP-4.1",
+        if t.is_empty() {
+            Measurement::NotMet("no ResponseTimeTarget in scope".into())
+        } else if let Some(x) = t.iter().find(|x| x.objective_met == Some(false)) {
+            Measurement::NotMet(format!(
+                "{} of {} ResponseTimeTargets miss their objective (e.g. {})",
+                t.iter().filter(|x| x.objective_met == Some(false)).count(),
+                t.len(),
+                x.name
+            ))
+        } else if let Some(x) = t.iter().find(|x| x.objective_met.is_none()) {
+            Measurement::Unknown(format!("ResponseTimeTarget {} is not measured yet", x.name))
+        } else {
+            Measurement::Met(format!(
+                "all {} ResponseTimeTargets meet their objective",
+                t.len()
+            ))
+        },
+    );
+
+    // Alerting rules: burn-rate alerts per target, runbooks, severities.
+    match &f.rules {
+        Err(why) => {
+            for id in ["RESP-2.3", "COMM-2.2", "BIZ-3.1", "BIZ-4.2", "CX-2.4"] {
+                m.insert(
+                    id,
+                    Measurement::Unknown(format!("alerting rules cannot be read: {why}")),
+                );
+            }
+        }
+        Ok(rules) => {
+            let burn = if t.is_empty() {
+                Measurement::NotMet("no ResponseTimeTarget, so no burn-rate alerts".into())
+            } else {
+                let missing: Vec<&str> = t
+                    .iter()
+                    .filter(|x| {
+                        !rules.iter().any(|r| {
+                            r.labels.get("namespace") == Some(&f.namespace)
+                                && r.labels.get("response_time_target") == Some(&x.name)
+                        })
+                    })
+                    .map(|x| x.name.as_str())
+                    .collect();
+                if missing.is_empty() {
+                    Measurement::Met(format!(
+                        "burn-rate alerts are loaded for all {} ResponseTimeTargets",
+                        t.len()
+                    ))
+                } else {
+                    Measurement::NotMet(format!(
+                        "no burn-rate alert loaded for {}",
+                        missing.join(", ")
+                    ))
+                }
+            };
+            m.insert("RESP-2.3", burn.clone());
+            m.insert("COMM-2.2", burn);
+            let runbooks = rules
+                .iter()
+                .filter(|r| {
+                    r.annotations
+                        .get("runbook_url")
+                        .is_some_and(|u| !u.is_empty())
+                })
+                .count();
+            m.insert(
+                "BIZ-3.1",
+                share_check(
+                    "alerting rules with a runbook_url",
+                    runbooks,
+                    rules.len(),
+                    RUNBOOK_SHARE,
+                ),
+            );
+            let severity = rules
+                .iter()
+                .filter(|r| r.labels.contains_key("severity"))
+                .count();
+            let sev = share_check(
+                "alerting rules with a severity",
+                severity,
+                rules.len(),
+                SEVERITY_SHARE,
+            );
+            m.insert("BIZ-4.2", sev.clone());
+            m.insert("CX-2.4", sev);
+        }
+    }
+
+    // Canaries.
+    let governed = count(|x| x.canary_governed);
+    let c = &f.canary;
+    m.insert(
+        "CX-4.3",
+        if c.policies == 0 {
+            Measurement::NotMet("no CanaryPolicy in scope".into())
+        } else if share(governed, w.len()) < CANARY_SHARE {
+            share_check(
+                "workloads governed by a CanaryPolicy",
+                governed,
+                w.len(),
+                CANARY_SHARE,
+            )
+        } else if c.analyzed == 0 {
+            Measurement::NotMet(format!(
+                "{governed} of {} workloads governed, but no rollout was analysed yet",
+                w.len()
+            ))
+        } else {
+            Measurement::Met(format!(
+                "{governed} of {} workloads governed; {} rollouts analysed, {} rolled back",
+                w.len(),
+                c.analyzed,
+                c.rolled_back
+            ))
+        },
+    );
+    m.insert(
+        "CX-4.4",
+        if c.analyzed > 0 && !t.is_empty() {
+            Measurement::Met(format!("{} rollouts gated by canary analysis; {} ResponseTimeTargets link SLOs to workloads", c.analyzed, t.len()))
+        } else if c.analyzed == 0 {
+            Measurement::NotMet("no rollout was gated by canary analysis".into())
+        } else {
+            Measurement::NotMet("rollouts are gated, but no ResponseTimeTarget links SLOs to the workloads".into())
+        },
+    );
+
+    // Drills.
+    let recent = |d: &DrillFact| {
+        d.last_passed
+            .is_some_and(|p| days_since(f.now, p) <= DRILL_PERIOD_DAYS)
+    };
+    let drill = if f.drills.is_empty() {
+        Measurement::NotMet("no DrillSchedule in scope".into())
+    } else if let Some(d) = f.drills.iter().find(|d| d.unannounced && recent(d)) {
+        Measurement::Met(format!(
+            "unannounced drill {} passed within the last {DRILL_PERIOD_DAYS} days",
+            d.name
+        ))
+    } else if f.drills.iter().any(recent) {
+        Measurement::NotMet(
+            "drills passed recently, but none is unannounced (announce: false with a jitter)"
+                .into(),
+        )
+    } else {
+        Measurement::NotMet(format!(
+            "no drill passed within the last {DRILL_PERIOD_DAYS} days"
+        ))
+    };
+    m.insert("ORG-5.4", drill.clone());
+    m.insert("RESP-5.1", drill);
+    m.insert(
+        "ORG-5.1",
+        if c.rolled_back > 0 || f.drills.iter().any(recent) {
+            Measurement::Met(format!(
+                "automatic remediation observed: {} canary rollbacks, {} drills recovered without a person recently",
+                c.rolled_back,
+                f.drills.iter().filter(|d| recent(d)).count()
+            ))
+        } else {
+            Measurement::NotMet("no automatic remediation observed (no canary rollback, no recent passed drill)".into())
+        },
+    );
+
+    // Business signals.
+    let satisfaction = match &f.satisfaction {
+        None => Measurement::NotMet(
+            "no satisfaction signal declared (spec.signals.satisfaction)".into(),
+        ),
+        Some(Err(why)) => Measurement::Unknown(format!("satisfaction signal: {why}")),
+        Some(Ok((v, min))) if v >= min => {
+            Measurement::Met(format!("satisfaction {v} (target at least {min})"))
+        }
+        Some(Ok((v, min))) => {
+            Measurement::NotMet(format!("satisfaction {v} below its target {min}"))
+        }
+    };
+    for id in ["CX-2.3", "ORG-3.5", "COMM-2.4"] {
+        m.insert(id, satisfaction.clone());
+    }
+    let complaints = match &f.complaints {
+        None => {
+            Measurement::NotMet("no complaints signal declared (spec.signals.complaints)".into())
+        }
+        Some(Err(why)) => Measurement::Unknown(format!("complaints signal: {why}")),
+        Some(Ok(0)) => Measurement::NotMet(
+            "the complaints signal has no category with data in the last day".into(),
+        ),
+        Some(Ok(n)) => Measurement::Met(format!("complaints followed daily in {n} categories")),
+    };
+    m.insert("CX-3.3", complaints.clone());
+    m.insert("CX-4.2", complaints);
+    let demand = match &f.demand {
+        None => Measurement::NotMet("no demand signal declared (spec.signals.demand)".into()),
+        Some(Err(why)) => Measurement::Unknown(format!("demand signal: {why}")),
+        Some(Ok((forecast, capacity))) if forecast <= capacity => Measurement::Met(format!(
+            "forecast demand {forecast:.2} within capacity {capacity:.2}"
+        )),
+        Some(Ok((forecast, capacity))) => Measurement::NotMet(format!(
+            "forecast demand {forecast:.2} exceeds capacity {capacity:.2}"
+        )),
+    };
+    m.insert("RESP-4.4", demand.clone());
+    m.insert("CX-4.5", demand);
+
+    // Reports on time.
+    let r = &f.reports;
+    let on_time =
+        |enabled: bool, last: Option<Timestamp>, days: i64, what: &str| match (enabled, last) {
+            (false, _) => {
+                Measurement::NotMet(format!("{what} reports are not enabled (spec.reports)"))
+            }
+            (true, None) => Measurement::NotMet(format!("no {what} report produced yet")),
+            (true, Some(t)) if days_since(f.now, t) <= days => {
+                Measurement::Met(format!("{what} report produced at {t}"))
+            }
+            (true, Some(t)) => {
+                Measurement::NotMet(format!("the last {what} report ({t}) is overdue"))
+            }
+        };
+    let weekly = on_time(r.weekly, r.last_weekly, 8, "weekly");
+    let monthly = on_time(r.monthly, r.last_monthly, 32, "monthly");
+    m.insert(
+        "CX-3.4",
+        if matches!(weekly, Measurement::Met(_)) {
+            weekly
+        } else {
+            monthly.clone()
+        },
+    );
+    m.insert("COMM-3.2", monthly);
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> Facts {
+        let now: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
+        let wl = |n: &str| Workload {
+            name: n.into(),
+            owner: true,
+            contact: true,
+            gitops: true,
+            canary_governed: true,
+        };
+        let rule = |target: &str| AlertRule {
+            name: "Burn".into(),
+            labels: BTreeMap::from([
+                ("namespace".into(), "shop".into()),
+                ("response_time_target".into(), target.into()),
+                ("severity".into(), "page".into()),
+            ]),
+            annotations: BTreeMap::from([("runbook_url".into(), "https://wiki".into())]),
+        };
+        Facts {
+            now,
+            workloads: vec![wl("a"), wl("b")],
+            targets: vec![TargetFact {
+                name: "t".into(),
+                objective_met: Some(true),
+            }],
+            canary: CanaryFacts {
+                policies: 1,
+                analyzed: 3,
+                rolled_back: 1,
+            },
+            drills: vec![DrillFact {
+                name: "d".into(),
+                unannounced: true,
+                last_passed: Some(now),
+            }],
+            rules: Ok(vec![rule("t")]),
+            namespace: "shop".into(),
+            satisfaction: Some(Ok((4.5, 4.0))),
+            complaints: Some(Ok(3)),
+            demand: Some(Ok((80.0, 100.0))),
+            reports: ReportFacts {
+                weekly: true,
+                monthly: true,
+                last_weekly: Some(now),
+                last_monthly: Some(now),
+            },
+        }
+    }
+
+    #[test]
+    fn everything_in_place_meets_every_measured_practice_it_knows() {
+        let m = measure(&facts());
+        for (id, v) in &m {
+            assert!(matches!(v, Measurement::Met(_)), "{id}: {v:?}");
+            let p = super::super::practice(id)
+                .unwrap_or_else(|| panic!("{id} is not a practice of the model"));
+            assert_ne!(
+                p.evidence,
+                super::super::Evidence::Attested,
+                "{id} is attested-only in the model"
+            );
+        }
+        assert_eq!(m.len(), 24);
+    }
+
+    #[test]
+    fn each_missing_piece_says_what_is_missing() {
+        let mut f = facts();
+        f.workloads[1].owner = false;
+        f.workloads[1].canary_governed = false;
+        f.targets[0].objective_met = Some(false);
+        f.drills[0].unannounced = false;
+        f.rules = Ok(vec![]);
+        f.satisfaction = None;
+        f.reports.last_monthly = Some("2026-09-01T00:00:00Z".parse().unwrap());
+        let m = measure(&f);
+        let not = |id: &str| match &m[id] {
+            Measurement::NotMet(why) => why.clone(),
+            other => panic!("{id}: {other:?}"),
+        };
+        assert!(not("ORG-2.1").contains("1 of 2"));
+        assert!(not("CX-4.3").contains("governed by a CanaryPolicy"));
+        assert!(not("RESP-4.1").contains("miss their objective"));
+        assert!(not("ORG-5.4").contains("unannounced"));
+        assert!(not("RESP-2.3").contains("no burn-rate alert loaded for t"));
+        assert!(not("BIZ-3.1").contains("no alerting rules"));
+        assert!(not("CX-2.3").contains("no satisfaction signal"));
+        assert!(not("COMM-3.2").contains("overdue"));
+        assert!(
+            matches!(m["CX-3.4"], Measurement::Met(_)),
+            "the weekly report is on time"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_prometheus_makes_its_practices_unknown() {
+        let mut f = facts();
+        f.rules = Err("Prometheus at http://x is unreachable".into());
+        f.satisfaction = Some(Err("unreachable".into()));
+        let m = measure(&f);
+        for id in [
+            "RESP-2.3", "COMM-2.2", "BIZ-3.1", "BIZ-4.2", "CX-2.4", "CX-2.3",
+        ] {
+            assert!(
+                matches!(m[id], Measurement::Unknown(_)),
+                "{id}: {:?}",
+                m[id]
+            );
+        }
+    }
+}
