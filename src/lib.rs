@@ -2,6 +2,7 @@
 //! as custom resources and what Prometheus and the Kubernetes API show.
 //!
 //! - [`api`]: the custom resources (one file per kind).
+//! - [`check`]: the CI gate on an assessment's level (`maturity-operator check`).
 //! - [`conditions`]: the one condition helper.
 //! - [`events`]: the one Event helper.
 //! - [`duration`]: the one duration format of the API.
@@ -17,6 +18,7 @@
 
 pub mod api;
 pub mod canary;
+pub mod check;
 pub mod conditions;
 pub mod controllers;
 pub mod drill;

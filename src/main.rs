@@ -63,8 +63,21 @@ enum Command {
         /// Watch and act in this namespace only (default: every namespace).
         #[arg(long, env = "MATURITY_NAMESPACE")]
         namespace: Option<String>,
+        /// How often each MaturityAssessment is evaluated again.
+        #[arg(long, default_value = "1m", value_parser = parse_duration)]
+        assessment_interval: Duration,
         #[command(flatten)]
         webhook: WebhookArgs,
+    },
+    /// CI gate: print an assessment's level and exit 0 when it reaches --min-level (default
+    /// its targetLevel), 1 when below, 3 when it could not be evaluated.
+    Check {
+        /// Name of the MaturityAssessment.
+        assessment: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=5))]
+        min_level: Option<i32>,
     },
     /// Print the maturity model: every practice with its ID, level, titles and evidence.
     Model {
@@ -308,6 +321,7 @@ async fn main() -> ExitCode {
             tick,
             default_interval,
             namespace,
+            assessment_interval,
             webhook,
         } => {
             init_tracing(log_json);
@@ -338,6 +352,7 @@ async fn main() -> ExitCode {
                 tick,
                 default_interval,
                 namespace,
+                assessment_interval,
                 webhook,
             })
             .await
@@ -348,6 +363,23 @@ async fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Check {
+            assessment,
+            namespace,
+            min_level,
+        } => {
+            let client = match kube::Client::try_default().await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("maturity-operator check: cannot build a Kubernetes client: {e}");
+                    return ExitCode::from(maturity_operator::check::EXIT_UNKNOWN);
+                }
+            };
+            let (code, text) =
+                maturity_operator::check::check(client, &namespace, &assessment, min_level).await;
+            print!("{text}");
+            ExitCode::from(code)
         }
         Command::Model { output } => {
             print!("{}", model_text(&output));

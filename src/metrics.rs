@@ -44,6 +44,12 @@ pub struct Metrics {
     pub drill_runs: IntGaugeVec,
     /// Per DrillSchedule: recovery time of the latest run that recovered.
     pub drill_last_recovery_seconds: GaugeVec,
+    /// Per MaturityAssessment (namespace, assessment): the overall level.
+    pub maturity_level: IntGaugeVec,
+    /// Per MaturityAssessment plus `capability`.
+    pub maturity_capability_level: IntGaugeVec,
+    /// Per MaturityAssessment plus `state`: practices in that state.
+    pub maturity_practices: IntGaugeVec,
 }
 
 /// Labels of the per-policy canary series.
@@ -199,6 +205,24 @@ impl Metrics {
             &["namespace", "drill"],
         )
         .expect("static metric definition");
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
+        };
+        let maturity_level = int_gauge(
+            "maturity_level",
+            "Overall maturity level of the assessment's scope (the lowest capability level, 1-5).",
+            &["namespace", "assessment"],
+        );
+        let maturity_capability_level = int_gauge(
+            "maturity_capability_level",
+            "Maturity level of one capability (ORG, CX, BIZ, COMM, RESP).",
+            &["namespace", "assessment", "capability"],
+        );
+        let maturity_practices = int_gauge(
+            "maturity_practices",
+            "Practices of the model by state (met, not_met, unknown, exempt, expired).",
+            &["namespace", "assessment", "state"],
+        );
         for m in [
             Box::new(info) as Box<dyn prometheus::core::Collector>,
             Box::new(watched_resources.clone()),
@@ -219,6 +243,9 @@ impl Metrics {
             Box::new(canary_failed_exposure_minutes.clone()),
             Box::new(drill_runs.clone()),
             Box::new(drill_last_recovery_seconds.clone()),
+            Box::new(maturity_level.clone()),
+            Box::new(maturity_capability_level.clone()),
+            Box::new(maturity_practices.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -242,6 +269,9 @@ impl Metrics {
             canary_failed_exposure_minutes,
             drill_runs,
             drill_last_recovery_seconds,
+            maturity_level,
+            maturity_capability_level,
+            maturity_practices,
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod canary_policy;
 pub mod drill_schedule;
+pub mod maturity_assessment;
 pub mod prometheus_rule;
 pub mod response_time_target;
 

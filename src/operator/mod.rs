@@ -23,6 +23,7 @@ use kube::runtime::reflector::{self, Store};
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
 use crate::controllers::canary_policy as canary;
 use crate::controllers::drill_schedule as drill;
+use crate::controllers::maturity_assessment as assessment;
 use crate::controllers::response_time_target as rtt;
 use crate::metrics::Metrics;
 use crate::prom::{PromClient, PromConfig};
@@ -69,6 +70,8 @@ pub struct RunConfig {
     pub default_interval: Duration,
     /// Watch and act in this namespace only (None: every namespace).
     pub namespace: Option<String>,
+    /// How often each MaturityAssessment is evaluated again.
+    pub assessment_interval: Duration,
     /// The admission webhook that holds new templates of governed Deployments (None: off;
     /// CanaryPolicies then cannot hold a rollout).
     pub webhook: Option<WebhookConfig>,
@@ -201,6 +204,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         spawn_reflector::<ResponseTimeTarget>(&client, ns, &shared, &stop_rx);
     let (canary, canary_store) = canary::controller(&client, ns);
     let (drills, drill_store) = drill::controller(&client, ns);
+    let (assessments, assessment_store) = assessment::controller(&client, ns);
     let mut watchers = vec![
         rtt_watch,
         spawn_store_readiness(canary_store.clone(), &shared, &stop_rx),
@@ -215,7 +219,18 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             },
             stop_rx.clone(),
         )),
-        spawn_reflector::<MaturityAssessment>(&client, ns, &shared, &stop_rx).1,
+        spawn_store_readiness(assessment_store, &shared, &stop_rx),
+        tokio::spawn(assessment::run(
+            assessments,
+            client.clone(),
+            prom.clone(),
+            shared.metrics.clone(),
+            assessment::Settings {
+                api_timeout: config.api_timeout,
+                interval: config.assessment_interval,
+            },
+            stop_rx.clone(),
+        )),
         tokio::spawn(canary::run(
             canary,
             client.clone(),

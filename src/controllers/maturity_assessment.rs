@@ -1,0 +1,461 @@
+//! The MaturityAssessment controller: every interval it gathers the facts of the
+//! assessment's namespace (workloads, the operator's own ResponseTimeTargets,
+//! CanaryPolicies and DrillSchedules, Prometheus's alerting rules, declared business
+//! signals), lets `model::evidence` and `model::evaluate` decide every practice and the
+//! level, and writes status (only when it changed) with `Ready` and `TargetLevelMet`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action as Requeue, Config, Controller};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+
+use super::{ApiError, timed};
+use crate::api::maturity_assessment::{MaturityAssessmentStatus, PracticeState};
+use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
+use crate::conditions::{self, Cond, Status};
+use crate::metrics::Metrics;
+use crate::model::PRACTICES;
+use crate::model::evaluate;
+use crate::model::evidence::{
+    self, CanaryFacts, DrillFact, Facts, ReportFacts, TargetFact, Workload,
+};
+use crate::prom::{PromClient, single_value};
+
+/// Labels that name a workload's owner (ORG-2.1).
+pub const OWNER_LABELS: &[&str] = &[
+    "maturity.sre.dev/owner",
+    "owner",
+    "team",
+    "app.kubernetes.io/team",
+];
+/// Annotations that name a workload's contact (ORG-3.1).
+pub const CONTACT_ANNOTATIONS: &[&str] = &["maturity.sre.dev/contact", "contact"];
+/// Labels or annotations that mark a workload as managed by GitOps (RESP-3.2, ORG-3.4).
+pub const GITOPS_MARKS: &[&str] = &[
+    "argocd.argoproj.io/instance",
+    "argocd.argoproj.io/tracking-id",
+    "kustomize.toolkit.fluxcd.io/name",
+    "helm.toolkit.fluxcd.io/name",
+];
+
+#[derive(Clone)]
+pub struct Settings {
+    pub api_timeout: Duration,
+    /// How often an assessment is evaluated again.
+    pub interval: Duration,
+}
+
+struct Ctx {
+    client: Client,
+    prom: PromClient,
+    metrics: Metrics,
+    settings: Settings,
+}
+
+pub fn controller(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Controller<MaturityAssessment>,
+    kube::runtime::reflector::Store<MaturityAssessment>,
+) {
+    let api: Api<MaturityAssessment> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let c = Controller::new(api, watcher::Config::default().any_semantic())
+        .with_config(Config::default().concurrency(2));
+    let store = c.store();
+    (c, store)
+}
+
+pub async fn run(
+    controller: Controller<MaturityAssessment>,
+    client: Client,
+    prom: PromClient,
+    metrics: Metrics,
+    settings: Settings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let ctx = Arc::new(Ctx {
+        client,
+        prom,
+        metrics,
+        settings,
+    });
+    controller
+        .graceful_shutdown_on(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn error_policy(a: Arc<MaturityAssessment>, e: &ApiError, _: Arc<Ctx>) -> Requeue {
+    tracing::warn!(assessment = %a.name_any(), error = %e, "evaluating a MaturityAssessment failed; retrying");
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+fn has_any(map: &BTreeMap<String, String>, keys: &[&str]) -> bool {
+    keys.iter()
+        .any(|k| map.get(*k).is_some_and(|v| !v.is_empty()))
+}
+
+fn workload(meta: &ObjectMeta, policies: &[CanaryPolicy]) -> Workload {
+    let labels = meta.labels.clone().unwrap_or_default();
+    let annotations = meta.annotations.clone().unwrap_or_default();
+    Workload {
+        name: meta.name.clone().unwrap_or_default(),
+        owner: has_any(&labels, OWNER_LABELS),
+        contact: has_any(&annotations, CONTACT_ANNOTATIONS),
+        gitops: has_any(&labels, GITOPS_MARKS) || has_any(&annotations, GITOPS_MARKS),
+        canary_governed: policies.iter().any(|p| crate::canary::selects(p, &labels)),
+    }
+}
+
+async fn reconcile(a: Arc<MaturityAssessment>, ctx: Arc<Ctx>) -> Result<Requeue, ApiError> {
+    let started = std::time::Instant::now();
+    let r = evaluate_one(&ctx, &a).await;
+    ctx.metrics
+        .cycle_duration
+        .with_label_values(&["maturity_assessment"])
+        .observe(started.elapsed().as_secs_f64());
+    r?;
+    Ok(Requeue::requeue(ctx.settings.interval))
+}
+
+async fn gather(
+    ctx: &Ctx,
+    a: &MaturityAssessment,
+    ns: &str,
+    now: Timestamp,
+) -> Result<Facts, ApiError> {
+    let t = ctx.settings.api_timeout;
+    let c = &ctx.client;
+    let scope = a
+        .spec
+        .scope
+        .selector
+        .clone()
+        .and_then(|s| kube::core::Selector::try_from(s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let lp = ListParams::default().labels(&scope);
+    let policies = timed(
+        t,
+        Api::<CanaryPolicy>::namespaced(c.clone(), ns).list(&ListParams::default()),
+    )
+    .await?
+    .items;
+    let mut workloads: Vec<Workload> =
+        timed(t, Api::<Deployment>::namespaced(c.clone(), ns).list(&lp))
+            .await?
+            .items
+            .iter()
+            .map(|d| workload(&d.metadata, &policies))
+            .collect();
+    workloads.extend(
+        timed(t, Api::<StatefulSet>::namespaced(c.clone(), ns).list(&lp))
+            .await?
+            .items
+            .iter()
+            .map(|s| workload(&s.metadata, &policies)),
+    );
+    let targets = timed(
+        t,
+        Api::<ResponseTimeTarget>::namespaced(c.clone(), ns).list(&ListParams::default()),
+    )
+    .await?
+    .items
+    .into_iter()
+    .map(|r| TargetFact {
+        name: r.name_any(),
+        objective_met: r
+            .status
+            .as_ref()
+            .and_then(|s| conditions::status_of(&s.common.conditions, crate::slo::OBJECTIVE_MET))
+            .and_then(|v| match v {
+                "True" => Some(true),
+                "False" => Some(false),
+                _ => None,
+            }),
+    })
+    .collect();
+    let mut canary = CanaryFacts {
+        policies: policies.len(),
+        ..Default::default()
+    };
+    for p in &policies {
+        if let Some(tot) = p.status.as_ref().and_then(|s| s.totals.as_ref()) {
+            canary.analyzed += tot.analyzed;
+            canary.rolled_back += tot.rolled_back;
+        }
+    }
+    let drills = timed(
+        t,
+        Api::<DrillSchedule>::namespaced(c.clone(), ns).list(&ListParams::default()),
+    )
+    .await?
+    .items
+    .into_iter()
+    .map(|d| DrillFact {
+        name: d.name_any(),
+        unannounced: !d.spec.announce
+            && d.spec
+                .jitter
+                .as_ref()
+                .and_then(|j| j.parse().ok())
+                .is_some_and(|j: Duration| !j.is_zero()),
+        last_passed: d
+            .status
+            .as_ref()
+            .and_then(|s| s.summary.as_ref())
+            .and_then(|s| s.last_passed.as_ref())
+            .map(|t| t.0),
+    })
+    .collect();
+    let rules = ctx
+        .prom
+        .alerting_rules()
+        .await
+        .map(|rules| {
+            rules
+                .into_iter()
+                .filter(|r| r.labels.get("namespace").map(String::as_str) == Some(ns))
+                .collect()
+        })
+        .map_err(|e| e.to_string());
+    let signals = a.spec.signals.clone().unwrap_or_default();
+    let satisfaction = match &signals.satisfaction {
+        None => None,
+        Some(s) => Some(one_value(ctx, s.query.as_str()).await.map(|v| (v, s.min))),
+    };
+    let complaints = match &signals.complaints {
+        None => None,
+        Some(s) => Some(
+            ctx.prom
+                .instant(s.query.as_str(), None)
+                .await
+                .map(|samples| samples.iter().filter(|x| x.value > 0.0).count())
+                .map_err(|e| e.to_string()),
+        ),
+    };
+    let demand = match &signals.demand {
+        None => None,
+        Some(d) => match d.horizon.parse() {
+            Err(e) => Some(Err(format!("horizon: {e}"))),
+            Ok(h) => {
+                let h: Duration = h;
+                let forecast = format!(
+                    "predict_linear(({})[1h:1m], {})",
+                    d.query.as_str(),
+                    h.as_secs()
+                );
+                match (
+                    one_value(ctx, &forecast).await,
+                    one_value(ctx, d.capacity.as_str()).await,
+                ) {
+                    (Ok(f), Ok(cap)) => Some(Ok((f, cap))),
+                    (Err(e), _) | (_, Err(e)) => Some(Err(e)),
+                }
+            }
+        },
+    };
+    let reports = a.spec.reports.clone().unwrap_or_default();
+    let times = a
+        .status
+        .as_ref()
+        .and_then(|s| s.reports.clone())
+        .unwrap_or_default();
+    Ok(Facts {
+        now,
+        workloads,
+        targets,
+        canary,
+        drills,
+        rules,
+        namespace: ns.to_string(),
+        satisfaction,
+        complaints,
+        demand,
+        reports: ReportFacts {
+            weekly: reports.weekly,
+            monthly: reports.monthly,
+            last_weekly: times.last_weekly.map(|t| t.0),
+            last_monthly: times.last_monthly.map(|t| t.0),
+        },
+    })
+}
+
+async fn one_value(ctx: &Ctx, query: &str) -> Result<f64, String> {
+    let samples = ctx
+        .prom
+        .instant(query, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    single_value(&samples).map_err(|e| e.to_string())
+}
+
+async fn evaluate_one(ctx: &Ctx, cached: &MaturityAssessment) -> Result<(), ApiError> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(a) = timed(ctx.settings.api_timeout, api.get_opt(&name)).await? else {
+        return Ok(());
+    };
+    let now = Timestamp::now();
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let facts = gather(ctx, &a, &ns, now).await?;
+    let measured = evidence::measure(&facts);
+    let practices: Vec<_> = PRACTICES
+        .iter()
+        .map(|p| {
+            evaluate::practice_state(
+                p,
+                measured.get(p.id),
+                a.spec.attestations.iter().find(|x| x.practice == p.id),
+                a.spec.exemptions.iter().find(|x| x.practice == p.id),
+                today,
+            )
+        })
+        .collect();
+    let (level, caps, next) = evaluate::assess(&practices);
+
+    let mut status = a.status.clone().unwrap_or_default();
+    let before = status.clone();
+    status.level = Some(level as i32);
+    status.capabilities = caps;
+    status.next_level = next;
+    let unknown: Vec<&str> = practices
+        .iter()
+        .filter(|p| p.state == PracticeState::Unknown)
+        .map(|p| p.id.as_str())
+        .collect();
+    let unknown_ids = unknown.join(", ");
+    let mut conds = vec![match &facts.rules {
+        Err(why) => Cond::new(
+            "Ready",
+            Status::False,
+            "PrometheusUnreachable",
+            format!(
+                "level {level} from what could be read; {} practices Unknown ({unknown_ids}): {why}",
+                unknown.len()
+            ),
+        ),
+        Ok(_) => Cond::new(
+            "Ready",
+            Status::True,
+            "Evaluated",
+            if unknown.is_empty() {
+                format!("level {level}")
+            } else {
+                format!("level {level}; Unknown: {unknown_ids}")
+            },
+        ),
+    }];
+    if let Some(target) = a.spec.target_level {
+        conds.push(if level as i32 >= target {
+            Cond::new(
+                "TargetLevelMet",
+                Status::True,
+                "LevelReached",
+                format!("level {level}, target {target}"),
+            )
+        } else {
+            let missing: Vec<String> = status
+                .next_level
+                .as_ref()
+                .map(|n| {
+                    n.missing
+                        .iter()
+                        .map(|m| m.practice.clone())
+                        .take(10)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Cond::new(
+                "TargetLevelMet",
+                Status::False,
+                "BelowTarget",
+                format!(
+                    "level {level}, target {target}; next level misses {}",
+                    missing.join(", ")
+                ),
+            )
+        });
+    }
+    let generation = a.metadata.generation;
+    status.common.conditions =
+        conditions::merge(&status.common.conditions, &conds, generation, &Time(now));
+    status.common.observed_generation = generation;
+    if status != before {
+        status.common.last_evaluated = Some(Time(now));
+        write_status(ctx, &api, &name, &status).await?;
+    }
+    export(ctx, &ns, &name, &status);
+    Ok(())
+}
+
+async fn write_status(
+    ctx: &Ctx,
+    api: &Api<MaturityAssessment>,
+    name: &str,
+    status: &MaturityAssessmentStatus,
+) -> Result<(), ApiError> {
+    let mut body = serde_json::to_value(status).unwrap_or_default();
+    if status.next_level.is_none() {
+        body["nextLevel"] = serde_json::Value::Null;
+    }
+    let patch = serde_json::json!({ "status": body });
+    timed(
+        ctx.settings.api_timeout,
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)),
+    )
+    .await?;
+    ctx.metrics
+        .status_writes
+        .with_label_values(&["MaturityAssessment"])
+        .inc();
+    Ok(())
+}
+
+fn export(ctx: &Ctx, ns: &str, name: &str, s: &MaturityAssessmentStatus) {
+    let m = &ctx.metrics;
+    m.maturity_level
+        .with_label_values(&[ns, name])
+        .set(s.level.unwrap_or(0) as i64);
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for c in &s.capabilities {
+        m.maturity_capability_level
+            .with_label_values(&[ns, name, &c.id])
+            .set(c.level as i64);
+        for p in &c.practices {
+            *counts.entry(state_label(p.state)).or_default() += 1;
+        }
+    }
+    for state in ["met", "not_met", "unknown", "exempt", "expired"] {
+        m.maturity_practices
+            .with_label_values(&[ns, name, state])
+            .set(counts.get(state).copied().unwrap_or(0));
+    }
+}
+
+fn state_label(s: PracticeState) -> &'static str {
+    match s {
+        PracticeState::Met => "met",
+        PracticeState::NotMet => "not_met",
+        PracticeState::Unknown => "unknown",
+        PracticeState::Exempt => "exempt",
+        PracticeState::Expired => "expired",
+    }
+}
