@@ -1,0 +1,484 @@
+//! MaturityAssessment end to end: a scenario namespace on the real API server (Deployments
+//! with owner labels, a ResponseTimeTarget whose burn-rate alert rules are loaded into the
+//! shared real Prometheus, a satisfaction signal scraped from the synthetic exporter, and
+//! attestations) reaches exactly the level the test computes from the model; taking away
+//! one piece of evidence lowers exactly its capability; attestations expire and exemptions
+//! hold; `check` exit codes and `kubectl wait --for=condition=TargetLevelMet` gate on it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use maturity_operator::api::MaturityAssessment;
+use maturity_operator::api::maturity_assessment::{PracticeState, PracticeStatus};
+use maturity_operator::model::evaluate::assess;
+use maturity_operator::model::{Evidence, PRACTICES};
+use maturity_operator::synthetic::{SyntheticExporter, labels};
+use serde_json::json;
+use support::cluster::{ClusterEnv, TestContext};
+use support::eventually;
+use support::operator::Operator;
+use support::prom::ScrapeTarget;
+
+/// Level-2 practices the scenario proves by measurement.
+const MEASURED_AT_2: &[&str] = &[
+    "ORG-2.1", "CX-2.3", "CX-2.4", "COMM-2.2", "COMM-2.4", "RESP-2.3",
+];
+
+fn days_ago(n: i64) -> String {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    today
+        .checked_sub(jiff::Span::new().days(n))
+        .unwrap()
+        .to_string()
+}
+
+/// The level the model gives when exactly `met` practices count.
+fn expected(met: &[&str]) -> (u8, BTreeMap<String, i32>) {
+    let states: Vec<PracticeStatus> = PRACTICES
+        .iter()
+        .map(|p| PracticeStatus {
+            id: p.id.into(),
+            state: if met.contains(&p.id) {
+                PracticeState::Met
+            } else {
+                PracticeState::NotMet
+            },
+            evidence: maturity_operator::api::maturity_assessment::EvidenceKind::None,
+            detail: None,
+        })
+        .collect();
+    let (level, caps, _) = assess(&states);
+    (level, caps.into_iter().map(|c| (c.id, c.level)).collect())
+}
+
+fn levels(a: &MaturityAssessment) -> (Option<i32>, BTreeMap<String, i32>) {
+    let s = a.status.clone().unwrap_or_default();
+    (
+        s.level,
+        s.capabilities
+            .into_iter()
+            .map(|c| (c.id, c.level))
+            .collect(),
+    )
+}
+
+async fn wait_levels(
+    api: &Api<MaturityAssessment>,
+    want: (u8, BTreeMap<String, i32>),
+) -> MaturityAssessment {
+    eventually(&format!("levels {want:?}"), Duration::from_secs(60), || {
+        let (api, want) = (api.clone(), want.clone());
+        async move {
+            let a = api.get("payments").await.map_err(|e| e.to_string())?;
+            let (level, caps) = levels(&a);
+            if level == Some(want.0 as i32) && caps == want.1 {
+                Ok(a)
+            } else {
+                Err(format!(
+                    "level {level:?} {caps:?}; next {:?}",
+                    a.status.and_then(|s| s.next_level)
+                ))
+            }
+        }
+    })
+    .await
+}
+
+fn run_check(env: &ClusterEnv, ns: &str, name: &str, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+        .args(["check", name, "-n", ns])
+        .args(extra)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .output()
+        .expect("run check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Loads the burn-rate alert rules of `rtt_manifest` (as `maturity-operator rules` prints
+/// them) into the shared Prometheus and waits until it serves them.
+async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rtt.yaml");
+    std::fs::write(&file, rtt_manifest).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+        .args(["rules", "-n", ns, "-f"])
+        .arg(&file)
+        .output()
+        .expect("run rules");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(env.rules_dir.join(format!("{ns}.yml")), &out.stdout).unwrap();
+    let prom = env.prometheus_url.clone();
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{prom}/-/reload"))
+        .send()
+        .await
+        .expect("reload Prometheus");
+    let ns = ns.to_string();
+    eventually("burn-rate rules loaded", Duration::from_secs(30), || {
+        let (client, prom, ns) = (client.clone(), prom.clone(), ns.clone());
+        async move {
+            let body = client
+                .get(format!("{prom}/api/v1/rules?type=alert"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            if body.contains(&format!("\"namespace\":\"{ns}\"")) {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        }
+    })
+    .await;
+}
+
+struct Scenario {
+    ctx: TestContext,
+    _operator: Operator,
+    _exporter: Arc<SyntheticExporter>,
+    _target: ScrapeTarget,
+    assessments: Api<MaturityAssessment>,
+    deployments: Api<Deployment>,
+}
+
+impl Scenario {
+    async fn new(name: &str, prometheus_url: Option<&str>) -> Self {
+        let ctx = TestContext::new(name).await;
+        let ns = ctx.namespace.clone();
+        let exporter = Arc::new(
+            SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap(),
+        );
+        exporter.set_gauge("satisfaction_score", labels(&[("namespace", &ns)]), 4.6);
+        let target = ScrapeTarget::register(&ctx.env, &ns, exporter.addr(), &[]);
+        let operator = Operator::start_with(
+            &ctx.env,
+            &ns,
+            prometheus_url.unwrap_or(&ctx.env.prometheus_url),
+            "2s",
+            &["--assessment-interval".into(), "1s".into()],
+        );
+        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+        for d in ["pay", "web"] {
+            let dep: Deployment = serde_json::from_value(json!({
+                "metadata": {"name": d, "labels": {"app": d, "team": "payments"}},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": d}},
+                         "template": {"metadata": {"labels": {"app": d}}, "spec": {"containers": [{"name": "app", "image": "x"}]}}}
+            }))
+            .unwrap();
+            deployments
+                .create(&PostParams::default(), &dep)
+                .await
+                .unwrap();
+        }
+        let rtt = format!(
+            r#"apiVersion: maturity.sre.dev/v1alpha1
+kind: ResponseTimeTarget
+metadata: {{name: pay-availability, namespace: {ns}}}
+spec:
+  service: pay
+  requestClass: all
+  objective: 99.9
+  window: 1h
+  indicator:
+    ratio:
+      good: 'http_requests_total{{namespace="{ns}",service="pay",code!~"5.."}}'
+      total: 'http_requests_total{{namespace="{ns}",service="pay"}}'
+  alerting: {{burnRateAlerts: true, runbookURL: "https://wiki.example/pay"}}
+"#
+        );
+        let obj: maturity_operator::api::ResponseTimeTarget = serde_yaml::from_str(&rtt).unwrap();
+        Api::namespaced(ctx.client.clone(), &ns)
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+        if prometheus_url.is_none() {
+            load_rules(&ctx.env, &ns, &rtt).await;
+        }
+        Self {
+            assessments: Api::namespaced(ctx.client.clone(), &ns),
+            deployments,
+            ctx,
+            _operator: operator,
+            _exporter: exporter,
+            _target: target,
+        }
+    }
+
+    /// The assessment: target level 2, the satisfaction signal, and an attestation for
+    /// every level-2 practice the scenario does not measure.
+    async fn create_assessment(&self) {
+        let attest: Vec<serde_json::Value> = PRACTICES
+            .iter()
+            .filter(|p| p.level == 2 && !MEASURED_AT_2.contains(&p.id))
+            .map(|p| json!({"practice": p.id, "by": "lead@example.com", "evidence": "https://wiki.example/review", "attestedAt": days_ago(10)}))
+            .collect();
+        let a: MaturityAssessment = serde_json::from_value(json!({
+            "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+            "metadata": {"name": "payments"},
+            "spec": {
+                "targetLevel": 2,
+                "attestations": attest,
+                "signals": {"satisfaction": {"query": format!("satisfaction_score{{namespace=\"{}\"}}", self.ctx.namespace), "min": 4.0}}
+            }
+        }))
+        .unwrap();
+        self.assessments
+            .create(&PostParams::default(), &a)
+            .await
+            .unwrap();
+    }
+
+    async fn patch_spec(&self, spec: serde_json::Value) {
+        self.assessments
+            .patch(
+                "payments",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn cleanup(self) {
+        let _ = std::fs::remove_file(
+            self.ctx
+                .env
+                .rules_dir
+                .join(format!("{}.yml", self.ctx.namespace)),
+        );
+        let _ = reqwest::Client::new()
+            .post(format!("{}/-/reload", self.ctx.env.prometheus_url))
+            .send()
+            .await;
+        self.ctx.cleanup().await;
+    }
+}
+
+fn level_two() -> Vec<&'static str> {
+    PRACTICES
+        .iter()
+        .filter(|p| p.level == 2)
+        .map(|p| p.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_scenario_reaches_the_level_the_model_gives_and_each_piece_of_evidence_counts() {
+    let s = Scenario::new("mascen", None).await;
+    let ns = s.ctx.namespace.clone();
+    // `kubectl wait` started before the assessment exists succeeds once the level is reached.
+    let kubectl = s.ctx.env.tool("kubectl");
+    let kubeconfig = s.ctx.env.kubeconfig.clone();
+    let ns_wait = ns.clone();
+    let wait = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        Command::new(kubectl)
+            .args([
+                "wait",
+                "--for=condition=TargetLevelMet",
+                "maturityassessment/payments",
+                "-n",
+                &ns_wait,
+                "--timeout=90s",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .expect("run kubectl wait")
+    });
+    s.create_assessment().await;
+
+    // Everything at level 2 counts: level 2 in every capability.
+    let all2 = level_two();
+    let a = wait_levels(&s.assessments, expected(&all2)).await;
+    let st = a.status.clone().unwrap();
+    for id in MEASURED_AT_2 {
+        let p = st
+            .capabilities
+            .iter()
+            .flat_map(|c| &c.practices)
+            .find(|p| p.id == *id)
+            .unwrap();
+        assert_eq!(p.state, PracticeState::Met, "{id}: {:?}", p.detail);
+        assert_eq!(
+            p.evidence,
+            maturity_operator::api::maturity_assessment::EvidenceKind::Measured,
+            "{id}"
+        );
+    }
+    let next = st.next_level.clone().unwrap();
+    assert_eq!(next.level, 3);
+    assert!(
+        next.missing
+            .iter()
+            .any(|m| m.practice == "ORG-3.1" && m.why.contains("contact")),
+        "{next:?}"
+    );
+    let out = wait.join().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl wait: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The CI gate.
+    let (code, text) = run_check(&s.ctx.env, &ns, "payments", &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("level 2"), "{text}");
+    assert_eq!(
+        run_check(&s.ctx.env, &ns, "payments", &["--min-level", "3"]).0,
+        1
+    );
+    assert_eq!(run_check(&s.ctx.env, &ns, "nope", &[]).0, 3);
+
+    // Take away one measured piece: an owner label. Only ORG drops, and nextLevel names it.
+    s.deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": null}}})),
+        )
+        .await
+        .unwrap();
+    let without: Vec<&str> = all2.iter().copied().filter(|id| *id != "ORG-2.1").collect();
+    let a = wait_levels(&s.assessments, expected(&without)).await;
+    let next = a.status.unwrap().next_level.unwrap();
+    assert_eq!(next.level, 2);
+    assert_eq!(
+        next.missing
+            .iter()
+            .map(|m| m.practice.as_str())
+            .collect::<Vec<_>>(),
+        ["ORG-2.1"]
+    );
+    assert!(
+        next.missing[0]
+            .why
+            .contains("1 of 2 workloads with an owner label"),
+        "{:?}",
+        next.missing[0]
+    );
+    let (code, text) = run_check(&s.ctx.env, &ns, "payments", &[]);
+    assert_eq!(code, 1, "{text}");
+    s.deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "payments"}}})),
+        )
+        .await
+        .unwrap();
+    wait_levels(&s.assessments, expected(&all2)).await;
+
+    // An attestation past its review period expires and lowers exactly its capability.
+    let a = s.assessments.get("payments").await.unwrap();
+    let mut attest = serde_json::to_value(&a.spec.attestations).unwrap();
+    for x in attest.as_array_mut().unwrap() {
+        if x["practice"] == "BIZ-2.1" {
+            x["attestedAt"] = json!(days_ago(100));
+        }
+    }
+    s.patch_spec(json!({"attestations": attest.clone()})).await;
+    let without: Vec<&str> = all2.iter().copied().filter(|id| *id != "BIZ-2.1").collect();
+    let a = wait_levels(&s.assessments, expected(&without)).await;
+    let biz = a
+        .status
+        .unwrap()
+        .capabilities
+        .into_iter()
+        .find(|c| c.id == "BIZ")
+        .unwrap();
+    let p = biz.practices.iter().find(|p| p.id == "BIZ-2.1").unwrap();
+    assert_eq!(p.state, PracticeState::Expired, "{:?}", p.detail);
+
+    // An exemption instead holds until its date.
+    let kept: Vec<serde_json::Value> = attest
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["practice"] != "BIZ-2.1")
+        .cloned()
+        .collect();
+    s.patch_spec(json!({"attestations": kept, "exemptions": [{"practice": "BIZ-2.1", "reason": "no training budget this quarter", "until": days_ago(-30)}]})).await;
+    wait_levels(&s.assessments, expected(&all2)).await;
+    s.patch_spec(json!({"exemptions": [{"practice": "BIZ-2.1", "reason": "no training budget this quarter", "until": days_ago(1)}]})).await;
+    wait_levels(&s.assessments, expected(&without)).await;
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_prometheus_makes_its_practices_unknown_and_the_level_does_not_rise() {
+    let dead = format!("http://127.0.0.1:{}", support::prom::free_port());
+    let s = Scenario::new("maprom", Some(&dead)).await;
+    s.create_assessment().await;
+    let api = s.assessments.clone();
+    let a = eventually("Ready False", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let a = api.get("payments").await.map_err(|e| e.to_string())?;
+            let ready = a.status.as_ref().and_then(|s| {
+                s.common
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready")
+                    .cloned()
+            });
+            match ready {
+                Some(r) if r.status == "False" => Ok(a),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    let st = a.status.clone().unwrap();
+    let ready = st
+        .common
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "PrometheusUnreachable");
+    assert!(ready.message.contains("unreachable"), "{}", ready.message);
+    let all: Vec<&PracticeStatus> = st.capabilities.iter().flat_map(|c| &c.practices).collect();
+    for id in ["CX-2.3", "CX-2.4", "COMM-2.2", "RESP-2.3"] {
+        let p = all.iter().find(|p| p.id == id).unwrap();
+        assert_eq!(p.state, PracticeState::Unknown, "{id}: {:?}", p.detail);
+    }
+    // Unknown never counts: the level is what the rest allows, below the reachable 2.
+    let measured_ok: Vec<&str> = level_two()
+        .into_iter()
+        .filter(|id| !["CX-2.3", "CX-2.4", "COMM-2.2", "COMM-2.4", "RESP-2.3"].contains(id))
+        .collect();
+    let (want, caps) = expected(&measured_ok);
+    assert_eq!(levels(&a), (Some(want as i32), caps));
+    assert!(want < 2);
+    let (code, text) = run_check(
+        &s.ctx.env,
+        &s.ctx.namespace,
+        "payments",
+        &["--min-level", "1"],
+    );
+    assert_eq!(code, 3, "{text}");
+    assert!(PRACTICES.iter().any(|p| p.evidence == Evidence::Measured));
+    s.cleanup().await;
+}
