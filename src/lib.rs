@@ -9,6 +9,7 @@
 //! - [`prom`]: the one Prometheus client and query templates.
 //! - [`canary`]: the pure core of CanaryPolicy: admission hold, analysis, rollout state machine.
 //! - [`drill`]: the pure core of DrillSchedule: schedule arithmetic, run state machine.
+//! - [`report`]: weekly and monthly reports of an assessment (Markdown and JSON).
 //! - [`slo`]: the pure core of ResponseTimeTarget: figures, conditions, burn-rate rules.
 //! - [`controllers`]: one thin controller per kind.
 //! - [`model`]: the maturity model as data (every practice) and the pure level evaluation.
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod operator;
 pub mod prom;
+pub mod report;
 pub mod slo;
 pub mod synthetic;
 pub mod webhook;

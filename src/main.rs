@@ -79,6 +79,18 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..=5))]
         min_level: Option<i32>,
     },
+    /// Print the latest weekly (or monthly) report of an assessment.
+    Report {
+        /// Name of the MaturityAssessment.
+        assessment: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(long, default_value = "weekly", value_parser = ["weekly", "monthly"])]
+        period: String,
+        /// The JSON form instead of Markdown.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the maturity model: every practice with its ID, level, titles and evidence.
     Model {
         /// table (default), json or markdown (the catalogue in docs/model.md).
@@ -380,6 +392,41 @@ async fn main() -> ExitCode {
                 maturity_operator::check::check(client, &namespace, &assessment, min_level).await;
             print!("{text}");
             ExitCode::from(code)
+        }
+        Command::Report {
+            assessment,
+            namespace,
+            period,
+            json,
+        } => {
+            let key = format!("{period}.{}", if json { "json" } else { "md" });
+            let text = async {
+                let client = kube::Client::try_default()
+                    .await
+                    .map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
+                let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                    kube::Api::namespaced(client, &namespace);
+                let name = format!("{assessment}-report");
+                let cm = cms
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| format!("cannot read ConfigMap {namespace}/{name}: {e}"))?
+                    .ok_or_else(|| format!("no report yet: ConfigMap {namespace}/{name} does not exist (enable spec.reports or annotate maturity.sre.dev/report-now)"))?;
+                cm.data
+                    .and_then(|d| d.get(&key).cloned())
+                    .ok_or_else(|| format!("no {period} report in ConfigMap {namespace}/{name} yet"))
+            }
+            .await;
+            match text {
+                Ok(t) => {
+                    print!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("maturity-operator report: {e}");
+                    ExitCode::from(maturity_operator::check::EXIT_UNKNOWN)
+                }
+            }
         }
         Command::Model { output } => {
             print!("{}", model_text(&output));

@@ -351,6 +351,109 @@ async fn the_scenario_reaches_the_level_the_model_gives_and_each_piece_of_eviden
     );
     assert_eq!(run_check(&s.ctx.env, &ns, "nope", &[]).0, 3);
 
+    // Reports: enabling the weekly one produces it at once; report-now produces it again.
+    s.patch_spec(json!({"reports": {"weekly": true}})).await;
+    let api = s.assessments.clone();
+    let first = eventually("weekly report", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let a = api.get("payments").await.map_err(|e| e.to_string())?;
+            a.status
+                .and_then(|s| s.reports)
+                .and_then(|r| r.last_weekly)
+                .ok_or_else(|| "no weekly report yet".to_string())
+        }
+    })
+    .await;
+    let out = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+        .args(["report", "payments", "-n", &ns])
+        .env("KUBECONFIG", &s.ctx.env.kubeconfig)
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "Weekly operations report",
+        "Level **2** (Managed)",
+        "| pay-availability |",
+        "Satisfaction: 4.60",
+        "To reach level 3:",
+    ] {
+        assert!(md.contains(want), "{want} missing from\n{md}");
+    }
+    let json_out = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+        .args(["report", "payments", "-n", &ns, "--json"])
+        .env("KUBECONFIG", &s.ctx.env.kubeconfig)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    assert_eq!(report["level"], 2);
+    assert_eq!(report["period"], "weekly");
+    // The reported figures are the status's.
+    let a = s.assessments.get("payments").await.unwrap();
+    let caps: Vec<(String, i32)> = a
+        .status
+        .unwrap()
+        .capabilities
+        .iter()
+        .map(|c| (c.id.clone(), c.level))
+        .collect();
+    assert_eq!(report["capabilities"], serde_json::to_value(&caps).unwrap());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.assessments
+        .patch(
+            "payments",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"maturity.sre.dev/report-now": "1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let api = s.assessments.clone();
+    eventually("report-now", Duration::from_secs(30), || {
+        let (api, first) = (api.clone(), first.clone());
+        async move {
+            let r = api
+                .get("payments")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .and_then(|s| s.reports)
+                .unwrap_or_default();
+            if r.last_report_now.as_deref() == Some("1") && r.last_weekly.as_ref() != Some(&first) {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        }
+    })
+    .await;
+    // The on-time weekly report counts for CX-3.4.
+    let api = s.assessments.clone();
+    eventually("CX-3.4 measured Met", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let a = api.get("payments").await.map_err(|e| e.to_string())?;
+            let p = a
+                .status
+                .unwrap_or_default()
+                .capabilities
+                .into_iter()
+                .flat_map(|c| c.practices)
+                .find(|p| p.id == "CX-3.4");
+            match p {
+                Some(p) if p.state == PracticeState::Met => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+
     // Take away one measured piece: an owner label. Only ORG drops, and nextLevel names it.
     s.deployments
         .patch(

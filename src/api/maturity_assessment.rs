@@ -240,4 +240,10 @@ pub struct ReportTimes {
     pub last_weekly: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_monthly: Option<Time>,
+    /// The ConfigMap holding the latest reports (`weekly.md`, `weekly.json`, `monthly.md`, `monthly.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+    /// The last `maturity.sre.dev/report-now` annotation value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report_now: Option<String>,
 }

@@ -11,11 +11,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Config, Controller};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::{ApiError, timed};
@@ -29,6 +30,10 @@ use crate::model::evidence::{
     self, CanaryFacts, DrillFact, Facts, ReportFacts, TargetFact, Workload,
 };
 use crate::prom::{PromClient, single_value};
+use crate::report;
+
+/// On a MaturityAssessment: any new value produces its enabled reports now.
+pub const REPORT_NOW_ANNOTATION: &str = "maturity.sre.dev/report-now";
 
 /// Labels that name a workload's owner (ORG-2.1).
 pub const OWNER_LABELS: &[&str] = &[
@@ -134,12 +139,22 @@ async fn reconcile(a: Arc<MaturityAssessment>, ctx: Arc<Ctx>) -> Result<Requeue,
     Ok(Requeue::requeue(ctx.settings.interval))
 }
 
+/// Figures only the reports need.
+#[derive(Default)]
+struct ReportExtras {
+    targets: Vec<report::TargetFigures>,
+    drills: Vec<report::DrillFigures>,
+    canary_promoted: u32,
+    complaints: Vec<(String, f64)>,
+}
+
 async fn gather(
     ctx: &Ctx,
     a: &MaturityAssessment,
     ns: &str,
     now: Timestamp,
-) -> Result<Facts, ApiError> {
+) -> Result<(Facts, ReportExtras), ApiError> {
+    let mut extras = ReportExtras::default();
     let t = ctx.settings.api_timeout;
     let c = &ctx.client;
     let scope = a
@@ -171,26 +186,50 @@ async fn gather(
             .iter()
             .map(|s| workload(&s.metadata, &policies)),
     );
-    let targets = timed(
+    let rtts = timed(
         t,
         Api::<ResponseTimeTarget>::namespaced(c.clone(), ns).list(&ListParams::default()),
     )
     .await?
-    .items
-    .into_iter()
-    .map(|r| TargetFact {
-        name: r.name_any(),
-        objective_met: r
-            .status
-            .as_ref()
-            .and_then(|s| conditions::status_of(&s.common.conditions, crate::slo::OBJECTIVE_MET))
-            .and_then(|v| match v {
-                "True" => Some(true),
-                "False" => Some(false),
-                _ => None,
-            }),
-    })
-    .collect();
+    .items;
+    extras.targets = rtts
+        .iter()
+        .map(|r| {
+            let s = r.status.clone().unwrap_or_default();
+            report::TargetFigures {
+                name: r.name_any(),
+                attainment_percent: s.attainment,
+                objective_percent: r.spec.objective,
+                error_budget_remaining: s.error_budget_remaining,
+                objective_met: conditions::status_of(
+                    &s.common.conditions,
+                    crate::slo::OBJECTIVE_MET,
+                )
+                .and_then(|v| match v {
+                    "True" => Some(true),
+                    "False" => Some(false),
+                    _ => None,
+                }),
+            }
+        })
+        .collect();
+    let targets = rtts
+        .into_iter()
+        .map(|r| TargetFact {
+            name: r.name_any(),
+            objective_met: r
+                .status
+                .as_ref()
+                .and_then(|s| {
+                    conditions::status_of(&s.common.conditions, crate::slo::OBJECTIVE_MET)
+                })
+                .and_then(|v| match v {
+                    "True" => Some(true),
+                    "False" => Some(false),
+                    _ => None,
+                }),
+        })
+        .collect();
     let mut canary = CanaryFacts {
         policies: policies.len(),
         ..Default::default()
@@ -198,32 +237,48 @@ async fn gather(
     for p in &policies {
         if let Some(tot) = p.status.as_ref().and_then(|s| s.totals.as_ref()) {
             canary.analyzed += tot.analyzed;
+            extras.canary_promoted += tot.promoted;
             canary.rolled_back += tot.rolled_back;
         }
     }
-    let drills = timed(
+    let drill_objects = timed(
         t,
         Api::<DrillSchedule>::namespaced(c.clone(), ns).list(&ListParams::default()),
     )
     .await?
-    .items
-    .into_iter()
-    .map(|d| DrillFact {
-        name: d.name_any(),
-        unannounced: !d.spec.announce
-            && d.spec
-                .jitter
+    .items;
+    extras.drills = drill_objects
+        .iter()
+        .map(|d| {
+            let s = d.status.clone().unwrap_or_default();
+            let sum = s.summary.clone().unwrap_or_default();
+            report::DrillFigures {
+                name: d.name_any(),
+                passed: sum.passed,
+                failed: sum.failed,
+                aborted: sum.aborted,
+                last_recovery_seconds: s.runs.iter().find_map(|r| r.recovery_seconds),
+            }
+        })
+        .collect();
+    let drills = drill_objects
+        .into_iter()
+        .map(|d| DrillFact {
+            name: d.name_any(),
+            unannounced: !d.spec.announce
+                && d.spec
+                    .jitter
+                    .as_ref()
+                    .and_then(|j| j.parse().ok())
+                    .is_some_and(|j: Duration| !j.is_zero()),
+            last_passed: d
+                .status
                 .as_ref()
-                .and_then(|j| j.parse().ok())
-                .is_some_and(|j: Duration| !j.is_zero()),
-        last_passed: d
-            .status
-            .as_ref()
-            .and_then(|s| s.summary.as_ref())
-            .and_then(|s| s.last_passed.as_ref())
-            .map(|t| t.0),
-    })
-    .collect();
+                .and_then(|s| s.summary.as_ref())
+                .and_then(|s| s.last_passed.as_ref())
+                .map(|t| t.0),
+        })
+        .collect();
     let rules = ctx
         .prom
         .alerting_rules()
@@ -246,7 +301,20 @@ async fn gather(
             ctx.prom
                 .instant(s.query.as_str(), None)
                 .await
-                .map(|samples| samples.iter().filter(|x| x.value > 0.0).count())
+                .map(|samples| {
+                    extras.complaints = samples
+                        .iter()
+                        .map(|x| {
+                            let category = x
+                                .labels
+                                .get("category")
+                                .cloned()
+                                .unwrap_or_else(|| "all".into());
+                            (category, x.value)
+                        })
+                        .collect();
+                    samples.iter().filter(|x| x.value > 0.0).count()
+                })
                 .map_err(|e| e.to_string()),
         ),
     };
@@ -277,7 +345,7 @@ async fn gather(
         .as_ref()
         .and_then(|s| s.reports.clone())
         .unwrap_or_default();
-    Ok(Facts {
+    let facts = Facts {
         now,
         workloads,
         targets,
@@ -294,7 +362,8 @@ async fn gather(
             last_weekly: times.last_weekly.map(|t| t.0),
             last_monthly: times.last_monthly.map(|t| t.0),
         },
-    })
+    };
+    Ok((facts, extras))
 }
 
 async fn one_value(ctx: &Ctx, query: &str) -> Result<f64, String> {
@@ -315,7 +384,7 @@ async fn evaluate_one(ctx: &Ctx, cached: &MaturityAssessment) -> Result<(), ApiE
     };
     let now = Timestamp::now();
     let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
-    let facts = gather(ctx, &a, &ns, now).await?;
+    let (facts, extras) = gather(ctx, &a, &ns, now).await?;
     let measured = evidence::measure(&facts);
     let practices: Vec<_> = PRACTICES
         .iter()
@@ -394,6 +463,7 @@ async fn evaluate_one(ctx: &Ctx, cached: &MaturityAssessment) -> Result<(), ApiE
             )
         });
     }
+    reports(ctx, &a, &ns, &name, now, &facts, &extras, &mut status).await?;
     let generation = a.metadata.generation;
     status.common.conditions =
         conditions::merge(&status.common.conditions, &conds, generation, &Time(now));
@@ -403,6 +473,137 @@ async fn evaluate_one(ctx: &Ctx, cached: &MaturityAssessment) -> Result<(), ApiE
         write_status(ctx, &api, &name, &status).await?;
     }
     export(ctx, &ns, &name, &status);
+    Ok(())
+}
+
+/// Produces the reports that are due (or asked for with the report-now annotation) into
+/// the ConfigMap `<assessment>-report`, owned by the assessment.
+#[allow(clippy::too_many_arguments)]
+async fn reports(
+    ctx: &Ctx,
+    a: &MaturityAssessment,
+    ns: &str,
+    name: &str,
+    now: Timestamp,
+    facts: &Facts,
+    extras: &ReportExtras,
+    status: &mut MaturityAssessmentStatus,
+) -> Result<(), ApiError> {
+    let wanted = a.spec.reports.clone().unwrap_or_default();
+    let mut times = status.reports.clone().unwrap_or_default();
+    let token = a
+        .annotations()
+        .get(REPORT_NOW_ANNOTATION)
+        .filter(|v| Some(*v) != times.last_report_now.as_ref())
+        .cloned();
+    let mut due = Vec::new();
+    for (period, enabled, last) in [
+        (
+            report::Period::Weekly,
+            wanted.weekly,
+            times.last_weekly.clone(),
+        ),
+        (
+            report::Period::Monthly,
+            wanted.monthly,
+            times.last_monthly.clone(),
+        ),
+    ] {
+        let stale =
+            last.is_none_or(|t| now.as_second() - t.0.as_second() >= period.days() * 86_400);
+        if enabled && (stale || token.is_some()) {
+            due.push(period);
+        }
+    }
+    if let Some(t) = token {
+        times.last_report_now = Some(t);
+    }
+    if due.is_empty() {
+        if times != status.reports.clone().unwrap_or_default() {
+            status.reports = Some(times);
+        }
+        return Ok(());
+    }
+    let cm_name = format!("{name}-report");
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let existing = timed(ctx.settings.api_timeout, cms.get_opt(&cm_name)).await?;
+    let mut data = existing
+        .as_ref()
+        .and_then(|c| c.data.clone())
+        .unwrap_or_default();
+    for period in due {
+        let previous_level = data
+            .get(&format!("{}.json", period.key()))
+            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .and_then(|v| v["level"].as_i64())
+            .map(|l| l as i32);
+        let r = report::Report {
+            assessment: name.to_string(),
+            namespace: ns.to_string(),
+            period,
+            generated_at: now.to_string(),
+            level: status.level.unwrap_or(1),
+            previous_level,
+            capabilities: status
+                .capabilities
+                .iter()
+                .map(|c| (c.id.clone(), c.level))
+                .collect(),
+            targets: extras.targets.clone(),
+            canary_analyzed: facts.canary.analyzed,
+            canary_promoted: extras.canary_promoted,
+            canary_rolled_back: facts.canary.rolled_back,
+            drills: extras.drills.clone(),
+            satisfaction: facts
+                .satisfaction
+                .as_ref()
+                .and_then(|s| s.as_ref().ok())
+                .map(|(v, _)| *v),
+            complaints: extras.complaints.clone(),
+            demand: facts.demand.as_ref().and_then(|d| d.as_ref().ok()).copied(),
+            recommendations: report::recommendations(status.next_level.as_ref()),
+        };
+        data.insert(format!("{}.md", period.key()), r.markdown());
+        data.insert(
+            format!("{}.json", period.key()),
+            serde_json::to_string_pretty(&r).unwrap_or_default(),
+        );
+        match period {
+            report::Period::Weekly => times.last_weekly = Some(Time(now)),
+            report::Period::Monthly => times.last_monthly = Some(Time(now)),
+        }
+        tracing::info!(
+            namespace = ns,
+            assessment = name,
+            period = period.key(),
+            "report produced"
+        );
+    }
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(cm_name.clone()),
+            namespace: Some(ns.to_string()),
+            owner_references: a.controller_owner_ref(&()).map(|o| vec![o]),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_string(),
+                "maturity-operator".to_string(),
+            )])),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    };
+    timed(
+        ctx.settings.api_timeout,
+        cms.patch(
+            &cm_name,
+            &PatchParams::apply(crate::canary::admission::OWN_FIELD_MANAGER).force(),
+            &Patch::Apply(&cm),
+        ),
+    )
+    .await?;
+    times.config_map = Some(cm_name);
+    status.reports = Some(times);
     Ok(())
 }
 
