@@ -171,6 +171,10 @@ echo "== conditions of the ResponseTimeTargets"
 kubectl get rtt -n demo -o custom-columns='NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].reason,OBJECTIVE:.status.conditions[?(@.type=="ObjectiveMet")].message'
 
 echo
+echo "== maturity-operator check payments -n demo (the CI gate; exit 0 met, 1 below target, 3 not evaluated)"
+target/debug/maturity-operator check payments -n demo || echo "   (exit $?)"
+
+echo
 echo "== rollouts of CanaryPolicy shop-web-fast"
 kubectl get cpol shop-web-fast -n demo -o jsonpath='{range .status.rollouts[*]}{.deployment} revision {.revision}: {.phase}, checks passed {.checks.passed} failed {.checks.failed}, exposure {.exposure}{"\n"}{end}'
 
@@ -187,7 +191,8 @@ incident-handling finds no resolved alert here and says NoData.
 The canary policy shop-web-fast walked shop/web:v2 through its steps to Promoted and
 rolled shop/web:bad back at its first failed check (docs/canary.md).
 The drill shop-web-podkill killed one pod and measured the recovery (docs/drills.md).
-Levels arrive with the next issue, and their status with them.
+The assessment payments shows the level its (empty) scope reaches and what the next level
+misses (docs/maturity.md).
 
 Explore:
   source $CLUSTER_DIR/cluster.env && export PATH=$MATURITY_TOOLS_BIN:\$PATH
