@@ -153,7 +153,7 @@ async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) {
 
 struct Scenario {
     ctx: TestContext,
-    _operator: Operator,
+    operator: Operator,
     _exporter: Arc<SyntheticExporter>,
     _target: ScrapeTarget,
     assessments: Api<MaturityAssessment>,
@@ -219,7 +219,7 @@ spec:
             assessments: Api::namespaced(ctx.client.clone(), &ns),
             deployments,
             ctx,
-            _operator: operator,
+            operator,
             _exporter: exporter,
             _target: target,
         }
@@ -339,6 +339,26 @@ async fn the_scenario_reaches_the_level_the_model_gives_and_each_piece_of_eviden
         out.status.success(),
         "kubectl wait: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The same figures as metrics.
+    let text = reqwest::get(&s.operator.metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        format!("maturity_level{{assessment=\"payments\",namespace=\"{ns}\"}} 2"),
+        format!(
+            "maturity_capability_level{{assessment=\"payments\",capability=\"ORG\",namespace=\"{ns}\"}} 2"
+        ),
+    ] {
+        assert!(text.contains(&want), "{want} not in the operator's metrics");
+    }
+    assert!(
+        text.contains("maturity_practices{"),
+        "practice state counts exported"
     );
 
     // The CI gate.

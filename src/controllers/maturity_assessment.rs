@@ -532,11 +532,19 @@ async fn reports(
         .and_then(|c| c.data.clone())
         .unwrap_or_default();
     for period in due {
-        let previous_level = data
+        let previous: Option<serde_json::Value> = data
             .get(&format!("{}.json", period.key()))
-            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .and_then(|j| serde_json::from_str(j).ok());
+        let previous_level = previous
+            .as_ref()
             .and_then(|v| v["level"].as_i64())
             .map(|l| l as i32);
+        let previous_satisfaction = previous.as_ref().and_then(|v| v["satisfaction"].as_f64());
+        let previous_complaints = previous.as_ref().and_then(|v| {
+            v["complaints"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c[1].as_f64()).sum::<f64>())
+        });
         let r = report::Report {
             assessment: name.to_string(),
             namespace: ns.to_string(),
@@ -544,6 +552,8 @@ async fn reports(
             generated_at: now.to_string(),
             level: status.level.unwrap_or(1),
             previous_level,
+            previous_satisfaction,
+            previous_complaints,
             capabilities: status
                 .capabilities
                 .iter()

@@ -62,6 +62,9 @@ pub struct Report {
     pub level: i32,
     /// The level of the previous report of this period, if any.
     pub previous_level: Option<i32>,
+    /// Satisfaction and complaints (all categories) in the previous report: the trend.
+    pub previous_satisfaction: Option<f64>,
+    pub previous_complaints: Option<f64>,
     /// (capability, level)
     pub capabilities: Vec<(String, i32)>,
     pub targets: Vec<TargetFigures>,
@@ -97,7 +100,29 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
+/// " (previous report x, up)" when there is a previous value.
+fn trend(now: Option<f64>, before: Option<f64>, digits: usize) -> String {
+    match (now, before) {
+        (Some(n), Some(b)) => {
+            let dir = if n > b {
+                "up"
+            } else if n < b {
+                "down"
+            } else {
+                "unchanged"
+            };
+            format!(" (previous report {b:.digits$}, {dir})")
+        }
+        _ => String::new(),
+    }
+}
+
 impl Report {
+    /// Complaints of every category together.
+    pub fn complaints_total(&self) -> f64 {
+        self.complaints.iter().map(|(_, n)| n).sum()
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = format!(
             "# {} operations report: {}/{}\n\nGenerated {}.\n\n## Level\n\n",
@@ -164,8 +189,9 @@ impl Report {
         }
         out.push_str("\n## Customers\n\n");
         out.push_str(&format!(
-            "Satisfaction: {}.\n",
-            fmt_opt(self.satisfaction, 2)
+            "Satisfaction: {}{}.\n",
+            fmt_opt(self.satisfaction, 2),
+            trend(self.satisfaction, self.previous_satisfaction, 2)
         ));
         if self.complaints.is_empty() {
             out.push_str("Complaints: none recorded by category.\n");
@@ -174,7 +200,11 @@ impl Report {
             for (c, n) in &self.complaints {
                 out.push_str(&format!(" {c} {n:.0};"));
             }
-            out.push('\n');
+            out.push_str(&format!(
+                " in all {:.0}{}.\n",
+                self.complaints_total(),
+                trend(Some(self.complaints_total()), self.previous_complaints, 0)
+            ));
         }
         match self.demand {
             Some((f, c)) => out.push_str(&format!(
@@ -211,6 +241,8 @@ mod tests {
             generated_at: "2026-11-25T00:00:00Z".into(),
             level: 2,
             previous_level: Some(1),
+            previous_satisfaction: Some(4.5),
+            previous_complaints: Some(5.0),
             capabilities: vec![("ORG".into(), 2)],
             targets: vec![TargetFigures {
                 name: "pay".into(),
@@ -233,8 +265,8 @@ mod tests {
             "Level **2** (Managed) (up from 1)",
             "| pay | 99.950 | 99.9 | 0.50 | yes |",
             "3 rollouts analysed",
-            "Satisfaction: 4.60",
-            "billing 3",
+            "Satisfaction: 4.60 (previous report 4.50, up)",
+            "billing 3; in all 3 (previous report 5, down)",
             "To reach level 3: A fixed interface person",
         ] {
             assert!(md.contains(want), "{want} missing from\n{md}");
