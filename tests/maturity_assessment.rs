@@ -107,7 +107,8 @@ fn run_check(env: &ClusterEnv, ns: &str, name: &str, extra: &[&str]) -> (i32, St
 
 /// Loads the burn-rate alert rules of `rtt_manifest` (as `maturity-operator rules` prints
 /// them) into the shared Prometheus and waits until it serves them.
-async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) {
+/// Returns (alerting rules with a runbook_url, alerting rules) of the file loaded.
+async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rtt.yaml");
     std::fs::write(&file, rtt_manifest).unwrap();
@@ -121,7 +122,29 @@ async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::write(env.rules_dir.join(format!("{ns}.yml")), &out.stdout).unwrap();
+    // Plus one alert of the team's own, without a runbook.
+    let mut rules: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let own: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "name: own-{ns}\nrules:\n- alert: PayQueueLong\n  expr: vector(0) > 1\n  labels: {{severity: ticket, namespace: {ns}}}\n"
+    ))
+    .unwrap();
+    rules["groups"].as_sequence_mut().unwrap().push(own);
+    let (mut with_runbook, mut total) = (0, 0);
+    for g in rules["groups"].as_sequence().unwrap() {
+        for r in g["rules"].as_sequence().unwrap() {
+            if r.get("alert").is_some() {
+                total += 1;
+                if r["annotations"].get("runbook_url").is_some() {
+                    with_runbook += 1;
+                }
+            }
+        }
+    }
+    std::fs::write(
+        env.rules_dir.join(format!("{ns}.yml")),
+        serde_yaml::to_string(&rules).unwrap(),
+    )
+    .unwrap();
     let prom = env.prometheus_url.clone();
     let client = reqwest::Client::new();
     client
@@ -149,6 +172,7 @@ async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) {
         }
     })
     .await;
+    (with_runbook, total)
 }
 
 struct Scenario {
@@ -158,6 +182,8 @@ struct Scenario {
     _target: ScrapeTarget,
     assessments: Api<MaturityAssessment>,
     deployments: Api<Deployment>,
+    /// (alerting rules with a runbook_url, alerting rules) loaded for the namespace.
+    runbooks: (usize, usize),
 }
 
 impl Scenario {
@@ -212,12 +238,41 @@ spec:
             .create(&PostParams::default(), &obj)
             .await
             .unwrap();
-        if prometheus_url.is_none() {
-            load_rules(&ctx.env, &ns, &rtt).await;
-        }
+        let runbooks = if prometheus_url.is_none() {
+            load_rules(&ctx.env, &ns, &rtt).await
+        } else {
+            (0, 0)
+        };
+        // A canary policy over the team's Deployments (no rollout analysed yet) and an
+        // unannounced pod-kill drill run once now (its history).
+        let cpol: maturity_operator::api::CanaryPolicy = serde_json::from_value(json!({
+            "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "CanaryPolicy",
+            "metadata": {"name": "payments"},
+            "spec": {"selector": {"matchLabels": {"team": "payments"}},
+                     "steps": [{"weight": 50, "analyze": "1m"}],
+                     "analysis": {"interval": "30s", "metrics": [{"name": "up", "query": "vector(1)", "min": 1}]}}
+        }))
+        .unwrap();
+        Api::namespaced(ctx.client.clone(), &ns)
+            .create(&PostParams::default(), &cpol)
+            .await
+            .unwrap();
+        let drill: maturity_operator::api::DrillSchedule = serde_json::from_value(json!({
+            "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+            "metadata": {"name": "pay-podkill", "annotations": {"maturity.sre.dev/run-now": "1"}},
+            "spec": {"schedule": "0 10 * * 1-5", "timeZone": "Asia/Shanghai", "jitter": "4h", "announce": false,
+                     "target": {"name": "pay"}, "action": {"podKill": {"count": 1}},
+                     "checkInterval": "1s", "recoveryDeadline": "60s"}
+        }))
+        .unwrap();
+        Api::namespaced(ctx.client.clone(), &ns)
+            .create(&PostParams::default(), &drill)
+            .await
+            .unwrap();
         Self {
             assessments: Api::namespaced(ctx.client.clone(), &ns),
             deployments,
+            runbooks,
             ctx,
             operator,
             _exporter: exporter,
@@ -326,6 +381,43 @@ async fn the_scenario_reaches_the_level_the_model_gives_and_each_piece_of_eviden
             "{id}"
         );
     }
+    // The rest of the evidence is there too, each with its own state.
+    let api = s.assessments.clone();
+    let (with_runbook, rules) = s.runbooks;
+    let runbook_state = if with_runbook as f64 >= 0.8 * rules as f64 {
+        PracticeState::Met
+    } else {
+        PracticeState::NotMet
+    };
+    let st = eventually("drill history and canary coverage measured", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let st = api.get("payments").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+            let state = |id: &str| {
+                st.capabilities.iter().flat_map(|c| &c.practices).find(|p| p.id == id).map(|p| (p.state, p.detail.clone()))
+            };
+            let (org54, d54) = state("ORG-5.4").unwrap();
+            let (cx43, d43) = state("CX-4.3").unwrap();
+            let (biz31, d31) = state("BIZ-3.1").unwrap();
+            if org54 == PracticeState::Met && cx43 == PracticeState::NotMet && biz31 == runbook_state {
+                assert!(d43.unwrap_or_default().contains("no rollout was analysed"));
+                let want = format!("{with_runbook} of {rules} alerting rules with a runbook_url");
+                assert!(d31.clone().unwrap_or_default().contains(&want), "{d31:?} lacks {want}");
+                Ok(st)
+            } else {
+                Err(format!("ORG-5.4 {org54:?} {d54:?}; CX-4.3 {cx43:?} {d43:?}; BIZ-3.1 {biz31:?} {d31:?}"))
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        levels(&s.assessments.get("payments").await.unwrap()),
+        {
+            let (l, c) = expected(&all2);
+            (Some(l as i32), c)
+        },
+        "higher-level evidence alone does not lift a capability"
+    );
     let next = st.next_level.clone().unwrap();
     assert_eq!(next.level, 3);
     assert!(
