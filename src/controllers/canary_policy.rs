@@ -496,16 +496,15 @@ async fn write_status(
     name: &str,
     status: &CanaryPolicyStatus,
 ) -> Result<(), Error> {
-    let patch = serde_json::json!({ "status": status });
-    timed(
+    super::write_status(
+        api,
+        name,
+        status,
+        &[],
         ctx.settings.api_timeout,
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        &ctx.metrics,
     )
     .await?;
-    ctx.metrics
-        .status_writes
-        .with_label_values(&["CanaryPolicy"])
-        .inc();
     Ok(())
 }
 

@@ -820,30 +820,29 @@ fn record(status: &mut DrillScheduleStatus, r: RunRecord, d: &DrillSchedule) {
         .truncate(d.spec.history_limit.unwrap_or(10).max(1) as usize);
 }
 
+/// `active: null` removes a finished run, `nextWindow: null` a window no longer planned.
 async fn write_status(
     ctx: &Ctx,
     api: &Api<DrillSchedule>,
     name: &str,
     status: &DrillScheduleStatus,
 ) -> Result<(), Error> {
-    // `active: null` removes a finished run; everything else is replaced whole.
-    let mut body = serde_json::to_value(status).unwrap_or_default();
+    let mut nulls = Vec::new();
     if status.active.is_none() {
-        body["active"] = serde_json::Value::Null;
+        nulls.push("active");
     }
     if status.next_window.is_none() {
-        body["nextWindow"] = serde_json::Value::Null;
+        nulls.push("nextWindow");
     }
-    let patch = serde_json::json!({ "status": body });
-    timed(
+    super::write_status(
+        api,
+        name,
+        status,
+        &nulls,
         ctx.settings.api_timeout,
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        &ctx.metrics,
     )
     .await?;
-    ctx.metrics
-        .status_writes
-        .with_label_values(&["DrillSchedule"])
-        .inc();
     Ok(())
 }
 

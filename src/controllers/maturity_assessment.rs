@@ -623,21 +623,20 @@ async fn write_status(
     name: &str,
     status: &MaturityAssessmentStatus,
 ) -> Result<(), ApiError> {
-    let mut body = serde_json::to_value(status).unwrap_or_default();
-    if status.next_level.is_none() {
-        body["nextLevel"] = serde_json::Value::Null;
-    }
-    let patch = serde_json::json!({ "status": body });
-    timed(
+    let nulls: &[&str] = if status.next_level.is_none() {
+        &["nextLevel"]
+    } else {
+        &[]
+    };
+    super::write_status(
+        api,
+        name,
+        status,
+        nulls,
         ctx.settings.api_timeout,
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        &ctx.metrics,
     )
-    .await?;
-    ctx.metrics
-        .status_writes
-        .with_label_values(&["MaturityAssessment"])
-        .inc();
-    Ok(())
+    .await
 }
 
 fn export(ctx: &Ctx, ns: &str, name: &str, s: &MaturityAssessmentStatus) {

@@ -38,3 +38,37 @@ pub async fn timed<T>(
         Err(_) => Err(ApiError::Timeout(limit)),
     }
 }
+
+/// Writes `status` to the status subresource of `name` with one merge patch (lists and
+/// objects replaced whole; `nulls` are the status fields to remove), and counts the write.
+pub async fn write_status<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+    nulls: &[&str],
+    limit: Duration,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(), ApiError>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut body = serde_json::to_value(status).unwrap_or_default();
+    for field in nulls {
+        body[*field] = serde_json::Value::Null;
+    }
+    let patch = serde_json::json!({ "status": body });
+    timed(
+        limit,
+        api.patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        ),
+    )
+    .await?;
+    metrics
+        .status_writes
+        .with_label_values(&[&K::kind(&())])
+        .inc();
+    Ok(())
+}

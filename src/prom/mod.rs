@@ -336,6 +336,18 @@ impl PromClient {
         decode_matrix(data.result)
     }
 
+    /// A configured URL and one of the in-flight permits.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, QueryError> {
+        self.configured()?;
+        self.permits
+            .acquire()
+            .await
+            .map_err(|_| QueryError::Unreachable {
+                url: self.base.clone(),
+                reason: "client closed".into(),
+            })
+    }
+
     fn configured(&self) -> Result<(), QueryError> {
         if self.base.is_empty() {
             return Err(QueryError::Unreachable {
@@ -352,15 +364,7 @@ impl PromClient {
         kind: &'static str,
         form: Vec<(&str, String)>,
     ) -> Result<Data, QueryError> {
-        self.configured()?;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| QueryError::Unreachable {
-                url: self.base.clone(),
-                reason: "client closed".into(),
-            })?;
+        let _permit = self.permit().await?;
         let request = self
             .authorize(self.http.post(format!("{}/api/v1/{endpoint}", self.base)))
             .form(&form);
@@ -374,15 +378,7 @@ impl PromClient {
 
     /// Every alerting rule Prometheus has loaded (`/api/v1/rules?type=alert`).
     pub async fn alerting_rules(&self) -> Result<Vec<AlertRule>, QueryError> {
-        self.configured()?;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| QueryError::Unreachable {
-                url: self.base.clone(),
-                reason: "client closed".into(),
-            })?;
+        let _permit = self.permit().await?;
         let request = self.authorize(
             self.http
                 .get(format!("{}/api/v1/rules?type=alert", self.base)),
