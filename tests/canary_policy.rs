@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use maturity_operator::api::CanaryPolicy;
@@ -249,16 +248,7 @@ impl Harness {
     }
 
     async fn event_reasons(&self) -> Vec<String> {
-        let events: Api<Event> = Api::namespaced(self.ctx.client.clone(), &self.ctx.namespace);
-        events
-            .list(&ListParams::default())
-            .await
-            .expect("list events")
-            .items
-            .into_iter()
-            .filter(|e| e.involved_object.kind.as_deref() == Some("CanaryPolicy"))
-            .filter_map(|e| e.reason)
-            .collect()
+        self.ctx.event_reasons("CanaryPolicy").await
     }
 
     async fn replica_sets(&self, deployment: &str) -> BTreeMap<String, i32> {

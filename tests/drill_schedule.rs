@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use maturity_operator::api::DrillSchedule;
@@ -223,16 +223,7 @@ impl Harness {
     }
 
     async fn event_reasons(&self) -> Vec<String> {
-        let events: Api<Event> = Api::namespaced(self.ctx.client.clone(), &self.ctx.namespace);
-        events
-            .list(&ListParams::default())
-            .await
-            .expect("list events")
-            .items
-            .into_iter()
-            .filter(|e| e.involved_object.kind.as_deref() == Some("DrillSchedule"))
-            .filter_map(|e| e.reason)
-            .collect()
+        self.ctx.event_reasons("DrillSchedule").await
     }
 
     async fn cleanup(self) {

@@ -182,6 +182,22 @@ impl TestContext {
         }
     }
 
+    /// Reasons of the Events in the test's namespace about objects of `kind`.
+    #[allow(dead_code)] // not every test binary uses it
+    pub async fn event_reasons(&self, kind: &str) -> Vec<String> {
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        events
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.kind.as_deref() == Some(kind))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
     /// Deletes the test's namespace (call at the end of a passing test; a failed test's
     /// namespace stays for inspection until `make cluster-down`).
     pub async fn cleanup(self) {
