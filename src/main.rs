@@ -66,6 +66,9 @@ enum Command {
         /// How often each MaturityAssessment is evaluated again.
         #[arg(long, default_value = "1m", value_parser = parse_duration)]
         assessment_interval: Duration,
+        /// Controllers to run: response-time-targets, canaries, drills, assessments (comma-separated) or all.
+        #[arg(long, env = "MATURITY_CONTROLLERS", default_value = "all", value_parser = operator::Controllers::parse)]
+        controllers: operator::Controllers,
         #[command(flatten)]
         webhook: WebhookArgs,
     },
@@ -334,6 +337,7 @@ async fn main() -> ExitCode {
             default_interval,
             namespace,
             assessment_interval,
+            controllers,
             webhook,
         } => {
             init_tracing(log_json);
@@ -365,6 +369,7 @@ async fn main() -> ExitCode {
                 default_interval,
                 namespace,
                 assessment_interval,
+                controllers,
                 webhook,
             })
             .await

@@ -72,9 +72,63 @@ pub struct RunConfig {
     pub namespace: Option<String>,
     /// How often each MaturityAssessment is evaluated again.
     pub assessment_interval: Duration,
+    /// Which controllers run.
+    pub controllers: Controllers,
     /// The admission webhook that holds new templates of governed Deployments (None: off;
     /// CanaryPolicies then cannot hold a rollout).
     pub webhook: Option<WebhookConfig>,
+}
+
+/// Which controllers run (the chart has a switch for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Controllers {
+    pub response_time_targets: bool,
+    pub canaries: bool,
+    pub drills: bool,
+    pub assessments: bool,
+}
+
+impl Controllers {
+    pub const ALL: Controllers = Controllers {
+        response_time_targets: true,
+        canaries: true,
+        drills: true,
+        assessments: true,
+    };
+
+    /// From a comma-separated list of `response-time-targets`, `canaries`, `drills`,
+    /// `assessments` (or `all`).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut c = Controllers {
+            response_time_targets: false,
+            canaries: false,
+            drills: false,
+            assessments: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "all" => c = Self::ALL,
+                "response-time-targets" => c.response_time_targets = true,
+                "canaries" => c.canaries = true,
+                "drills" => c.drills = true,
+                "assessments" => c.assessments = true,
+                other => {
+                    return Err(format!(
+                        "unknown controller {other:?}: use response-time-targets, canaries, drills, assessments or all"
+                    ));
+                }
+            }
+        }
+        if c == (Controllers {
+            response_time_targets: false,
+            canaries: false,
+            drills: false,
+            assessments: false,
+        }) {
+            return Err("name at least one controller".into());
+        }
+        Ok(c)
+    }
 }
 
 /// The webhook's settings and where its certificate comes from.
@@ -86,12 +140,11 @@ pub struct WebhookConfig {
     pub hosts: Vec<String>,
 }
 
-const KINDS: usize = 4;
-
 struct Shared {
     metrics: Metrics,
-    /// Kinds whose initial list has completed; ready when all are.
+    /// Kinds whose initial list has completed; ready when all `expected` are.
     synced: AtomicUsize,
+    expected: AtomicUsize,
 }
 
 /// Fails with [`Error::CrdsMissing`] naming every kind the API server does not serve.
@@ -169,6 +222,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     let shared = Arc::new(Shared {
         metrics: Metrics::new(),
         synced: AtomicUsize::new(0),
+        expected: AtomicUsize::new(usize::MAX),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -205,33 +259,44 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     let (canary, canary_store) = canary::controller(&client, ns);
     let (drills, drill_store) = drill::controller(&client, ns);
     let (assessments, assessment_store) = assessment::controller(&client, ns);
-    let mut watchers = vec![
-        rtt_watch,
-        spawn_store_readiness(canary_store.clone(), &shared, &stop_rx),
-        spawn_store_readiness(drill_store, &shared, &stop_rx),
-        tokio::spawn(drill::run(
-            drills,
-            client.clone(),
-            prom.clone(),
-            shared.metrics.clone(),
-            drill::Settings {
-                api_timeout: config.api_timeout,
-            },
-            stop_rx.clone(),
-        )),
-        spawn_store_readiness(assessment_store, &shared, &stop_rx),
-        tokio::spawn(assessment::run(
-            assessments,
-            client.clone(),
-            prom.clone(),
-            shared.metrics.clone(),
-            assessment::Settings {
-                api_timeout: config.api_timeout,
-                interval: config.assessment_interval,
-            },
-            stop_rx.clone(),
-        )),
-        tokio::spawn(canary::run(
+    let on = config.controllers;
+    let expected = [
+        on.response_time_targets,
+        on.canaries,
+        on.drills,
+        on.assessments,
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    shared.expected.store(expected, Ordering::SeqCst);
+    let mut watchers = Vec::new();
+    if on.response_time_targets {
+        watchers.push(rtt_watch);
+        watchers.push(tokio::spawn(
+            rtt::Controller::new(
+                client.clone(),
+                rtt_store,
+                prom.clone(),
+                shared.metrics.clone(),
+                rtt::Settings {
+                    tick: config.tick,
+                    default_interval: config.default_interval,
+                    api_timeout: config.api_timeout,
+                },
+            )
+            .run(stop_rx.clone()),
+        ));
+    } else {
+        rtt_watch.abort();
+    }
+    if on.canaries {
+        watchers.push(spawn_store_readiness(
+            canary_store.clone(),
+            &shared,
+            &stop_rx,
+        ));
+        watchers.push(tokio::spawn(canary::run(
             canary,
             client.clone(),
             prom.clone(),
@@ -241,23 +306,36 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                 namespace: config.namespace.clone(),
             },
             stop_rx.clone(),
-        )),
-        tokio::spawn(
-            rtt::Controller::new(
-                client.clone(),
-                rtt_store,
-                prom,
-                shared.metrics.clone(),
-                rtt::Settings {
-                    tick: config.tick,
-                    default_interval: config.default_interval,
-                    api_timeout: config.api_timeout,
-                },
-            )
-            .run(stop_rx.clone()),
-        ),
-    ];
-    if let Some(w) = &config.webhook {
+        )));
+    }
+    if on.drills {
+        watchers.push(spawn_store_readiness(drill_store, &shared, &stop_rx));
+        watchers.push(tokio::spawn(drill::run(
+            drills,
+            client.clone(),
+            prom.clone(),
+            shared.metrics.clone(),
+            drill::Settings {
+                api_timeout: config.api_timeout,
+            },
+            stop_rx.clone(),
+        )));
+    }
+    if on.assessments {
+        watchers.push(spawn_store_readiness(assessment_store, &shared, &stop_rx));
+        watchers.push(tokio::spawn(assessment::run(
+            assessments,
+            client.clone(),
+            prom,
+            shared.metrics.clone(),
+            assessment::Settings {
+                api_timeout: config.api_timeout,
+                interval: config.assessment_interval,
+            },
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(w) = config.webhook.as_ref().filter(|_| on.canaries) {
         let certs = match &w.cert_dir {
             Some(dir) => crate::webhook::Certs::from_dir(dir)?,
             None => crate::webhook::Certs::generate(&w.hosts)?,
@@ -392,7 +470,7 @@ where
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
-    if shared.synced.load(Ordering::SeqCst) >= KINDS {
+    if shared.synced.load(Ordering::SeqCst) >= shared.expected.load(Ordering::SeqCst) {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "watches not synced yet")
@@ -442,6 +520,15 @@ mod tests {
             paths
         });
         (Client::new(service, "default"), server)
+    }
+
+    #[test]
+    fn controller_switches() {
+        assert_eq!(Controllers::parse("all").unwrap(), Controllers::ALL);
+        let c = Controllers::parse("canaries, assessments").unwrap();
+        assert!(c.canaries && c.assessments && !c.drills && !c.response_time_targets);
+        assert!(Controllers::parse("drill").unwrap_err().contains("unknown controller"));
+        assert!(Controllers::parse("").is_err());
     }
 
     #[tokio::test]
