@@ -40,6 +40,7 @@ build: ## Build the operator binary
 crds: ## Regenerate crds/*.yaml from the Rust types, and docs/model.md from the model
 	$(CARGO) run --quiet -- crd --out-dir crds
 	$(CARGO) run --quiet -- model --output markdown > docs/model.md
+	cp crds/*.yaml charts/maturity-operator/crds/
 
 .PHONY: tools
 tools: ## Build (once, cached) etcd, kube-*, kubectl, kwok, helm, prometheus, promtool

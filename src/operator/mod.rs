@@ -527,7 +527,11 @@ mod tests {
         assert_eq!(Controllers::parse("all").unwrap(), Controllers::ALL);
         let c = Controllers::parse("canaries, assessments").unwrap();
         assert!(c.canaries && c.assessments && !c.drills && !c.response_time_targets);
-        assert!(Controllers::parse("drill").unwrap_err().contains("unknown controller"));
+        assert!(
+            Controllers::parse("drill")
+                .unwrap_err()
+                .contains("unknown controller")
+        );
         assert!(Controllers::parse("").is_err());
     }
 
