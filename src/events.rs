@@ -2,7 +2,7 @@
 //! controllers publish it on their resource with [`publish`].
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 /// An Event to publish: CamelCase reason, a sentence, Warning or Normal.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,6 +10,17 @@ pub struct Note {
     pub reason: String,
     pub message: String,
     pub warning: bool,
+}
+
+/// The Event recorder of a controller: reports as the operator, with the pod's name.
+pub fn recorder(client: kube::Client) -> Recorder {
+    Recorder::new(
+        client,
+        Reporter {
+            controller: crate::FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    )
 }
 
 /// Publishes `notes` on `object` (messages cut to 1000 characters); a failure is logged,

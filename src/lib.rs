@@ -33,3 +33,7 @@ pub mod report;
 pub mod slo;
 pub mod synthetic;
 pub mod webhook;
+
+/// The name the operator writes under: the field manager of its API writes, the reporter
+/// of its Events; the admission webhook never holds a write made under it.
+pub const FIELD_MANAGER: &str = "maturity-operator";

@@ -769,18 +769,8 @@ async fn deleting_the_policy_mid_rollout_leaves_the_deployment_unpaused_and_prog
         .delete("web", &DeleteParams::default())
         .await
         .expect("delete policy");
-    let api = h.policies.clone();
-    eventually("policy gone", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move {
-            match api.get_opt("web").await.map_err(|e| e.to_string())? {
-                None => Ok(()),
-                Some(p) => Err(format!(
-                    "still there, finalizers {:?}",
-                    p.metadata.finalizers
-                )),
-            }
-        }
+    support::cluster::wait_gone(&h.policies, "web", |p| {
+        format!("still there, finalizers {:?}", p.metadata.finalizers)
     })
     .await;
     let d = h.wait_complete("web", "shop/web:v2").await;

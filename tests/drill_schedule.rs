@@ -462,18 +462,14 @@ async fn deleting_the_drill_during_the_hold_restores_first() {
         .delete("web-drill", &DeleteParams::default())
         .await
         .expect("delete drill");
-    let api = h.drills.clone();
-    eventually("drill gone", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move {
-            match api.get_opt("web-drill").await.map_err(|e| e.to_string())? {
-                None => Ok(()),
-                Some(d) => Err(format!(
-                    "{:?}",
-                    d.status.and_then(|s| s.active).map(|a| a.phase)
-                )),
-            }
-        }
+    support::cluster::wait_gone(&h.drills, "web-drill", |d| {
+        format!(
+            "{:?}",
+            d.status
+                .as_ref()
+                .and_then(|s| s.active.as_ref())
+                .map(|a| a.phase)
+        )
     })
     .await;
     assert_eq!(

@@ -6,9 +6,6 @@ use serde_json::{Value, json};
 
 use super::deployment::{HOLD_ANNOTATION, escape};
 
-/// Field manager of the operator's own writes; the webhook never holds those.
-pub const OWN_FIELD_MANAGER: &str = "maturity-operator";
-
 /// The JSON Patch to apply to `new` (a Deployment update), or None to let it through as is.
 ///
 /// `policy` is the governing policy of the new object's labels (None: not governed).
@@ -20,7 +17,7 @@ pub fn hold_patch(
     field_manager: Option<&str>,
 ) -> Option<Vec<Value>> {
     let policy = policy?;
-    if field_manager == Some(OWN_FIELD_MANAGER) {
+    if field_manager == Some(crate::FIELD_MANAGER) {
         return None;
     }
     if old.pointer("/spec/template") == new.pointer("/spec/template") {
@@ -99,7 +96,7 @@ mod tests {
             "template unchanged (scale, labels...)"
         );
         assert!(
-            hold_patch(&v1, &v2, Some("p"), Some(OWN_FIELD_MANAGER)).is_none(),
+            hold_patch(&v1, &v2, Some("p"), Some(crate::FIELD_MANAGER)).is_none(),
             "the operator's own rollback"
         );
         assert!(

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Config, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -23,14 +23,15 @@ use tokio::sync::watch;
 
 use super::timed;
 
+use crate::FIELD_MANAGER;
 use crate::api::CanaryPolicy;
 use crate::api::canary_policy::{CanaryPolicyStatus, Coverage, RolloutRecord, Totals};
 use crate::canary::analysis::{self, QueryVars, Reading};
 use crate::canary::deployment::{
     Action, DeploymentView, HOLD_ANNOTATION, ReplicaSetView, patch_for,
 };
+use crate::canary::governing;
 use crate::canary::rollout::{self, Check, Policy};
-use crate::canary::{admission::OWN_FIELD_MANAGER, governing};
 use crate::conditions::{self, Cond, Status};
 use crate::metrics::Metrics;
 use crate::prom::{PromClient, single_value};
@@ -115,13 +116,7 @@ pub async fn run(
     settings: Settings,
     mut stop: watch::Receiver<bool>,
 ) {
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: OWN_FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let recorder = crate::events::recorder(client.clone());
     let ctx = Arc::new(Ctx {
         client,
         prom,
@@ -518,7 +513,7 @@ async fn apply(ctx: &Ctx, ns: &str, d: &DeploymentView, action: &Action) -> Resu
         .map_err(|e| Error::Finalizer(format!("building the Deployment patch: {e}")))?;
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let params = PatchParams {
-        field_manager: Some(OWN_FIELD_MANAGER.into()),
+        field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
     match timed(

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Config, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -26,11 +26,11 @@ use tokio::sync::watch;
 
 use super::timed;
 
+use crate::FIELD_MANAGER;
 use crate::api::DrillSchedule;
 use crate::api::drill_schedule::{
     Check, DrillScheduleStatus, DrillSummary, RunRecord, RunResult, WorkloadKind,
 };
-use crate::canary::admission::OWN_FIELD_MANAGER;
 use crate::conditions::{self, Cond, Status};
 use crate::drill::run::{self, CheckOutcome, Checks, Effect, Fault, Plan, TargetView};
 use crate::drill::schedule::{self, Schedule};
@@ -114,13 +114,7 @@ pub async fn run(
     settings: Settings,
     mut stop: watch::Receiver<bool>,
 ) {
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: OWN_FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let recorder = crate::events::recorder(client.clone());
     let ctx = Arc::new(Ctx {
         client,
         prom,
@@ -723,7 +717,7 @@ async fn apply(
     let t = ctx.settings.api_timeout;
     let (kind, name) = target.split_once('/').unwrap_or(("Deployment", target));
     let pp = PatchParams {
-        field_manager: Some(OWN_FIELD_MANAGER.into()),
+        field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
     let scale_pp = pp.clone();

@@ -607,7 +607,7 @@ async fn reports(
         ctx.settings.api_timeout,
         cms.patch(
             &cm_name,
-            &PatchParams::apply(crate::canary::admission::OWN_FIELD_MANAGER).force(),
+            &PatchParams::apply(crate::FIELD_MANAGER).force(),
             &Patch::Apply(&cm),
         ),
     )

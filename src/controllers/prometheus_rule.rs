@@ -124,7 +124,7 @@ impl RuleSync {
                         },
                         "spec": {"groups": [group]},
                     });
-                    let pp = PatchParams::apply(super::response_time_target::MANAGER).force();
+                    let pp = PatchParams::apply(crate::FIELD_MANAGER).force();
                     match tokio::time::timeout(
                         self.api_timeout,
                         api.patch(&name, &pp, &Patch::Apply(&object)),

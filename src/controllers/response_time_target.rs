@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
@@ -33,9 +33,6 @@ use crate::slo::{self, Evaluation, Observations, Problem, Target, resolution};
 
 /// A target and its values of its group's varying labels.
 type Member = (Arc<ResponseTimeTarget>, Vec<String>);
-
-/// Field manager of the operator's status writes.
-pub const MANAGER: &str = "maturity-operator";
 
 #[derive(Clone)]
 pub struct Settings {
@@ -104,13 +101,7 @@ impl Controller {
         settings: Settings,
     ) -> Self {
         let rules = super::prometheus_rule::RuleSync::new(client.clone(), settings.api_timeout);
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: MANAGER.into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        );
+        let recorder = crate::events::recorder(client.clone());
         Self {
             rules,
             recorder,

@@ -254,8 +254,6 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     let prom = PromClient::new(config.prometheus.clone(), shared.metrics.clone())
         .map_err(Error::Prometheus)?;
     let ns = config.namespace.as_deref();
-    let (rtt_store, rtt_watch) =
-        spawn_reflector::<ResponseTimeTarget>(&client, ns, &shared, &stop_rx);
     let (canary, canary_store) = canary::controller(&client, ns);
     let (drills, drill_store) = drill::controller(&client, ns);
     let (assessments, assessment_store) = assessment::controller(&client, ns);
@@ -272,6 +270,8 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     shared.expected.store(expected, Ordering::SeqCst);
     let mut watchers = Vec::new();
     if on.response_time_targets {
+        let (rtt_store, rtt_watch) =
+            spawn_reflector::<ResponseTimeTarget>(&client, ns, &shared, &stop_rx);
         watchers.push(rtt_watch);
         watchers.push(tokio::spawn(
             rtt::Controller::new(
@@ -287,8 +287,6 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             )
             .run(stop_rx.clone()),
         ));
-    } else {
-        rtt_watch.abort();
     }
     if on.canaries {
         watchers.push(spawn_store_readiness(

@@ -28,8 +28,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::FIELD_MANAGER;
 use crate::api::CanaryPolicy;
-use crate::canary::admission::{OWN_FIELD_MANAGER, hold_patch};
+use crate::canary::admission::hold_patch;
 use crate::metrics::Metrics;
 
 /// Path of the Deployment hook.
@@ -384,7 +385,7 @@ pub async fn register(client: &Client, settings: &Settings, ca_pem: &str) -> Res
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     api.patch(
         &settings.configuration,
-        &PatchParams::apply(OWN_FIELD_MANAGER).force(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&config),
     )
     .await

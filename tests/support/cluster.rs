@@ -247,3 +247,23 @@ where
     })
     .await;
 }
+
+/// Waits until `name` no longer exists (its finalizers ran); `describe` tells what is
+/// still there while waiting.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, describe: fn(&K) -> String)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    super::eventually(&format!("{name} gone"), Duration::from_secs(30), || {
+        let api = api.clone();
+        let name = name.to_string();
+        async move {
+            match api.get_opt(&name).await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(o) => Err(describe(&o)),
+            }
+        }
+    })
+    .await;
+}
