@@ -13,6 +13,7 @@
 //! - [`slo`]: the pure core of ResponseTimeTarget: figures, conditions, burn-rate rules.
 //! - [`controllers`]: one thin controller per kind.
 //! - [`model`]: the maturity model as data (every practice) and the pure level evaluation.
+//! - [`leader`]: leader election on a Lease, and the fence that stops a deposed leader's writes.
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
 //! - [`webhook`]: the HTTPS admission webhook that holds new templates of governed Deployments.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
@@ -25,6 +26,7 @@ pub mod controllers;
 pub mod drill;
 pub mod duration;
 pub mod events;
+pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod operator;

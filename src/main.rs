@@ -71,6 +71,8 @@ enum Command {
         controllers: operator::Controllers,
         #[command(flatten)]
         webhook: WebhookArgs,
+        #[command(flatten)]
+        leader: LeaderArgs,
     },
     /// CI gate: print an assessment's level and exit 0 when it reaches --min-level (default
     /// its targetLevel), 1 when below, 3 when it could not be evaluated.
@@ -131,6 +133,68 @@ enum Command {
         #[arg(long = "image-errors", value_parser = synthetic::follow::Behaviour::parse_rule)]
         image_errors: Vec<(String, Option<f64>)>,
     },
+}
+
+/// Leader election, for more than one replica.
+#[derive(clap::Args)]
+struct LeaderArgs {
+    /// Elect a leader on a Lease: only the leader reconciles and writes; the others stand by.
+    #[arg(long, env = "MATURITY_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the Lease (in a pod: its own namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "maturity-operator")]
+    leader_election_lease: String,
+    /// This process's identity in the Lease (default: the pod name, else host and pid).
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// A standby takes over when the leader has not renewed for this long.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_election_lease_duration: Duration,
+    /// The leader stops when it could not renew for this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_election_renew_deadline: Duration,
+    /// How often the leader renews and a standby looks.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_election_retry_period: Duration,
+}
+
+impl LeaderArgs {
+    fn settings(
+        self,
+        api_timeout: Duration,
+    ) -> Result<Option<maturity_operator::leader::Settings>, String> {
+        if !self.leader_election {
+            return Ok(None);
+        }
+        let namespace = match self.leader_election_namespace {
+            Some(ns) => ns,
+            None => std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .map(|s| s.trim().to_string())
+                .map_err(|_| {
+                    "--leader-election needs --leader-election-namespace (or POD_NAMESPACE) outside a pod".to_string()
+                })?,
+        };
+        let identity = self.leader_election_identity.unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "maturity-operator".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let settings = maturity_operator::leader::Settings {
+            namespace,
+            name: self.leader_election_lease,
+            identity,
+            lease_duration: self.leader_election_lease_duration,
+            renew_deadline: self.leader_election_renew_deadline,
+            retry_period: self.leader_election_retry_period,
+            api_timeout,
+        };
+        settings.validate()?;
+        Ok(Some(settings))
+    }
 }
 
 /// The admission webhook that holds new templates of Deployments governed by a CanaryPolicy.
@@ -339,6 +403,7 @@ async fn main() -> ExitCode {
             assessment_interval,
             controllers,
             webhook,
+            leader,
         } => {
             init_tracing(log_json);
             let auth = match prometheus_auth(prometheus_bearer_token_file, prometheus_username) {
@@ -361,6 +426,13 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let leader_election = match leader.settings(api_timeout) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("maturity-operator: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             match operator::run(operator::RunConfig {
                 http_addr,
                 api_timeout,
@@ -371,6 +443,7 @@ async fn main() -> ExitCode {
                 assessment_interval,
                 controllers,
                 webhook,
+                leader_election,
             })
             .await
             {

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the operator exports, registered in one registry.
@@ -50,6 +50,8 @@ pub struct Metrics {
     pub maturity_capability_level: IntGaugeVec,
     /// Per MaturityAssessment plus `state`: practices in that state.
     pub maturity_practices: IntGaugeVec,
+    /// 1 while this process holds the leader-election Lease (or runs without election).
+    pub leader: IntGauge,
 }
 
 /// Labels of the per-policy canary series.
@@ -67,6 +69,11 @@ impl Metrics {
         )
         .expect("static metric definition");
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let leader = IntGauge::new(
+            "maturity_operator_leader",
+            "1 while this process holds the leader-election Lease and reconciles (always 1 without leader election), 0 on a standby.",
+        )
+        .expect("static metric definition");
         let watched_resources = IntGaugeVec::new(
             Opts::new(
                 "maturity_operator_watched_resources",
@@ -246,6 +253,7 @@ impl Metrics {
             Box::new(maturity_level.clone()),
             Box::new(maturity_capability_level.clone()),
             Box::new(maturity_practices.clone()),
+            Box::new(leader.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -272,6 +280,7 @@ impl Metrics {
             maturity_level,
             maturity_capability_level,
             maturity_practices,
+            leader,
         }
     }
 

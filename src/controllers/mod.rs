@@ -16,6 +16,8 @@ pub enum ApiError {
     Api(#[from] kube::Error),
     #[error("the API call timed out after {0:?}")]
     Timeout(Duration),
+    #[error(transparent)]
+    NotLeader(#[from] crate::leader::NotLeader),
 }
 
 impl ApiError {
@@ -28,8 +30,18 @@ impl ApiError {
     }
 }
 
-/// Every API call of the controllers goes through here: bounded by `limit`.
+/// Every API call of the controllers goes through here: refused unless this process
+/// leads ([`crate::leader::fence`]), bounded by `limit`.
 pub async fn timed<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, ApiError> {
+    crate::leader::fence()?;
+    bounded(limit, f).await
+}
+
+/// An API call bounded by `limit` and not fenced: only for leader election itself.
+pub async fn bounded<T>(
     limit: Duration,
     f: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, ApiError> {

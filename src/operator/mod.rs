@@ -53,6 +53,10 @@ pub enum Error {
     Prometheus(#[source] crate::prom::QueryError),
     #[error(transparent)]
     Webhook(#[from] crate::webhook::Error),
+    #[error(
+        "lost the leader lease (could not renew it in time, or another process took it over); stopped so that a restart comes back as a standby"
+    )]
+    LostLeadership,
 }
 
 /// Settings of `maturity-operator run`.
@@ -77,6 +81,8 @@ pub struct RunConfig {
     /// The admission webhook that holds new templates of governed Deployments (None: off;
     /// CanaryPolicies then cannot hold a rollout).
     pub webhook: Option<WebhookConfig>,
+    /// Leader election on a Lease (None: this process always acts; run one replica only).
+    pub leader_election: Option<crate::leader::Settings>,
 }
 
 /// Which controllers run (the chart has a switch for each).
@@ -254,10 +260,104 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     let prom = PromClient::new(config.prometheus.clone(), shared.metrics.clone())
         .map_err(Error::Prometheus)?;
     let ns = config.namespace.as_deref();
-    let (canary, canary_store) = canary::controller(&client, ns);
-    let (drills, drill_store) = drill::controller(&client, ns);
-    let (assessments, assessment_store) = assessment::controller(&client, ns);
     let on = config.controllers;
+    let mut watchers = Vec::new();
+    shared.expected.store(0, Ordering::SeqCst);
+
+    // The webhook answers on every replica, a standby too (the Service routes to any ready
+    // pod), from its own cache of the policies; it only reads.
+    if let Some(w) = config.webhook.as_ref().filter(|_| on.canaries) {
+        shared.expected.fetch_add(1, Ordering::SeqCst);
+        let (policies, task) = spawn_reflector::<CanaryPolicy>(&client, ns, &shared, &stop_rx);
+        watchers.push(task);
+        let certs = match &w.cert_dir {
+            Some(dir) => crate::webhook::Certs::from_dir(dir)?,
+            None => crate::webhook::Certs::generate(&w.hosts)?,
+        };
+        let (_, task) = crate::webhook::serve(
+            &w.settings,
+            &certs,
+            policies,
+            shared.metrics.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
+        watchers.push(task);
+        crate::webhook::register(&client, &w.settings, &certs.ca_pem).await?;
+        tracing::info!(configuration = %w.settings.configuration, "admission webhook registered");
+    }
+
+    let mut signal = std::pin::pin!(shutdown_signal());
+    let mut role = match config.leader_election.clone() {
+        Some(settings) => {
+            let (role, task) = crate::leader::spawn(
+                client.clone(),
+                settings,
+                shared.metrics.clone(),
+                stop_rx.clone(),
+            );
+            watchers.push(task);
+            Some(role)
+        }
+        None => {
+            shared.metrics.leader.set(1);
+            None
+        }
+    };
+    let mut deposed = false;
+    let mut leading = true;
+    if let Some(role) = role.as_mut() {
+        tracing::info!("waiting for the leader lease");
+        tokio::select! {
+            r = &mut signal => { r?; leading = false; }
+            r = role.wait_for(|r| *r != crate::leader::Role::Standby) => {
+                deposed = !matches!(r.as_deref(), Ok(crate::leader::Role::Leader));
+                leading = !deposed;
+            }
+        }
+    }
+    if leading {
+        start_controllers(&config, &client, &prom, &shared, &stop_rx, &mut watchers);
+        match role.as_mut() {
+            Some(role) => tokio::select! {
+                r = &mut signal => r?,
+                _ = role.wait_for(|r| *r == crate::leader::Role::Deposed) => deposed = true,
+            },
+            None => signal.await?,
+        }
+    }
+
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for w in watchers {
+        let _ = w.await;
+    }
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    }
+    if deposed {
+        return Err(Error::LostLeadership);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the enabled controllers (on the leader, or at once without leader election).
+fn start_controllers(
+    config: &RunConfig,
+    client: &Client,
+    prom: &PromClient,
+    shared: &Arc<Shared>,
+    stop_rx: &watch::Receiver<bool>,
+    watchers: &mut Vec<tokio::task::JoinHandle<()>>,
+) {
+    let ns = config.namespace.as_deref();
+    let on = config.controllers;
+    let (canary, canary_store) = canary::controller(client, ns);
+    let (drills, drill_store) = drill::controller(client, ns);
+    let (assessments, assessment_store) = assessment::controller(client, ns);
     let expected = [
         on.response_time_targets,
         on.canaries,
@@ -267,11 +367,10 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     .iter()
     .filter(|x| **x)
     .count();
-    shared.expected.store(expected, Ordering::SeqCst);
-    let mut watchers = Vec::new();
+    shared.expected.fetch_add(expected, Ordering::SeqCst);
     if on.response_time_targets {
         let (rtt_store, rtt_watch) =
-            spawn_reflector::<ResponseTimeTarget>(&client, ns, &shared, &stop_rx);
+            spawn_reflector::<ResponseTimeTarget>(client, ns, shared, stop_rx);
         watchers.push(rtt_watch);
         watchers.push(tokio::spawn(
             rtt::Controller::new(
@@ -289,11 +388,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         ));
     }
     if on.canaries {
-        watchers.push(spawn_store_readiness(
-            canary_store.clone(),
-            &shared,
-            &stop_rx,
-        ));
+        watchers.push(spawn_store_readiness(canary_store, shared, stop_rx));
         watchers.push(tokio::spawn(canary::run(
             canary,
             client.clone(),
@@ -307,7 +402,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         )));
     }
     if on.drills {
-        watchers.push(spawn_store_readiness(drill_store, &shared, &stop_rx));
+        watchers.push(spawn_store_readiness(drill_store, shared, stop_rx));
         watchers.push(tokio::spawn(drill::run(
             drills,
             client.clone(),
@@ -320,11 +415,11 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         )));
     }
     if on.assessments {
-        watchers.push(spawn_store_readiness(assessment_store, &shared, &stop_rx));
+        watchers.push(spawn_store_readiness(assessment_store, shared, stop_rx));
         watchers.push(tokio::spawn(assessment::run(
             assessments,
             client.clone(),
-            prom,
+            prom.clone(),
             shared.metrics.clone(),
             assessment::Settings {
                 api_timeout: config.api_timeout,
@@ -333,37 +428,6 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             stop_rx.clone(),
         )));
     }
-    if let Some(w) = config.webhook.as_ref().filter(|_| on.canaries) {
-        let certs = match &w.cert_dir {
-            Some(dir) => crate::webhook::Certs::from_dir(dir)?,
-            None => crate::webhook::Certs::generate(&w.hosts)?,
-        };
-        let (_, task) = crate::webhook::serve(
-            &w.settings,
-            &certs,
-            canary_store.clone(),
-            shared.metrics.clone(),
-            stop_rx.clone(),
-        )
-        .await?;
-        watchers.push(task);
-        crate::webhook::register(&client, &w.settings, &certs.ca_pem).await?;
-        tracing::info!(configuration = %w.settings.configuration, "admission webhook registered");
-    }
-
-    shutdown_signal().await?;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    for w in watchers {
-        let _ = w.await;
-    }
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Caches one kind (a reflector): keeps its object count in the metrics and marks the
