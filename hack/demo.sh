@@ -2,14 +2,53 @@
 # `make demo`: builds what is needed, starts the local cluster and Prometheus, installs
 # the CRDs, runs the operator, applies the examples into namespace `demo`, and shows them.
 # The cluster keeps running afterwards so you can explore; `make cluster-down` stops it.
+# Ctrl-C stops what this run started (the operator, the exporter, and the cluster if this
+# run started it) and says what is left.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_DIR"
+DEMO_START=$(date +%s)
 
 CLUSTER_DIR="${MATURITY_CLUSTER_DIR:-$REPO_DIR/.cluster}"
 export MATURITY_CLUSTER_DIR="$CLUSTER_DIR"
 
-log "building the operator"
-${CARGO:-cargo} build --quiet
+# What this run started, for the Ctrl-C cleanup.
+STARTED_CLUSTER=false
+STARTED=()
+on_interrupt() {
+  trap - INT TERM
+  echo >&2
+  log "interrupted: cleaning up what this run started"
+  for name in "${STARTED[@]}"; do
+    f="$CLUSTER_DIR/pids/$name.pid"
+    if [[ -f "$f" ]] && kill -TERM "$(cat "$f")" 2>/dev/null; then
+      log "stopped the $name"
+    fi
+    rm -f "$f"
+    [[ "$name" == exporter ]] && rm -f "${MATURITY_PROMETHEUS_TARGETS_DIR:-/nonexistent}/demo-exporter.json"
+  done
+  if [[ " ${STARTED[*]} " == *" operator "* ]] && [[ "$STARTED_CLUSTER" == false ]]; then
+    kubectl delete mutatingwebhookconfiguration maturity-operator-demo --ignore-not-found >/dev/null 2>&1 &&
+      log "removed the demo's admission webhook registration"
+  fi
+  if [[ "$STARTED_CLUSTER" == true ]]; then
+    "$HACK_DIR/cluster-down.sh" && log "stopped the local cluster this run had started"
+  else
+    log "the local cluster was running before this run and keeps running (make cluster-down stops it)"
+  fi
+  exit 130
+}
+trap on_interrupt INT TERM
+
+# MATURITY_OPERATOR_BIN: an operator binary built already (the demo test passes its own).
+if [[ -n "${MATURITY_OPERATOR_BIN:-}" ]]; then
+  OPERATOR_BIN="$MATURITY_OPERATOR_BIN"
+else
+  log "building the operator"
+  ${CARGO:-cargo} build --quiet
+  OPERATOR_BIN="$REPO_DIR/target/debug/maturity-operator"
+fi
+[[ -f "$CLUSTER_DIR/cluster.env" ]] && [[ -f "$CLUSTER_DIR/pids/kube-apiserver.pid" ]] &&
+  kill -0 "$(cat "$CLUSTER_DIR/pids/kube-apiserver.pid")" 2>/dev/null || STARTED_CLUSTER=true
 flock -o "$REPO_DIR/.cluster.lock" "$HACK_DIR/cluster-up.sh"
 # shellcheck disable=SC1091
 source "$CLUSTER_DIR/cluster.env"
@@ -28,10 +67,11 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 if ! running exporter; then
   eport=$(free_port)
   log "starting a synthetic exporter for service checkout and namespace demo's pods on 127.0.0.1:$eport"
-  setsid target/debug/maturity-operator synthetic-exporter --addr "127.0.0.1:$eport" \
+  setsid "$OPERATOR_BIN" synthetic-exporter --addr "127.0.0.1:$eport" \
     --series "service=checkout,route=/pay:20:0.0005:0.05" \
     --follow-namespace demo --image-errors ':bad=0.5' >"$CLUSTER_DIR/logs/exporter.log" 2>&1 </dev/null &
   echo $! >"$CLUSTER_DIR/pids/exporter.pid"
+  STARTED+=(exporter)
   printf '[{"targets":["127.0.0.1:%s"],"labels":{"namespace":"demo"}}]\n' "$eport" >"$MATURITY_PROMETHEUS_TARGETS_DIR/demo-exporter.json"
 fi
 
@@ -41,11 +81,12 @@ else
   port=$(free_port)
   wport=$(free_port)
   log "starting the operator (metrics on http://127.0.0.1:$port/metrics, admission webhook on 127.0.0.1:$wport, log $CLUSTER_DIR/logs/operator.log)"
-  setsid target/debug/maturity-operator run --http-addr "127.0.0.1:$port" \
+  setsid "$OPERATOR_BIN" run --http-addr "127.0.0.1:$port" \
     --prometheus-url "$MATURITY_PROMETHEUS_URL" --default-interval 15s --namespace demo \
     --webhook-addr "127.0.0.1:$wport" --webhook-url "https://127.0.0.1:$wport" \
     --webhook-configuration maturity-operator-demo >"$CLUSTER_DIR/logs/operator.log" 2>&1 </dev/null &
   echo $! >"$CLUSTER_DIR/pids/operator.pid"
+  STARTED+=(operator)
   echo "$port" >"$CLUSTER_DIR/operator.port"
 fi
 port="$(cat "$CLUSTER_DIR/operator.port")"
@@ -163,16 +204,26 @@ for _ in $(seq 1 90); do
   sleep 1
 done
 
+log "waiting (up to 60 s) until the assessment payments has a level"
+for _ in $(seq 1 60); do
+  [[ -n "$(kubectl get ma payments -n demo -o jsonpath='{.status.level}' 2>/dev/null)" ]] && break
+  sleep 1
+done
+
 echo
 echo "== kubectl get maturity -n demo"
 kubectl get maturity -n demo
+echo
+echo "== the status of every object (each kind's Ready condition)"
+kubectl get maturity -n demo -o custom-columns='KIND:.kind,NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,REASON:.status.conditions[?(@.type=="Ready")].reason'
 echo
 echo "== conditions of the ResponseTimeTargets"
 kubectl get rtt -n demo -o custom-columns='NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].reason,OBJECTIVE:.status.conditions[?(@.type=="ObjectiveMet")].message'
 
 echo
+echo "== assessment payments: level $(kubectl get ma payments -n demo -o jsonpath='{.status.level}') of target $(kubectl get ma payments -n demo -o jsonpath='{.spec.targetLevel}'); per capability and next steps:"
 echo "== maturity-operator check payments -n demo (the CI gate; exit 0 met, 1 below target, 3 not evaluated)"
-target/debug/maturity-operator check payments -n demo || echo "   (exit $?)"
+"$OPERATOR_BIN" check payments -n demo || echo "   (exit $?)"
 
 echo
 echo "== rollouts of CanaryPolicy shop-web-fast"
@@ -205,3 +256,4 @@ Explore:
   Prometheus: \$MATURITY_PROMETHEUS_URL
 Stop everything: make cluster-down
 MSG
+log "demo done in $(( $(date +%s) - DEMO_START )) s"
