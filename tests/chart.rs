@@ -155,13 +155,22 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             .map(|l| l.trim_start().trim_start_matches("- ").to_string())
             .collect();
         assert_eq!(args.first().map(String::as_str), Some("run"), "{yaml}");
+        // POD_NAME and POD_NAMESPACE come from the Deployment's downward API.
         let run = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
             .args(&args)
             .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env("POD_NAME", "operator-0")
+            .env("POD_NAMESPACE", &ctx.namespace)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .output()
             .unwrap();
         let said = text(&run);
+        // It stops at the unreachable cluster or a Secret file not mounted here, never at
+        // the leader-election settings.
+        assert!(
+            !said.contains("leader-election"),
+            "{extra:?}: the chart's leader-election arguments were refused: {said}"
+        );
         assert_ne!(
             run.status.code(),
             Some(2),
@@ -221,6 +230,27 @@ async fn a_bad_value_is_refused_with_the_schemas_message() {
     );
     assert!(!out.status.success());
     assert!(text(&out).contains("/prometheus/url"), "{}", text(&out));
+    // Two replicas without leader election would both act.
+    let out = helm(
+        &ctx.env,
+        &[
+            "install",
+            "bad",
+            chart().to_str().unwrap(),
+            "-n",
+            &ctx.namespace,
+            "--set",
+            "replicas=2",
+            "--set",
+            "leaderElection.enabled=false",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("/leaderElection/enabled") && text(&out).contains("value must be true"),
+        "{}",
+        text(&out)
+    );
     ctx.cleanup().await;
 }
 
@@ -263,23 +293,24 @@ async fn helm_install_creates_every_object_and_the_pod_passes_the_restricted_pro
     let sc = pod_spec.containers[0].security_context.clone().unwrap();
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
-    // The restricted profile admitted the pod, and it runs on a kwok node.
+    // The restricted profile admitted both replicas, and they run on kwok nodes.
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    eventually("operator pod running", Duration::from_secs(60), || {
+    eventually("two operator pods running", Duration::from_secs(60), || {
         let pods = pods.clone();
         async move {
             let list = pods
                 .list(&ListParams::default().labels("app.kubernetes.io/name=maturity-operator"))
                 .await
                 .map_err(|e| e.to_string())?;
-            match list
+            let phases: Vec<Option<String>> = list
                 .items
-                .first()
-                .and_then(|p| p.status.as_ref())
-                .and_then(|s| s.phase.clone())
-            {
-                Some(phase) if phase == "Running" => Ok(()),
-                other => Err(format!("{other:?}")),
+                .iter()
+                .map(|p| p.status.as_ref().and_then(|s| s.phase.clone()))
+                .collect();
+            if phases.len() == 2 && phases.iter().all(|p| p.as_deref() == Some("Running")) {
+                Ok(())
+            } else {
+                Err(format!("{phases:?}"))
             }
         }
     })
@@ -290,6 +321,12 @@ async fn helm_install_creates_every_object_and_the_pod_passes_the_restricted_pro
         ("service", format!("{name}-webhook")),
         ("clusterrole", name.clone()),
         ("clusterrolebinding", name.clone()),
+        ("role", format!("{name}-leader-election")),
+        ("rolebinding", format!("{name}-leader-election")),
+        ("poddisruptionbudget", name.clone()),
+        ("secret", format!("{name}-webhook-cert")),
+        ("configmap", format!("{name}-dashboard-overview")),
+        ("configmap", format!("{name}-dashboard-operator")),
     ] {
         let out = Command::new(ctx.env.tool("kubectl"))
             .args(["get", kind, &n, "-n", &ctx.namespace])
@@ -301,4 +338,153 @@ async fn helm_install_creates_every_object_and_the_pod_passes_the_restricted_pro
     let out = helm(&ctx.env, &["uninstall", &release, "-n", &ctx.namespace]);
     assert!(out.status.success(), "{}", text(&out));
     ctx.cleanup().await;
+}
+
+/// The webhook certificate the chart makes when no Secret is given: the operator serves it
+/// (from the mounted Secret's files) and it verifies, against the CA the operator registers,
+/// for the webhook Service's name, the name the API server dials. An admission request
+/// over that connection is answered.
+#[tokio::test]
+async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_name() {
+    let ctx = TestContext::new("chartcert").await;
+    let release = "cert";
+    let out = helm(
+        &ctx.env,
+        &[
+            "template",
+            release,
+            chart().to_str().unwrap(),
+            "-n",
+            &ctx.namespace,
+            "--kube-version",
+            "1.34.4",
+            "--show-only",
+            "templates/webhook-cert.yaml",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_slice(&out.stdout).unwrap();
+    let data = secret.data.unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("chartcert-{}", ctx.namespace));
+    std::fs::create_dir_all(&dir).unwrap();
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        let pem = data
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} in the Secret"));
+        std::fs::write(dir.join(key), &pem.0).unwrap();
+    }
+    let service = format!("{release}-maturity-operator-webhook");
+    let host = format!("{service}.{}.svc", ctx.namespace);
+    let port = support::prom::free_port();
+    let configuration = format!("maturity-{}", ctx.namespace);
+    let operator = support::operator::Operator::start_with(
+        &ctx.env,
+        &ctx.namespace,
+        &ctx.env.prometheus_url,
+        "2s",
+        &[
+            "--controllers=canaries".to_string(),
+            format!("--webhook-addr=127.0.0.1:{port}"),
+            format!("--webhook-service={}/{service}:443", ctx.namespace),
+            format!("--webhook-cert-dir={}", dir.display()),
+            format!("--webhook-configuration={configuration}"),
+        ],
+    );
+    maturity_operator::prom::init_tls();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.crt")).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .resolve(&host, format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let deployment = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ctx.namespace, "labels": {"app": "web"}},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "web:v2"}]}}}
+    });
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "chart-cert-test",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "web", "namespace": ctx.namespace, "operation": "UPDATE",
+            "userInfo": {"username": "test"},
+            "object": deployment, "oldObject": deployment
+        }
+    });
+    let url = format!("https://{host}/mutate/deployments");
+    let answer: serde_json::Value = eventually(
+        "an admission answer over TLS",
+        Duration::from_secs(30),
+        || {
+            let (client, url, review) = (client.clone(), url.clone(), review.clone());
+            async move {
+                let r = client
+                    .post(&url)
+                    .json(&review)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+                r.json::<serde_json::Value>()
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(answer["response"]["uid"], "chart-cert-test", "{answer}");
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    // The operator registered the chart's CA for the Service.
+    let configurations: Api<
+        k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
+    > = Api::all(ctx.client.clone());
+    let registered = configurations.get(&configuration).await.unwrap();
+    let bundle = registered.webhooks.unwrap_or_default()[0]
+        .client_config
+        .ca_bundle
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        String::from_utf8_lossy(&bundle.0),
+        std::fs::read_to_string(dir.join("ca.crt")).unwrap(),
+        "registered CA"
+    );
+    drop(operator);
+    let _ = configurations
+        .delete(&configuration, &Default::default())
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    ctx.cleanup().await;
+}
+
+/// The image (Dockerfile) and the chart agree: a multi-stage build whose runtime stage runs
+/// as the non-root user the chart's securityContext names.
+#[test]
+fn the_image_runs_as_the_charts_non_root_user() {
+    let dockerfile = std::fs::read_to_string(repo_dir().join("Dockerfile")).unwrap();
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .count();
+    assert!(stages >= 2, "a multi-stage build: {stages} FROM lines");
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER in the Dockerfile");
+    let deployment = std::fs::read_to_string(chart().join("templates/deployment.yaml")).unwrap();
+    for field in ["runAsUser", "runAsGroup"] {
+        let value = deployment
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{field}: ")))
+            .unwrap_or_else(|| panic!("{field} in the chart"));
+        assert!(
+            user.split(':').any(|u| u == value),
+            "Dockerfile USER {user} vs chart {field} {value}"
+        );
+        assert_ne!(value, "0", "{field} must not be root");
+    }
 }
