@@ -19,6 +19,8 @@ pub struct Metrics {
     pub prometheus_query_duration: HistogramVec,
     /// Status writes to the API server, by kind of resource.
     pub status_writes: IntCounterVec,
+    /// Reconciles (evaluations) that failed and are retried, by controller.
+    pub reconcile_errors: IntCounterVec,
     /// Evaluation cycles of each controller and how long they took.
     pub cycle_duration: HistogramVec,
     /// Per ResponseTimeTarget (labels namespace, name, service, request_class).
@@ -69,6 +71,14 @@ impl Metrics {
         )
         .expect("static metric definition");
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "maturity_operator_reconcile_errors_total",
+                "Reconciles (evaluations) that failed and are retried, by controller: API errors, timeouts, refused writes.",
+            ),
+            &["controller"],
+        )
+        .expect("static metric definition");
         let leader = IntGauge::new(
             "maturity_operator_leader",
             "1 while this process holds the leader-election Lease and reconciles (always 1 without leader election), 0 on a standby.",
@@ -254,6 +264,7 @@ impl Metrics {
             Box::new(maturity_capability_level.clone()),
             Box::new(maturity_practices.clone()),
             Box::new(leader.clone()),
+            Box::new(reconcile_errors.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -281,6 +292,7 @@ impl Metrics {
             maturity_capability_level,
             maturity_practices,
             leader,
+            reconcile_errors,
         }
     }
 

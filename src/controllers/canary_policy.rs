@@ -171,6 +171,12 @@ async fn reconcile(
         .cycle_duration
         .with_label_values(&["canary_policy"])
         .observe(started.elapsed().as_secs_f64());
+    if r.is_err() {
+        ctx.metrics
+            .reconcile_errors
+            .with_label_values(&["canary_policy"])
+            .inc();
+    }
     r
 }
 

@@ -186,6 +186,13 @@ async fn reconcile(
         .cycle_duration
         .with_label_values(&["drill_schedule"])
         .observe(started.elapsed().as_secs_f64());
+    if matches!(&r, Err(e) if !matches!(e, kube::runtime::finalizer::Error::CleanupFailed(Error::Restoring(_))))
+    {
+        ctx.metrics
+            .reconcile_errors
+            .with_label_values(&["drill_schedule"])
+            .inc();
+    }
     r
 }
 

@@ -135,6 +135,12 @@ async fn reconcile(a: Arc<MaturityAssessment>, ctx: Arc<Ctx>) -> Result<Requeue,
         .cycle_duration
         .with_label_values(&["maturity_assessment"])
         .observe(started.elapsed().as_secs_f64());
+    if r.is_err() {
+        ctx.metrics
+            .reconcile_errors
+            .with_label_values(&["maturity_assessment"])
+            .inc();
+    }
     r?;
     Ok(Requeue::requeue(ctx.settings.interval))
 }

@@ -16,6 +16,8 @@ use kube::{Client, Resource, ResourceExt};
 use crate::api::ResponseTimeTarget;
 use crate::slo::rules::burn_rate_group;
 
+use super::timed;
+
 const RECHECK: Duration = Duration::from_secs(300);
 
 /// Name of the PrometheusRule of a target.
@@ -125,37 +127,35 @@ impl RuleSync {
                         "spec": {"groups": [group]},
                     });
                     let pp = PatchParams::apply(crate::FIELD_MANAGER).force();
-                    match tokio::time::timeout(
+                    match timed(
                         self.api_timeout,
                         api.patch(&name, &pp, &Patch::Apply(&object)),
                     )
                     .await
                     {
-                        Ok(Ok(_)) => {
+                        Ok(_) => {
                             self.applied.insert(uid, hash);
                             writes += 1;
                         }
-                        Ok(Err(e)) => {
+                        Err(e) => {
                             tracing::warn!(%name, error = %e, "applying PrometheusRule failed")
                         }
-                        Err(_) => tracing::warn!(%name, "applying PrometheusRule timed out"),
                     }
                 }
                 (None, _) if previous.is_some() => {
-                    match tokio::time::timeout(
+                    match timed(
                         self.api_timeout,
                         api.delete(&name, &DeleteParams::default()),
                     )
                     .await
                     {
-                        Ok(Ok(_)) | Ok(Err(kube::Error::Api(_))) => {
+                        Ok(_) | Err(super::ApiError::Api(kube::Error::Api(_))) => {
                             self.applied.remove(&uid);
                             writes += 1;
                         }
-                        Ok(Err(e)) => {
+                        Err(e) => {
                             tracing::warn!(%name, error = %e, "deleting PrometheusRule failed")
                         }
-                        Err(_) => tracing::warn!(%name, "deleting PrometheusRule timed out"),
                     }
                 }
                 _ => {}

@@ -401,7 +401,7 @@ impl Controller {
         let api: Api<ResponseTimeTarget> =
             Api::namespaced(self.client.clone(), &t.namespace().unwrap_or_default());
         let patch = serde_json::json!({"status": new});
-        let result = tokio::time::timeout(
+        let result = super::timed(
             self.settings.api_timeout,
             api.patch_status(
                 &t.name_any(),
@@ -411,7 +411,7 @@ impl Controller {
         )
         .await;
         match result {
-            Ok(Ok(_)) => {
+            Ok(_) => {
                 self.metrics
                     .status_writes
                     .with_label_values(&["ResponseTimeTarget"])
@@ -419,12 +419,12 @@ impl Controller {
                 self.record_transitions(t, &old, &new).await;
                 true
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(target = %t.name_any(), error = %e, "status write failed");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(target = %t.name_any(), "status write timed out");
+                self.metrics
+                    .reconcile_errors
+                    .with_label_values(&["ResponseTimeTarget"])
+                    .inc();
                 false
             }
         }
