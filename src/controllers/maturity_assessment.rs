@@ -94,7 +94,7 @@ pub async fn run(
     let ctx = Arc::new(Ctx {
         client,
         prom,
-        metrics,
+        metrics: metrics.clone(),
         settings,
     });
     controller
@@ -102,7 +102,13 @@ pub async fn run(
             let _ = stop.wait_for(|s| *s).await;
         })
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|r| {
+            // A deleted assessment is not reconciled again: its series go here.
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(o)) = &r {
+                metrics.forget_assessment(o.namespace.as_deref().unwrap_or_default(), &o.name);
+            }
+            async {}
+        })
         .await;
 }
 
@@ -664,6 +670,12 @@ fn export(ctx: &Ctx, ns: &str, name: &str, s: &MaturityAssessmentStatus) {
             .with_label_values(&[ns, name, state])
             .set(counts.get(state).copied().unwrap_or(0));
     }
+    let missing: Vec<(i32, &str)> = s
+        .next_level
+        .iter()
+        .flat_map(|n| n.missing.iter().map(|p| (n.level, p.practice.as_str())))
+        .collect();
+    m.set_next_level_missing(ns, name, &missing);
 }
 
 fn state_label(s: PracticeState) -> &'static str {
