@@ -24,7 +24,7 @@ on_interrupt() {
       log "stopped the $name"
     fi
     rm -f "$f"
-    [[ "$name" == exporter ]] && rm -f "${MATURITY_PROMETHEUS_TARGETS_DIR:-/nonexistent}/demo-exporter.json"
+    rm -f "${MATURITY_PROMETHEUS_TARGETS_DIR:-/nonexistent}/demo-$name.json"
   done
   if [[ " ${STARTED[*]} " == *" operator "* ]] && [[ "$STARTED_CLUSTER" == false ]]; then
     kubectl delete mutatingwebhookconfiguration maturity-operator-demo --ignore-not-found >/dev/null 2>&1 &&
@@ -88,6 +88,8 @@ else
   echo $! >"$CLUSTER_DIR/pids/operator.pid"
   STARTED+=(operator)
   echo "$port" >"$CLUSTER_DIR/operator.port"
+  # Prometheus scrapes the operator too: its metrics are what the Grafana dashboards show.
+  printf '[{"targets":["127.0.0.1:%s"],"labels":{"job":"maturity-operator"}}]\n' "$port" >"$MATURITY_PROMETHEUS_TARGETS_DIR/demo-operator.json"
 fi
 port="$(cat "$CLUSTER_DIR/operator.port")"
 for _ in $(seq 1 60); do

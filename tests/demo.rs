@@ -47,12 +47,17 @@ fn stop_demo_processes(env: &ClusterEnv) {
     for name in ["operator", "exporter"] {
         if let Some(pid) = pid_of(env, name) {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.trim() == "maturity-operato" {
+            // The kernel keeps 15 characters of the name.
+            if comm.trim() == "maturity-operat" {
                 let _ = Command::new("kill").arg(pid.to_string()).status();
                 let until = Instant::now() + Duration::from_secs(10);
                 while alive(pid) && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(100));
                 }
+                assert!(
+                    !alive(pid),
+                    "the demo's {name} (pid {pid}) did not stop on SIGTERM"
+                );
             }
             let _ = std::fs::remove_file(env.dir.join("pids").join(format!("{name}.pid")));
         }
