@@ -288,15 +288,19 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     }
 
     let mut signal = std::pin::pin!(shutdown_signal());
+    // The election stops last: the lease is released only once the controllers have
+    // stopped, so a standby never acts next to a leader still finishing a reconcile.
+    let (election_stop, election_stop_rx) = watch::channel(false);
+    let mut election = None;
     let mut role = match config.leader_election.clone() {
         Some(settings) => {
             let (role, task) = crate::leader::spawn(
                 client.clone(),
                 settings,
                 shared.metrics.clone(),
-                stop_rx.clone(),
+                election_stop_rx,
             );
-            watchers.push(task);
+            election = Some(task);
             Some(role)
         }
         None => {
@@ -331,6 +335,10 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     let _ = stop_tx.send(true);
     for w in watchers {
         let _ = w.await;
+    }
+    let _ = election_stop.send(true);
+    if let Some(task) = election {
+        let _ = task.await;
     }
     match server.await {
         Ok(Ok(())) => {}
