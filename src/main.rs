@@ -79,8 +79,9 @@ enum Command {
     Check {
         /// Name of the MaturityAssessment.
         assessment: String,
-        #[arg(short = 'n', long, default_value = "default")]
-        namespace: String,
+        /// Namespace of the assessment (default: the kubeconfig context's, as kubectl).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..=5))]
         min_level: Option<i32>,
     },
@@ -88,8 +89,9 @@ enum Command {
     Report {
         /// Name of the MaturityAssessment.
         assessment: String,
-        #[arg(short = 'n', long, default_value = "default")]
-        namespace: String,
+        /// Namespace of the assessment (default: the kubeconfig context's, as kubectl).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
         #[arg(long, default_value = "weekly", value_parser = ["weekly", "monthly"])]
         period: String,
         /// The JSON form instead of Markdown.
@@ -466,6 +468,7 @@ async fn main() -> ExitCode {
                     return ExitCode::from(maturity_operator::check::EXIT_UNKNOWN);
                 }
             };
+            let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
             let (code, text) =
                 maturity_operator::check::check(client, &namespace, &assessment, min_level).await;
             print!("{text}");
@@ -482,6 +485,9 @@ async fn main() -> ExitCode {
                 let client = kube::Client::try_default()
                     .await
                     .map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
+                let namespace = namespace
+                    .clone()
+                    .unwrap_or_else(|| client.default_namespace().to_string());
                 let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
                     kube::Api::namespaced(client, &namespace);
                 let name = format!("{assessment}-report");
