@@ -78,7 +78,7 @@ fn make_demo_fills_every_status_and_ctrl_c_cleans_up() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let all = format!("{stdout}\n--- stderr ---\n{stderr}");
     assert!(out.status.success(), "the demo failed:\n{all}");
-    eprintln!("the demo ran in {took:.1?} (cluster already up, operator built)");
+    eprintln!("the demo ran in {took:.1?} (cluster already up, operator built):\n{stderr}");
 
     // Every object of the four kinds has a Ready condition.
     let table: Vec<&str> = stdout
