@@ -28,6 +28,18 @@ impl Operator {
         interval: &str,
         extra: &[String],
     ) -> Self {
+        Self::start_with_env(env, namespace, prometheus_url, interval, extra, &[])
+    }
+
+    /// Like [`Self::start_with`], with extra environment variables.
+    pub fn start_with_env(
+        env: &ClusterEnv,
+        namespace: &str,
+        prometheus_url: &str,
+        interval: &str,
+        extra: &[String],
+        vars: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
             .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
@@ -40,6 +52,7 @@ impl Operator {
             .args(["--tick", "200ms", "--default-interval", interval])
             .args(["--namespace", namespace])
             .args(extra)
+            .envs(vars.iter().copied())
             .env("KUBECONFIG", &env.kubeconfig)
             .env(
                 "RUST_LOG",
