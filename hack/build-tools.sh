@@ -28,7 +28,7 @@ build_kubernetes() {
   if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kube-scheduler" && -x "$out/kubectl" ]]; then
     log "kubernetes $KUBERNETES_VERSION: cached in $out"; return
   fi
-  log "kubernetes $KUBERNETES_VERSION: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (cold: ~20-30 min on 2 cores; log: $logfile)"
+  log "kubernetes $KUBERNETES_VERSION: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (cold: 5-10 min on 2 cores; log: $logfile)"
   : >"$logfile"
   local mod="$CACHE_DIR/src/k8sbins-$KUBERNETES_VERSION"
   rm -rf "$mod"; mkdir -p "$mod"

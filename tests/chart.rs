@@ -5,30 +5,14 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use support::cluster::{ClusterEnv, TestContext, repo_dir};
+use support::cluster::{TestContext, chart_dir, repo_dir};
 use support::eventually;
-
-fn chart() -> PathBuf {
-    repo_dir().join("charts/maturity-operator")
-}
-
-fn helm(env: &ClusterEnv, args: &[&str]) -> Output {
-    Command::new(env.tool("helm"))
-        .args(args)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env("HELM_CACHE_HOME", env.dir.join("helm/cache"))
-        .env("HELM_CONFIG_HOME", env.dir.join("helm/config"))
-        .env("HELM_DATA_HOME", env.dir.join("helm/data"))
-        .output()
-        .expect("run helm")
-}
 
 fn text(o: &Output) -> String {
     format!(
@@ -44,7 +28,7 @@ fn the_charts_crds_are_the_generated_ones() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_owned();
         let in_chart =
-            std::fs::read_to_string(chart().join("crds").join(&name)).unwrap_or_default();
+            std::fs::read_to_string(chart_dir().join("crds").join(&name)).unwrap_or_default();
         assert_eq!(
             in_chart,
             std::fs::read_to_string(&path).unwrap(),
@@ -56,7 +40,7 @@ fn the_charts_crds_are_the_generated_ones() {
 #[tokio::test]
 async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
     let ctx = TestContext::new("chart").await;
-    let lint = helm(&ctx.env, &["lint", chart().to_str().unwrap()]);
+    let lint = ctx.env.helm(&["lint", chart_dir().to_str().unwrap()]);
     assert!(lint.status.success(), "{}", text(&lint));
     let combos: &[&[&str]] = &[
         &[],
@@ -100,14 +84,14 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         let mut args = vec![
             "template",
             &release,
-            chart().to_str().unwrap().to_owned().leak(),
+            chart_dir().to_str().unwrap().to_owned().leak(),
             "--namespace",
             &ctx.namespace,
             "--kube-version",
             "1.34.4",
         ];
         args.extend(extra.iter().copied());
-        let rendered = helm(&ctx.env, &args);
+        let rendered = ctx.env.helm(&args);
         assert!(rendered.status.success(), "{extra:?}: {}", text(&rendered));
         let yaml = String::from_utf8_lossy(&rendered.stdout).into_owned();
         // The RBAC follows the switches.
@@ -179,18 +163,15 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         assert!(said.starts_with("maturity-operator: "), "{extra:?}: {said}");
     }
     // ServiceMonitor renders when asked for (its CRD is not installed here).
-    let sm = helm(
-        &ctx.env,
-        &[
-            "template",
-            "sm",
-            chart().to_str().unwrap(),
-            "--kube-version",
-            "1.34.4",
-            "--set",
-            "serviceMonitor.enabled=true",
-        ],
-    );
+    let sm = ctx.env.helm(&[
+        "template",
+        "sm",
+        chart_dir().to_str().unwrap(),
+        "--kube-version",
+        "1.34.4",
+        "--set",
+        "serviceMonitor.enabled=true",
+    ]);
     assert!(String::from_utf8_lossy(&sm.stdout).contains("kind: ServiceMonitor"));
     ctx.cleanup().await;
 }
@@ -198,58 +179,35 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
 #[tokio::test]
 async fn a_bad_value_is_refused_with_the_schemas_message() {
     let ctx = TestContext::new("chartbad").await;
-    let out = helm(
-        &ctx.env,
-        &[
+    // `helm install` with `--set` values must fail; returns what helm said.
+    let refused = |sets: &[&str]| {
+        let chart = chart_dir();
+        let mut args = vec![
             "install",
             "bad",
-            chart().to_str().unwrap(),
+            chart.to_str().unwrap(),
             "-n",
             &ctx.namespace,
-            "--set",
-            "webhook.failurePolicy=Maybe",
-        ],
-    );
-    assert!(!out.status.success());
-    let said = text(&out);
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let out = ctx.env.helm(&args);
+        assert!(!out.status.success(), "{sets:?} was accepted");
+        text(&out)
+    };
+    let said = refused(&["webhook.failurePolicy=Maybe"]);
     assert!(
         said.contains("/webhook/failurePolicy") && said.contains("'Ignore', 'Fail'"),
         "{said}"
     );
-    let out = helm(
-        &ctx.env,
-        &[
-            "install",
-            "bad",
-            chart().to_str().unwrap(),
-            "-n",
-            &ctx.namespace,
-            "--set",
-            "prometheus.url=prometheus:9090",
-        ],
-    );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("/prometheus/url"), "{}", text(&out));
+    let said = refused(&["prometheus.url=prometheus:9090"]);
+    assert!(said.contains("/prometheus/url"), "{said}");
     // Two replicas without leader election would both act.
-    let out = helm(
-        &ctx.env,
-        &[
-            "install",
-            "bad",
-            chart().to_str().unwrap(),
-            "-n",
-            &ctx.namespace,
-            "--set",
-            "replicas=2",
-            "--set",
-            "leaderElection.enabled=false",
-        ],
-    );
-    assert!(!out.status.success());
+    let said = refused(&["replicas=2", "leaderElection.enabled=false"]);
     assert!(
-        text(&out).contains("/leaderElection/enabled") && text(&out).contains("value must be true"),
-        "{}",
-        text(&out)
+        said.contains("/leaderElection/enabled") && said.contains("value must be true"),
+        "{said}"
     );
     ctx.cleanup().await;
 }
@@ -267,21 +225,18 @@ async fn helm_install_creates_every_object_and_the_pod_passes_the_restricted_pro
         .await
         .unwrap();
     let release = format!("mo-{}", &ctx.namespace[ctx.namespace.len() - 5..]);
-    let out = helm(
-        &ctx.env,
-        &[
-            "install",
-            &release,
-            chart().to_str().unwrap(),
-            "-n",
-            &ctx.namespace,
-            "--set",
-            &format!("watchNamespace={}", ctx.namespace),
-            "--set",
-            "controllers.drills=true",
-            "--skip-crds",
-        ],
-    );
+    let out = ctx.env.helm(&[
+        "install",
+        &release,
+        chart_dir().to_str().unwrap(),
+        "-n",
+        &ctx.namespace,
+        "--set",
+        &format!("watchNamespace={}", ctx.namespace),
+        "--set",
+        "controllers.drills=true",
+        "--skip-crds",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let name = format!("{release}-maturity-operator");
@@ -335,7 +290,7 @@ async fn helm_install_creates_every_object_and_the_pod_passes_the_restricted_pro
             .unwrap();
         assert!(out.status.success(), "{kind}/{n}: {}", text(&out));
     }
-    let out = helm(&ctx.env, &["uninstall", &release, "-n", &ctx.namespace]);
+    let out = ctx.env.helm(&["uninstall", &release, "-n", &ctx.namespace]);
     assert!(out.status.success(), "{}", text(&out));
     ctx.cleanup().await;
 }
@@ -348,20 +303,17 @@ async fn helm_install_creates_every_object_and_the_pod_passes_the_restricted_pro
 async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_name() {
     let ctx = TestContext::new("chartcert").await;
     let release = "cert";
-    let out = helm(
-        &ctx.env,
-        &[
-            "template",
-            release,
-            chart().to_str().unwrap(),
-            "-n",
-            &ctx.namespace,
-            "--kube-version",
-            "1.34.4",
-            "--show-only",
-            "templates/webhook-cert.yaml",
-        ],
-    );
+    let out = ctx.env.helm(&[
+        "template",
+        release,
+        chart_dir().to_str().unwrap(),
+        "-n",
+        &ctx.namespace,
+        "--kube-version",
+        "1.34.4",
+        "--show-only",
+        "templates/webhook-cert.yaml",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_slice(&out.stdout).unwrap();
     let data = secret.data.unwrap_or_default();
@@ -475,7 +427,8 @@ fn the_image_runs_as_the_charts_non_root_user() {
         .rev()
         .find_map(|l| l.strip_prefix("USER "))
         .expect("a USER in the Dockerfile");
-    let deployment = std::fs::read_to_string(chart().join("templates/deployment.yaml")).unwrap();
+    let deployment =
+        std::fs::read_to_string(chart_dir().join("templates/deployment.yaml")).unwrap();
     for field in ["runAsUser", "runAsGroup"] {
         let value = deployment
             .lines()

@@ -17,20 +17,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use maturity_operator::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
 use serde_json::json;
-use support::cluster::{ClusterEnv, TestContext, delete_all_and_wait, repo_dir};
+use support::cluster::{TestContext, chart_dir, delete_all_and_wait};
 use support::eventually;
 use support::operator::Operator;
-
-fn helm(env: &ClusterEnv, args: &[&str]) -> std::process::Output {
-    Command::new(env.tool("helm"))
-        .args(args)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env("HELM_CACHE_HOME", env.dir.join("helm/cache"))
-        .env("HELM_CONFIG_HOME", env.dir.join("helm/config"))
-        .env("HELM_DATA_HOME", env.dir.join("helm/data"))
-        .output()
-        .expect("run helm")
-}
 
 /// `kubectl auth can-i VERB RESOURCE [--subresource] -n NS --as SA`.
 fn can_i(ctx: &TestContext, user: &str, args: &[&str]) -> bool {
@@ -67,26 +56,20 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
     let release = format!("rbac-{}", &ns[ns.len() - 5..]);
     let release = release.as_str();
     let full = format!("{release}-maturity-operator");
-    let out = helm(
-        &ctx.env,
-        &[
-            "install",
-            release,
-            repo_dir()
-                .join("charts/maturity-operator")
-                .to_str()
-                .unwrap(),
-            "-n",
-            &ns,
-            "--skip-crds",
-            "--set",
-            &format!("watchNamespace={ns}"),
-            "--set",
-            "controllers.drills=true",
-            "--set",
-            "dashboards.enabled=false",
-        ],
-    );
+    let out = ctx.env.helm(&[
+        "install",
+        release,
+        chart_dir().to_str().unwrap(),
+        "-n",
+        &ns,
+        "--skip-crds",
+        "--set",
+        &format!("watchNamespace={ns}"),
+        "--set",
+        "controllers.drills=true",
+        "--set",
+        "dashboards.enabled=false",
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -125,19 +108,7 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
     )
     .await;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let available = |d: &Deployment| {
-        d.status.as_ref().and_then(|s| s.available_replicas) == Some(2)
-            && d.status.as_ref().and_then(|s| s.updated_replicas) == Some(2)
-    };
-    eventually("app Available", Duration::from_secs(60), || async {
-        let d = deployments.get("app").await.map_err(|e| e.to_string())?;
-        if available(&d) {
-            Ok(())
-        } else {
-            Err(format!("{:?}", d.status))
-        }
-    })
-    .await;
+    ctx.wait_available("app", 2).await;
 
     // The operator as the chart runs it, but as a local process impersonating the
     // ServiceAccount.
@@ -329,7 +300,7 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
     let _ = configurations
         .delete(&format!("maturity-{ns}"), &Default::default())
         .await;
-    let out = helm(&ctx.env, &["uninstall", release, "-n", &ns]);
+    let out = ctx.env.helm(&["uninstall", release, "-n", &ns]);
     assert!(out.status.success());
     ctx.cleanup().await;
 }

@@ -843,23 +843,7 @@ async fn every_panel_query_runs_against_prometheus_scraping_a_running_operator()
     let canaries: Api<CanaryPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     canaries.create(&pp, &canary).await.unwrap();
     // The drill needs its target Available, or the run is skipped.
-    eventually("web Available", Duration::from_secs(60), || {
-        let deployments = deployments.clone();
-        async move {
-            let s = deployments
-                .get("web")
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
-            if s.available_replicas == Some(1) {
-                Ok(())
-            } else {
-                Err(format!("{s:?}"))
-            }
-        }
-    })
-    .await;
+    ctx.wait_available("web", 1).await;
     let drills: Api<DrillSchedule> = Api::namespaced(ctx.client.clone(), &ns);
     drills.create(&pp, &drill).await.unwrap();
     // An update of the Deployment (not of its template) goes through the webhook, allowed;

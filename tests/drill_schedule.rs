@@ -112,20 +112,7 @@ impl Harness {
     }
 
     async fn wait_available(&self) -> Deployment {
-        let api = self.deployments.clone();
-        eventually("web Available", Duration::from_secs(60), || {
-            let api = api.clone();
-            async move {
-                let d = api.get("web").await.map_err(|e| e.to_string())?;
-                let s = d.status.clone().unwrap_or_default();
-                if s.available_replicas == Some(REPLICAS) && s.replicas == Some(REPLICAS) {
-                    Ok(d)
-                } else {
-                    Err(format!("{s:?}"))
-                }
-            }
-        })
-        .await
+        self.ctx.wait_available("web", REPLICAS).await
     }
 
     async fn wait_replicas(&self, want: i32, what: &str) {

@@ -219,24 +219,7 @@ impl Scenario {
         }
         // The drill below must find its target Available, or it would be Skipped.
         for d in ["pay", "web"] {
-            let api = deployments.clone();
-            eventually(&format!("{d} Available"), Duration::from_secs(60), || {
-                let api = api.clone();
-                async move {
-                    let s = api
-                        .get(d)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .status
-                        .unwrap_or_default();
-                    if s.available_replicas == Some(1) {
-                        Ok(())
-                    } else {
-                        Err(format!("{s:?}"))
-                    }
-                }
-            })
-            .await;
+            ctx.wait_available(d, 1).await;
         }
         let rtt = format!(
             r#"apiVersion: maturity.sre.dev/v1alpha1

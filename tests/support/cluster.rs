@@ -29,10 +29,29 @@ impl ClusterEnv {
     pub fn tool(&self, name: &str) -> PathBuf {
         self.tools_bin.join(name)
     }
+
+    /// Runs the pinned helm against the cluster, its caches under the cluster directory.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn helm(&self, args: &[&str]) -> std::process::Output {
+        Command::new(self.tool("helm"))
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"))
+            .output()
+            .expect("run helm")
+    }
 }
 
 pub fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Helm chart's folder.
+#[allow(dead_code)] // not every test binary uses it
+pub fn chart_dir() -> PathBuf {
+    repo_dir().join("charts/maturity-operator")
 }
 
 fn cluster_dir() -> PathBuf {
@@ -196,6 +215,39 @@ impl TestContext {
             .filter(|e| e.involved_object.kind.as_deref() == Some(kind))
             .filter_map(|e| e.reason)
             .collect()
+    }
+
+    /// Waits until Deployment `name` in the test's namespace has exactly `replicas`
+    /// replicas, all updated and available.
+    #[allow(dead_code)] // not every test binary uses it
+    pub async fn wait_available(
+        &self,
+        name: &str,
+        replicas: i32,
+    ) -> k8s_openapi::api::apps::v1::Deployment {
+        let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        super::eventually(
+            &format!("Deployment {name} with {replicas} available replicas"),
+            Duration::from_secs(60),
+            || {
+                let api = api.clone();
+                async move {
+                    let d = api.get(name).await.map_err(|e| e.to_string())?;
+                    let s = d.status.clone().unwrap_or_default();
+                    let want = Some(replicas);
+                    if s.replicas == want
+                        && s.updated_replicas == want
+                        && s.available_replicas == want
+                    {
+                        Ok(d)
+                    } else {
+                        Err(format!("{s:?}"))
+                    }
+                }
+            },
+        )
+        .await
     }
 
     /// Deletes the test's namespace (call at the end of a passing test; a failed test's
