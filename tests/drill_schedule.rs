@@ -280,7 +280,8 @@ async fn a_scale_down_drill_restores_exactly_the_original_replicas() {
     )
     .await;
     h.wait_phase(DrillPhase::Holding).await;
-    assert_eq!(h.replicas().await, 1);
+    // Status is written before the fault is applied: wait for the Deployment to follow.
+    h.wait_replicas(1, "scaled down during the hold").await;
     let r = h.wait_run().await;
     assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
     assert_eq!(h.replicas().await, REPLICAS);
@@ -318,18 +319,30 @@ async fn a_failover_drill_restores_exactly_the_original_selector() {
     )
     .await;
     h.wait_phase(DrillPhase::Holding).await;
-    let during = services
-        .get("web")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .selector
-        .unwrap();
-    assert_eq!(
-        during,
-        BTreeMap::from([("app".into(), "web-standby".into())])
-    );
+    // Status is written before the fault is applied: wait for the Service to follow.
+    let standby = BTreeMap::from([("app".to_string(), "web-standby".to_string())]);
+    eventually(
+        "the standby selector during the hold",
+        Duration::from_secs(3),
+        || {
+            let (services, standby) = (services.clone(), standby.clone());
+            async move {
+                let during = services
+                    .get("web")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .spec
+                    .and_then(|s| s.selector)
+                    .unwrap_or_default();
+                if during == standby {
+                    Ok(())
+                } else {
+                    Err(format!("selector {during:?}"))
+                }
+            }
+        },
+    )
+    .await;
     let r = h.wait_run().await;
     assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
     let after = services
@@ -358,7 +371,8 @@ async fn a_steady_state_breach_aborts_and_restores_within_one_check_interval() {
     )
     .await;
     h.wait_phase(DrillPhase::Holding).await;
-    assert_eq!(h.replicas().await, 1);
+    // Status is written before the fault is applied: wait for the Deployment to follow.
+    h.wait_replicas(1, "scaled down during the hold").await;
     h.set_health(1.0);
     let breached = Instant::now();
     h.health_seen(1.0).await;
@@ -398,6 +412,7 @@ async fn a_restarted_operator_restores_and_records_the_run() {
     )
     .await;
     h.wait_phase(DrillPhase::Holding).await;
+    h.wait_replicas(1, "scaled down during the hold").await;
     h.operator = None; // SIGKILL during the hold
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
@@ -444,7 +459,8 @@ async fn deleting_the_drill_during_the_hold_restores_first() {
     )
     .await;
     h.wait_phase(DrillPhase::Holding).await;
-    assert_eq!(h.replicas().await, 1);
+    // Status is written before the fault is applied: wait for the Deployment to follow.
+    h.wait_replicas(1, "scaled down during the hold").await;
     h.drills
         .delete("web-drill", &DeleteParams::default())
         .await
