@@ -105,9 +105,13 @@ kubectl apply --server-side -n demo -f examples/ >/dev/null
 # The operator only acts in namespace demo, so tests can share the cluster with it.
 # A live canary: Deployment shop-web (4 replicas on kwok) governed by a fast policy.
 log "canary: Deployment shop-web (4 replicas) and CanaryPolicy shop-web-fast (25% for 10 s, 50% for 10 s, a check every 5 s)"
-# --force-conflicts: a rollback of an earlier demo run left the operator owning the image
-# field (see "Server-side apply ownership" in docs/canary.md).
-kubectl apply --server-side --force-conflicts -n demo -f - >/dev/null <<'YAML'
+# An earlier run left shop-web on another version (or, after Ctrl-C, held mid-rollout):
+# start it afresh, so applying v1 does not begin a canary of its own.
+if kubectl get deployment shop-web -n demo >/dev/null 2>&1; then
+  kubectl delete deployment shop-web -n demo --cascade=foreground --wait --timeout=60s >/dev/null ||
+    die "could not delete the earlier run's Deployment demo/shop-web"
+fi
+kubectl apply --server-side -n demo -f - >/dev/null <<'YAML'
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: shop-web, labels: {app: shop-web, app.kubernetes.io/part-of: demo-shop}}
