@@ -182,6 +182,8 @@ echo "   shop-web now runs $(current_image)"
 
 # A drill: kill one pod of shop-web now (the schedule itself is weekdays 10:00-14:00 Shanghai).
 log "drill: DrillSchedule shop-web-podkill kills a pod of shop-web now (run-now annotation)"
+last_run() { kubectl get drill shop-web-podkill -n demo -o jsonpath="{.status.runs[0].$1}" 2>/dev/null; }
+earlier_run=$(last_run startedAt) # an earlier demo run's, if any: wait for a newer one
 kubectl apply --server-side -n demo -f - >/dev/null <<YAML
 apiVersion: maturity.sre.dev/v1alpha1
 kind: DrillSchedule
@@ -198,7 +200,8 @@ spec:
   recoveryDeadline: 1m
 YAML
 for _ in $(seq 1 60); do
-  [[ -z "$(kubectl get drill shop-web-podkill -n demo -o jsonpath='{.status.active.phase}')" && -n "$(kubectl get drill shop-web-podkill -n demo -o jsonpath='{.status.runs[0].result}')" ]] && break
+  [[ -z "$(kubectl get drill shop-web-podkill -n demo -o jsonpath='{.status.active.phase}')" &&
+     -n "$(last_run result)" && "$(last_run startedAt)" != "$earlier_run" ]] && break
   sleep 1
 done
 echo "   $(kubectl get drill shop-web-podkill -n demo -o jsonpath='{.status.runs[0].result}: {.status.runs[0].reason}')"
