@@ -42,72 +42,101 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
     let ctx = TestContext::new("chart").await;
     let lint = ctx.env.helm(&["lint", chart_dir().to_str().unwrap()]);
     assert!(lint.status.success(), "{}", text(&lint));
-    let combos: &[&[&str]] = &[
+    // The defaults, then every combination of the four controller switches (all off is
+    // refused, below), each with one of the other options' settings in turn.
+    const SWITCHES: [&str; 4] = ["responseTimeTargets", "canaries", "drills", "assessments"];
+    let others: [&[&str]; 4] = [
         &[],
         &[
-            "--set",
-            "controllers.drills=true",
-            "--set",
             "networkPolicy.enabled=true",
-            "--set",
             "prometheus.url=http://prometheus:9090",
-            "--set",
             "prometheus.bearerTokenSecret=prom-token",
-            "--set",
             "prometheus.caSecret=prom-ca",
         ],
         &[
-            "--set",
-            "controllers.canaries=false",
-            "--set",
-            "controllers.responseTimeTargets=false",
-            "--set",
-            "controllers.drills=true",
-        ],
-        &[
-            "--set",
-            "controllers.canaries=false",
-            "--set",
-            "controllers.responseTimeTargets=false",
-        ],
-        &[
-            "--set",
             "watchNamespace=shop",
-            "--set",
             "webhook.certSecret=webhook-tls",
-            "--set",
             "webhook.failurePolicy=Fail",
         ],
+        &[
+            "dashboards.enabled=false",
+            "replicas=1",
+            "leaderElection.enabled=false",
+        ],
     ];
+    let mut combos: Vec<Vec<String>> = vec![vec![]];
+    for mask in 1..16usize {
+        let mut sets: Vec<String> = SWITCHES
+            .iter()
+            .enumerate()
+            .map(|(bit, name)| format!("controllers.{name}={}", mask & (1 << bit) != 0))
+            .collect();
+        sets.extend(others[mask % others.len()].iter().map(|s| s.to_string()));
+        combos.push(sets);
+    }
+    let enabled = |extra: &[String], name: &str, default: bool| {
+        if extra.contains(&format!("controllers.{name}=true")) {
+            true
+        } else if extra.contains(&format!("controllers.{name}=false")) {
+            false
+        } else {
+            default
+        }
+    };
     for (i, extra) in combos.iter().enumerate() {
         let release = format!("combo{i}");
+        let chart = chart_dir();
         let mut args = vec![
             "template",
             &release,
-            chart_dir().to_str().unwrap().to_owned().leak(),
+            chart.to_str().unwrap(),
             "--namespace",
             &ctx.namespace,
             "--kube-version",
             "1.34.4",
         ];
-        args.extend(extra.iter().copied());
+        for set in extra {
+            args.extend(["--set", set]);
+        }
         let rendered = ctx.env.helm(&args);
         assert!(rendered.status.success(), "{extra:?}: {}", text(&rendered));
         let yaml = String::from_utf8_lossy(&rendered.stdout).into_owned();
-        // The RBAC follows the switches.
-        let drills = extra.contains(&"controllers.drills=true");
+        // The RBAC and the operator's arguments follow the switches.
+        let drills = enabled(extra, "drills", false);
         assert_eq!(
             yaml.contains("verbs: [delete]"),
             drills,
             "{extra:?}: pod delete only with drills"
         );
-        let canaries = !extra.contains(&"controllers.canaries=false");
+        let canaries = enabled(extra, "canaries", true);
         assert_eq!(
             yaml.contains("mutatingwebhookconfigurations"),
             canaries,
             "{extra:?}"
         );
         assert_eq!(yaml.contains("--webhook-service="), canaries, "{extra:?}");
+        let rtt = enabled(extra, "responseTimeTargets", true);
+        assert_eq!(yaml.contains("prometheusrules"), rtt, "{extra:?}");
+        let assessments = enabled(extra, "assessments", true);
+        assert_eq!(
+            yaml.contains("resources: [configmaps]"),
+            assessments,
+            "{extra:?}: report ConfigMaps only with assessments"
+        );
+        let controllers: Vec<&str> = [
+            (rtt, "response-time-targets"),
+            (canaries, "canaries"),
+            (drills, "drills"),
+            (assessments, "assessments"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+        assert!(
+            yaml.contains(&format!("- --controllers={}\n", controllers.join(","))),
+            "{extra:?}: --controllers={controllers:?}"
+        );
         let mut apply = Command::new(ctx.env.tool("kubectl"))
             .args(["apply", "--dry-run=server", "-n", &ctx.namespace, "-f", "-"])
             .env("KUBECONFIG", &ctx.env.kubeconfig)
@@ -203,6 +232,13 @@ async fn a_bad_value_is_refused_with_the_schemas_message() {
     );
     let said = refused(&["prometheus.url=prometheus:9090"]);
     assert!(said.contains("/prometheus/url"), "{said}");
+    // An operator with no controller would do nothing.
+    let said = refused(&[
+        "controllers.responseTimeTargets=false",
+        "controllers.canaries=false",
+        "controllers.assessments=false",
+    ]);
+    assert!(said.contains("at '/controllers': 'anyOf' failed"), "{said}");
     // Two replicas without leader election would both act.
     let said = refused(&["replicas=2", "leaderElection.enabled=false"]);
     assert!(
