@@ -38,6 +38,9 @@ on_interrupt() {
   exit 130
 }
 trap on_interrupt INT TERM
+# A failing command ends the run (set -e); say which, so it is not a silent exit.
+# (Only the main shell says it: functions and subshells inherit the trap.)
+trap '[[ $BASHPID == "$$" ]] && log "the demo failed at hack/demo.sh line $LINENO: $BASH_COMMAND"' ERR
 
 # MATURITY_OPERATOR_BIN: an operator binary built already (the demo test passes its own).
 if [[ -n "${MATURITY_OPERATOR_BIN:-}" ]]; then
@@ -182,7 +185,7 @@ echo "   shop-web now runs $(current_image)"
 
 # A drill: kill one pod of shop-web now (the schedule itself is weekdays 10:00-14:00 Shanghai).
 log "drill: DrillSchedule shop-web-podkill kills a pod of shop-web now (run-now annotation)"
-last_run() { kubectl get drill shop-web-podkill -n demo -o jsonpath="{.status.runs[0].$1}" 2>/dev/null; }
+last_run() { kubectl get drill shop-web-podkill -n demo -o jsonpath="{.status.runs[0].$1}" 2>/dev/null || true; }
 earlier_run=$(last_run startedAt) # an earlier demo run's, if any: wait for a newer one
 kubectl apply --server-side -n demo -f - >/dev/null <<YAML
 apiVersion: maturity.sre.dev/v1alpha1
