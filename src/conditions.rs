@@ -1,8 +1,36 @@
 //! The one condition helper: builds metav1 Conditions and merges them into a status so
 //! that `lastTransitionTime` moves only when the status changes (kstatus and
-//! `kubectl wait` rely on that), and every condition carries `observedGeneration`.
+//! `kubectl wait` rely on that), and every condition carries `observedGeneration`; and the
+//! [`Note`] a core returns for an Event.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// An Event to publish: CamelCase reason, a sentence, Warning or Normal. Cores return
+/// these; the Kubernetes edge publishes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub reason: String,
+    pub message: String,
+    pub warning: bool,
+}
+
+impl Note {
+    pub fn normal(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+            warning: false,
+        }
+    }
+
+    pub fn warning(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+            warning: true,
+        }
+    }
+}
 
 /// Condition status: the three values Kubernetes allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 //! conditional on the resourceVersion that was read, so two candidates never both win.
 //!
 //! A leader that could not renew for `renew_deadline` steps down by its own clock, and
-//! from that instant the [`fence`] refuses every controller API call
-//! ([`crate::controllers::timed`]), so a leader that was paused (a long GC-like stall,
+//! from that instant the [`Fence`] it was handed refuses every controller API call
+//! ([`crate::k8s::Kube::call`]), so a leader that was paused (a long GC-like stall,
 //! SIGSTOP, a partition) cannot write after a standby took over. The process then exits
 //! (a restarted pod comes back as a standby), as controller-runtime does.
 //!
@@ -14,7 +14,6 @@
 //! reporting leadership while the API server cannot be reached, which is exactly the case
 //! a fence has to cover, so the ~150 lines here are our own.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -24,7 +23,8 @@ use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
 
-use crate::controllers::{ApiError, bounded};
+use crate::clock::Clock;
+use crate::k8s::{Error as ApiError, Fence, bounded};
 use crate::metrics::Metrics;
 
 /// Where the lease is and how it is held.
@@ -136,44 +136,6 @@ pub fn released(previous: &LeaseSpec, now: Timestamp) -> LeaseSpec {
     }
 }
 
-/// Until when this process may act on the cluster.
-#[derive(Debug, Clone, Copy)]
-enum FenceState {
-    /// No leader election: always.
-    Off,
-    /// Until this instant (a standby's or a deposed leader's is in the past).
-    Until(Instant),
-}
-
-static FENCE: Mutex<FenceState> = Mutex::new(FenceState::Off);
-
-fn set_fence(state: FenceState) {
-    if let Ok(mut f) = FENCE.lock() {
-        *f = state;
-    }
-}
-
-/// Ok when this process may call the API: it leads (its last renewal is younger than the
-/// renew deadline) or runs without leader election.
-pub fn fence() -> Result<(), NotLeader> {
-    let state = FENCE
-        .lock()
-        .map(|f| *f)
-        .unwrap_or(FenceState::Until(Instant::now()));
-    match state {
-        FenceState::Off => Ok(()),
-        FenceState::Until(t) if Instant::now() < t => Ok(()),
-        FenceState::Until(_) => Err(NotLeader),
-    }
-}
-
-/// A controller API call refused because this process does not (or no longer) lead.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "this operator process does not hold the leader lease (a standby, or a leader that could not renew in time)"
-)]
-pub struct NotLeader;
-
 /// Where the election stands for this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -183,15 +145,18 @@ pub enum Role {
     Deposed,
 }
 
-/// Starts campaigning. The returned channel moves Standby -> Leader -> Deposed; when
-/// `stop` turns true, a leader releases the lease and the task ends.
+/// Starts campaigning. The returned channel moves Standby -> Leader -> Deposed; `fence`
+/// is open while this process leads. When `stop` turns true, a leader releases the lease
+/// and the task ends.
 pub fn spawn(
     client: Client,
     settings: Settings,
     metrics: Metrics,
+    fence: Fence,
+    clock: Clock,
     mut stop: watch::Receiver<bool>,
 ) -> (watch::Receiver<Role>, tokio::task::JoinHandle<()>) {
-    set_fence(FenceState::Until(Instant::now()));
+    fence.close();
     metrics.leader.set(0);
     let (tx, rx) = watch::channel(Role::Standby);
     let task = tokio::spawn(async move {
@@ -202,9 +167,9 @@ pub fn spawn(
         let mut following: Option<String> = None;
         loop {
             let attempt = Instant::now();
-            match try_once(&api, &settings, &mut seen).await {
+            match try_once(&api, &settings, &clock, &mut seen).await {
                 Ok(Step::Acquire | Step::Renew) => {
-                    set_fence(FenceState::Until(attempt + settings.renew_deadline));
+                    fence.hold_until(attempt + settings.renew_deadline);
                     last_renewal = attempt;
                     if !leading {
                         leading = true;
@@ -241,16 +206,16 @@ pub fn spawn(
             tokio::select! {
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => {
                     if leading {
-                        release(&api, &settings).await;
+                        release(&api, &settings, &clock).await;
                     }
-                    set_fence(FenceState::Until(Instant::now()));
+                    fence.close();
                     metrics.leader.set(0);
                     return;
                 }
                 _ = tokio::time::sleep(settings.retry_period) => {}
             }
         }
-        set_fence(FenceState::Until(Instant::now()));
+        fence.close();
         metrics.leader.set(0);
         let _ = tx.send(Role::Deposed);
     });
@@ -262,6 +227,7 @@ pub fn spawn(
 async fn try_once(
     api: &Api<Lease>,
     s: &Settings,
+    clock: &Clock,
     seen: &mut Option<(LeaseSpec, Instant)>,
 ) -> Result<Step, ApiError> {
     let lease = bounded(s.api_timeout, api.get_opt(&s.name)).await?;
@@ -272,12 +238,7 @@ async fn try_once(
                 namespace: Some(s.namespace.clone()),
                 ..Default::default()
             },
-            spec: Some(claimed(
-                None,
-                &s.identity,
-                Timestamp::now(),
-                s.lease_duration,
-            )),
+            spec: Some(claimed(None, &s.identity, clock.now(), s.lease_duration)),
         };
         return match bounded(s.api_timeout, api.create(&PostParams::default(), &new)).await {
             Ok(_) => Ok(Step::Acquire),
@@ -304,7 +265,7 @@ async fn try_once(
     new.spec = Some(claimed(
         Some(&spec),
         &s.identity,
-        Timestamp::now(),
+        clock.now(),
         s.lease_duration,
     ));
     match bounded(
@@ -323,7 +284,7 @@ async fn try_once(
 }
 
 /// Gives the lease up so a standby takes over at once (best effort: it expires anyway).
-async fn release(api: &Api<Lease>, s: &Settings) {
+async fn release(api: &Api<Lease>, s: &Settings, clock: &Clock) {
     let result = async {
         let Some(mut lease) = bounded(s.api_timeout, api.get_opt(&s.name)).await? else {
             return Ok(());
@@ -332,7 +293,7 @@ async fn release(api: &Api<Lease>, s: &Settings) {
         if spec.holder_identity.as_deref() != Some(s.identity.as_str()) {
             return Ok(());
         }
-        lease.spec = Some(released(&spec, Timestamp::now()));
+        lease.spec = Some(released(&spec, clock.now()));
         bounded(
             s.api_timeout,
             api.replace(&s.name, &PostParams::default(), &lease),
@@ -357,7 +318,7 @@ mod tests {
         LeaseSpec {
             holder_identity: Some(holder.into()),
             lease_duration_seconds: Some(secs),
-            renew_time: Some(MicroTime(Timestamp::now())),
+            renew_time: Some(MicroTime(Timestamp::from_second(1_000).unwrap())),
             lease_transitions: Some(3),
             ..Default::default()
         }
@@ -370,7 +331,7 @@ mod tests {
             decide(Some(&LeaseSpec::default()), "a", Duration::ZERO),
             Step::Acquire
         );
-        let released = released(&held_by("b", 15), Timestamp::now());
+        let released = released(&held_by("b", 15), Timestamp::from_second(1_001).unwrap());
         assert_eq!(decide(Some(&released), "a", Duration::ZERO), Step::Acquire);
     }
 

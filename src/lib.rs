@@ -3,15 +3,18 @@
 //!
 //! - [`api`]: the custom resources (one file per kind).
 //! - [`check`]: the CI gate on an assessment's level (`maturity-operator check`).
+//! - [`clock`]: the only place that reads the clock or draws randomness.
 //! - [`conditions`]: the one condition helper.
-//! - [`events`]: the one Event helper.
 //! - [`duration`]: the one duration format of the API.
 //! - [`prom`]: the one Prometheus client and query templates.
 //! - [`canary`]: the pure core of CanaryPolicy: admission hold, analysis, rollout state machine.
 //! - [`drill`]: the pure core of DrillSchedule: schedule arithmetic, run state machine.
 //! - [`report`]: weekly and monthly reports of an assessment (Markdown and JSON).
 //! - [`slo`]: the pure core of ResponseTimeTarget: figures, conditions, burn-rate rules.
-//! - [`controllers`]: one thin controller per kind.
+//! - [`controllers`]: one folder per kind (observe → the core's decide → act) and the one runtime.
+//! - [`k8s`]: the only code that calls the Kubernetes API: typed errors, timeouts, the fence,
+//!   status written only when it changed, Events, workloads.
+//! - [`selector`]: label selectors as plain values, for the cores.
 //! - [`model`]: the maturity model as data (every practice) and the pure level evaluation.
 //! - [`leader`]: leader election on a Lease, and the fence that stops a deposed leader's writes.
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
@@ -21,21 +24,19 @@
 pub mod api;
 pub mod canary;
 pub mod check;
+pub mod clock;
 pub mod conditions;
 pub mod controllers;
 pub mod drill;
 pub mod duration;
-pub mod events;
+pub mod k8s;
 pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod operator;
 pub mod prom;
 pub mod report;
+pub mod selector;
 pub mod slo;
 pub mod synthetic;
 pub mod webhook;
-
-/// The name the operator writes under: the field manager of its API writes, the reporter
-/// of its Events; the admission webhook never holds a write made under it.
-pub const FIELD_MANAGER: &str = "maturity-operator";

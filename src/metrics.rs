@@ -81,9 +81,9 @@ impl Metrics {
         let reconcile_errors = IntCounterVec::new(
             Opts::new(
                 "maturity_operator_reconcile_errors_total",
-                "Reconciles (evaluations) that failed and are retried, by controller: API errors, timeouts, refused writes.",
+                "Reconciles (evaluations) that failed and are retried, by controller and category (NotFound, Conflict, Forbidden, Timeout, NotLeader, ...).",
             ),
-            &["controller"],
+            &["controller", "category"],
         )
         .expect("static metric definition");
         let leader = IntGauge::new(
@@ -129,10 +129,10 @@ impl Metrics {
         let cycle_duration = HistogramVec::new(
             HistogramOpts::new(
                 "maturity_operator_cycle_duration_seconds",
-                "Duration of evaluation cycles, by controller.",
+                "Duration of reconciles (evaluation cycles), by controller (the kind) and outcome (ok, or the error's category).",
             )
             .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-            &["controller"],
+            &["controller", "outcome"],
         )
         .expect("static metric definition");
         let gauge = |name: &str, help: &str, extra: &[&str]| {

@@ -5,6 +5,7 @@ pub mod canary_policy;
 pub mod common;
 pub mod drill_schedule;
 pub mod maturity_assessment;
+pub mod names;
 pub mod response_time_target;
 
 pub use canary_policy::CanaryPolicy;

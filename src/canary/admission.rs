@@ -17,7 +17,7 @@ pub fn hold_patch(
     field_manager: Option<&str>,
 ) -> Option<Vec<Value>> {
     let policy = policy?;
-    if field_manager == Some(crate::FIELD_MANAGER) {
+    if field_manager == Some(crate::api::names::FIELD_MANAGER) {
         return None;
     }
     if old.pointer("/spec/template") == new.pointer("/spec/template") {
@@ -96,7 +96,7 @@ mod tests {
             "template unchanged (scale, labels...)"
         );
         assert!(
-            hold_patch(&v1, &v2, Some("p"), Some(crate::FIELD_MANAGER)).is_none(),
+            hold_patch(&v1, &v2, Some("p"), Some(crate::api::names::FIELD_MANAGER)).is_none(),
             "the operator's own rollback"
         );
         assert!(

@@ -8,7 +8,7 @@ use crate::api::canary_policy::SavedSettings;
 
 /// Annotation the admission webhook puts on a Deployment it paused for a policy; it stays
 /// while that policy's rollout runs and is removed when the Deployment is given back.
-pub const HOLD_ANNOTATION: &str = "maturity.sre.dev/canary-policy";
+pub use crate::api::names::HOLD_ANNOTATION;
 /// Written by the Deployment controller on the Deployment and each ReplicaSet.
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 pub const HASH_LABEL: &str = "pod-template-hash";

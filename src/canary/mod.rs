@@ -1,24 +1,21 @@
 //! The pure core of CanaryPolicy: which Deployments a policy governs, what the admission
 //! webhook does to a template change, how a check is judged, and the rollout state machine.
-//! Nothing here talks to a cluster or to Prometheus; `controllers::canary_policy` does.
+//! Nothing here talks to a cluster or to Prometheus; `controllers::canary_policy` does:
+//! it observes, calls [`decide::decide`], and acts.
 
 pub mod admission;
 pub mod analysis;
+pub mod decide;
 pub mod deployment;
 pub mod rollout;
 
 use std::collections::BTreeMap;
 
-use kube::core::{Selector, SelectorExt};
-
 use crate::api::CanaryPolicy;
 
 /// Does `policy` select a Deployment with these labels? An unusable selector selects nothing.
 pub fn selects(policy: &CanaryPolicy, labels: &BTreeMap<String, String>) -> bool {
-    match Selector::try_from(policy.spec.selector.clone()) {
-        Ok(s) => !s.selects_all() && s.matches(labels),
-        Err(_) => false,
-    }
+    crate::selector::selects_some(&policy.spec.selector, labels)
 }
 
 /// The policy that governs a Deployment when several select it: the oldest, then by name.

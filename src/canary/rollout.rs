@@ -39,7 +39,7 @@ pub struct Check {
     pub message: String,
 }
 
-pub use crate::events::Note;
+pub use crate::conditions::Note;
 
 #[derive(Debug, Clone, Default)]
 pub struct Decision {

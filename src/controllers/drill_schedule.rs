@@ -7,91 +7,70 @@
 //! there at once (restoring first).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::FutureExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action as Requeue, Config, Controller};
-use kube::runtime::events::Recorder;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
-use super::timed;
-
-use crate::FIELD_MANAGER;
+use super::runtime::{self, Context, Kind};
 use crate::api::DrillSchedule;
 use crate::api::drill_schedule::{
     Check, DrillScheduleStatus, DrillSummary, RunRecord, RunResult, WorkloadKind,
 };
+use crate::api::names::FIELD_MANAGER;
 use crate::conditions::{self, Cond, Status};
 use crate::drill::run::{self, CheckOutcome, Checks, Effect, Fault, Plan, TargetView};
 use crate::drill::schedule::{self, Schedule};
-use crate::metrics::Metrics;
-use crate::prom::{PromClient, single_value, template};
+use crate::prom::{single_value, template};
 
-pub const FINALIZER: &str = "maturity.sre.dev/drill-restore";
-/// On a DrillSchedule or a namespace: `stop` ends every drill there (restoring first).
-pub const STOP_ANNOTATION: &str = "maturity.sre.dev/drills";
-/// On a DrillSchedule: any new value starts a run now.
-pub const RUN_NOW_ANNOTATION: &str = "maturity.sre.dev/run-now";
+pub use crate::api::names::{DRILL_FINALIZER as FINALIZER, RUN_NOW_ANNOTATION, STOP_ANNOTATION};
 const IDLE_REQUEUE: Duration = Duration::from_secs(300);
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Api(#[from] super::ApiError),
-    #[error("restoring what the drill changed before the DrillSchedule goes away (phase {0})")]
-    Restoring(String),
-}
+use super::runtime::Error;
 
-#[derive(Clone)]
-pub struct Settings {
-    pub api_timeout: Duration,
-}
+pub const KIND: Kind = Kind {
+    name: "DrillSchedule",
+    finalizer: Some(FINALIZER),
+    concurrency: 4,
+    backoff: Duration::from_secs(1),
+    max_backoff: Duration::from_secs(60),
+    waiting: Duration::from_millis(250),
+};
 
 struct Ctx {
-    client: Client,
-    prom: PromClient,
-    metrics: Metrics,
-    recorder: Recorder,
-    settings: Settings,
+    ctx: Arc<Context>,
     drills: Store<DrillSchedule>,
     /// Exact starts drawn inside announced windows: (drill uid) -> (window start, start).
-    planned: Mutex<HashMap<String, (Timestamp, Timestamp)>>,
+    planned: Arc<Mutex<HashMap<String, (Timestamp, Timestamp)>>>,
 }
 
-/// This process, as named in the runs it starts (a restarted operator is another one).
-fn instance() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| format!("{:016x}", schedule::random()))
+impl std::ops::Deref for Ctx {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
 }
 
 /// The controller and its store of DrillSchedules.
-pub fn controller(
-    client: &Client,
-    namespace: Option<&str>,
-) -> (Controller<DrillSchedule>, Store<DrillSchedule>) {
-    let (drills, namespaces): (Api<DrillSchedule>, Api<Namespace>) = (
-        match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        },
-        Api::all(client.clone()),
-    );
+pub fn controller(ctx: &Context) -> (Controller<DrillSchedule>, Store<DrillSchedule>) {
+    let namespace = ctx.settings.namespace.as_deref();
+    let namespaces: Api<Namespace> = Api::all(ctx.kube.client().clone());
     let ns_config = match namespace {
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
         None => watcher::Config::default(),
     };
-    let c = Controller::new(drills, watcher::Config::default().any_semantic())
-        .with_config(Config::default().concurrency(4));
+    let c = runtime::controller::<DrillSchedule>(&ctx.kube, namespace, &KIND);
     let store = c.store();
     let mapper_store = store.clone();
     let c = c.watches(namespaces, ns_config, move |ns: Namespace| {
@@ -108,92 +87,43 @@ pub fn controller(
 
 pub async fn run(
     controller: Controller<DrillSchedule>,
-    client: Client,
-    prom: PromClient,
-    metrics: Metrics,
-    settings: Settings,
-    mut stop: watch::Receiver<bool>,
+    ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
 ) {
-    let recorder = crate::events::recorder(client.clone());
-    let ctx = Arc::new(Ctx {
-        client,
-        prom,
-        metrics,
-        recorder,
-        settings,
-        drills: controller.store(),
-        planned: Mutex::new(HashMap::new()),
+    let drills = controller.store();
+    let planned = Arc::new(Mutex::new(HashMap::new()));
+    let reconcile: runtime::Reconcile<DrillSchedule> = Arc::new(move |event, ctx| {
+        let c = Ctx {
+            ctx,
+            drills: drills.clone(),
+            planned: planned.clone(),
+        };
+        async move { reconcile(event, c).await }.boxed()
     });
-    controller
-        .graceful_shutdown_on(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+    runtime::run(controller, ctx, KIND, reconcile, None, stop).await;
 }
 
-fn error_policy(
-    d: Arc<DrillSchedule>,
-    e: &kube::runtime::finalizer::Error<Error>,
-    _: Arc<Ctx>,
-) -> Requeue {
-    use kube::runtime::finalizer::Error as F;
-    if let F::RemoveFinalizer(kube::Error::Api(s)) = e
-        && s.code == 404
-    {
-        return Requeue::await_change();
-    }
-    if let F::CleanupFailed(Error::Restoring(_)) = e {
-        tracing::info!(drill = %d.name_any(), "{e}");
-        return Requeue::requeue(Duration::from_millis(250));
-    }
-    tracing::warn!(drill = %d.name_any(), error = %e, "reconciling a DrillSchedule failed; retrying");
-    Requeue::requeue(Duration::from_secs(1))
-}
-
-async fn reconcile(
-    d: Arc<DrillSchedule>,
-    ctx: Arc<Ctx>,
-) -> Result<Requeue, kube::runtime::finalizer::Error<Error>> {
-    let ns = d.namespace().unwrap_or_default();
-    let api: Api<DrillSchedule> = Api::namespaced(ctx.client.clone(), &ns);
-    let started = std::time::Instant::now();
-    let r = finalizer(&api, FINALIZER, d, |event| async {
-        match event {
-            Finalizer::Apply(d) => sync(&ctx, &d, None).await,
-            Finalizer::Cleanup(d) => {
-                sync(&ctx, &d, Some("the DrillSchedule is being deleted")).await?;
-                // The finalizer is removed only once nothing is left to restore.
-                let fresh: Api<DrillSchedule> =
-                    Api::namespaced(ctx.client.clone(), &d.namespace().unwrap_or_default());
-                let left = timed(ctx.settings.api_timeout, fresh.get_opt(&d.name_any()))
-                    .await?
-                    .and_then(|d| d.status)
-                    .and_then(|s| s.active);
-                match left {
-                    Some(a) => {
-                        tracing::info!(drill = %d.name_any(), phase = ?a.phase, "restoring before deletion");
-                        Err(Error::Restoring(format!("{:?}", a.phase)))
-                    }
-                    None => Ok(Requeue::await_change()),
-                }
+async fn reconcile(event: Finalizer<DrillSchedule>, ctx: Ctx) -> Result<Requeue, Error> {
+    match event {
+        Finalizer::Apply(d) => sync(&ctx, &d, None).await,
+        Finalizer::Cleanup(d) => {
+            sync(&ctx, &d, Some("the DrillSchedule is being deleted")).await?;
+            // The finalizer is removed only once nothing is left to restore.
+            let left = ctx
+                .kube
+                .get::<DrillSchedule>(&d.namespace().unwrap_or_default(), &d.name_any())
+                .await?
+                .and_then(|d| d.status)
+                .and_then(|s| s.active);
+            match left {
+                Some(a) => Err(Error::Waiting(format!(
+                    "restoring what the drill changed before the DrillSchedule goes away (phase {:?})",
+                    a.phase
+                ))),
+                None => Ok(Requeue::await_change()),
             }
         }
-    })
-    .await;
-    ctx.metrics
-        .cycle_duration
-        .with_label_values(&["drill_schedule"])
-        .observe(started.elapsed().as_secs_f64());
-    if matches!(&r, Err(e) if !matches!(e, kube::runtime::finalizer::Error::CleanupFailed(Error::Restoring(_))))
-    {
-        ctx.metrics
-            .reconcile_errors
-            .with_label_values(&["drill_schedule"])
-            .inc();
     }
-    r
 }
 
 /// The spec parsed; errors are a sentence for the Ready condition.
@@ -244,14 +174,14 @@ fn parse(d: &DrillSchedule) -> Result<(Schedule, Plan), String> {
 async fn sync(ctx: &Ctx, cached: &DrillSchedule, deleting: Option<&str>) -> Result<Requeue, Error> {
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
-    let api: Api<DrillSchedule> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(drill) = timed(ctx.settings.api_timeout, api.get_opt(&name)).await? else {
+    let api: Api<DrillSchedule> = ctx.kube.api(&ns);
+    let Some(drill) = ctx.kube.call(api.get_opt(&name)).await? else {
         return Ok(Requeue::await_change());
     };
     let uid = drill.uid().unwrap_or_default();
     let mut status = drill.status.clone().unwrap_or_default();
     let mut written = status.clone();
-    let now = Timestamp::now();
+    let now = ctx.clock.now();
     let parsed = parse(&drill);
     let stop = match deleting {
         Some(why) => Some(why.to_string()),
@@ -285,7 +215,7 @@ async fn sync(ctx: &Ctx, cached: &DrillSchedule, deleting: Option<&str>) -> Resu
             &active,
             target.as_ref(),
             now,
-            instance(),
+            &ctx.instance,
             stop.as_deref(),
             None,
         );
@@ -298,8 +228,8 @@ async fn sync(ctx: &Ctx, cached: &DrillSchedule, deleting: Option<&str>) -> Resu
                 &plan,
                 &active,
                 target.as_ref(),
-                Timestamp::now(),
-                instance(),
+                ctx.clock.now(),
+                &ctx.instance,
                 stop.as_deref(),
                 Some(&checks),
             );
@@ -309,7 +239,7 @@ async fn sync(ctx: &Ctx, cached: &DrillSchedule, deleting: Option<&str>) -> Resu
             record(&mut status, r.clone(), &drill);
         }
         if status != written {
-            write_status(ctx, &api, &name, &status).await?;
+            write_status(ctx, &drill, &written, &status).await?;
             written = status.clone();
         }
         if let (Some(effect), Some(t)) = (&step.effect, &target) {
@@ -369,7 +299,7 @@ async fn sync(ctx: &Ctx, cached: &DrillSchedule, deleting: Option<&str>) -> Resu
                             start: from,
                             end: window.end,
                         },
-                        schedule::random(),
+                        ctx.clock.random(),
                     );
                 }
                 entry.1
@@ -446,7 +376,7 @@ async fn sync(ctx: &Ctx, cached: &DrillSchedule, deleting: Option<&str>) -> Resu
     status.common.observed_generation = generation;
     if status != written {
         status.common.last_evaluated = Some(Time(now));
-        write_status(ctx, &api, &name, &status).await?;
+        write_status(ctx, &drill, &written, &status).await?;
     }
     export(ctx, &ns, &name, &status, deleting.is_some());
     Ok(Requeue::requeue(requeue))
@@ -463,8 +393,8 @@ async fn stop_reason(ctx: &Ctx, d: &DrillSchedule, ns: &str) -> Result<Option<St
             "stopped by the {STOP_ANNOTATION}=stop annotation on the DrillSchedule"
         )));
     }
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let n = timed(ctx.settings.api_timeout, namespaces.get_opt(ns)).await?;
+    let namespaces: Api<Namespace> = Api::all(ctx.kube.client().clone());
+    let n = ctx.kube.call(namespaces.get_opt(ns)).await?;
     if n.as_ref()
         .and_then(|n| n.annotations().get(STOP_ANNOTATION))
         .map(String::as_str)
@@ -496,7 +426,7 @@ async fn start_run(
             let mut names = list_names(ctx, ns, t.kind, sel).await?;
             names.sort();
             (!names.is_empty()).then(|| {
-                let i = (schedule::random() % names.len() as u64) as usize;
+                let i = (ctx.clock.random() % names.len() as u64) as usize;
                 names.swap_remove(i)
             })
         }
@@ -547,8 +477,8 @@ async fn start_run(
         &view,
         &pre,
         now,
-        instance(),
-        schedule::random(),
+        &ctx.instance,
+        ctx.clock.random(),
     ))
 }
 
@@ -562,40 +492,35 @@ async fn list_names(
         .map(|s| s.to_string())
         .unwrap_or_default();
     let lp = ListParams::default().labels(&s);
-    let t = ctx.settings.api_timeout;
     Ok(match kind {
-        WorkloadKind::Deployment => timed(
-            t,
-            Api::<Deployment>::namespaced(ctx.client.clone(), ns).list(&lp),
-        )
-        .await?
-        .items
-        .iter()
-        .map(|o| o.name_any())
-        .collect(),
-        WorkloadKind::StatefulSet => timed(
-            t,
-            Api::<StatefulSet>::namespaced(ctx.client.clone(), ns).list(&lp),
-        )
-        .await?
-        .items
-        .iter()
-        .map(|o| o.name_any())
-        .collect(),
+        WorkloadKind::Deployment => ctx
+            .kube
+            .call(ctx.kube.api::<Deployment>(ns).list(&lp))
+            .await?
+            .items
+            .iter()
+            .map(|o| o.name_any())
+            .collect(),
+        WorkloadKind::StatefulSet => ctx
+            .kube
+            .call(ctx.kube.api::<StatefulSet>(ns).list(&lp))
+            .await?
+            .items
+            .iter()
+            .map(|o| o.name_any())
+            .collect(),
     })
 }
 
 /// What is observed of `Kind/name` (and of the failover Service); None when it is gone.
 async fn view(ctx: &Ctx, ns: &str, target: &str, plan: &Plan) -> Result<Option<TargetView>, Error> {
-    let t = ctx.settings.api_timeout;
     let (kind, name) = target.split_once('/').unwrap_or(("Deployment", target));
     let (replicas, available, selector) = match kind {
         "StatefulSet" => {
-            let Some(s) = timed(
-                t,
-                Api::<StatefulSet>::namespaced(ctx.client.clone(), ns).get_opt(name),
-            )
-            .await?
+            let Some(s) = ctx
+                .kube
+                .call(ctx.kube.api::<StatefulSet>(ns).get_opt(name))
+                .await?
             else {
                 return Ok(None);
             };
@@ -608,11 +533,10 @@ async fn view(ctx: &Ctx, ns: &str, target: &str, plan: &Plan) -> Result<Option<T
             (r, ok, spec.selector)
         }
         _ => {
-            let Some(dp) = timed(
-                t,
-                Api::<Deployment>::namespaced(ctx.client.clone(), ns).get_opt(name),
-            )
-            .await?
+            let Some(dp) = ctx
+                .kube
+                .call(ctx.kube.api::<Deployment>(ns).get_opt(name))
+                .await?
             else {
                 return Ok(None);
             };
@@ -629,24 +553,26 @@ async fn view(ctx: &Ctx, ns: &str, target: &str, plan: &Plan) -> Result<Option<T
     let s = kube::core::Selector::try_from(selector)
         .map(|s| s.to_string())
         .unwrap_or_default();
-    let pods = timed(
-        t,
-        Api::<Pod>::namespaced(ctx.client.clone(), ns).list(&ListParams::default().labels(&s)),
-    )
-    .await?
-    .items
-    .into_iter()
-    .filter(|p| p.metadata.deletion_timestamp.is_none())
-    .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-    .map(|p| p.name_any())
-    .collect();
-    let service_selector = match &plan.fault {
-        Fault::Failover { service, .. } => timed(
-            t,
-            Api::<Service>::namespaced(ctx.client.clone(), ns).get_opt(service),
+    let pods = ctx
+        .kube
+        .call(
+            ctx.kube
+                .api::<Pod>(ns)
+                .list(&ListParams::default().labels(&s)),
         )
         .await?
-        .map(|s| s.spec.and_then(|s| s.selector).unwrap_or_default()),
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .map(|p| p.name_any())
+        .collect();
+    let service_selector = match &plan.fault {
+        Fault::Failover { service, .. } => ctx
+            .kube
+            .call(ctx.kube.api::<Service>(ns).get_opt(service))
+            .await?
+            .map(|s| s.spec.and_then(|s| s.selector).unwrap_or_default()),
         _ => None,
     };
     Ok(Some(TargetView {
@@ -721,7 +647,6 @@ async fn apply(
     view: &TargetView,
     effect: &Effect,
 ) -> Result<(), Error> {
-    let t = ctx.settings.api_timeout;
     let (kind, name) = target.split_once('/').unwrap_or(("Deployment", target));
     let pp = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -732,27 +657,23 @@ async fn apply(
         let pp = scale_pp.clone();
         let patch = serde_json::json!({"spec": {"replicas": n}});
         if kind == "StatefulSet" {
-            timed(
-                t,
-                Api::<StatefulSet>::namespaced(ctx.client.clone(), ns).patch(
-                    name,
-                    &pp,
-                    &Patch::Merge(&patch),
-                ),
-            )
-            .await
-            .map(|_| ())
+            ctx.kube
+                .call(
+                    ctx.kube
+                        .api::<StatefulSet>(ns)
+                        .patch(name, &pp, &Patch::Merge(&patch)),
+                )
+                .await
+                .map(|_| ())
         } else {
-            timed(
-                t,
-                Api::<Deployment>::namespaced(ctx.client.clone(), ns).patch(
-                    name,
-                    &pp,
-                    &Patch::Merge(&patch),
-                ),
-            )
-            .await
-            .map(|_| ())
+            ctx.kube
+                .call(
+                    ctx.kube
+                        .api::<Deployment>(ns)
+                        .patch(name, &pp, &Patch::Merge(&patch)),
+                )
+                .await
+                .map(|_| ())
         }
     };
     let select = |service: String, selector: BTreeMap<String, String>| {
@@ -762,24 +683,22 @@ async fn apply(
                 {"op": "replace", "path": "/spec/selector", "value": selector}
             ]))
             .expect("static patch shape");
-            timed(
-                t,
-                Api::<Service>::namespaced(ctx.client.clone(), ns).patch(
-                    &service,
-                    &pp,
-                    &Patch::<()>::Json(patch),
-                ),
-            )
-            .await
-            .map(|_| ())
+            ctx.kube
+                .call(
+                    ctx.kube
+                        .api::<Service>(ns)
+                        .patch(&service, &pp, &Patch::<()>::Json(patch)),
+                )
+                .await
+                .map(|_| ())
         }
     };
     match effect {
         Effect::KillPods(pods) => {
-            let api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+            let api = ctx.kube.api::<Pod>(ns);
             for p in pods {
                 if view.pods.contains(p) {
-                    match timed(t, api.delete(p, &DeleteParams::default())).await {
+                    match ctx.kube.call(api.delete(p, &DeleteParams::default())).await {
                         Ok(_) => tracing::info!(namespace = ns, pod = %p, "drill: pod deleted"),
                         Err(e) if e.code() == Some(404) => {}
                         Err(e) => return Err(e.into()),
@@ -821,34 +740,20 @@ fn record(status: &mut DrillScheduleStatus, r: RunRecord, d: &DrillSchedule) {
         .truncate(d.spec.history_limit.unwrap_or(10).max(1) as usize);
 }
 
-/// `active: null` removes a finished run, `nextWindow: null` a window no longer planned.
+/// Status only when it changed (server-side apply: a finished run's `active` and a window
+/// no longer planned go with the fields left out).
 async fn write_status(
     ctx: &Ctx,
-    api: &Api<DrillSchedule>,
-    name: &str,
-    status: &DrillScheduleStatus,
+    drill: &DrillSchedule,
+    old: &DrillScheduleStatus,
+    new: &DrillScheduleStatus,
 ) -> Result<(), Error> {
-    let mut nulls = Vec::new();
-    if status.active.is_none() {
-        nulls.push("active");
-    }
-    if status.next_window.is_none() {
-        nulls.push("nextWindow");
-    }
-    super::write_status(
-        api,
-        name,
-        status,
-        &nulls,
-        ctx.settings.api_timeout,
-        &ctx.metrics,
-    )
-    .await?;
+    ctx.kube.write_status_if_changed(drill, old, new).await?;
     Ok(())
 }
 
 async fn publish(ctx: &Ctx, d: &DrillSchedule, notes: &[run::Note]) {
-    crate::events::publish(&ctx.recorder, &d.object_ref(&()), "Drill", notes).await;
+    ctx.kube.publish(d, "Drill", notes).await;
 }
 
 fn export(ctx: &Ctx, ns: &str, name: &str, s: &DrillScheduleStatus, deleting: bool) {

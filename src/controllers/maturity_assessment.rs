@@ -8,113 +8,77 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::FutureExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action as Requeue, Config, Controller};
-use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
-use super::{ApiError, timed};
+use super::runtime::{self, Context, Error as ApiError, Kind};
 use crate::api::maturity_assessment::{MaturityAssessmentStatus, PracticeState};
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
 use crate::conditions::{self, Cond, Status};
-use crate::metrics::Metrics;
 use crate::model::PRACTICES;
 use crate::model::evaluate;
 use crate::model::evidence::{
     self, CanaryFacts, DrillFact, Facts, ReportFacts, TargetFact, Workload,
 };
-use crate::prom::{PromClient, single_value};
+use crate::prom::single_value;
 use crate::report;
 
-/// On a MaturityAssessment: any new value produces its enabled reports now.
-pub const REPORT_NOW_ANNOTATION: &str = "maturity.sre.dev/report-now";
+pub use crate::api::names::{
+    CONTACT_ANNOTATIONS, GITOPS_MARKS, OWNER_LABELS, REPORT_NOW_ANNOTATION,
+};
 
-/// Labels that name a workload's owner (ORG-2.1).
-pub const OWNER_LABELS: &[&str] = &[
-    "maturity.sre.dev/owner",
-    "owner",
-    "team",
-    "app.kubernetes.io/team",
-];
-/// Annotations that name a workload's contact (ORG-3.1).
-pub const CONTACT_ANNOTATIONS: &[&str] = &["maturity.sre.dev/contact", "contact"];
-/// Labels or annotations that mark a workload as managed by GitOps (RESP-3.2, ORG-3.4).
-pub const GITOPS_MARKS: &[&str] = &[
-    "argocd.argoproj.io/instance",
-    "argocd.argoproj.io/tracking-id",
-    "kustomize.toolkit.fluxcd.io/name",
-    "helm.toolkit.fluxcd.io/name",
-];
+pub const KIND: Kind = Kind {
+    name: "MaturityAssessment",
+    finalizer: None,
+    concurrency: 2,
+    backoff: Duration::from_secs(5),
+    max_backoff: Duration::from_secs(60),
+    waiting: Duration::from_secs(1),
+};
 
-#[derive(Clone)]
-pub struct Settings {
-    pub api_timeout: Duration,
-    /// How often an assessment is evaluated again.
-    pub interval: Duration,
-}
-
-struct Ctx {
-    client: Client,
-    prom: PromClient,
-    metrics: Metrics,
-    settings: Settings,
-}
+type Ctx = Context;
 
 pub fn controller(
-    client: &Client,
-    namespace: Option<&str>,
+    ctx: &Context,
 ) -> (
     Controller<MaturityAssessment>,
     kube::runtime::reflector::Store<MaturityAssessment>,
 ) {
-    let api: Api<MaturityAssessment> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let c = Controller::new(api, watcher::Config::default().any_semantic())
-        .with_config(Config::default().concurrency(2));
+    let c = runtime::controller::<MaturityAssessment>(
+        &ctx.kube,
+        ctx.settings.namespace.as_deref(),
+        &KIND,
+    );
     let store = c.store();
     (c, store)
 }
 
 pub async fn run(
     controller: Controller<MaturityAssessment>,
-    client: Client,
-    prom: PromClient,
-    metrics: Metrics,
-    settings: Settings,
-    mut stop: watch::Receiver<bool>,
+    ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
 ) {
-    let ctx = Arc::new(Ctx {
-        client,
-        prom,
-        metrics: metrics.clone(),
-        settings,
+    let reconcile: runtime::Reconcile<MaturityAssessment> = Arc::new(|event, ctx| {
+        async move {
+            let a = match event {
+                kube::runtime::finalizer::Event::Apply(a)
+                | kube::runtime::finalizer::Event::Cleanup(a) => a,
+            };
+            evaluate_one(&ctx, &a).await?;
+            Ok(Requeue::requeue(ctx.settings.assessment_interval))
+        }
+        .boxed()
     });
-    controller
-        .graceful_shutdown_on(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| {
-            // A deleted assessment is not reconciled again: its series go here.
-            if let Err(kube::runtime::controller::Error::ObjectNotFound(o)) = &r {
-                metrics.forget_assessment(o.namespace.as_deref().unwrap_or_default(), &o.name);
-            }
-            async {}
-        })
-        .await;
-}
-
-fn error_policy(a: Arc<MaturityAssessment>, e: &ApiError, _: Arc<Ctx>) -> Requeue {
-    tracing::warn!(assessment = %a.name_any(), error = %e, "evaluating a MaturityAssessment failed; retrying");
-    Requeue::requeue(Duration::from_secs(5))
+    // A deleted assessment is not reconciled again: its series go then.
+    let forget: fn(&Context, &str, &str) = |ctx, ns, name| ctx.metrics.forget_assessment(ns, name);
+    runtime::run(controller, ctx, KIND, reconcile, Some(forget), stop).await;
 }
 
 fn has_any(map: &BTreeMap<String, String>, keys: &[&str]) -> bool {
@@ -134,23 +98,6 @@ fn workload(meta: &ObjectMeta, policies: &[CanaryPolicy]) -> Workload {
     }
 }
 
-async fn reconcile(a: Arc<MaturityAssessment>, ctx: Arc<Ctx>) -> Result<Requeue, ApiError> {
-    let started = std::time::Instant::now();
-    let r = evaluate_one(&ctx, &a).await;
-    ctx.metrics
-        .cycle_duration
-        .with_label_values(&["maturity_assessment"])
-        .observe(started.elapsed().as_secs_f64());
-    if r.is_err() {
-        ctx.metrics
-            .reconcile_errors
-            .with_label_values(&["maturity_assessment"])
-            .inc();
-    }
-    r?;
-    Ok(Requeue::requeue(ctx.settings.interval))
-}
-
 /// Figures only the reports need.
 #[derive(Default)]
 struct ReportExtras {
@@ -167,8 +114,6 @@ async fn gather(
     now: Timestamp,
 ) -> Result<(Facts, ReportExtras), ApiError> {
     let mut extras = ReportExtras::default();
-    let t = ctx.settings.api_timeout;
-    let c = &ctx.client;
     let scope = a
         .spec
         .scope
@@ -178,32 +123,40 @@ async fn gather(
         .map(|s| s.to_string())
         .unwrap_or_default();
     let lp = ListParams::default().labels(&scope);
-    let policies = timed(
-        t,
-        Api::<CanaryPolicy>::namespaced(c.clone(), ns).list(&ListParams::default()),
-    )
-    .await?
-    .items;
-    let mut workloads: Vec<Workload> =
-        timed(t, Api::<Deployment>::namespaced(c.clone(), ns).list(&lp))
-            .await?
-            .items
-            .iter()
-            .map(|d| workload(&d.metadata, &policies))
-            .collect();
+    let policies = ctx
+        .kube
+        .call(
+            ctx.kube
+                .api::<CanaryPolicy>(ns)
+                .list(&ListParams::default()),
+        )
+        .await?
+        .items;
+    let mut workloads: Vec<Workload> = ctx
+        .kube
+        .call(ctx.kube.api::<Deployment>(ns).list(&lp))
+        .await?
+        .items
+        .iter()
+        .map(|d| workload(&d.metadata, &policies))
+        .collect();
     workloads.extend(
-        timed(t, Api::<StatefulSet>::namespaced(c.clone(), ns).list(&lp))
+        ctx.kube
+            .call(ctx.kube.api::<StatefulSet>(ns).list(&lp))
             .await?
             .items
             .iter()
             .map(|s| workload(&s.metadata, &policies)),
     );
-    let rtts = timed(
-        t,
-        Api::<ResponseTimeTarget>::namespaced(c.clone(), ns).list(&ListParams::default()),
-    )
-    .await?
-    .items;
+    let rtts = ctx
+        .kube
+        .call(
+            ctx.kube
+                .api::<ResponseTimeTarget>(ns)
+                .list(&ListParams::default()),
+        )
+        .await?
+        .items;
     extras.targets = rtts
         .iter()
         .map(|r| {
@@ -253,12 +206,15 @@ async fn gather(
             canary.rolled_back += tot.rolled_back;
         }
     }
-    let drill_objects = timed(
-        t,
-        Api::<DrillSchedule>::namespaced(c.clone(), ns).list(&ListParams::default()),
-    )
-    .await?
-    .items;
+    let drill_objects = ctx
+        .kube
+        .call(
+            ctx.kube
+                .api::<DrillSchedule>(ns)
+                .list(&ListParams::default()),
+        )
+        .await?
+        .items;
     extras.drills = drill_objects
         .iter()
         .map(|d| {
@@ -390,11 +346,11 @@ async fn one_value(ctx: &Ctx, query: &str) -> Result<f64, String> {
 async fn evaluate_one(ctx: &Ctx, cached: &MaturityAssessment) -> Result<(), ApiError> {
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
-    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(a) = timed(ctx.settings.api_timeout, api.get_opt(&name)).await? else {
+    let api: Api<MaturityAssessment> = ctx.kube.api(&ns);
+    let Some(a) = ctx.kube.call(api.get_opt(&name)).await? else {
         return Ok(());
     };
-    let now = Timestamp::now();
+    let now = ctx.clock.now();
     let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
     let (facts, extras) = gather(ctx, &a, &ns, now).await?;
     let measured = evidence::measure(&facts);
@@ -482,7 +438,9 @@ async fn evaluate_one(ctx: &Ctx, cached: &MaturityAssessment) -> Result<(), ApiE
     status.common.observed_generation = generation;
     if status != before {
         status.common.last_evaluated = Some(Time(now));
-        write_status(ctx, &api, &name, &status).await?;
+        ctx.kube
+            .write_status_if_changed(&a, &before, &status)
+            .await?;
     }
     export(ctx, &ns, &name, &status);
     Ok(())
@@ -536,9 +494,9 @@ async fn reports(
         }
         return Ok(());
     }
-    let cm_name = format!("{name}-report");
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-    let existing = timed(ctx.settings.api_timeout, cms.get_opt(&cm_name)).await?;
+    let cm_name = crate::api::names::report_config_map(name);
+    let cms: Api<ConfigMap> = ctx.kube.api(ns);
+    let existing = ctx.kube.call(cms.get_opt(&cm_name)).await?;
     let mut data = existing
         .as_ref()
         .and_then(|c| c.data.clone())
@@ -607,48 +565,24 @@ async fn reports(
             namespace: Some(ns.to_string()),
             owner_references: a.controller_owner_ref(&()).map(|o| vec![o]),
             labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/managed-by".to_string(),
-                "maturity-operator".to_string(),
+                crate::api::names::MANAGED_BY_LABEL.to_string(),
+                crate::api::names::MANAGED_BY.to_string(),
             )])),
             ..Default::default()
         },
         data: Some(data),
         ..Default::default()
     };
-    timed(
-        ctx.settings.api_timeout,
-        cms.patch(
+    ctx.kube
+        .call(cms.patch(
             &cm_name,
-            &PatchParams::apply(crate::FIELD_MANAGER).force(),
+            &PatchParams::apply(crate::api::names::FIELD_MANAGER).force(),
             &Patch::Apply(&cm),
-        ),
-    )
-    .await?;
+        ))
+        .await?;
     times.config_map = Some(cm_name);
     status.reports = Some(times);
     Ok(())
-}
-
-async fn write_status(
-    ctx: &Ctx,
-    api: &Api<MaturityAssessment>,
-    name: &str,
-    status: &MaturityAssessmentStatus,
-) -> Result<(), ApiError> {
-    let nulls: &[&str] = if status.next_level.is_none() {
-        &["nextLevel"]
-    } else {
-        &[]
-    };
-    super::write_status(
-        api,
-        name,
-        status,
-        nulls,
-        ctx.settings.api_timeout,
-        &ctx.metrics,
-    )
-    .await
 }
 
 fn export(ctx: &Ctx, ns: &str, name: &str, s: &MaturityAssessmentStatus) {

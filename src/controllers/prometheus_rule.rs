@@ -11,18 +11,19 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 
 use crate::api::ResponseTimeTarget;
 use crate::slo::rules::burn_rate_group;
 
-use super::timed;
+use crate::api::names::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, MANAGED_BY_SELECTOR};
+use crate::k8s::Kube;
 
 const RECHECK: Duration = Duration::from_secs(300);
 
 /// Name of the PrometheusRule of a target.
 pub fn rule_name(target: &str) -> String {
-    format!("{target}-burn-rate")
+    crate::api::names::burn_rate_rule(target)
 }
 
 pub fn api_resource() -> ApiResource {
@@ -33,18 +34,16 @@ pub fn api_resource() -> ApiResource {
 }
 
 pub struct RuleSync {
-    client: Client,
-    api_timeout: Duration,
+    kube: Kube,
     served: Option<(bool, Instant)>,
     /// Hash of what was last applied, by target uid (0: a rule of ours exists, content unknown).
     applied: HashMap<String, u64>,
 }
 
 impl RuleSync {
-    pub fn new(client: Client, api_timeout: Duration) -> Self {
+    pub fn new(kube: Kube) -> Self {
         Self {
-            client,
-            api_timeout,
+            kube,
             served: None,
             applied: HashMap::new(),
         }
@@ -56,25 +55,19 @@ impl RuleSync {
         {
             return served;
         }
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &api_resource());
-        let served = matches!(
-            tokio::time::timeout(
-                self.api_timeout,
-                api.list_metadata(&ListParams::default().limit(1))
-            )
-            .await,
-            Ok(Ok(_))
-        );
+        let api: Api<DynamicObject> = Api::all_with(self.kube.client().clone(), &api_resource());
+        let served = self
+            .kube
+            .call(api.list_metadata(&ListParams::default().limit(1)))
+            .await
+            .is_ok();
         if self.served.map(|(s, _)| s) != Some(served) {
             tracing::info!(served, "PrometheusRule CRD (monitoring.coreos.com/v1)");
             self.applied.clear();
             if served {
                 // Rules of ours that exist already (e.g. from before a restart), by owner.
-                let managed =
-                    ListParams::default().labels("app.kubernetes.io/managed-by=maturity-operator");
-                if let Ok(Ok(list)) =
-                    tokio::time::timeout(self.api_timeout, api.list_metadata(&managed)).await
-                {
+                let managed = ListParams::default().labels(MANAGED_BY_SELECTOR);
+                if let Ok(list) = self.kube.call(api.list_metadata(&managed)).await {
                     for rule in list.items {
                         for owner in rule.metadata.owner_references.unwrap_or_default() {
                             self.applied.insert(owner.uid, 0);
@@ -107,7 +100,7 @@ impl RuleSync {
             let previous = self.applied.get(&uid).copied();
             let ns = t.namespace().unwrap_or_default();
             let api: Api<DynamicObject> =
-                Api::namespaced_with(self.client.clone(), &ns, &api_resource());
+                Api::namespaced_with(self.kube.client().clone(), &ns, &api_resource());
             let name = rule_name(&t.name_any());
             match (group, hash) {
                 (Some(group), Some(hash)) if previous != Some(hash) => {
@@ -121,17 +114,16 @@ impl RuleSync {
                         "metadata": {
                             "name": name,
                             "namespace": ns,
-                            "labels": {"app.kubernetes.io/managed-by": "maturity-operator"},
+                            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
                             "ownerReferences": owner,
                         },
                         "spec": {"groups": [group]},
                     });
-                    let pp = PatchParams::apply(crate::FIELD_MANAGER).force();
-                    match timed(
-                        self.api_timeout,
-                        api.patch(&name, &pp, &Patch::Apply(&object)),
-                    )
-                    .await
+                    let pp = PatchParams::apply(FIELD_MANAGER).force();
+                    match self
+                        .kube
+                        .call(api.patch(&name, &pp, &Patch::Apply(&object)))
+                        .await
                     {
                         Ok(_) => {
                             self.applied.insert(uid, hash);
@@ -143,13 +135,12 @@ impl RuleSync {
                     }
                 }
                 (None, _) if previous.is_some() => {
-                    match timed(
-                        self.api_timeout,
-                        api.delete(&name, &DeleteParams::default()),
-                    )
-                    .await
+                    match self
+                        .kube
+                        .call(api.delete(&name, &DeleteParams::default()))
+                        .await
                     {
-                        Ok(_) | Err(super::ApiError::Api(kube::Error::Api(_))) => {
+                        Ok(_) | Err(crate::k8s::Error::Api(kube::Error::Api(_))) => {
                             self.applied.remove(&uid);
                             writes += 1;
                         }

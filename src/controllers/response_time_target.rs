@@ -13,18 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::Recorder;
+use kube::ResourceExt;
 use kube::runtime::reflector::Store;
-use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
+
+use super::runtime::{self, Context};
 
 use crate::api::ResponseTimeTarget;
 use crate::api::common::CommonStatus;
 use crate::api::response_time_target::{EventCounts, ResolutionFigures, ResponseTimeTargetStatus};
 use crate::conditions;
-use crate::metrics::Metrics;
-use crate::prom::{PromClient, QueryError};
+use crate::prom::QueryError;
 use crate::slo::batch::{self, GroupKey, Membership};
 use crate::slo::queries::{
     EventQueries, LatencyQueries, RatioQueries, bucket_boundaries, matching_le,
@@ -34,27 +33,16 @@ use crate::slo::{self, Evaluation, Observations, Problem, Target, resolution};
 /// A target and its values of its group's varying labels.
 type Member = (Arc<ResponseTimeTarget>, Vec<String>);
 
-#[derive(Clone)]
-pub struct Settings {
-    /// How often the loop looks for due groups.
-    pub tick: Duration,
-    /// Evaluation interval of targets that set none.
-    pub default_interval: Duration,
-    /// Timeout of each status write.
-    pub api_timeout: Duration,
-}
+/// The `controller` label of this loop's metrics.
+pub const KIND: &str = "ResponseTimeTarget";
 
 pub struct Controller {
-    client: Client,
+    ctx: Arc<Context>,
     store: Store<ResponseTimeTarget>,
-    prom: PromClient,
-    metrics: Metrics,
-    settings: Settings,
     next_due: HashMap<GroupKey, Instant>,
     /// Targets evaluated on their own (alertResolution), by uid.
     next_due_single: HashMap<String, Instant>,
     rules: super::prometheus_rule::RuleSync,
-    recorder: Recorder,
     /// Label sets exported per target, so a deleted target's series can be removed.
     exported: HashMap<String, [String; 4]>,
 }
@@ -87,29 +75,14 @@ fn urgent(t: &ResponseTimeTarget) -> bool {
     t.status.as_ref().and_then(|s| s.common.observed_generation) != t.metadata.generation
 }
 
-fn round(v: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (v * f).round() / f
-}
+use crate::clock::round;
 
 impl Controller {
-    pub fn new(
-        client: Client,
-        store: Store<ResponseTimeTarget>,
-        prom: PromClient,
-        metrics: Metrics,
-        settings: Settings,
-    ) -> Self {
-        let rules = super::prometheus_rule::RuleSync::new(client.clone(), settings.api_timeout);
-        let recorder = crate::events::recorder(client.clone());
+    pub fn new(ctx: Arc<Context>, store: Store<ResponseTimeTarget>) -> Self {
         Self {
-            rules,
-            recorder,
-            client,
+            rules: super::prometheus_rule::RuleSync::new(ctx.kube.clone()),
+            ctx,
             store,
-            prom,
-            metrics,
-            settings,
             next_due: HashMap::new(),
             next_due_single: HashMap::new(),
 
@@ -121,15 +94,12 @@ impl Controller {
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(self.settings.tick) => {}
+                _ = tokio::time::sleep(self.ctx.settings.tick) => {}
             }
             let started = Instant::now();
             let report = self.cycle().await;
             if report.groups_evaluated > 0 {
-                self.metrics
-                    .cycle_duration
-                    .with_label_values(&["ResponseTimeTarget"])
-                    .observe(started.elapsed().as_secs_f64());
+                runtime::observe::<()>(&self.ctx.metrics, KIND, started, &Ok(()));
                 tracing::debug!(?report, took = ?started.elapsed(), "ResponseTimeTarget cycle");
             }
         }
@@ -167,7 +137,7 @@ impl Controller {
         self.next_due_single.retain(|uid, _| live.contains(uid));
         for t in single {
             let uid = t.uid().unwrap_or_default();
-            let interval = interval_of(&t, self.settings.default_interval);
+            let interval = interval_of(&t, self.ctx.settings.default_interval);
             let due = *self.next_due_single.entry(uid.clone()).or_insert_with(|| {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 uid.hash(&mut h);
@@ -194,9 +164,9 @@ impl Controller {
         for (key, members) in groups {
             let interval = members
                 .iter()
-                .map(|(t, _)| interval_of(t, self.settings.default_interval))
+                .map(|(t, _)| interval_of(t, self.ctx.settings.default_interval))
                 .min()
-                .unwrap_or(self.settings.default_interval);
+                .unwrap_or(self.ctx.settings.default_interval);
             let due = *self
                 .next_due
                 .entry(key.clone())
@@ -228,7 +198,7 @@ impl Controller {
         let mut observations: Vec<Option<Observations>> = vec![None; members.len()];
         if !ok.is_empty() {
             let query = batch::group_query(key, &values);
-            match self.prom.instant(&query, None).await {
+            match self.ctx.prom.instant(&query, None).await {
                 Ok(samples) => {
                     for (i, obs) in ok.iter().zip(batch::split_answer(key, &values, &samples)) {
                         observations[*i] = Some(obs);
@@ -278,9 +248,9 @@ impl Controller {
             }
         };
         // Minute-aligned, so that evaluations within a minute agree.
-        let now = k8s_openapi::jiff::Timestamp::now().as_second() as f64;
+        let now = self.ctx.clock.now().as_second() as f64;
         let end = (now / 60.0).floor() * 60.0;
-        let series = match self.prom.instant_matrix(&query, Some(end)).await {
+        let series = match self.ctx.prom.instant_matrix(&query, Some(end)).await {
             Ok(s) => s,
             Err(e) => {
                 let obs = Observations {
@@ -323,7 +293,7 @@ impl Controller {
         by.extend(shape.eq_labels.iter().cloned());
         let values: Vec<&[String]> = members.iter().map(|(_, v)| v.as_slice()).collect();
         let query = batch::group_buckets_query(key, &values, &by);
-        let samples = self.prom.instant(&query, None).await?;
+        let samples = self.ctx.prom.instant(&query, None).await?;
         let mut les: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
         for s in samples {
             let tuple: Vec<String> = shape
@@ -390,7 +360,7 @@ impl Controller {
         let eval = slo::evaluate(&target, obs);
         self.export(t, &eval);
         let old = t.status.clone().unwrap_or_default();
-        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let now = Time(self.ctx.clock.now());
         let mut new = desired_status(t, &eval, queries, &old, &now);
         new.resolution = figures;
         new.common.last_evaluated = old.common.last_evaluated.clone();
@@ -398,32 +368,17 @@ impl Controller {
             return false;
         }
         new.common.last_evaluated = Some(now);
-        let api: Api<ResponseTimeTarget> =
-            Api::namespaced(self.client.clone(), &t.namespace().unwrap_or_default());
-        let patch = serde_json::json!({"status": new});
-        let result = super::timed(
-            self.settings.api_timeout,
-            api.patch_status(
-                &t.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            ),
-        )
-        .await;
-        match result {
-            Ok(_) => {
-                self.metrics
-                    .status_writes
-                    .with_label_values(&["ResponseTimeTarget"])
-                    .inc();
+        match self.ctx.kube.write_status_if_changed(t, &old, &new).await {
+            Ok(written) => {
                 self.record_transitions(t, &old, &new).await;
-                true
+                written
             }
             Err(e) => {
                 tracing::warn!(target = %t.name_any(), error = %e, "status write failed");
-                self.metrics
+                self.ctx
+                    .metrics
                     .reconcile_errors
-                    .with_label_values(&["ResponseTimeTarget"])
+                    .with_label_values(&[KIND, e.category()])
                     .inc();
                 false
             }
@@ -445,12 +400,12 @@ impl Controller {
             if before == Some(after.status.as_str()) {
                 continue;
             }
-            let note = crate::events::Note {
+            let note = crate::conditions::Note {
                 reason: after.reason.clone(),
                 message: format!("{type_}={}: {}", after.status, after.message),
                 warning: after.status == "False",
             };
-            crate::events::publish(&self.recorder, &t.object_ref(&()), "Evaluate", &[note]).await;
+            self.ctx.kube.publish(t, "Evaluate", &[note]).await;
         }
     }
 
@@ -466,7 +421,7 @@ impl Controller {
     fn export(&self, t: &ResponseTimeTarget, eval: &Evaluation) {
         let labels = Self::labels(t);
         let l: Vec<&str> = labels.iter().map(String::as_str).collect();
-        let m = &self.metrics;
+        let m = &self.ctx.metrics;
         m.rtt_objective.with_label_values(&l).set(t.spec.objective);
         match eval.attainment {
             Some(a) => m.rtt_attainment.with_label_values(&l).set(a),
@@ -521,7 +476,7 @@ impl Controller {
         for uid in gone {
             if let Some(labels) = self.exported.remove(&uid) {
                 let l: Vec<&str> = labels.iter().map(String::as_str).collect();
-                let m = &self.metrics;
+                let m = &self.ctx.metrics;
                 let _ = m.rtt_attainment.remove_label_values(&l);
                 let _ = m.rtt_objective.remove_label_values(&l);
                 let _ = m.rtt_error_budget_remaining.remove_label_values(&l);

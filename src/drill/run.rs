@@ -89,7 +89,7 @@ pub enum Effect {
     Restore(SavedState),
 }
 
-pub use crate::events::Note;
+pub use crate::conditions::Note;
 
 #[derive(Debug, Clone, Default)]
 pub struct Step {

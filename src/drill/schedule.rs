@@ -147,14 +147,6 @@ pub fn window_status(
     }
 }
 
-/// A random number from the standard library's per-process random keys.
-pub fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_i64(Timestamp::now().as_nanosecond() as i64);
-    h.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,8 +223,9 @@ mod tests {
         let w = s.next_window(ts("2026-11-25T00:00:00Z")).unwrap();
         assert_eq!(w.start, ts("2026-11-25T10:00:00Z"));
         assert_eq!(w.end, ts("2026-11-25T14:00:00Z"));
+        let rng = crate::clock::Clock::from_source(crate::clock::ManualClock::new(w.start, 1));
         let starts: std::collections::BTreeSet<Timestamp> =
-            (0..50).map(|_| s.pick_start(w, random())).collect();
+            (0..50).map(|_| s.pick_start(w, rng.random())).collect();
         assert!(starts.iter().all(|t| *t >= w.start && *t <= w.end));
         assert!(starts.len() > 40, "starts should differ: {}", starts.len());
         assert_eq!(s.pick_start(w, 0), w.start);
@@ -243,8 +236,9 @@ mod tests {
     fn unannounced_windows_never_show_the_start() {
         let s = Schedule::parse(&drill("0 10 * * *", "UTC", Some("4h"), &[])).unwrap();
         let w = s.next_window(ts("2026-11-25T00:00:00Z")).unwrap();
+        let rng = crate::clock::Clock::from_source(crate::clock::ManualClock::new(w.start, 2));
         for _ in 0..20 {
-            let start = s.pick_start(w, random());
+            let start = s.pick_start(w, rng.random());
             let hidden = serde_json::to_string(&window_status(w, Some(start), false)).unwrap();
             assert!(!hidden.contains("plannedStart"), "{hidden}");
             let shown = serde_json::to_string(&window_status(w, Some(start), true)).unwrap();

@@ -21,10 +21,13 @@ use tokio::sync::watch;
 use kube::runtime::reflector::{self, Store};
 
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
+use crate::clock::Clock;
+use crate::controllers::Context;
 use crate::controllers::canary_policy as canary;
 use crate::controllers::drill_schedule as drill;
 use crate::controllers::maturity_assessment as assessment;
 use crate::controllers::response_time_target as rtt;
+use crate::k8s::{Fence, Kube};
 use crate::metrics::Metrics;
 use crate::prom::{PromClient, PromConfig};
 
@@ -292,12 +295,19 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     // stopped, so a standby never acts next to a leader still finishing a reconcile.
     let (election_stop, election_stop_rx) = watch::channel(false);
     let mut election = None;
+    let clock = Clock::system();
+    let fence = match config.leader_election {
+        Some(_) => Fence::closed(),
+        None => Fence::open(),
+    };
     let mut role = match config.leader_election.clone() {
         Some(settings) => {
             let (role, task) = crate::leader::spawn(
                 client.clone(),
                 settings,
                 shared.metrics.clone(),
+                fence.clone(),
+                clock.clone(),
                 election_stop_rx,
             );
             election = Some(task);
@@ -321,7 +331,24 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         }
     }
     if leading {
-        start_controllers(&config, &client, &prom, &shared, &stop_rx, &mut watchers);
+        let ctx = Arc::new(Context::new(
+            Kube::new(
+                client.clone(),
+                fence,
+                config.api_timeout,
+                shared.metrics.clone(),
+            ),
+            prom.clone(),
+            shared.metrics.clone(),
+            clock,
+            crate::controllers::Settings {
+                namespace: config.namespace.clone(),
+                assessment_interval: config.assessment_interval,
+                tick: config.tick,
+                default_interval: config.default_interval,
+            },
+        ));
+        start_controllers(&config, &ctx, &shared, &stop_rx, &mut watchers);
         match role.as_mut() {
             Some(role) => tokio::select! {
                 r = &mut signal => r?,
@@ -355,17 +382,12 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
 /// Starts the enabled controllers (on the leader, or at once without leader election).
 fn start_controllers(
     config: &RunConfig,
-    client: &Client,
-    prom: &PromClient,
+    ctx: &Arc<Context>,
     shared: &Arc<Shared>,
     stop_rx: &watch::Receiver<bool>,
     watchers: &mut Vec<tokio::task::JoinHandle<()>>,
 ) {
-    let ns = config.namespace.as_deref();
     let on = config.controllers;
-    let (canary, canary_store) = canary::controller(client, ns);
-    let (drills, drill_store) = drill::controller(client, ns);
-    let (assessments, assessment_store) = assessment::controller(client, ns);
     let expected = [
         on.response_time_targets,
         on.canaries,
@@ -377,62 +399,33 @@ fn start_controllers(
     .count();
     shared.expected.fetch_add(expected, Ordering::SeqCst);
     if on.response_time_targets {
-        let (rtt_store, rtt_watch) =
-            spawn_reflector::<ResponseTimeTarget>(client, ns, shared, stop_rx);
+        let (rtt_store, rtt_watch) = spawn_reflector::<ResponseTimeTarget>(
+            ctx.kube.client(),
+            config.namespace.as_deref(),
+            shared,
+            stop_rx,
+        );
         watchers.push(rtt_watch);
         watchers.push(tokio::spawn(
-            rtt::Controller::new(
-                client.clone(),
-                rtt_store,
-                prom.clone(),
-                shared.metrics.clone(),
-                rtt::Settings {
-                    tick: config.tick,
-                    default_interval: config.default_interval,
-                    api_timeout: config.api_timeout,
-                },
-            )
-            .run(stop_rx.clone()),
+            rtt::Controller::new(ctx.clone(), rtt_store).run(stop_rx.clone()),
         ));
     }
     if on.canaries {
-        watchers.push(spawn_store_readiness(canary_store, shared, stop_rx));
-        watchers.push(tokio::spawn(canary::run(
-            canary,
-            client.clone(),
-            prom.clone(),
-            shared.metrics.clone(),
-            canary::Settings {
-                api_timeout: config.api_timeout,
-                namespace: config.namespace.clone(),
-            },
-            stop_rx.clone(),
-        )));
+        let (c, store) = canary::controller(ctx);
+        watchers.push(spawn_store_readiness(store, shared, stop_rx));
+        watchers.push(tokio::spawn(canary::run(c, ctx.clone(), stop_rx.clone())));
     }
     if on.drills {
-        watchers.push(spawn_store_readiness(drill_store, shared, stop_rx));
-        watchers.push(tokio::spawn(drill::run(
-            drills,
-            client.clone(),
-            prom.clone(),
-            shared.metrics.clone(),
-            drill::Settings {
-                api_timeout: config.api_timeout,
-            },
-            stop_rx.clone(),
-        )));
+        let (c, store) = drill::controller(ctx);
+        watchers.push(spawn_store_readiness(store, shared, stop_rx));
+        watchers.push(tokio::spawn(drill::run(c, ctx.clone(), stop_rx.clone())));
     }
     if on.assessments {
-        watchers.push(spawn_store_readiness(assessment_store, shared, stop_rx));
+        let (c, store) = assessment::controller(ctx);
+        watchers.push(spawn_store_readiness(store, shared, stop_rx));
         watchers.push(tokio::spawn(assessment::run(
-            assessments,
-            client.clone(),
-            prom.clone(),
-            shared.metrics.clone(),
-            assessment::Settings {
-                api_timeout: config.api_timeout,
-                interval: config.assessment_interval,
-            },
+            c,
+            ctx.clone(),
             stop_rx.clone(),
         )));
     }

@@ -28,8 +28,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::FIELD_MANAGER;
 use crate::api::CanaryPolicy;
+use crate::api::names::FIELD_MANAGER;
 use crate::canary::admission::hold_patch;
 use crate::metrics::Metrics;
 

@@ -1,23 +1,17 @@
-//! The one Event helper: a pure core says what should be announced (a [`Note`]); the
-//! controllers publish it on their resource with [`publish`].
+//! Events: a pure core says what should be announced (a [`Note`]); the edge publishes it
+//! on the resource ([`super::Kube::publish`]).
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-/// An Event to publish: CamelCase reason, a sentence, Warning or Normal.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Note {
-    pub reason: String,
-    pub message: String,
-    pub warning: bool,
-}
+pub use crate::conditions::Note;
 
 /// The Event recorder of a controller: reports as the operator, with the pod's name.
-pub fn recorder(client: kube::Client) -> Recorder {
+pub(super) fn recorder(client: kube::Client) -> Recorder {
     Recorder::new(
         client,
         Reporter {
-            controller: crate::FIELD_MANAGER.into(),
+            controller: super::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         },
     )
@@ -25,7 +19,12 @@ pub fn recorder(client: kube::Client) -> Recorder {
 
 /// Publishes `notes` on `object` (messages cut to 1000 characters); a failure is logged,
 /// never fatal: Events are announcements, status is the record.
-pub async fn publish(recorder: &Recorder, object: &ObjectReference, action: &str, notes: &[Note]) {
+pub(super) async fn publish(
+    recorder: &Recorder,
+    object: &ObjectReference,
+    action: &str,
+    notes: &[Note],
+) {
     for n in notes {
         let event = Event {
             type_: if n.warning {

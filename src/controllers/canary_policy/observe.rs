@@ -1,0 +1,103 @@
+//! Every read of a CanaryPolicy pass: the policy (fresh, never from the cache: its status
+//! is the memory), its namespace's Deployments and ReplicaSets, and the checks that are
+//! due, run against Prometheus.
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+
+use super::super::runtime::{Context, Error};
+use crate::api::CanaryPolicy;
+use crate::api::canary_policy::RolloutRecord;
+use crate::canary::analysis::{self, QueryVars, Reading};
+use crate::canary::decide::{self, Observed};
+use crate::canary::rollout::Check;
+use crate::prom::{ValueError, single_value};
+
+/// None when the policy is gone.
+pub async fn observe(
+    ctx: &Context,
+    cached: &CanaryPolicy,
+    deleting: bool,
+    policies: &Store<CanaryPolicy>,
+) -> Result<Option<Observed>, Error> {
+    let ns = cached.namespace().unwrap_or_default();
+    let Some(policy) = ctx
+        .kube
+        .get::<CanaryPolicy>(&ns, &cached.name_any())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut observed = Observed {
+        policy,
+        deleting,
+        deployments: ctx.kube.list::<Deployment>(&ns, "").await?,
+        replica_sets: ctx.kube.list::<ReplicaSet>(&ns, "").await?,
+        policies: policies
+            .state()
+            .iter()
+            .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+            .map(|p| p.as_ref().clone())
+            .collect(),
+        checks: Default::default(),
+    };
+    for (deployment, rollout) in decide::due_checks(&observed, ctx.clock.now()) {
+        let check = run_check(ctx, &observed.policy, &ns, &deployment, &rollout).await;
+        observed.checks.insert(deployment, check);
+    }
+    Ok(Some(observed))
+}
+
+/// Runs every metric of the policy for the rollout's canary (and stable, for `compare`).
+async fn run_check(
+    ctx: &Context,
+    policy: &CanaryPolicy,
+    ns: &str,
+    deployment: &str,
+    r: &RolloutRecord,
+) -> Check {
+    let vars = QueryVars {
+        namespace: ns.into(),
+        deployment: deployment.into(),
+        canary_hash: r.canary_hash.clone().unwrap_or_default(),
+        stable_hash: r.stable_hash.clone().unwrap_or_default(),
+        interval: policy.spec.analysis.interval.as_str().to_string(),
+    };
+    let mut results = Vec::new();
+    for m in &policy.spec.analysis.metrics {
+        let (query, canary) = match vars.canary_query(m) {
+            Ok(q) => {
+                let reading = read(ctx, &q).await;
+                (q, reading)
+            }
+            Err(e) => (m.query.as_str().to_string(), Reading::Error(e.to_string())),
+        };
+        let stable = match vars.stable_query(m) {
+            None => None,
+            Some(Ok(q)) => {
+                let reading = read(ctx, &q).await;
+                Some((q, reading))
+            }
+            Some(Err(e)) => Some((m.query.as_str().to_string(), Reading::Error(e.to_string()))),
+        };
+        results.push(analysis::judge(m, query, canary, stable));
+    }
+    let (verdict, message) = analysis::verdict(&results, policy.spec.analysis.on_no_data);
+    Check {
+        results,
+        verdict,
+        message,
+    }
+}
+
+async fn read(ctx: &Context, query: &str) -> Reading {
+    match ctx.prom.instant(query, None).await {
+        Err(e) => Reading::Error(e.to_string()),
+        Ok(samples) => match single_value(&samples) {
+            Ok(v) => Reading::Value(v),
+            Err(e @ (ValueError::Empty | ValueError::NaN)) => Reading::NoData(e.to_string()),
+            Err(e) => Reading::Error(e.to_string()),
+        },
+    }
+}

@@ -1,0 +1,282 @@
+//! One way to run a controller: the shared [`Context`], bounded concurrency, the finalizer
+//! (when the kind has one), one error policy with per-object exponential backoff and
+//! jitter (reset on success), and one reconcile timer labelled by outcome (`ok` or the
+//! error's category). The ResponseTimeTarget loop, which batches across targets, uses the
+//! same context and timer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::finalizer::Event;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::k8s::{self, Kube, Namespaced};
+use crate::metrics::Metrics;
+use crate::prom::PromClient;
+
+/// What every controller shares.
+pub struct Context {
+    pub kube: Kube,
+    pub prom: PromClient,
+    pub metrics: Metrics,
+    pub clock: Clock,
+    pub settings: Settings,
+    /// This process, as named in the drill runs it starts (a restarted operator is another).
+    pub instance: String,
+}
+
+impl Context {
+    pub fn new(
+        kube: Kube,
+        prom: PromClient,
+        metrics: Metrics,
+        clock: Clock,
+        settings: Settings,
+    ) -> Self {
+        let instance = format!("{:016x}", clock.random());
+        Self {
+            kube,
+            prom,
+            metrics,
+            clock,
+            settings,
+            instance,
+        }
+    }
+}
+
+/// Settings of the controllers.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Only this namespace (None: all).
+    pub namespace: Option<String>,
+    /// How often each MaturityAssessment is evaluated again.
+    pub assessment_interval: Duration,
+    /// How often the ResponseTimeTarget loop looks for due groups.
+    pub tick: Duration,
+    /// Evaluation interval of targets that set none.
+    pub default_interval: Duration,
+}
+
+/// Why a reconcile did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kube(#[from] k8s::Error),
+    /// Not a failure: something under way must finish first (a drill restoring before its
+    /// DrillSchedule may go); looked at again soon, without backoff.
+    #[error("{0}")]
+    Waiting(String),
+}
+
+impl Error {
+    /// The metric label, condition and Event reason of the failure.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(e) => e.category(),
+            Error::Waiting(_) => "Waiting",
+        }
+    }
+}
+
+/// How a kind is run.
+#[derive(Debug, Clone, Copy)]
+pub struct Kind {
+    /// The kind's name: the `controller` label of the metrics.
+    pub name: &'static str,
+    /// Removed only once the reconcile's Cleanup succeeded.
+    pub finalizer: Option<&'static str>,
+    /// Objects reconciled at once.
+    pub concurrency: u16,
+    /// The first retry after a failure; doubled per failure in a row, up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// The retry after [`Error::Waiting`].
+    pub waiting: Duration,
+}
+
+/// A reconcile: Apply (or Cleanup, for a kind with a finalizer whose object is being
+/// deleted) of one object.
+pub type Reconcile<K> =
+    Arc<dyn Fn(Event<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>> + Send + Sync>;
+
+struct Runner<K: Resource> {
+    ctx: Arc<Context>,
+    kind: Kind,
+    reconcile: Reconcile<K>,
+    failures: Mutex<HashMap<ObjectRef<K>, u32>>,
+}
+
+/// A controller of `K` watching `namespace` (None: all), with the kind's concurrency.
+pub fn controller<K: Namespaced>(kube: &Kube, namespace: Option<&str>, kind: &Kind) -> Controller<K>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone + Default,
+{
+    Controller::new(
+        kube.api_in::<K>(namespace),
+        kube::runtime::watcher::Config::default().any_semantic(),
+    )
+    .with_config(Config::default().concurrency(kind.concurrency))
+}
+
+/// Runs `controller` until `stop`. `on_gone(ctx, namespace, name)` is called for an object
+/// that was deleted (its metrics go there).
+pub async fn run<K: Namespaced>(
+    controller: Controller<K>,
+    ctx: Arc<Context>,
+    kind: Kind,
+    reconcile: Reconcile<K>,
+    on_gone: Option<fn(&Context, &str, &str)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let runner = Arc::new(Runner {
+        ctx: ctx.clone(),
+        kind,
+        reconcile,
+        failures: Mutex::new(HashMap::new()),
+    });
+    controller
+        .graceful_shutdown_on(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .run(reconcile_one, error_policy, runner)
+        .for_each(|r| {
+            if let (Err(kube::runtime::controller::Error::ObjectNotFound(o)), Some(f)) =
+                (&r, on_gone)
+            {
+                f(&ctx, o.namespace.as_deref().unwrap_or_default(), &o.name);
+            }
+            async {}
+        })
+        .await;
+}
+
+async fn reconcile_one<K: Namespaced>(obj: Arc<K>, r: Arc<Runner<K>>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let key = ObjectRef::from_obj(obj.as_ref());
+    let result = match r.kind.finalizer {
+        None => (r.reconcile)(Event::Apply(obj), r.ctx.clone()).await,
+        Some(name) => {
+            let reconcile = r.reconcile.clone();
+            let ctx = r.ctx.clone();
+            r.ctx
+                .kube
+                .finalized(obj, name, move |e| reconcile(e, ctx))
+                .await
+        }
+    };
+    observe(&r.ctx.metrics, r.kind.name, started, &result);
+    if result.is_ok()
+        && let Ok(mut f) = r.failures.lock()
+    {
+        f.remove(&key);
+    }
+    result
+}
+
+/// The one reconcile timer: duration by controller and outcome, and failures counted.
+pub fn observe<T>(
+    metrics: &Metrics,
+    controller: &str,
+    started: Instant,
+    result: &Result<T, Error>,
+) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => e.category(),
+    };
+    metrics
+        .cycle_duration
+        .with_label_values(&[controller, outcome])
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(e) = result
+        && !matches!(e, Error::Waiting(_))
+    {
+        metrics
+            .reconcile_errors
+            .with_label_values(&[controller, e.category()])
+            .inc();
+    }
+}
+
+fn error_policy<K: Namespaced>(obj: Arc<K>, e: &Error, r: Arc<Runner<K>>) -> Action {
+    if let Error::Waiting(why) = e {
+        tracing::info!(kind = r.kind.name, object = %obj.name_any(), "{why}");
+        return Action::requeue(r.kind.waiting);
+    }
+    let failures = match r.failures.lock() {
+        Ok(mut f) => {
+            let n = f.entry(ObjectRef::from_obj(obj.as_ref())).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        }
+        Err(_) => 1,
+    };
+    let delay = backoff(&r.kind, failures, r.ctx.clock.random());
+    tracing::warn!(
+        kind = r.kind.name,
+        namespace = obj.namespace().unwrap_or_default(),
+        object = %obj.name_any(),
+        category = e.category(),
+        error = %e,
+        failures,
+        retry_in = ?delay,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(delay)
+}
+
+/// The retry after `failures` failures in a row: `backoff × 2^(failures-1)`, at most
+/// `max_backoff`, then 80-120 % of that by `random`.
+pub fn backoff(kind: &Kind, failures: u32, random: u64) -> Duration {
+    let doubling = 2u32.saturating_pow(failures.saturating_sub(1).min(30));
+    let d = kind.backoff.saturating_mul(doubling).min(kind.max_backoff);
+    let jitter = 0.8 + 0.4 * ((random % 1001) as f64 / 1000.0);
+    d.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIND: Kind = Kind {
+        name: "Test",
+        finalizer: None,
+        concurrency: 1,
+        backoff: Duration::from_secs(2),
+        max_backoff: Duration::from_secs(60),
+        waiting: Duration::from_millis(250),
+    };
+
+    #[test]
+    fn backoff_doubles_per_failure_up_to_the_cap_with_a_fifth_of_jitter() {
+        // random % 1001 == 500: no jitter (factor 1.0).
+        let mid = 500;
+        assert_eq!(backoff(&KIND, 1, mid), Duration::from_secs(2));
+        assert_eq!(backoff(&KIND, 2, mid), Duration::from_secs(4));
+        assert_eq!(backoff(&KIND, 3, mid), Duration::from_secs(8));
+        assert_eq!(backoff(&KIND, 5, mid), Duration::from_secs(32));
+        assert_eq!(backoff(&KIND, 6, mid), Duration::from_secs(60));
+        assert_eq!(backoff(&KIND, u32::MAX, mid), Duration::from_secs(60));
+        // The extremes of the jitter: 80 % and 120 %.
+        assert_eq!(backoff(&KIND, 1, 0), Duration::from_millis(1600));
+        assert_eq!(backoff(&KIND, 1, 1000), Duration::from_millis(2400));
+        assert_eq!(backoff(&KIND, 9, 1000), Duration::from_secs(72));
+    }
+
+    #[test]
+    fn waiting_is_not_a_failure_category() {
+        assert_eq!(Error::Waiting("restoring".into()).category(), "Waiting");
+        assert_eq!(
+            Error::Kube(k8s::Error::Timeout(Duration::from_secs(1))).category(),
+            "Timeout"
+        );
+    }
+}
