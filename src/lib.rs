@@ -39,4 +39,6 @@ pub mod report;
 pub mod selector;
 pub mod slo;
 pub mod synthetic;
+#[cfg(test)]
+pub mod testing;
 pub mod webhook;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use maturity_operator::api::ResponseTimeTarget;
-use maturity_operator::controllers::prometheus_rule::{api_resource, rule_name};
+use maturity_operator::controllers::response_time_target::rules::{api_resource, rule_name};
 use support::cluster::TestContext;
 use support::eventually;
 use support::operator::Operator;

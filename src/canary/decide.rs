@@ -337,3 +337,355 @@ pub fn upsert(
     t.exposure_replica_minutes =
         ((t.exposure_replica_minutes + add.exposure_replica_minutes) * 100.0).round() / 100.0;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::canary_policy::{RolloutPhase, SavedSettings};
+    use crate::canary::analysis::Verdict;
+    use crate::testing::{CanaryBuilder, DeploymentBuilder, at, replica_set};
+    use serde_json::json;
+
+    /// Steps of 25 % and 50 % of 4 replicas (1 and 2 pods), 10 s each, a check every 2 s.
+    fn policy() -> CanaryBuilder {
+        CanaryBuilder::new("p")
+            .selects("app", "web")
+            .step(25, "10s")
+            .step(50, "10s")
+    }
+
+    fn observed(
+        policy: CanaryPolicy,
+        deployments: Vec<Deployment>,
+        replica_sets: Vec<ReplicaSet>,
+    ) -> Observed {
+        Observed {
+            policies: vec![policy.clone()],
+            policy,
+            deleting: false,
+            deployments,
+            replica_sets,
+            checks: BTreeMap::new(),
+        }
+    }
+
+    fn ready(s: &CanaryPolicyStatus) -> (String, String, String) {
+        let c = s
+            .common
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    fn check(verdict: Verdict) -> Check {
+        Check {
+            results: Vec::new(),
+            verdict,
+            message: format!("{verdict:?}"),
+        }
+    }
+
+    /// The Deployment's own settings as the state machine saves them (no strategy set).
+    fn own_settings() -> SavedSettings {
+        SavedSettings {
+            strategy: "{}".into(),
+            min_ready_seconds: None,
+            progress_deadline_seconds: None,
+        }
+    }
+
+    #[test]
+    fn a_valid_policy_watches_what_it_governs_and_a_second_pass_changes_nothing() {
+        let web = DeploymentBuilder::new("web", "v1").build();
+        let api = DeploymentBuilder::new("api", "v1").build();
+        let o = observed(policy().build(), vec![web.clone(), api.clone()], vec![]);
+        let out = decide(&o, at(100));
+        assert_eq!(
+            ready(&out.status),
+            (
+                "True".into(),
+                "Watching".into(),
+                "governing 1 of 2 Deployments in the namespace".into()
+            )
+        );
+        assert_eq!(
+            out.status.coverage,
+            Some(Coverage {
+                deployments: 2,
+                governed: 1
+            })
+        );
+        assert_eq!(out.status.common.observed_generation, Some(1));
+        assert_eq!(out.status.common.last_evaluated, Some(Time(at(100))));
+        assert!(out.actions.is_empty() && out.notes.is_empty());
+        assert_eq!(out.requeue, Duration::from_secs(300));
+
+        let again = observed(policy().status(&out.status).build(), vec![web, api], vec![]);
+        let out2 = decide(&again, at(200));
+        assert_eq!(
+            out2.status, out.status,
+            "nothing changed: no new lastEvaluated"
+        );
+    }
+
+    #[test]
+    fn the_oldest_policy_governs_a_deployment_both_select() {
+        let web = DeploymentBuilder::new("web", "v1").build();
+        let older = CanaryBuilder::new("q")
+            .selects("app", "web")
+            .step(50, "10s")
+            .created(at(-10))
+            .build();
+        let mut o = observed(policy().build(), vec![web], vec![]);
+        o.policies.push(older);
+        let out = decide(&o, at(100));
+        assert_eq!(
+            ready(&out.status).2,
+            "governing 0 of 1 Deployments in the namespace"
+        );
+    }
+
+    #[test]
+    fn an_invalid_spec_is_not_ready_and_gives_held_deployments_back() {
+        let held = DeploymentBuilder::new("web", "v2").held_for("p").build();
+        let o = observed(policy().interval("0s").build(), vec![held], vec![]);
+        let out = decide(&o, at(100));
+        assert_eq!(
+            ready(&out.status),
+            (
+                "False".into(),
+                "InvalidSpec".into(),
+                "analysis.interval must be longer than zero".into()
+            )
+        );
+        assert_eq!(out.actions.len(), 1);
+        assert_eq!(out.actions[0].0.name, "web");
+        assert_eq!(
+            out.actions[0].1,
+            Action::Restore {
+                saved: own_settings()
+            }
+        );
+        assert!(due_checks(&o, at(100)).is_empty());
+
+        let unselective = CanaryBuilder::new("p").step(50, "10s").build();
+        let out = decide(&observed(unselective, vec![], vec![]), at(100));
+        assert_eq!(
+            ready(&out.status).2,
+            "selector: an empty selector would govern every Deployment of the namespace; name the labels"
+        );
+    }
+
+    #[test]
+    fn a_held_template_is_rolled_out_checked_when_due_and_rolled_back_on_a_failed_check() {
+        // Pass 1: the webhook held web's new template v2; revision 1 (v1) runs 4 pods.
+        let held = DeploymentBuilder::new("web", "v2").held_for("p").build();
+        let stable = replica_set(&held, "a", "v1", "1", 4, 4);
+        let out = decide(
+            &observed(policy().build(), vec![held.clone()], vec![stable]),
+            at(100),
+        );
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Progressing);
+        assert_eq!((r.step, r.canary_replicas), (0, 1));
+        assert_eq!(r.stable_hash.as_deref(), Some("a"));
+        assert_eq!(r.started_at, Some(Time(at(100))));
+        assert_eq!(out.actions[0].1, Action::Hold { canary_replicas: 1 });
+        assert_eq!(out.notes[0].reason, "CanaryProgressing");
+        assert_eq!(
+            out.notes[0].message,
+            "web: new template of web held; step 1: moving 1 of 4 replicas to it"
+        );
+        assert_eq!(out.requeue, MIN_REQUEUE);
+
+        // Pass 2: the canary pod of revision 2 (v2) is ready: analysis starts.
+        let web = DeploymentBuilder::new("web", "v2")
+            .held_for("p")
+            .unpaused()
+            .build();
+        let rss = vec![
+            replica_set(&web, "a", "v1", "1", 3, 3),
+            replica_set(&web, "b", "v2", "2", 1, 1),
+        ];
+        let o = observed(
+            policy().status(&out.status).build(),
+            vec![web.clone()],
+            rss.clone(),
+        );
+        let out = decide(&o, at(160));
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Analyzing);
+        assert_eq!(r.canary_hash.as_deref(), Some("b"));
+        assert_eq!(r.revision, "2");
+        assert_eq!(out.status.totals.as_ref().unwrap().analyzed, 1);
+
+        // One second later the first check (one 2 s interval after the pods were ready) is
+        // not due yet; at two seconds it is.
+        let o = observed(
+            policy().status(&out.status).build(),
+            vec![web.clone()],
+            rss.clone(),
+        );
+        assert!(due_checks(&o, at(161)).is_empty());
+        assert_eq!(decide(&o, at(161)).requeue, Duration::from_secs(1));
+        let due = due_checks(&o, at(162));
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].0, "web");
+
+        // A due check that could not be run yet changes nothing.
+        assert_eq!(decide(&o, at(162)).status, o.policy.status.clone().unwrap());
+
+        // The check failed (failure limit 1): back to revision 1's template.
+        let mut o = o;
+        o.checks.insert("web".into(), check(Verdict::Fail));
+        let out = decide(&o, at(162));
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::RollingBack);
+        assert_eq!(r.checks.failed, 1);
+        assert_eq!(
+            out.actions[0].1,
+            Action::Rollback {
+                template: json!({"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": [{"name": "c", "image": "v1"}]}}),
+                saved: own_settings(),
+            }
+        );
+        assert!(out.notes[0].warning);
+        assert_eq!(out.requeue, MIN_REQUEUE);
+    }
+
+    #[test]
+    fn a_step_that_passed_for_its_whole_time_moves_to_the_next_weight() {
+        let web = DeploymentBuilder::new("web", "v2")
+            .held_for("p")
+            .unpaused()
+            .build();
+        let rss = vec![
+            replica_set(&web, "a", "v1", "1", 3, 3),
+            replica_set(&web, "b", "v2", "2", 1, 1),
+        ];
+        let start = decide(
+            &observed(
+                policy().build(),
+                vec![DeploymentBuilder::new("web", "v2").held_for("p").build()],
+                vec![rss[0].clone()],
+            ),
+            at(0),
+        );
+        let analysing = decide(
+            &observed(
+                policy().status(&start.status).build(),
+                vec![web.clone()],
+                rss.clone(),
+            ),
+            at(10),
+        );
+        // The step is 10 s long: a passing check at 20 s (10 s after the pods were ready).
+        let mut o = observed(policy().status(&analysing.status).build(), vec![web], rss);
+        o.checks.insert("web".into(), check(Verdict::Pass));
+        let out = decide(&o, at(20));
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Progressing);
+        assert_eq!((r.step, r.canary_replicas), (1, 2));
+        assert_eq!(out.actions[0].1, Action::Hold { canary_replicas: 2 });
+        assert_eq!(
+            r.message.as_deref(),
+            Some("step 1 passed; moving 2 of 4 replicas to the new revision")
+        );
+    }
+
+    #[test]
+    fn a_policy_being_deleted_releases_its_running_rollout() {
+        let web = DeploymentBuilder::new("web", "v2")
+            .held_for("p")
+            .unpaused()
+            .build();
+        let rss = vec![
+            replica_set(&web, "a", "v1", "1", 3, 3),
+            replica_set(&web, "b", "v2", "2", 1, 1),
+        ];
+        let start = decide(
+            &observed(
+                policy().build(),
+                vec![DeploymentBuilder::new("web", "v2").held_for("p").build()],
+                vec![rss[0].clone()],
+            ),
+            at(0),
+        );
+        let mut o = observed(policy().status(&start.status).build(), vec![web], rss);
+        o.deleting = true;
+        let out = decide(&o, at(30));
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Released);
+        assert_eq!(r.finished_at, Some(Time(at(30))));
+        assert_eq!(
+            out.actions[0].1,
+            Action::Restore {
+                saved: own_settings()
+            }
+        );
+        assert_eq!(out.status.coverage.as_ref().unwrap().governed, 0);
+    }
+
+    #[test]
+    fn history_keeps_every_running_rollout_and_the_newest_ended_ones() {
+        let record = |start: i64, phase: RolloutPhase| RolloutRecord {
+            deployment: "web".into(),
+            revision: String::new(),
+            phase,
+            step: 0,
+            canary_replicas: 1,
+            checks: Default::default(),
+            canary_hash: None,
+            stable_hash: None,
+            stable_revision: None,
+            saved: None,
+            started_at: Some(Time(at(start))),
+            step_started_at: None,
+            last_check_at: None,
+            first_failed_at: None,
+            finished_at: None,
+            metrics: Vec::new(),
+            exposure: None,
+            was_inconclusive: false,
+            message: None,
+            transitions: Vec::new(),
+        };
+        let mut status = CanaryPolicyStatus {
+            rollouts: vec![
+                record(10, RolloutPhase::Promoted),
+                record(20, RolloutPhase::Promoted),
+                record(30, RolloutPhase::Analyzing),
+            ],
+            totals: Some(Totals {
+                exposure_replica_minutes: 1.004,
+                promoted: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let add = Totals {
+            promoted: 1,
+            exposure_replica_minutes: 2.003,
+            ..Default::default()
+        };
+        let p = policy().history_limit(2).build();
+        upsert(
+            &mut status,
+            vec![record(40, RolloutPhase::Promoted)],
+            &add,
+            &p,
+        );
+        let starts: Vec<Timestamp> = status
+            .rollouts
+            .iter()
+            .map(|r| r.started_at.clone().unwrap().0)
+            .collect();
+        assert_eq!(starts, [at(40), at(30), at(20)]);
+        let t = status.totals.unwrap();
+        assert_eq!(t.promoted, 3);
+        assert_eq!(t.exposure_replica_minutes, 3.01);
+    }
+}

@@ -7,7 +7,6 @@
 pub mod canary_policy;
 pub mod drill_schedule;
 pub mod maturity_assessment;
-pub mod prometheus_rule;
 pub mod response_time_target;
 pub mod runtime;
 

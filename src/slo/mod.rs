@@ -3,6 +3,7 @@
 //! gathers observations, calls [`evaluate`], and writes the result.
 
 pub mod batch;
+pub mod decide;
 pub mod queries;
 pub mod resolution;
 pub mod rules;
@@ -118,6 +119,8 @@ pub enum State {
 }
 
 impl State {
+    pub const ALL: [State; 4] = [State::Met, State::Missed, State::Unknown, State::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Met => "met",

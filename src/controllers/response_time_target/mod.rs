@@ -1,0 +1,189 @@
+//! The ResponseTimeTarget controller: a periodic, batched evaluation loop.
+//!
+//! Every tick it looks at the targets in its cache, groups them by indicator shape within
+//! a namespace (`slo::batch`), and evaluates each group that is due: `observe` makes one
+//! bucket check for latency groups and one query for the whole group, `slo::decide` makes
+//! each member's status, `act` writes what changed. A group is due every evaluation
+//! interval (the shortest of its members'), at a phase derived from its shape so that
+//! groups do not all fire together; a target whose spec changed (or that has no status
+//! yet) makes its group due at once. Burn-rate alerts go to PrometheusRules (`rules`).
+
+mod act;
+mod observe;
+pub mod rules;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use tokio::sync::watch;
+
+use super::runtime::{self, Context};
+use crate::api::ResponseTimeTarget;
+use crate::slo::batch::{self, GroupKey, Membership};
+use crate::slo::decide::{interval_of, phase, resolved_queries, urgent};
+use crate::slo::{Observations, Problem};
+
+/// The `controller` label of this loop's metrics.
+pub const KIND: &str = "ResponseTimeTarget";
+
+/// A target and its values of its group's varying labels.
+type Member = (Arc<ResponseTimeTarget>, Vec<String>);
+
+pub struct Controller {
+    ctx: Arc<Context>,
+    store: Store<ResponseTimeTarget>,
+    next_due: HashMap<GroupKey, Instant>,
+    /// Targets evaluated on their own (alertResolution), by uid.
+    next_due_single: HashMap<String, Instant>,
+    rules: rules::RuleSync,
+    /// Label sets exported per target, so a deleted target's series can be removed.
+    exported: act::Exported,
+}
+
+/// What one cycle did, for tests and logs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CycleReport {
+    pub groups_evaluated: usize,
+    pub targets_evaluated: usize,
+    pub writes: usize,
+}
+
+/// The targets of one cycle, sorted by how they are evaluated.
+#[derive(Default)]
+struct Sorted {
+    groups: BTreeMap<GroupKey, Vec<Member>>,
+    invalid: Vec<(Arc<ResponseTimeTarget>, Problem)>,
+    single: Vec<Arc<ResponseTimeTarget>>,
+}
+
+fn sort(targets: Vec<Arc<ResponseTimeTarget>>) -> Sorted {
+    let mut s = Sorted::default();
+    for t in targets {
+        if t.spec.indicator.alert_resolution.is_some() {
+            s.single.push(t);
+            continue;
+        }
+        let ns = t.namespace().unwrap_or_default();
+        match batch::membership(&ns, &t.spec) {
+            Ok(Membership { key, values }) => s.groups.entry(key).or_default().push((t, values)),
+            Err(p) => s.invalid.push((t, p)),
+        }
+    }
+    s
+}
+
+impl Controller {
+    pub fn new(ctx: Arc<Context>, store: Store<ResponseTimeTarget>) -> Self {
+        Self {
+            rules: rules::RuleSync::new(ctx.kube.clone()),
+            ctx,
+            store,
+            next_due: HashMap::new(),
+            next_due_single: HashMap::new(),
+            exported: Default::default(),
+        }
+    }
+
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(self.ctx.settings.tick) => {}
+            }
+            let started = Instant::now();
+            let report = self.cycle().await;
+            if report.groups_evaluated > 0 {
+                runtime::observe::<()>(&self.ctx.metrics, KIND, started, &Ok(()));
+                tracing::debug!(?report, took = ?started.elapsed(), "ResponseTimeTarget cycle");
+            }
+        }
+    }
+
+    /// One pass: evaluates every due group and writes what changed.
+    pub async fn cycle(&mut self) -> CycleReport {
+        let now = Instant::now();
+        let targets = self.store.state();
+        act::forget_deleted(&self.ctx.metrics, &mut self.exported, &targets);
+        let mut report = CycleReport {
+            writes: self.rules.sync(&targets).await,
+            ..CycleReport::default()
+        };
+        let sorted = sort(targets);
+        self.next_due.retain(|k, _| sorted.groups.contains_key(k));
+        let live: HashSet<String> = sorted.single.iter().filter_map(|t| t.uid()).collect();
+        self.next_due_single.retain(|uid, _| live.contains(uid));
+        for t in sorted.single {
+            if !self.single_due(&t, now) {
+                continue;
+            }
+            report.groups_evaluated += 1;
+            report.targets_evaluated += 1;
+            let (obs, queries, figures) = observe::resolution(&self.ctx, &t).await;
+            report.writes += act::evaluated(&self.ctx, &t, &obs, queries, figures).await as usize;
+        }
+        for (t, problem) in sorted.invalid {
+            if urgent(&t) {
+                let obs = Observations {
+                    counts: Err(problem),
+                    error_ratios: BTreeMap::new(),
+                };
+                report.targets_evaluated += 1;
+                report.writes +=
+                    act::evaluated(&self.ctx, &t, &obs, BTreeMap::new(), None).await as usize;
+            }
+        }
+        for (key, members) in sorted.groups {
+            if !self.group_due(&key, &members, now) {
+                continue;
+            }
+            report.groups_evaluated += 1;
+            report.targets_evaluated += members.len();
+            let observations = observe::group(&self.ctx, &key, &members).await;
+            for ((t, _), obs) in members.iter().zip(observations) {
+                let Some(obs) = obs else { continue };
+                report.writes +=
+                    act::evaluated(&self.ctx, t, &obs, resolved_queries(t), None).await as usize;
+            }
+        }
+        report
+    }
+
+    /// An alertResolution target is due every interval (first at a phase of its uid), or now
+    /// when its spec changed; being due moves its next time.
+    fn single_due(&mut self, t: &ResponseTimeTarget, now: Instant) -> bool {
+        let uid = t.uid().unwrap_or_default();
+        let interval = interval_of(t, self.ctx.settings.default_interval);
+        let due = *self
+            .next_due_single
+            .entry(uid.clone())
+            .or_insert_with(|| now + phase(&uid, interval));
+        if now < due && !urgent(t) {
+            return false;
+        }
+        self.next_due_single.insert(uid, now + interval);
+        true
+    }
+
+    /// A group is due every shortest interval of its members (first at a phase of its
+    /// shape), or now when a member's spec changed; being due moves its next time.
+    fn group_due(&mut self, key: &GroupKey, members: &[Member], now: Instant) -> bool {
+        let default = self.ctx.settings.default_interval;
+        let interval: Duration = members
+            .iter()
+            .map(|(t, _)| interval_of(t, default))
+            .min()
+            .unwrap_or(default);
+        let due = *self
+            .next_due
+            .entry(key.clone())
+            .or_insert_with(|| now + phase(key, interval));
+        if now < due && !members.iter().any(|(t, _)| urgent(t)) {
+            return false;
+        }
+        self.next_due.insert(key.clone(), now + interval);
+        true
+    }
+}

@@ -1,0 +1,185 @@
+//! Test fixtures, built fluently: one builder per kind, for the unit tests of the cores'
+//! `decide` functions. Only compiled for tests.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+/// A timestamp `s` seconds after a fixed instant (2027-01-15T08:00:00Z).
+pub fn at(s: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + s).expect("in range")
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+// ----- CanaryPolicy, Deployments and ReplicaSets -----
+
+/// A CanaryPolicy: `CanaryBuilder::new("p").selects("app", "web").step(25, "10s").build()`.
+pub struct CanaryBuilder(Value);
+
+impl CanaryBuilder {
+    /// In namespace `shop`, generation 1, created at [`at`]`(0)`, analysis every 2s with
+    /// one metric, no steps and no selector yet.
+    pub fn new(name: &str) -> Self {
+        Self(json!({
+            "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "CanaryPolicy",
+            "metadata": {"name": name, "namespace": "shop", "generation": 1,
+                         "uid": format!("uid-{name}"), "creationTimestamp": at(0).to_string()},
+            "spec": {"selector": {}, "steps": [],
+                     "analysis": {"interval": "2s", "metrics": [{"name": "errors", "query": "q", "max": 1.0}]}}
+        }))
+    }
+    pub fn selects(mut self, key: &str, value: &str) -> Self {
+        merge(
+            &mut self.0,
+            json!({"spec": {"selector": {"matchLabels": {key: value}}}}),
+        );
+        self
+    }
+    pub fn step(mut self, weight: i32, analyze: &str) -> Self {
+        if let Some(steps) = self.0["spec"]["steps"].as_array_mut() {
+            steps.push(json!({"weight": weight, "analyze": analyze}));
+        }
+        self
+    }
+    pub fn interval(mut self, interval: &str) -> Self {
+        self.0["spec"]["analysis"]["interval"] = json!(interval);
+        self
+    }
+    pub fn pause_on_failure(mut self) -> Self {
+        self.0["spec"]["rollback"] = json!("Pause");
+        self
+    }
+    pub fn history_limit(mut self, n: i32) -> Self {
+        self.0["spec"]["historyLimit"] = json!(n);
+        self
+    }
+    pub fn created(mut self, t: Timestamp) -> Self {
+        self.0["metadata"]["creationTimestamp"] = json!(t.to_string());
+        self
+    }
+    pub fn generation(mut self, g: i64) -> Self {
+        self.0["metadata"]["generation"] = json!(g);
+        self
+    }
+    pub fn status(mut self, s: &crate::api::canary_policy::CanaryPolicyStatus) -> Self {
+        self.0["status"] = serde_json::to_value(s).expect("serializable");
+        self
+    }
+    pub fn build(self) -> crate::api::CanaryPolicy {
+        serde_json::from_value(self.0).expect("a valid CanaryPolicy")
+    }
+}
+
+/// A Deployment of namespace `shop` whose pod template runs `image`, fully rolled out.
+pub struct DeploymentBuilder(Value);
+
+impl DeploymentBuilder {
+    pub fn new(name: &str, image: &str) -> Self {
+        Self(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "shop", "generation": 1, "uid": format!("uid-{name}"),
+                         "labels": {"app": name}, "annotations": {"deployment.kubernetes.io/revision": "1"}},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": name}},
+                     "template": pod_template(name, image)},
+            "status": {"observedGeneration": 1, "replicas": 4, "updatedReplicas": 4, "availableReplicas": 4}
+        }))
+    }
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        merge(&mut self.0, json!({"metadata": {"labels": {key: value}}}));
+        self
+    }
+    /// Paused by the admission webhook for policy `policy`.
+    pub fn held_for(mut self, policy: &str) -> Self {
+        merge(
+            &mut self.0,
+            json!({"metadata": {"annotations": {crate::api::names::HOLD_ANNOTATION: policy}},
+                   "spec": {"paused": true}}),
+        );
+        self
+    }
+    pub fn unpaused(mut self) -> Self {
+        self.0["spec"]["paused"] = json!(false);
+        self
+    }
+    pub fn build(self) -> k8s_openapi::api::apps::v1::Deployment {
+        serde_json::from_value(self.0).expect("a valid Deployment")
+    }
+}
+
+fn pod_template(app: &str, image: &str) -> Value {
+    json!({"metadata": {"labels": {"app": app}}, "spec": {"containers": [{"name": "c", "image": image}]}})
+}
+
+/// The ReplicaSet of `deployment`'s revision `revision` running `image`.
+pub fn replica_set(
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
+    hash: &str,
+    image: &str,
+    revision: &str,
+    replicas: i32,
+    ready: i32,
+) -> k8s_openapi::api::apps::v1::ReplicaSet {
+    let name = deployment.metadata.name.clone().unwrap_or_default();
+    let mut template = pod_template(&name, image);
+    template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": format!("{name}-{hash}"), "namespace": "shop",
+                     "labels": {"app": name, "pod-template-hash": hash},
+                     "annotations": {"deployment.kubernetes.io/revision": revision},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                                          "uid": deployment.metadata.uid.clone().unwrap_or_default(),
+                                          "controller": true}]},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name, "pod-template-hash": hash}},
+                 "template": template},
+        "status": {"replicas": replicas, "readyReplicas": ready, "availableReplicas": ready}
+    }))
+    .expect("a valid ReplicaSet")
+}
+
+// ----- ResponseTimeTarget -----
+
+/// A ResponseTimeTarget of namespace `shop`: objective 99 % over 28 days, a ratio indicator.
+pub struct TargetBuilder(Value);
+
+impl TargetBuilder {
+    pub fn new(name: &str) -> Self {
+        Self(json!({
+            "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "ResponseTimeTarget",
+            "metadata": {"name": name, "namespace": "shop", "generation": 1, "uid": format!("uid-{name}")},
+            "spec": {"service": "checkout", "requestClass": "api", "objective": 99.0, "window": "28d",
+                     "indicator": {"ratio": {"good": "sum(ok)", "total": "sum(all)"}}}
+        }))
+    }
+    pub fn objective(mut self, percent: f64) -> Self {
+        self.0["spec"]["objective"] = json!(percent);
+        self
+    }
+    pub fn min_request_rate(mut self, rate: f64) -> Self {
+        self.0["spec"]["minRequestRate"] = json!(rate);
+        self
+    }
+    pub fn generation(mut self, g: i64) -> Self {
+        self.0["metadata"]["generation"] = json!(g);
+        self
+    }
+    pub fn status(
+        mut self,
+        s: &crate::api::response_time_target::ResponseTimeTargetStatus,
+    ) -> Self {
+        self.0["status"] = serde_json::to_value(s).expect("serializable");
+        self
+    }
+    pub fn build(self) -> crate::api::ResponseTimeTarget {
+        serde_json::from_value(self.0).expect("a valid ResponseTimeTarget")
+    }
+}
