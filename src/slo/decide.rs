@@ -256,7 +256,7 @@ mod tests {
         // 9,950.4 good rounds to the same status: no write, no new lastEvaluated, no Event.
         let same = decide(
             &t,
-            &counts(9_950.00004, 10_000.0),
+            &counts(9_950.000_04, 10_000.0),
             BTreeMap::new(),
             None,
             at(60),
