@@ -1,0 +1,309 @@
+//! `maturity-operator run`: the operator's flags, made into its settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use maturity_operator::operator;
+
+use super::{init_tracing, parse_duration};
+
+/// The flags of `run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Address serving /metrics, /healthz and /readyz.
+    #[arg(long, env = "MATURITY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Timeout of each API call made at start-up, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    api_timeout: Duration,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "MATURITY_LOG_JSON")]
+    log_json: bool,
+    /// Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.
+    #[arg(long, env = "MATURITY_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// Timeout of each Prometheus query.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    prometheus_timeout: Duration,
+    /// Prometheus queries in flight at most.
+    #[arg(long, default_value_t = 4)]
+    prometheus_max_in_flight: usize,
+    /// File holding a bearer token for Prometheus (e.g. a mounted Secret).
+    #[arg(long, env = "MATURITY_PROMETHEUS_BEARER_TOKEN_FILE")]
+    prometheus_bearer_token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed Prometheus's certificate (e.g. a mounted Secret).
+    #[arg(long, env = "MATURITY_PROMETHEUS_CA_FILE")]
+    prometheus_ca_file: Option<PathBuf>,
+    /// Basic-auth user for Prometheus; the password comes from MATURITY_PROMETHEUS_PASSWORD.
+    #[arg(long, env = "MATURITY_PROMETHEUS_USERNAME")]
+    prometheus_username: Option<String>,
+    /// How often the evaluation loops look for due work.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    tick: Duration,
+    /// Evaluation interval of ResponseTimeTargets that set none.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    default_interval: Duration,
+    /// Watch and act in this namespace only (default: every namespace).
+    #[arg(long, env = "MATURITY_NAMESPACE")]
+    namespace: Option<String>,
+    /// How often each MaturityAssessment is evaluated again.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    assessment_interval: Duration,
+    /// Controllers to run: response-time-targets, canaries, drills, assessments (comma-separated) or all.
+    #[arg(long, env = "MATURITY_CONTROLLERS", default_value = "all", value_parser = operator::Controllers::parse)]
+    controllers: operator::Controllers,
+    #[command(flatten)]
+    webhook: WebhookArgs,
+    #[command(flatten)]
+    leader: LeaderArgs,
+}
+
+/// Runs the operator until SIGTERM / Ctrl-C; a bad flag or an unusable cluster is a
+/// sentence on stderr and exit 1.
+pub async fn run(args: RunArgs) -> ExitCode {
+    let RunArgs {
+        http_addr,
+        api_timeout,
+        log_json,
+        prometheus_url,
+        prometheus_timeout,
+        prometheus_max_in_flight,
+        prometheus_bearer_token_file,
+        prometheus_ca_file,
+        prometheus_username,
+        tick,
+        default_interval,
+        namespace,
+        assessment_interval,
+        controllers,
+        webhook,
+        leader,
+    } = args;
+    init_tracing(log_json);
+    let auth = match prometheus_auth(prometheus_bearer_token_file, prometheus_username) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("maturity-operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut prometheus =
+        maturity_operator::prom::PromConfig::new(prometheus_url.unwrap_or_default());
+    prometheus.timeout = prometheus_timeout;
+    prometheus.max_in_flight = prometheus_max_in_flight;
+    prometheus.auth = auth;
+    prometheus.ca_file = prometheus_ca_file;
+    let webhook = match webhook.config(namespace.clone()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("maturity-operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let leader_election = match leader.settings(api_timeout) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("maturity-operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match operator::run(operator::RunConfig {
+        http_addr,
+        api_timeout,
+        prometheus,
+        tick,
+        default_interval,
+        namespace,
+        assessment_interval,
+        controllers,
+        webhook,
+        leader_election,
+    })
+    .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("maturity-operator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Leader election, for more than one replica.
+#[derive(clap::Args)]
+struct LeaderArgs {
+    /// Elect a leader on a Lease: only the leader reconciles and writes; the others stand by.
+    #[arg(long, env = "MATURITY_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the Lease (in a pod: its own namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "maturity-operator")]
+    leader_election_lease: String,
+    /// This process's identity in the Lease (default: the pod name, else host and pid).
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// A standby takes over when the leader has not renewed for this long.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_election_lease_duration: Duration,
+    /// The leader stops when it could not renew for this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_election_renew_deadline: Duration,
+    /// How often the leader renews and a standby looks.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_election_retry_period: Duration,
+}
+
+impl LeaderArgs {
+    fn settings(
+        self,
+        api_timeout: Duration,
+    ) -> Result<Option<maturity_operator::leader::Settings>, String> {
+        if !self.leader_election {
+            return Ok(None);
+        }
+        let namespace = match self.leader_election_namespace {
+            Some(ns) => ns,
+            None => std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .map(|s| s.trim().to_string())
+                .map_err(|_| {
+                    "--leader-election needs --leader-election-namespace (or POD_NAMESPACE) outside a pod".to_string()
+                })?,
+        };
+        let identity = self.leader_election_identity.unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "maturity-operator".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let settings = maturity_operator::leader::Settings {
+            namespace,
+            name: self.leader_election_lease,
+            identity,
+            lease_duration: self.leader_election_lease_duration,
+            renew_deadline: self.leader_election_renew_deadline,
+            retry_period: self.leader_election_retry_period,
+            api_timeout,
+        };
+        settings.validate()?;
+        Ok(Some(settings))
+    }
+}
+
+/// The admission webhook that holds new templates of Deployments governed by a CanaryPolicy.
+#[derive(clap::Args)]
+struct WebhookArgs {
+    /// Serve the webhook (HTTPS) on this address; without it CanaryPolicies cannot hold a rollout.
+    #[arg(long, env = "MATURITY_WEBHOOK_ADDR")]
+    webhook_addr: Option<SocketAddr>,
+    /// How the API server reaches the webhook: a Service as `namespace/name:port`.
+    #[arg(long, env = "MATURITY_WEBHOOK_SERVICE", conflicts_with = "webhook_url")]
+    webhook_service: Option<String>,
+    /// How the API server reaches the webhook: a base URL, e.g. https://127.0.0.1:9443.
+    #[arg(long, env = "MATURITY_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// Name of the MutatingWebhookConfiguration the operator keeps up to date.
+    #[arg(long, default_value = "maturity-operator")]
+    webhook_configuration: String,
+    /// Directory with tls.crt, tls.key and ca.crt (e.g. a mounted Secret); default: a
+    /// certificate made at start.
+    #[arg(long, env = "MATURITY_WEBHOOK_CERT_DIR")]
+    webhook_cert_dir: Option<PathBuf>,
+    /// Ignore (Deployments change without a canary while the operator is down) or Fail.
+    #[arg(long, default_value = "Ignore", value_parser = ["Ignore", "Fail"])]
+    webhook_failure_policy: String,
+}
+
+impl WebhookArgs {
+    fn config(self, namespace: Option<String>) -> Result<Option<operator::WebhookConfig>, String> {
+        use maturity_operator::webhook::{Endpoint, Settings};
+        let Some(addr) = self.webhook_addr else {
+            return Ok(None);
+        };
+        let (endpoint, hosts) = match (self.webhook_service, self.webhook_url) {
+            (Some(svc), None) => {
+                let parsed = svc.split_once('/').and_then(|(ns, rest)| {
+                    let (name, port) = rest.split_once(':').unwrap_or((rest, "443"));
+                    Some((ns.to_string(), name.to_string(), port.parse::<i32>().ok()?))
+                });
+                let Some((ns, name, port)) = parsed else {
+                    return Err(format!(
+                        "--webhook-service {svc:?}: expected namespace/name:port, e.g. maturity/maturity-operator-webhook:443"
+                    ));
+                };
+                let hosts = vec![
+                    format!("{name}.{ns}.svc"),
+                    format!("{name}.{ns}.svc.cluster.local"),
+                ];
+                (
+                    Endpoint::Service {
+                        namespace: ns,
+                        name,
+                        port,
+                    },
+                    hosts,
+                )
+            }
+            (None, Some(url)) => {
+                let host = url
+                    .strip_prefix("https://")
+                    .map(|rest| {
+                        rest.split(['/', ':'])
+                            .next()
+                            .unwrap_or_default()
+                            .to_string()
+                    })
+                    .filter(|h| !h.is_empty())
+                    .ok_or_else(|| {
+                        format!("--webhook-url {url:?}: expected https://host[:port]")
+                    })?;
+                (Endpoint::Url(url), vec![host])
+            }
+            _ => {
+                return Err(
+                    "--webhook-addr needs --webhook-service namespace/name:port or --webhook-url https://host:port"
+                        .into(),
+                );
+            }
+        };
+        Ok(Some(operator::WebhookConfig {
+            settings: Settings {
+                addr,
+                endpoint,
+                configuration: self.webhook_configuration,
+                namespace,
+                failure_policy: self.webhook_failure_policy,
+            },
+            cert_dir: self.webhook_cert_dir,
+            hosts,
+        }))
+    }
+}
+
+fn prometheus_auth(
+    token_file: Option<PathBuf>,
+    username: Option<String>,
+) -> Result<maturity_operator::prom::Auth, String> {
+    use maturity_operator::prom::Auth;
+    match (token_file, username) {
+        (Some(_), Some(_)) => {
+            Err("give either a Prometheus bearer token file or a username, not both".into())
+        }
+        (Some(f), None) => std::fs::read_to_string(&f)
+            .map(|t| Auth::Bearer(t.trim().to_string()))
+            .map_err(|e| {
+                format!(
+                    "cannot read the Prometheus bearer token file {}: {e}",
+                    f.display()
+                )
+            }),
+        (None, Some(username)) => Ok(Auth::Basic {
+            username,
+            password: std::env::var("MATURITY_PROMETHEUS_PASSWORD").unwrap_or_default(),
+        }),
+        (None, None) => Ok(Auth::None),
+    }
+}

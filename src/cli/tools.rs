@@ -1,0 +1,210 @@
+//! The commands around the operator: the CI gate (`check`), reports, the model, the CRDs,
+//! the burn-rate rule file, and the synthetic exporter of tests and the demo.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use maturity_operator::{api, synthetic};
+use serde::Deserialize;
+
+use super::init_tracing;
+
+/// `check`: the assessment's level against --min-level (or its targetLevel).
+pub async fn check(
+    assessment: String,
+    namespace: Option<String>,
+    min_level: Option<i32>,
+) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("maturity-operator check: cannot build a Kubernetes client: {e}");
+            return ExitCode::from(maturity_operator::check::EXIT_UNKNOWN);
+        }
+    };
+    let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    let (code, text) =
+        maturity_operator::check::check(client, &namespace, &assessment, min_level).await;
+    print!("{text}");
+    ExitCode::from(code)
+}
+
+/// `report`: the latest weekly or monthly report from the assessment's ConfigMap.
+pub async fn report(
+    assessment: String,
+    namespace: Option<String>,
+    period: String,
+    json: bool,
+) -> ExitCode {
+    let key = format!("{period}.{}", if json { "json" } else { "md" });
+    let text = async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
+        let namespace = namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(client, &namespace);
+        let name = api::names::report_config_map(&assessment);
+        let cm = cms
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("cannot read ConfigMap {namespace}/{name}: {e}"))?
+            .ok_or_else(|| format!("no report yet: ConfigMap {namespace}/{name} does not exist (enable spec.reports or annotate maturity.sre.dev/report-now)"))?;
+        cm.data
+            .and_then(|d| d.get(&key).cloned())
+            .ok_or_else(|| format!("no {period} report in ConfigMap {namespace}/{name} yet"))
+    }
+    .await;
+    match text {
+        Ok(t) => {
+            print!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("maturity-operator report: {e}");
+            ExitCode::from(maturity_operator::check::EXIT_UNKNOWN)
+        }
+    }
+}
+
+/// `synthetic-exporter`: serves steady synthetic traffic until Ctrl-C.
+pub async fn synthetic_exporter(
+    addr: SocketAddr,
+    series: Vec<(synthetic::Labels, synthetic::Traffic)>,
+    follow_namespace: Option<String>,
+    image_errors: Vec<(String, Option<f64>)>,
+) -> ExitCode {
+    init_tracing(false);
+    let exporter = match synthetic::SyntheticExporter::start(addr).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("maturity-operator synthetic-exporter: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (labels, traffic) in series {
+        exporter.set_traffic(labels, traffic);
+    }
+    tracing::info!(addr = %exporter.addr(), "synthetic exporter serving /metrics");
+    let exporter = std::sync::Arc::new(exporter);
+    if let Some(ns) = follow_namespace {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!(
+                    "maturity-operator synthetic-exporter: cannot build a Kubernetes client for --follow-namespace: {e}"
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        let behaviour = synthetic::follow::Behaviour {
+            rules: image_errors,
+        };
+        tokio::spawn(synthetic::follow::follow(
+            client,
+            ns,
+            exporter.clone(),
+            behaviour,
+        ));
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    ExitCode::SUCCESS
+}
+
+pub fn model_text(output: &str) -> String {
+    use maturity_operator::model::{Capability, PRACTICES, level_name, markdown};
+    match output {
+        "json" => serde_json::to_string_pretty(PRACTICES).unwrap_or_default() + "\n",
+        "markdown" => markdown(),
+        _ => {
+            let mut out = String::new();
+            for c in Capability::ALL {
+                out.push_str(&format!("{} {} ({})\n", c.id(), c.title(), c.title_zh()));
+                for p in PRACTICES.iter().filter(|p| p.capability == c) {
+                    out.push_str(&format!(
+                        "  {:<8} L{} {:<22} {:<9} {}\n",
+                        p.id,
+                        p.level,
+                        level_name(p.level),
+                        format!("{:?}", p.evidence),
+                        p.title
+                    ));
+                }
+            }
+            out
+        }
+    }
+}
+
+pub fn parse_series(s: &str) -> Result<(synthetic::Labels, synthetic::Traffic), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [labels, rps, err, lat] = parts.as_slice() else {
+        return Err(format!(
+            "{s:?}: expected labels:rps:error_ratio:latency_seconds, e.g. service=checkout:20:0.01:0.05"
+        ));
+    };
+    let mut l = synthetic::Labels::new();
+    for pair in labels.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not label=value"))?;
+        l.insert(k.to_string(), v.to_string());
+    }
+    let num = |x: &str, what: &str| {
+        x.parse::<f64>()
+            .map_err(|_| format!("{what} {x:?} is not a number"))
+    };
+    Ok((
+        l,
+        synthetic::Traffic::steady(
+            num(rps, "rps")?,
+            num(err, "error ratio")?,
+            num(lat, "latency")?,
+        ),
+    ))
+}
+
+pub fn print_rules(files: &[PathBuf], namespace: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use maturity_operator::api::ResponseTimeTarget;
+    let mut targets = Vec::new();
+    for file in files {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        };
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc)
+                .map_err(|e| format!("{} is not YAML: {e}", file.display()))?;
+            if value.get("kind").and_then(|k| k.as_str()) != Some("ResponseTimeTarget") {
+                continue;
+            }
+            let mut target: ResponseTimeTarget = serde_yaml::from_value(value)
+                .map_err(|e| format!("{}: not a valid ResponseTimeTarget: {e}", file.display()))?;
+            if target.metadata.namespace.is_none() {
+                target.metadata.namespace = Some(namespace.to_string());
+            }
+            targets.push(target);
+        }
+    }
+    let rules = maturity_operator::slo::rules::rule_file(&targets)?;
+    print!("{}", serde_yaml::to_string(&rules)?);
+    Ok(())
+}
+
+pub fn write_crds(out_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    match out_dir {
+        None => print!("{}", api::all_crds_yaml()?),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for (file, crd) in api::crds() {
+                std::fs::write(dir.join(file), api::crd_yaml(&crd)?)?;
+            }
+        }
+    }
+    Ok(())
+}
