@@ -9,14 +9,13 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Resource, ResourceExt};
 
 use crate::api::ResponseTimeTarget;
 use crate::slo::rules::burn_rate_group;
 
-use crate::api::names::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, MANAGED_BY_SELECTOR};
+use crate::api::names::{MANAGED_BY, MANAGED_BY_LABEL, MANAGED_BY_SELECTOR};
 use crate::k8s::Kube;
 
 const RECHECK: Duration = Duration::from_secs(300);
@@ -55,10 +54,9 @@ impl RuleSync {
         {
             return served;
         }
-        let api: Api<DynamicObject> = Api::all_with(self.kube.client().clone(), &api_resource());
         let served = self
             .kube
-            .call(api.list_metadata(&ListParams::default().limit(1)))
+            .dynamic_metadata(&api_resource(), "", 1)
             .await
             .is_ok();
         if self.served.map(|(s, _)| s) != Some(served) {
@@ -66,9 +64,12 @@ impl RuleSync {
             self.applied.clear();
             if served {
                 // Rules of ours that exist already (e.g. from before a restart), by owner.
-                let managed = ListParams::default().labels(MANAGED_BY_SELECTOR);
-                if let Ok(list) = self.kube.call(api.list_metadata(&managed)).await {
-                    for rule in list.items {
+                if let Ok(list) = self
+                    .kube
+                    .dynamic_metadata(&api_resource(), MANAGED_BY_SELECTOR, 0)
+                    .await
+                {
+                    for rule in list {
                         for owner in rule.metadata.owner_references.unwrap_or_default() {
                             self.applied.insert(owner.uid, 0);
                         }
@@ -99,8 +100,6 @@ impl RuleSync {
             });
             let previous = self.applied.get(&uid).copied();
             let ns = t.namespace().unwrap_or_default();
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(self.kube.client().clone(), &ns, &api_resource());
             let name = rule_name(&t.name_any());
             match (group, hash) {
                 (Some(group), Some(hash)) if previous != Some(hash) => {
@@ -119,10 +118,9 @@ impl RuleSync {
                         },
                         "spec": {"groups": [group]},
                     });
-                    let pp = PatchParams::apply(FIELD_MANAGER).force();
                     match self
                         .kube
-                        .call(api.patch(&name, &pp, &Patch::Apply(&object)))
+                        .dynamic_apply(&ns, &name, &api_resource(), &object)
                         .await
                     {
                         Ok(_) => {
@@ -135,11 +133,7 @@ impl RuleSync {
                     }
                 }
                 (None, _) if previous.is_some() => {
-                    match self
-                        .kube
-                        .call(api.delete(&name, &DeleteParams::default()))
-                        .await
-                    {
+                    match self.kube.dynamic_delete(&ns, &name, &api_resource()).await {
                         Ok(_) | Err(crate::k8s::Error::Api(kube::Error::Api(_))) => {
                             self.applied.remove(&uid);
                             writes += 1;
