@@ -1,4 +1,6 @@
-//! The operator's own metrics, served on `/metrics` in the Prometheus text format.
+//! The operator's metrics, served on `/metrics` in the Prometheus text format: the
+//! operator-wide ones here; each kind's own in `controllers/<kind>/metrics.rs`, registered
+//! in the same registry when its controller starts.
 
 use std::time::Duration;
 
@@ -23,25 +25,8 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     /// Evaluation cycles of each controller and how long they took.
     pub cycle_duration: HistogramVec,
-    /// Per ResponseTimeTarget (labels namespace, name, service, request_class).
-    pub rtt_attainment: GaugeVec,
-    pub rtt_objective: GaugeVec,
-    pub rtt_error_budget_remaining: GaugeVec,
-    /// As above plus `window`.
-    pub rtt_burn_rate: GaugeVec,
-    /// As above plus `state` (met, missed, unknown, error): 1 for the current state.
-    pub rtt_state: GaugeVec,
     /// Admission webhook answers by outcome (held, allowed).
     pub webhook_requests: IntCounterVec,
-    /// Per CanaryPolicy (namespace, policy): Deployments in its namespace and governed by it.
-    pub canary_deployments: IntGaugeVec,
-    /// Per CanaryPolicy plus `outcome` (analyzed, promoted, rolled_back, held, inconclusive): the status totals.
-    pub canary_rollouts: IntGaugeVec,
-    /// Per CanaryPolicy: replica-minutes served by failed revisions (status totals).
-    pub canary_exposure_replica_minutes: GaugeVec,
-    /// Per failed rollout in status (namespace, policy, deployment, revision): share and minutes.
-    pub canary_failed_exposure_share: GaugeVec,
-    pub canary_failed_exposure_minutes: GaugeVec,
     /// Per DrillSchedule (namespace, drill) plus `result`: the status summary.
     pub drill_runs: IntGaugeVec,
     /// Per DrillSchedule: recovery time of the latest run that recovered.
@@ -62,12 +47,6 @@ pub struct Metrics {
 }
 
 type MissingSeries = std::collections::HashMap<(String, String), Vec<[String; 5]>>;
-
-/// Labels of the per-policy canary series.
-pub const CANARY_LABELS: &[&str] = &["namespace", "policy"];
-
-/// Labels of the per-target series.
-pub const RTT_LABELS: &[&str] = &["namespace", "name", "service", "request_class"];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -135,82 +114,12 @@ impl Metrics {
             &["controller", "outcome"],
         )
         .expect("static metric definition");
-        let gauge = |name: &str, help: &str, extra: &[&str]| {
-            let labels: Vec<&str> = RTT_LABELS.iter().chain(extra).copied().collect();
-            GaugeVec::new(Opts::new(name, help), &labels).expect("static metric definition")
-        };
-        let rtt_attainment = gauge(
-            "maturity_rtt_attainment_percent",
-            "Percent of good events over the target's window.",
-            &[],
-        );
-        let rtt_objective = gauge(
-            "maturity_rtt_objective_percent",
-            "The target's objective.",
-            &[],
-        );
-        let rtt_error_budget_remaining = gauge(
-            "maturity_rtt_error_budget_remaining_ratio",
-            "Fraction of the window's error budget left (negative when overspent).",
-            &[],
-        );
-        let rtt_burn_rate = gauge(
-            "maturity_rtt_burn_rate",
-            "Error budget burn rate over a lookback window (1 spends the budget exactly over the target's window).",
-            &["window"],
-        );
-        let rtt_state = gauge(
-            "maturity_rtt_state",
-            "1 for the target's current state (met, missed, unknown, error), 0 for the others.",
-            &["state"],
-        );
         let webhook_requests = IntCounterVec::new(
             Opts::new(
                 "maturity_operator_webhook_requests_total",
                 "Admission requests for Deployments, by outcome (held: a new template paused for its canary; allowed: passed untouched).",
             ),
             &["outcome"],
-        )
-        .expect("static metric definition");
-        let canary_deployments = IntGaugeVec::new(
-            Opts::new(
-                "maturity_canary_deployments",
-                "Deployments in the policy's namespace (scope=namespace) and governed by it (scope=governed).",
-            ),
-            &["namespace", "policy", "scope"],
-        )
-        .expect("static metric definition");
-        let canary_rollouts = IntGaugeVec::new(
-            Opts::new(
-                "maturity_canary_rollouts",
-                "Rollouts since the policy was created, by outcome (analyzed, promoted, rolled_back, held, inconclusive).",
-            ),
-            &["namespace", "policy", "outcome"],
-        )
-        .expect("static metric definition");
-        let canary_exposure_replica_minutes = GaugeVec::new(
-            Opts::new(
-                "maturity_canary_exposure_replica_minutes",
-                "Replica-minutes served by revisions whose canary failed, since the policy was created.",
-            ),
-            CANARY_LABELS,
-        )
-        .expect("static metric definition");
-        let failed = ["namespace", "policy", "deployment", "revision"];
-        let canary_failed_exposure_share = GaugeVec::new(
-            Opts::new(
-                "maturity_canary_failed_exposure_share_percent",
-                "Largest share of replicas a failed revision had, per failed rollout kept in status.",
-            ),
-            &failed,
-        )
-        .expect("static metric definition");
-        let canary_failed_exposure_minutes = GaugeVec::new(
-            Opts::new(
-                "maturity_canary_failed_exposure_minutes",
-                "Minutes users were exposed to a failed revision, per failed rollout kept in status.",
-            ),
-            &failed,
         )
         .expect("static metric definition");
         let drill_runs = IntGaugeVec::new(
@@ -259,17 +168,7 @@ impl Metrics {
             Box::new(prometheus_query_duration.clone()),
             Box::new(status_writes.clone()),
             Box::new(cycle_duration.clone()),
-            Box::new(rtt_attainment.clone()),
-            Box::new(rtt_objective.clone()),
-            Box::new(rtt_error_budget_remaining.clone()),
-            Box::new(rtt_burn_rate.clone()),
-            Box::new(rtt_state.clone()),
             Box::new(webhook_requests.clone()),
-            Box::new(canary_deployments.clone()),
-            Box::new(canary_rollouts.clone()),
-            Box::new(canary_exposure_replica_minutes.clone()),
-            Box::new(canary_failed_exposure_share.clone()),
-            Box::new(canary_failed_exposure_minutes.clone()),
             Box::new(drill_runs.clone()),
             Box::new(drill_last_recovery_seconds.clone()),
             Box::new(maturity_level.clone()),
@@ -288,17 +187,7 @@ impl Metrics {
             prometheus_query_duration,
             status_writes,
             cycle_duration,
-            rtt_attainment,
-            rtt_objective,
-            rtt_error_budget_remaining,
-            rtt_burn_rate,
-            rtt_state,
             webhook_requests,
-            canary_deployments,
-            canary_rollouts,
-            canary_exposure_replica_minutes,
-            canary_failed_exposure_share,
-            canary_failed_exposure_minutes,
             drill_runs,
             drill_last_recovery_seconds,
             maturity_level,
@@ -373,6 +262,32 @@ impl Metrics {
                 .remove_label_values(&[namespace, assessment, state]);
         }
         self.set_next_level_missing(namespace, assessment, &[]);
+    }
+
+    /// Registers a kind's metric (a controller registers its own when it starts, so its
+    /// families sit next to the kind); registering one name twice keeps the first.
+    pub fn register<C>(&self, c: C) -> C
+    where
+        C: prometheus::core::Collector + Clone + 'static,
+    {
+        if let Err(e) = self.registry.register(Box::new(c.clone())) {
+            tracing::debug!(error = %e, "metric registered before");
+        }
+        c
+    }
+
+    /// A gauge family of a kind, registered.
+    pub fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        self.register(
+            GaugeVec::new(Opts::new(name, help), labels).expect("static metric definition"),
+        )
+    }
+
+    /// An integer gauge family of a kind, registered.
+    pub fn int_gauges(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition"),
+        )
     }
 
     pub fn record_query(&self, kind: &str, outcome: &str, took: Duration) {

@@ -4,6 +4,7 @@
 //! finalizer gives every held Deployment back before a policy goes away.
 
 mod act;
+pub mod metrics;
 mod observe;
 
 use std::sync::Arc;
@@ -65,8 +66,10 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) {
     let policies = controller.store();
-    let reconcile: runtime::Reconcile<CanaryPolicy> =
-        Arc::new(move |event, ctx| reconcile(event, ctx, policies.clone()).boxed());
+    let metrics = metrics::CanaryMetrics::new(&ctx.metrics);
+    let reconcile: runtime::Reconcile<CanaryPolicy> = Arc::new(move |event, ctx| {
+        reconcile(event, ctx, policies.clone(), metrics.clone()).boxed()
+    });
     runtime::run(controller, ctx, KIND, reconcile, None, stop).await;
 }
 
@@ -74,6 +77,7 @@ async fn reconcile(
     event: Event<CanaryPolicy>,
     ctx: Arc<Context>,
     policies: Store<CanaryPolicy>,
+    metrics: metrics::CanaryMetrics,
 ) -> Result<Action, Error> {
     let (cached, deleting) = match event {
         Event::Apply(p) => (p, false),
@@ -83,5 +87,5 @@ async fn reconcile(
         return Ok(Action::await_change());
     };
     let outcome = decide::decide(&observed, ctx.clock.now());
-    act::act(&ctx, &observed, outcome).await
+    act::act(&ctx, &metrics, &observed, outcome).await
 }

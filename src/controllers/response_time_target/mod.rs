@@ -9,6 +9,7 @@
 //! yet) makes its group due at once. Burn-rate alerts go to PrometheusRules (`rules`).
 
 mod act;
+pub mod metrics;
 mod observe;
 pub mod rules;
 
@@ -39,8 +40,7 @@ pub struct Controller {
     /// Targets evaluated on their own (alertResolution), by uid.
     next_due_single: HashMap<String, Instant>,
     rules: rules::RuleSync,
-    /// Label sets exported per target, so a deleted target's series can be removed.
-    exported: act::Exported,
+    metrics: metrics::RttMetrics,
 }
 
 /// What one cycle did, for tests and logs.
@@ -79,11 +79,11 @@ impl Controller {
     pub fn new(ctx: Arc<Context>, store: Store<ResponseTimeTarget>) -> Self {
         Self {
             rules: rules::RuleSync::new(ctx.kube.clone()),
+            metrics: metrics::RttMetrics::new(&ctx.metrics),
             ctx,
             store,
             next_due: HashMap::new(),
             next_due_single: HashMap::new(),
-            exported: Default::default(),
         }
     }
 
@@ -106,7 +106,7 @@ impl Controller {
     pub async fn cycle(&mut self) -> CycleReport {
         let now = Instant::now();
         let targets = self.store.state();
-        act::forget_deleted(&self.ctx.metrics, &mut self.exported, &targets);
+        self.metrics.forget_deleted(&targets);
         let mut report = CycleReport {
             writes: self.rules.sync(&targets).await,
             ..CycleReport::default()
@@ -122,7 +122,8 @@ impl Controller {
             report.groups_evaluated += 1;
             report.targets_evaluated += 1;
             let (obs, queries, figures) = observe::resolution(&self.ctx, &t).await;
-            report.writes += act::evaluated(&self.ctx, &t, &obs, queries, figures).await as usize;
+            report.writes +=
+                act::evaluated(&self.ctx, &self.metrics, &t, &obs, queries, figures).await as usize;
         }
         for (t, problem) in sorted.invalid {
             if urgent(&t) {
@@ -132,7 +133,8 @@ impl Controller {
                 };
                 report.targets_evaluated += 1;
                 report.writes +=
-                    act::evaluated(&self.ctx, &t, &obs, BTreeMap::new(), None).await as usize;
+                    act::evaluated(&self.ctx, &self.metrics, &t, &obs, BTreeMap::new(), None).await
+                        as usize;
             }
         }
         for (key, members) in sorted.groups {
@@ -145,7 +147,8 @@ impl Controller {
             for ((t, _), obs) in members.iter().zip(observations) {
                 let Some(obs) = obs else { continue };
                 report.writes +=
-                    act::evaluated(&self.ctx, t, &obs, resolved_queries(t), None).await as usize;
+                    act::evaluated(&self.ctx, &self.metrics, t, &obs, resolved_queries(t), None)
+                        .await as usize;
             }
         }
         report
