@@ -402,3 +402,417 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
         requeue: o.interval,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+    use super::*;
+    use crate::api::maturity_assessment::ReportTimes;
+    use crate::testing::{AssessmentBuilder, ts};
+
+    const NOW: &str = "2026-11-25T12:00:00Z";
+
+    /// Nothing in the namespace, rules readable, no signal declared.
+    fn observed(a: MaturityAssessment) -> Observed {
+        Observed {
+            assessment: a,
+            workloads: Vec::new(),
+            targets: Vec::new(),
+            canary: CanaryFacts::default(),
+            drills: Vec::new(),
+            rules: Ok(Vec::new()),
+            satisfaction: None,
+            complaints: None,
+            demand: None,
+            extras: ReportExtras::default(),
+            report_data: BTreeMap::new(),
+            interval: Duration::from_secs(300),
+        }
+    }
+
+    fn cond<'a>(s: &'a MaturityAssessmentStatus, type_: &str) -> Option<&'a Condition> {
+        s.common.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    fn expect(
+        s: &MaturityAssessmentStatus,
+        type_: &str,
+        status: &str,
+        reason: &str,
+        message: &str,
+    ) {
+        let c = cond(s, type_).unwrap_or_else(|| panic!("no {type_}"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+            (status, reason, message)
+        );
+    }
+
+    #[test]
+    fn a_weekly_report_is_due_when_never_produced() {
+        let a = AssessmentBuilder::new("a").weekly().build();
+        assert_eq!(reports_due(&a, ts(NOW)), vec![Period::Weekly]);
+        let a = AssessmentBuilder::new("a").weekly().monthly().build();
+        assert_eq!(
+            reports_due(&a, ts(NOW)),
+            vec![Period::Weekly, Period::Monthly]
+        );
+    }
+
+    #[test]
+    fn a_weekly_report_is_due_seven_days_after_the_last_not_before() {
+        let a = AssessmentBuilder::new("a")
+            .weekly()
+            .last_weekly("2026-11-18T12:00:00Z")
+            .build();
+        assert_eq!(reports_due(&a, ts("2026-11-25T11:00:00Z")), vec![]);
+        assert_eq!(reports_due(&a, ts("2026-11-25T11:59:59Z")), vec![]);
+        assert_eq!(
+            reports_due(&a, ts("2026-11-25T12:00:00Z")),
+            vec![Period::Weekly]
+        );
+    }
+
+    #[test]
+    fn a_monthly_report_is_due_thirty_days_after_the_last() {
+        let a = AssessmentBuilder::new("a")
+            .monthly()
+            .last_monthly("2026-10-26T12:00:00Z")
+            .build();
+        assert_eq!(reports_due(&a, ts("2026-11-25T11:59:59Z")), vec![]);
+        assert_eq!(
+            reports_due(&a, ts("2026-11-25T12:00:00Z")),
+            vec![Period::Monthly]
+        );
+    }
+
+    #[test]
+    fn a_new_report_now_token_makes_every_enabled_report_due_once_and_is_remembered() {
+        let a = AssessmentBuilder::new("a")
+            .weekly()
+            .monthly()
+            .last_weekly("2026-11-24T12:00:00Z")
+            .last_monthly("2026-11-24T12:00:00Z")
+            .last_report_now("t0")
+            .report_now("t1")
+            .build();
+        assert_eq!(
+            reports_due(&a, ts(NOW)),
+            vec![Period::Weekly, Period::Monthly]
+        );
+        let out = decide(&observed(a.clone()), ts(NOW));
+        let write = out.report.expect("reports to write");
+        assert_eq!(write.periods, vec![Period::Weekly, Period::Monthly]);
+        let times = out.status.reports.clone().unwrap();
+        assert_eq!(times.last_report_now.as_deref(), Some("t1"));
+        assert_eq!(times.last_weekly, Some(Time(ts(NOW))));
+        assert_eq!(times.last_monthly, Some(Time(ts(NOW))));
+        // The next pass, an hour later, with the same token: nothing is due.
+        let again = AssessmentBuilder::new("a")
+            .weekly()
+            .monthly()
+            .report_now("t1")
+            .status(out.status)
+            .build();
+        let later = ts("2026-11-25T13:00:00Z");
+        assert_eq!(reports_due(&again, later), vec![]);
+        assert!(decide(&observed(again), later).report.is_none());
+    }
+
+    #[test]
+    fn the_same_token_again_does_nothing() {
+        let a = AssessmentBuilder::new("a")
+            .weekly()
+            .last_weekly("2026-11-24T12:00:00Z")
+            .last_report_now("t1")
+            .report_now("t1")
+            .build();
+        assert_eq!(new_token(&a), None);
+        assert_eq!(reports_due(&a, ts(NOW)), vec![]);
+        let out = decide(&observed(a.clone()), ts(NOW));
+        assert!(out.report.is_none());
+        assert_eq!(out.status.reports, a.status.unwrap().reports);
+    }
+
+    #[test]
+    fn a_disabled_period_is_never_due_even_with_a_token() {
+        // Monthly never produced but not enabled: only the weekly one.
+        let a = AssessmentBuilder::new("a")
+            .weekly()
+            .last_weekly("2026-11-24T12:00:00Z")
+            .report_now("t1")
+            .build();
+        assert_eq!(reports_due(&a, ts(NOW)), vec![Period::Weekly]);
+        // Nothing enabled: nothing due, nothing written, but the token is remembered.
+        let a = AssessmentBuilder::new("a").report_now("t2").build();
+        assert_eq!(reports_due(&a, ts(NOW)), vec![]);
+        let out = decide(&observed(a), ts(NOW));
+        assert!(out.report.is_none());
+        assert_eq!(
+            out.status.reports,
+            Some(ReportTimes {
+                last_report_now: Some("t2".into()),
+                ..Default::default()
+            })
+        );
+    }
+
+    #[test]
+    fn no_report_and_no_report_times_when_none_is_enabled() {
+        let out = decide(&observed(AssessmentBuilder::new("a").build()), ts(NOW));
+        assert!(out.report.is_none());
+        assert_eq!(out.status.reports, None);
+    }
+
+    #[test]
+    fn a_report_carries_the_new_level_the_figures_and_the_previous_report() {
+        let a = AssessmentBuilder::new("payments")
+            .exempt_up_to(3, &[])
+            .weekly()
+            .build();
+        let mut o = observed(a);
+        o.canary = CanaryFacts {
+            policies: 1,
+            analyzed: 4,
+            rolled_back: 1,
+        };
+        o.extras.canary_promoted = 3;
+        o.satisfaction = Some(Ok((0.95, 0.9)));
+        o.complaints = Some(Ok(vec![("billing".into(), 2.0)]));
+        o.demand = Some(Err("no data".into()));
+        o.report_data = BTreeMap::from([
+            (
+                "weekly.json".to_string(),
+                r#"{"level": 1, "satisfaction": 0.8, "complaints": [["a", 2.0], ["b", 3.0]]}"#
+                    .to_string(),
+            ),
+            ("monthly.md".to_string(), "kept".to_string()),
+        ]);
+        let out = decide(&o, ts(NOW));
+        let w = out.report.expect("the weekly report");
+        assert_eq!(w.config_map, "payments-report");
+        assert_eq!(w.periods, vec![Period::Weekly]);
+        assert_eq!(w.data["monthly.md"], "kept");
+        assert!(w.data["weekly.md"].contains("Weekly operations report"));
+        let json: serde_json::Value = serde_json::from_str(&w.data["weekly.json"]).unwrap();
+        assert_eq!(json["assessment"], "payments");
+        assert_eq!(json["namespace"], "shop");
+        assert_eq!(json["period"], "weekly");
+        assert_eq!(json["generatedAt"], NOW);
+        assert_eq!(json["level"], 3);
+        assert_eq!(json["previousLevel"], 1);
+        assert_eq!(json["previousSatisfaction"], 0.8);
+        assert_eq!(json["previousComplaints"], 5.0);
+        assert_eq!(json["canaryAnalyzed"], 4);
+        assert_eq!(json["canaryPromoted"], 3);
+        assert_eq!(json["canaryRolledBack"], 1);
+        assert_eq!(json["satisfaction"], 0.95);
+        assert_eq!(json["complaints"], serde_json::json!([["billing", 2.0]]));
+        assert_eq!(json["demand"], serde_json::Value::Null);
+        assert_eq!(json["capabilities"][0], serde_json::json!(["ORG", 3]));
+        let times = out.status.reports.unwrap();
+        assert_eq!(times.config_map.as_deref(), Some("payments-report"));
+        assert_eq!(times.last_weekly, Some(Time(ts(NOW))));
+        assert_eq!(times.last_monthly, None);
+    }
+
+    #[test]
+    fn complaints_count_the_categories_with_data() {
+        let mut o = observed(AssessmentBuilder::new("a").build());
+        o.complaints = Some(Ok(vec![
+            ("a".into(), 0.0),
+            ("b".into(), 2.0),
+            ("c".into(), 1.0),
+        ]));
+        assert_eq!(facts(&o, ts(NOW)).complaints, Some(Ok(2)));
+        o.complaints = Some(Err("timeout".into()));
+        assert_eq!(facts(&o, ts(NOW)).complaints, Some(Err("timeout".into())));
+    }
+
+    #[test]
+    fn ready_is_evaluated_with_the_level() {
+        let out = decide(&observed(AssessmentBuilder::new("a").build()), ts(NOW));
+        assert_eq!(out.status.level, Some(1));
+        expect(&out.status, "Ready", "True", "Evaluated", "level 1");
+        // Every practice at levels 2 and 3 exempt, nothing else in place: level 3.
+        let a = AssessmentBuilder::new("a").exempt_up_to(3, &[]).build();
+        let out = decide(&observed(a), ts(NOW));
+        assert_eq!(out.status.level, Some(3));
+        assert!(out.status.capabilities.iter().all(|c| c.level == 3));
+        assert_eq!(out.status.next_level.as_ref().map(|n| n.level), Some(4));
+        expect(&out.status, "Ready", "True", "Evaluated", "level 3");
+        // Everything exempt: level 5, no next level.
+        let out = decide(
+            &observed(AssessmentBuilder::new("a").exempt_up_to(5, &[]).build()),
+            ts(NOW),
+        );
+        assert_eq!(out.status.level, Some(5));
+        assert_eq!(out.status.next_level, None);
+        expect(&out.status, "Ready", "True", "Evaluated", "level 5");
+    }
+
+    #[test]
+    fn ready_names_the_practices_a_signal_left_unknown() {
+        let mut o = observed(AssessmentBuilder::new("a").build());
+        o.satisfaction = Some(Err("no data".into()));
+        let out = decide(&o, ts(NOW));
+        expect(
+            &out.status,
+            "Ready",
+            "True",
+            "Evaluated",
+            "level 1; Unknown: ORG-3.5, CX-2.3, COMM-2.4",
+        );
+        // An exempt practice is not Unknown.
+        let mut o = observed(AssessmentBuilder::new("a").exempt_up_to(2, &[]).build());
+        o.satisfaction = Some(Err("no data".into()));
+        o.demand = Some(Err("horizon: bad".into()));
+        let out = decide(&o, ts(NOW));
+        expect(
+            &out.status,
+            "Ready",
+            "True",
+            "Evaluated",
+            "level 2; Unknown: ORG-3.5, CX-4.5, RESP-4.4",
+        );
+    }
+
+    #[test]
+    fn ready_is_false_when_the_alerting_rules_cannot_be_read() {
+        let mut o = observed(AssessmentBuilder::new("a").build());
+        o.rules = Err("connection refused".into());
+        let out = decide(&o, ts(NOW));
+        expect(
+            &out.status,
+            "Ready",
+            "False",
+            "PrometheusUnreachable",
+            "level 1 from what could be read; 5 practices Unknown \
+             (CX-2.4, BIZ-3.1, BIZ-4.2, COMM-2.2, RESP-2.3): connection refused",
+        );
+    }
+
+    #[test]
+    fn target_level_met_when_the_level_reaches_it() {
+        let a = AssessmentBuilder::new("a")
+            .exempt_up_to(3, &[])
+            .target_level(3)
+            .build();
+        let out = decide(&observed(a), ts(NOW));
+        expect(
+            &out.status,
+            "TargetLevelMet",
+            "True",
+            "LevelReached",
+            "level 3, target 3",
+        );
+        let a = AssessmentBuilder::new("a")
+            .exempt_up_to(3, &[])
+            .target_level(2)
+            .build();
+        let out = decide(&observed(a), ts(NOW));
+        expect(
+            &out.status,
+            "TargetLevelMet",
+            "True",
+            "LevelReached",
+            "level 3, target 2",
+        );
+    }
+
+    #[test]
+    fn below_target_names_at_most_ten_missing_practices() {
+        // Level 1: the next level misses all 18 level-2 practices; the first ten are named.
+        let a = AssessmentBuilder::new("a").target_level(3).build();
+        let out = decide(&observed(a), ts(NOW));
+        assert_eq!(out.status.next_level.as_ref().unwrap().missing.len(), 18);
+        expect(
+            &out.status,
+            "TargetLevelMet",
+            "False",
+            "BelowTarget",
+            "level 1, target 3; next level misses ORG-2.1, ORG-2.2, ORG-2.3, ORG-2.4, \
+             CX-2.1, CX-2.2, CX-2.3, CX-2.4, BIZ-2.1, BIZ-2.2",
+        );
+        // Level 2 with two level-3 practices missing: both are named.
+        let a = AssessmentBuilder::new("a")
+            .exempt_up_to(3, &["ORG-3.1", "RESP-3.2"])
+            .target_level(4)
+            .build();
+        let out = decide(&observed(a), ts(NOW));
+        assert_eq!(out.status.level, Some(2));
+        expect(
+            &out.status,
+            "TargetLevelMet",
+            "False",
+            "BelowTarget",
+            "level 2, target 4; next level misses ORG-3.1, RESP-3.2",
+        );
+    }
+
+    #[test]
+    fn no_target_level_no_target_condition() {
+        let out = decide(&observed(AssessmentBuilder::new("a").build()), ts(NOW));
+        assert!(cond(&out.status, "TargetLevelMet").is_none());
+        let types: Vec<&str> = out
+            .status
+            .common
+            .conditions
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(types, vec!["Ready"]);
+    }
+
+    #[test]
+    fn last_evaluated_moves_only_when_something_changed() {
+        let t0 = ts(NOW);
+        let first = decide(&observed(AssessmentBuilder::new("a").build()), t0);
+        assert_eq!(first.status.common.last_evaluated, Some(Time(t0)));
+        // An hour later nothing changed: the status is the same, lastEvaluated stays.
+        let t1 = ts("2026-11-25T13:00:00Z");
+        let a = AssessmentBuilder::new("a")
+            .status(first.status.clone())
+            .build();
+        let second = decide(&observed(a), t1);
+        assert_eq!(second.status, first.status);
+        assert_eq!(second.status.common.last_evaluated, Some(Time(t0)));
+        // A new generation changes observedGeneration: lastEvaluated moves.
+        let t2 = ts("2026-11-25T14:00:00Z");
+        let a = AssessmentBuilder::new("a")
+            .generation(2)
+            .status(first.status.clone())
+            .build();
+        let third = decide(&observed(a), t2);
+        assert_eq!(third.status.common.last_evaluated, Some(Time(t2)));
+        // Ready kept its status, so its transition time did not move.
+        let ready = cond(&third.status, "Ready").unwrap();
+        assert_eq!(ready.last_transition_time, Time(t0));
+    }
+
+    #[test]
+    fn observed_generation_is_set_on_the_status_and_every_condition() {
+        let a = AssessmentBuilder::new("a")
+            .generation(4)
+            .target_level(2)
+            .build();
+        let out = decide(&observed(a), ts(NOW));
+        assert_eq!(out.status.common.observed_generation, Some(4));
+        assert_eq!(out.status.common.conditions.len(), 2);
+        assert!(
+            out.status
+                .common
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(4))
+        );
+    }
+
+    #[test]
+    fn the_assessment_is_looked_at_again_after_the_interval() {
+        let mut o = observed(AssessmentBuilder::new("a").build());
+        o.interval = Duration::from_secs(42);
+        assert_eq!(decide(&o, ts(NOW)).requeue, Duration::from_secs(42));
+    }
+}
