@@ -20,6 +20,7 @@
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
 //! - [`webhook`]: the HTTPS admission webhook that holds new templates of governed Deployments.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
+//! - `testing` (unit tests only): fluent builders of the custom resources.
 
 pub mod api;
 pub mod canary;

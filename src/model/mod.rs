@@ -1,7 +1,11 @@
-//! The maturity model: capabilities, levels, practices ([`catalogue`]) and the pure
-//! evaluation of a level from practice states ([`evaluate`]).
+//! The maturity model: capabilities, levels, practices ([`catalogue`]), the pure
+//! evaluation of a level from practice states ([`evaluate`]), measured evidence
+//! ([`evidence`]), and the pure core of MaturityAssessment ([`decide`]): nothing here talks
+//! to a cluster or to Prometheus; `controllers::maturity_assessment` does: it observes,
+//! calls [`decide::decide`], and acts.
 
 pub mod catalogue;
+pub mod decide;
 pub mod evaluate;
 pub mod evidence;
 

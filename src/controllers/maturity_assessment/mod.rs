@@ -1,0 +1,61 @@
+//! The MaturityAssessment controller: every interval it observes the assessment's namespace
+//! (workloads, the operator's own ResponseTimeTargets, CanaryPolicies and DrillSchedules,
+//! Prometheus's alerting rules, declared business signals), lets `model::decide` decide
+//! every practice, the level, the conditions and the reports that are due, then acts: the
+//! report ConfigMap first, then the status that records its time, then the metrics.
+
+mod act;
+mod observe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::Event;
+use kube::runtime::reflector::Store;
+use tokio::sync::watch;
+
+use super::runtime::{self, Context, Error, Kind};
+use crate::api::MaturityAssessment;
+use crate::model::decide;
+
+pub const KIND: Kind = Kind {
+    name: "MaturityAssessment",
+    finalizer: None,
+    concurrency: 2,
+    backoff: Duration::from_secs(5),
+    max_backoff: Duration::from_secs(60),
+    waiting: Duration::from_secs(1),
+};
+
+/// The controller and the store of assessments it keeps.
+pub fn controller(ctx: &Context) -> (Controller<MaturityAssessment>, Store<MaturityAssessment>) {
+    let ns = ctx.settings.namespace.as_deref();
+    let c = runtime::controller::<MaturityAssessment>(&ctx.kube, ns, &KIND);
+    let store = c.store();
+    (c, store)
+}
+
+/// Runs the controller until `stop`.
+pub async fn run(
+    controller: Controller<MaturityAssessment>,
+    ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
+) {
+    let reconcile: runtime::Reconcile<MaturityAssessment> =
+        Arc::new(|event, ctx| reconcile(event, ctx).boxed());
+    // A deleted assessment is not reconciled again: its series go then.
+    let forget: fn(&Context, &str, &str) = |ctx, ns, name| ctx.metrics.forget_assessment(ns, name);
+    runtime::run(controller, ctx, KIND, reconcile, Some(forget), stop).await;
+}
+
+async fn reconcile(event: Event<MaturityAssessment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let (Event::Apply(cached) | Event::Cleanup(cached)) = event;
+    let now = ctx.clock.now();
+    let Some(observed) = observe::observe(&ctx, &cached, now).await? else {
+        return Ok(Action::requeue(ctx.settings.assessment_interval));
+    };
+    let outcome = decide::decide(&observed, now);
+    act::act(&ctx, &observed, outcome).await
+}

@@ -1,0 +1,290 @@
+//! Every read of a MaturityAssessment pass: the assessment (fresh, never from the cache: its
+//! status remembers the reports), the workloads in its scope, the namespace's
+//! ResponseTimeTargets, CanaryPolicies and DrillSchedules, Prometheus's alerting rules and
+//! declared signals, and the report ConfigMap when a report is due.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+
+use super::super::runtime::{Context, Error};
+use crate::api::drill_schedule::WorkloadKind;
+use crate::api::maturity_assessment::Signals;
+use crate::api::names::{CONTACT_ANNOTATIONS, GITOPS_MARKS, OWNER_LABELS, report_config_map};
+use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
+use crate::conditions;
+use crate::model::decide::{self, Observed, ReportExtras};
+use crate::model::evidence::{CanaryFacts, DrillFact, Signal, TargetFact, Workload};
+use crate::prom::{AlertRule, single_value};
+use crate::report::{DrillFigures, TargetFigures};
+
+/// None when the assessment is gone.
+pub async fn observe(
+    ctx: &Context,
+    cached: &MaturityAssessment,
+    now: Timestamp,
+) -> Result<Option<Observed>, Error> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
+    let Some(a) = ctx.kube.get::<MaturityAssessment>(&ns, &name).await? else {
+        return Ok(None);
+    };
+    let policies = ctx.kube.list::<CanaryPolicy>(&ns, "").await?;
+    let workloads = workloads(ctx, &a, &ns, &policies).await?;
+    let (targets, target_figures) = targets(ctx, &ns).await?;
+    let (canary, canary_promoted) = canaries(&policies);
+    let (drills, drill_figures) = drills(ctx, &ns).await?;
+    let rules = rules(ctx, &ns).await;
+    let signals = a.spec.signals.clone().unwrap_or_default();
+    let (satisfaction, complaints, demand) = read_signals(ctx, &signals).await;
+    let report_data = if decide::reports_due(&a, now).is_empty() {
+        BTreeMap::new()
+    } else {
+        ctx.kube
+            .get::<ConfigMap>(&ns, &report_config_map(&name))
+            .await?
+            .and_then(|c| c.data)
+            .unwrap_or_default()
+    };
+    Ok(Some(Observed {
+        assessment: a,
+        workloads,
+        targets,
+        canary,
+        drills,
+        rules,
+        satisfaction,
+        complaints,
+        demand,
+        extras: ReportExtras {
+            targets: target_figures,
+            drills: drill_figures,
+            canary_promoted,
+        },
+        report_data,
+        interval: ctx.settings.assessment_interval,
+    }))
+}
+
+fn has_any(map: &BTreeMap<String, String>, keys: &[&str]) -> bool {
+    keys.iter()
+        .any(|k| map.get(*k).is_some_and(|v| !v.is_empty()))
+}
+
+fn workload(meta: &ObjectMeta, policies: &[CanaryPolicy]) -> Workload {
+    let labels = meta.labels.clone().unwrap_or_default();
+    let annotations = meta.annotations.clone().unwrap_or_default();
+    Workload {
+        name: meta.name.clone().unwrap_or_default(),
+        owner: has_any(&labels, OWNER_LABELS),
+        contact: has_any(&annotations, CONTACT_ANNOTATIONS),
+        gitops: has_any(&labels, GITOPS_MARKS) || has_any(&annotations, GITOPS_MARKS),
+        canary_governed: policies.iter().any(|p| crate::canary::selects(p, &labels)),
+    }
+}
+
+/// The Deployments, then the StatefulSets, that the assessment's scope selects.
+async fn workloads(
+    ctx: &Context,
+    a: &MaturityAssessment,
+    ns: &str,
+    policies: &[CanaryPolicy],
+) -> Result<Vec<Workload>, Error> {
+    let scope = a
+        .spec
+        .scope
+        .selector
+        .as_ref()
+        .map(crate::selector::query)
+        .unwrap_or_default();
+    let mut metas = ctx
+        .kube
+        .workloads(ns, WorkloadKind::Deployment, &scope)
+        .await?;
+    metas.extend(
+        ctx.kube
+            .workloads(ns, WorkloadKind::StatefulSet, &scope)
+            .await?,
+    );
+    Ok(metas.iter().map(|m| workload(m, policies)).collect())
+}
+
+fn objective_met(r: &ResponseTimeTarget) -> Option<bool> {
+    r.status
+        .as_ref()
+        .and_then(|s| conditions::status_of(&s.common.conditions, crate::slo::OBJECTIVE_MET))
+        .and_then(|v| match v {
+            "True" => Some(true),
+            "False" => Some(false),
+            _ => None,
+        })
+}
+
+/// The namespace's ResponseTimeTargets: for the evidence and for the reports.
+async fn targets(ctx: &Context, ns: &str) -> Result<(Vec<TargetFact>, Vec<TargetFigures>), Error> {
+    let rtts = ctx.kube.list::<ResponseTimeTarget>(ns, "").await?;
+    let figures = rtts
+        .iter()
+        .map(|r| {
+            let s = r.status.clone().unwrap_or_default();
+            TargetFigures {
+                name: r.name_any(),
+                attainment_percent: s.attainment,
+                objective_percent: r.spec.objective,
+                error_budget_remaining: s.error_budget_remaining,
+                objective_met: objective_met(r),
+            }
+        })
+        .collect();
+    let facts = rtts
+        .iter()
+        .map(|r| TargetFact {
+            name: r.name_any(),
+            objective_met: objective_met(r),
+        })
+        .collect();
+    Ok((facts, figures))
+}
+
+/// The namespace's CanaryPolicies and their totals; and the promotions, for the reports.
+fn canaries(policies: &[CanaryPolicy]) -> (CanaryFacts, u32) {
+    let mut canary = CanaryFacts {
+        policies: policies.len(),
+        ..Default::default()
+    };
+    let mut promoted = 0;
+    for p in policies {
+        if let Some(tot) = p.status.as_ref().and_then(|s| s.totals.as_ref()) {
+            canary.analyzed += tot.analyzed;
+            promoted += tot.promoted;
+            canary.rolled_back += tot.rolled_back;
+        }
+    }
+    (canary, promoted)
+}
+
+/// The namespace's DrillSchedules: for the evidence and for the reports.
+async fn drills(ctx: &Context, ns: &str) -> Result<(Vec<DrillFact>, Vec<DrillFigures>), Error> {
+    let schedules = ctx.kube.list::<DrillSchedule>(ns, "").await?;
+    let figures = schedules
+        .iter()
+        .map(|d| {
+            let s = d.status.clone().unwrap_or_default();
+            let sum = s.summary.clone().unwrap_or_default();
+            DrillFigures {
+                name: d.name_any(),
+                passed: sum.passed,
+                failed: sum.failed,
+                aborted: sum.aborted,
+                last_recovery_seconds: s.runs.iter().find_map(|r| r.recovery_seconds),
+            }
+        })
+        .collect();
+    let facts = schedules
+        .iter()
+        .map(|d| DrillFact {
+            name: d.name_any(),
+            unannounced: !d.spec.announce
+                && d.spec
+                    .jitter
+                    .as_ref()
+                    .and_then(|j| j.parse().ok())
+                    .is_some_and(|j: Duration| !j.is_zero()),
+            last_passed: d
+                .status
+                .as_ref()
+                .and_then(|s| s.summary.as_ref())
+                .and_then(|s| s.last_passed.as_ref())
+                .map(|t| t.0),
+        })
+        .collect();
+    Ok((facts, figures))
+}
+
+/// Prometheus's alerting rules of the namespace, or why they could not be read.
+async fn rules(ctx: &Context, ns: &str) -> Result<Vec<AlertRule>, String> {
+    ctx.prom
+        .alerting_rules()
+        .await
+        .map(|rules| {
+            rules
+                .into_iter()
+                .filter(|r| r.labels.get("namespace").map(String::as_str) == Some(ns))
+                .collect()
+        })
+        .map_err(|e| e.to_string())
+}
+
+type Readings = (
+    Signal<(f64, f64)>,
+    Signal<Vec<(String, f64)>>,
+    Signal<(f64, f64)>,
+);
+
+/// The declared business signals: satisfaction, complaints per category, demand.
+async fn read_signals(ctx: &Context, signals: &Signals) -> Readings {
+    let satisfaction = match &signals.satisfaction {
+        None => None,
+        Some(s) => Some(one_value(ctx, s.query.as_str()).await.map(|v| (v, s.min))),
+    };
+    let complaints = match &signals.complaints {
+        None => None,
+        Some(s) => Some(complaints(ctx, s.query.as_str()).await),
+    };
+    let demand = match &signals.demand {
+        None => None,
+        Some(d) => Some(demand(ctx, d.query.as_str(), d.capacity.as_str(), &d.horizon).await),
+    };
+    (satisfaction, complaints, demand)
+}
+
+/// (category, value) of every series (`all` when it has no category).
+async fn complaints(ctx: &Context, query: &str) -> Result<Vec<(String, f64)>, String> {
+    let samples = ctx
+        .prom
+        .instant(query, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(samples
+        .iter()
+        .map(|x| {
+            let category = x
+                .labels
+                .get("category")
+                .cloned()
+                .unwrap_or_else(|| "all".into());
+            (category, x.value)
+        })
+        .collect())
+}
+
+/// (demand forecast at the horizon, capacity).
+async fn demand(
+    ctx: &Context,
+    query: &str,
+    capacity: &str,
+    horizon: &crate::api::common::DurationString,
+) -> Result<(f64, f64), String> {
+    let h = horizon.parse().map_err(|e| format!("horizon: {e}"))?;
+    let forecast = format!("predict_linear(({query})[1h:1m], {})", h.as_secs());
+    match (
+        one_value(ctx, &forecast).await,
+        one_value(ctx, capacity).await,
+    ) {
+        (Ok(f), Ok(cap)) => Ok((f, cap)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+async fn one_value(ctx: &Context, query: &str) -> Result<f64, String> {
+    let samples = ctx
+        .prom
+        .instant(query, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    single_value(&samples).map_err(|e| e.to_string())
+}
