@@ -31,22 +31,9 @@ pub struct Metrics {
     pub drill_runs: IntGaugeVec,
     /// Per DrillSchedule: recovery time of the latest run that recovered.
     pub drill_last_recovery_seconds: GaugeVec,
-    /// Per MaturityAssessment (namespace, assessment): the overall level.
-    pub maturity_level: IntGaugeVec,
-    /// Per MaturityAssessment plus `capability`.
-    pub maturity_capability_level: IntGaugeVec,
-    /// Per MaturityAssessment plus `state`: practices in that state.
-    pub maturity_practices: IntGaugeVec,
-    /// Per MaturityAssessment plus `level`, `capability`, `practice`: 1 per missing practice.
-    pub maturity_next_level_missing: IntGaugeVec,
-    /// The missing-practice series exported last per assessment, so a practice that is no
-    /// longer missing (or an assessment that is gone) loses its series.
-    missing_exported: std::sync::Arc<std::sync::Mutex<MissingSeries>>,
     /// 1 while this process holds the leader-election Lease (or runs without election).
     pub leader: IntGauge,
 }
-
-type MissingSeries = std::collections::HashMap<(String, String), Vec<[String; 5]>>;
 
 impl Metrics {
     pub fn new() -> Self {
@@ -138,29 +125,6 @@ impl Metrics {
             &["namespace", "drill"],
         )
         .expect("static metric definition");
-        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
-            IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
-        };
-        let maturity_level = int_gauge(
-            "maturity_level",
-            "Overall maturity level of the assessment's scope (the lowest capability level, 1-5).",
-            &["namespace", "assessment"],
-        );
-        let maturity_capability_level = int_gauge(
-            "maturity_capability_level",
-            "Maturity level of one capability (ORG, CX, BIZ, COMM, RESP).",
-            &["namespace", "assessment", "capability"],
-        );
-        let maturity_practices = int_gauge(
-            "maturity_practices",
-            "Practices of the model by state (met, not_met, unknown, exempt, expired).",
-            &["namespace", "assessment", "state"],
-        );
-        let maturity_next_level_missing = int_gauge(
-            "maturity_next_level_missing",
-            "1 for each practice the assessment's next level misses (the list in status.nextLevel).",
-            &["namespace", "assessment", "level", "capability", "practice"],
-        );
         for m in [
             Box::new(info) as Box<dyn prometheus::core::Collector>,
             Box::new(watched_resources.clone()),
@@ -171,10 +135,6 @@ impl Metrics {
             Box::new(webhook_requests.clone()),
             Box::new(drill_runs.clone()),
             Box::new(drill_last_recovery_seconds.clone()),
-            Box::new(maturity_level.clone()),
-            Box::new(maturity_capability_level.clone()),
-            Box::new(maturity_practices.clone()),
-            Box::new(maturity_next_level_missing.clone()),
             Box::new(leader.clone()),
             Box::new(reconcile_errors.clone()),
         ] {
@@ -190,78 +150,9 @@ impl Metrics {
             webhook_requests,
             drill_runs,
             drill_last_recovery_seconds,
-            maturity_level,
-            maturity_capability_level,
-            maturity_practices,
-            maturity_next_level_missing,
-            missing_exported: Default::default(),
             leader,
             reconcile_errors,
         }
-    }
-
-    /// Exports the practices `namespace/assessment`'s next level misses (`(level,
-    /// practice id)`; none: the series go), replacing what was exported for it before.
-    pub fn set_next_level_missing(
-        &self,
-        namespace: &str,
-        assessment: &str,
-        missing: &[(i32, &str)],
-    ) {
-        let series: Vec<[String; 5]> = missing
-            .iter()
-            .map(|(level, practice)| {
-                let capability = practice.split('-').next().unwrap_or(practice);
-                [
-                    namespace.to_string(),
-                    assessment.to_string(),
-                    level.to_string(),
-                    capability.to_string(),
-                    practice.to_string(),
-                ]
-            })
-            .collect();
-        let Ok(mut exported) = self.missing_exported.lock() else {
-            return;
-        };
-        let key = (namespace.to_string(), assessment.to_string());
-        for old in exported.remove(&key).unwrap_or_default() {
-            if !series.contains(&old) {
-                let labels: Vec<&str> = old.iter().map(String::as_str).collect();
-                let _ = self
-                    .maturity_next_level_missing
-                    .remove_label_values(&labels);
-            }
-        }
-        for s in &series {
-            let labels: Vec<&str> = s.iter().map(String::as_str).collect();
-            self.maturity_next_level_missing
-                .with_label_values(&labels)
-                .set(1);
-        }
-        if !series.is_empty() {
-            exported.insert(key, series);
-        }
-    }
-
-    /// Removes every series of an assessment that is gone.
-    pub fn forget_assessment(&self, namespace: &str, assessment: &str) {
-        let _ = self
-            .maturity_level
-            .remove_label_values(&[namespace, assessment]);
-        for c in crate::model::Capability::ALL {
-            let _ = self.maturity_capability_level.remove_label_values(&[
-                namespace,
-                assessment,
-                c.id(),
-            ]);
-        }
-        for state in ["met", "not_met", "unknown", "exempt", "expired"] {
-            let _ = self
-                .maturity_practices
-                .remove_label_values(&[namespace, assessment, state]);
-        }
-        self.set_next_level_missing(namespace, assessment, &[]);
     }
 
     /// Registers a kind's metric (a controller registers its own when it starts, so its
@@ -311,46 +202,5 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(m: &Metrics, prefix: &str) -> Vec<String> {
-        m.render()
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .map(String::from)
-            .collect()
-    }
-
-    #[test]
-    fn missing_practices_are_replaced_and_forgotten() {
-        let m = Metrics::new();
-        m.set_next_level_missing("shop", "payments", &[(2, "ORG-2.1"), (2, "RESP-2.3")]);
-        m.set_next_level_missing("shop", "other", &[(3, "CX-3.1")]);
-        let got = lines(&m, "maturity_next_level_missing{");
-        assert_eq!(got.len(), 3, "{got:?}");
-        assert!(got.contains(&"maturity_next_level_missing{assessment=\"payments\",capability=\"ORG\",level=\"2\",namespace=\"shop\",practice=\"ORG-2.1\"} 1".to_string()), "{got:?}");
-        // ORG-2.1 is met now: its series goes, the other assessment's stays.
-        m.set_next_level_missing("shop", "payments", &[(2, "RESP-2.3")]);
-        let got = lines(&m, "maturity_next_level_missing{");
-        assert_eq!(got.len(), 2, "{got:?}");
-        assert!(!got.iter().any(|l| l.contains("ORG-2.1")), "{got:?}");
-        m.maturity_level
-            .with_label_values(&["shop", "payments"])
-            .set(1);
-        m.maturity_capability_level
-            .with_label_values(&["shop", "payments", "ORG"])
-            .set(1);
-        m.forget_assessment("shop", "payments");
-        assert!(
-            lines(&m, "maturity_")
-                .iter()
-                .all(|l| !l.contains("\"payments\""))
-        );
-        assert_eq!(lines(&m, "maturity_next_level_missing{").len(), 1);
     }
 }

@@ -107,6 +107,9 @@ pub struct Kind {
 pub type Reconcile<K> =
     Arc<dyn Fn(Event<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>> + Send + Sync>;
 
+/// Called with the namespace and name of an object that was deleted.
+pub type OnGone = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 struct Runner<K: Resource> {
     ctx: Arc<Context>,
     kind: Kind,
@@ -126,18 +129,18 @@ where
     .with_config(Config::default().concurrency(kind.concurrency))
 }
 
-/// Runs `controller` until `stop`. `on_gone(ctx, namespace, name)` is called for an object
-/// that was deleted (its metrics go there).
+/// Runs `controller` until `stop`. `on_gone(namespace, name)` is called for an object that
+/// was deleted (its metrics go there).
 pub async fn run<K: Namespaced>(
     controller: Controller<K>,
     ctx: Arc<Context>,
     kind: Kind,
     reconcile: Reconcile<K>,
-    on_gone: Option<fn(&Context, &str, &str)>,
+    on_gone: Option<OnGone>,
     mut stop: watch::Receiver<bool>,
 ) {
     let runner = Arc::new(Runner {
-        ctx: ctx.clone(),
+        ctx,
         kind,
         reconcile,
         failures: Mutex::new(HashMap::new()),
@@ -149,9 +152,9 @@ pub async fn run<K: Namespaced>(
         .run(reconcile_one, error_policy, runner)
         .for_each(|r| {
             if let (Err(kube::runtime::controller::Error::ObjectNotFound(o)), Some(f)) =
-                (&r, on_gone)
+                (&r, &on_gone)
             {
-                f(&ctx, o.namespace.as_deref().unwrap_or_default(), &o.name);
+                f(o.namespace.as_deref().unwrap_or_default(), &o.name);
             }
             async {}
         })

@@ -5,6 +5,7 @@
 //! report ConfigMap first, then the status that records its time, then the metrics.
 
 mod act;
+pub mod metrics;
 mod observe;
 
 use std::sync::Arc;
@@ -43,19 +44,25 @@ pub async fn run(
     ctx: Arc<Context>,
     stop: watch::Receiver<bool>,
 ) {
+    let metrics = metrics::MaturityMetrics::new(&ctx.metrics);
+    let exported = metrics.clone();
     let reconcile: runtime::Reconcile<MaturityAssessment> =
-        Arc::new(|event, ctx| reconcile(event, ctx).boxed());
+        Arc::new(move |event, ctx| reconcile(event, ctx, metrics.clone()).boxed());
     // A deleted assessment is not reconciled again: its series go then.
-    let forget: fn(&Context, &str, &str) = |ctx, ns, name| ctx.metrics.forget_assessment(ns, name);
+    let forget: runtime::OnGone = Arc::new(move |ns, name| exported.forget(ns, name));
     runtime::run(controller, ctx, KIND, reconcile, Some(forget), stop).await;
 }
 
-async fn reconcile(event: Event<MaturityAssessment>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    event: Event<MaturityAssessment>,
+    ctx: Arc<Context>,
+    metrics: metrics::MaturityMetrics,
+) -> Result<Action, Error> {
     let (Event::Apply(cached) | Event::Cleanup(cached)) = event;
     let now = ctx.clock.now();
     let Some(observed) = observe::observe(&ctx, &cached, now).await? else {
         return Ok(Action::requeue(ctx.settings.assessment_interval));
     };
     let outcome = decide::decide(&observed, now);
-    act::act(&ctx, &observed, outcome).await
+    act::act(&ctx, &metrics, &observed, outcome).await
 }
