@@ -17,6 +17,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::conditions::Note;
 use crate::k8s::{self, Kube, Namespaced};
 use crate::metrics::Metrics;
 use crate::prom::PromClient;
@@ -233,6 +234,16 @@ fn error_policy<K: Namespaced>(obj: Arc<K>, e: &Error, r: Arc<Runner<K>>) -> Act
         retry_in = ?delay,
         "reconcile failed; retrying"
     );
+    // The first failure of a streak is told on the object, its category as the reason
+    // (`kubectl describe` shows a missing permission); the retries are not.
+    if failures == 1 && !matches!(e, Error::Kube(k8s::Error::NotLeader(_))) {
+        let kube = r.ctx.kube.clone();
+        let note = Note::warning(
+            e.category(),
+            format!("reconciling failed, retrying in {delay:?} and backing off: {e}"),
+        );
+        tokio::spawn(async move { kube.publish(obj.as_ref(), "Reconcile", &[note]).await });
+    }
     Action::requeue(delay)
 }
 
