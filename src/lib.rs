@@ -20,6 +20,7 @@
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
 //! - [`webhook`]: the HTTPS admission webhook that holds new templates of governed Deployments.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
+//! - `testing` (unit tests only): fixtures built fluently, one builder per kind.
 
 pub mod api;
 pub mod canary;
@@ -39,4 +40,6 @@ pub mod report;
 pub mod selector;
 pub mod slo;
 pub mod synthetic;
+#[cfg(test)]
+pub mod testing;
 pub mod webhook;
