@@ -1,5 +1,7 @@
-//! The pure core of DrillSchedule: schedule arithmetic and the run state machine.
-//! Nothing here talks to a cluster or to Prometheus; `controllers::drill_schedule` does.
+//! The pure core of DrillSchedule: schedule arithmetic, the run state machine, and the
+//! decision of a pass. Nothing here talks to a cluster or to Prometheus;
+//! `controllers::drill_schedule` does.
 
+pub mod decide;
 pub mod run;
 pub mod schedule;

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use crate::api::drill_schedule::{
     ActiveRun, DrillPhase, DrillSummary, RunRecord, RunResult, SavedState,
 };
+use crate::clock::{add, millis_between, round};
 
 /// What the drill does, parsed from the spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,11 +110,7 @@ fn micro(t: Timestamp) -> MicroTime {
 }
 
 fn secs(from: &MicroTime, to: Timestamp) -> f64 {
-    ((to.as_millisecond() - from.0.as_millisecond()) as f64 / 1000.0 * 1000.0).round() / 1000.0
-}
-
-fn add(t: Timestamp, d: Duration) -> Timestamp {
-    Timestamp::from_millisecond(t.as_millisecond() + d.as_millis() as i64).unwrap_or(t)
+    round(millis_between(from.0, to) as f64 / 1000.0, 3)
 }
 
 /// Pods to kill: `count`, or `percent` of the pods rounded up; at least one.

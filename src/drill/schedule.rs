@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::api::DrillSchedule;
+use crate::clock::add;
 
 /// Starting deadline when the spec sets none.
 pub const DEFAULT_STARTING_DEADLINE: Duration = Duration::from_secs(3600);
@@ -126,11 +127,6 @@ impl Schedule {
         }
         Err("the blackouts cover the next 1000 slots".into())
     }
-}
-
-fn add(t: Timestamp, d: Duration) -> Timestamp {
-    Timestamp::from_millisecond(t.as_millisecond().saturating_add(d.as_millis() as i64))
-        .unwrap_or(t)
 }
 
 /// The window as status shows it: the exact start only when the drill is announced.
