@@ -27,10 +27,6 @@ pub struct Metrics {
     pub cycle_duration: HistogramVec,
     /// Admission webhook answers by outcome (held, allowed).
     pub webhook_requests: IntCounterVec,
-    /// Per DrillSchedule (namespace, drill) plus `result`: the status summary.
-    pub drill_runs: IntGaugeVec,
-    /// Per DrillSchedule: recovery time of the latest run that recovered.
-    pub drill_last_recovery_seconds: GaugeVec,
     /// 1 while this process holds the leader-election Lease (or runs without election).
     pub leader: IntGauge,
 }
@@ -109,22 +105,6 @@ impl Metrics {
             &["outcome"],
         )
         .expect("static metric definition");
-        let drill_runs = IntGaugeVec::new(
-            Opts::new(
-                "maturity_drill_runs",
-                "Drill runs kept in the DrillSchedule's summary, by result (passed, failed, aborted, skipped).",
-            ),
-            &["namespace", "drill", "result"],
-        )
-        .expect("static metric definition");
-        let drill_last_recovery_seconds = GaugeVec::new(
-            Opts::new(
-                "maturity_drill_last_recovery_seconds",
-                "Seconds from injection to recovery (target Available, steady state holding) of the latest run that recovered.",
-            ),
-            &["namespace", "drill"],
-        )
-        .expect("static metric definition");
         for m in [
             Box::new(info) as Box<dyn prometheus::core::Collector>,
             Box::new(watched_resources.clone()),
@@ -133,8 +113,6 @@ impl Metrics {
             Box::new(status_writes.clone()),
             Box::new(cycle_duration.clone()),
             Box::new(webhook_requests.clone()),
-            Box::new(drill_runs.clone()),
-            Box::new(drill_last_recovery_seconds.clone()),
             Box::new(leader.clone()),
             Box::new(reconcile_errors.clone()),
         ] {
@@ -148,8 +126,6 @@ impl Metrics {
             status_writes,
             cycle_duration,
             webhook_requests,
-            drill_runs,
-            drill_last_recovery_seconds,
             leader,
             reconcile_errors,
         }

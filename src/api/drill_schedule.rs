@@ -112,6 +112,15 @@ pub enum WorkloadKind {
     StatefulSet,
 }
 
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+        }
+    }
+}
+
 /// A workload of the drill's namespace, by name or by selector (exactly one).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

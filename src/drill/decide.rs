@@ -146,8 +146,17 @@ pub fn parse(d: &DrillSchedule) -> Result<(Schedule, Plan), String> {
     ))
 }
 
-/// The Service whose selector is read with the target: a valid failover's.
+/// The Service whose selector is read with the target: the one a run under way saved (it
+/// must be put back even when the spec has become invalid since), else a valid failover's.
 pub fn failover_service(d: &DrillSchedule) -> Option<String> {
+    let saved = d
+        .status
+        .as_ref()
+        .and_then(|s| s.active.as_ref())
+        .and_then(|a| a.saved.service.clone());
+    if saved.is_some() {
+        return saved;
+    }
     match parse(d) {
         Ok((
             _,
@@ -1210,11 +1219,23 @@ mod tests {
     }
 
     #[test]
-    fn only_a_valid_failover_reads_its_service() {
+    fn only_a_valid_failover_or_a_run_that_switched_a_service_reads_it() {
         let b = || DrillBuilder::new("d").failover("web", &[("app", "standby")], "5s");
         assert_eq!(failover_service(&b().build()).as_deref(), Some("web"));
         assert_eq!(failover_service(&b().check_interval("0s").build()), None);
         assert_eq!(failover_service(&DrillBuilder::new("d").build()), None);
+        // A failover under way whose spec became invalid: its Service must still be read,
+        // or restoring would never see the selector put back.
+        let switched = ActiveRun {
+            saved: SavedState {
+                service: Some("web".into()),
+                service_selector: Some([("app".to_string(), "web".to_string())].into()),
+                ..Default::default()
+            },
+            ..holding()
+        };
+        let invalid = b().check_interval("0s").active(switched).build();
+        assert_eq!(failover_service(&invalid).as_deref(), Some("web"));
     }
 
     /// A run-now pass at 10:00:05 with `start` read.

@@ -16,15 +16,6 @@ pub struct WorkloadRef {
     pub name: String,
 }
 
-impl WorkloadKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "Deployment",
-            WorkloadKind::StatefulSet => "StatefulSet",
-        }
-    }
-}
-
 impl WorkloadRef {
     pub fn new(kind: WorkloadKind, name: impl Into<String>) -> Self {
         Self {

@@ -9,13 +9,17 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
 
 use super::super::runtime::{Context, Error};
-use crate::api::drill_schedule::DrillScheduleStatus;
+use super::metrics::DrillMetrics;
 use crate::drill::decide::{Observed, Outcome};
 use crate::drill::run::{Effect, TargetView};
 use crate::k8s::WorkloadRef;
-use crate::metrics::Metrics;
 
-pub async fn act(ctx: &Context, o: &Observed, outcome: &Outcome) -> Result<Requeue, Error> {
+pub async fn act(
+    ctx: &Context,
+    metrics: &DrillMetrics,
+    o: &Observed,
+    outcome: &Outcome,
+) -> Result<Requeue, Error> {
     let drill = &o.drill;
     let (ns, name) = (drill.namespace().unwrap_or_default(), drill.name_any());
     if let Some(e) = &outcome.unschedulable {
@@ -30,7 +34,7 @@ pub async fn act(ctx: &Context, o: &Observed, outcome: &Outcome) -> Result<Reque
         change(ctx, &ns, view, effect).await?;
     }
     ctx.kube.publish(drill, "Drill", &outcome.notes).await;
-    export(&ctx.metrics, &ns, &name, &outcome.status, o.deleting);
+    metrics.export(&ns, &name, &outcome.status, o.deleting);
     Ok(Requeue::requeue(outcome.requeue))
 }
 
@@ -83,32 +87,4 @@ async fn select(
     )];
     ctx.kube.json_patch::<Service>(ns, service, ops).await?;
     Ok(())
-}
-
-/// The status figures as metrics (removed when the DrillSchedule goes away).
-fn export(m: &Metrics, ns: &str, name: &str, s: &DrillScheduleStatus, deleting: bool) {
-    let sum = s.summary.clone().unwrap_or_default();
-    let results = [
-        ("passed", sum.passed),
-        ("failed", sum.failed),
-        ("aborted", sum.aborted),
-        ("skipped", sum.skipped),
-    ];
-    if deleting {
-        for (r, _) in results {
-            let _ = m.drill_runs.remove_label_values(&[ns, name, r]);
-        }
-        let _ = m
-            .drill_last_recovery_seconds
-            .remove_label_values(&[ns, name]);
-        return;
-    }
-    for (r, v) in results {
-        m.drill_runs.with_label_values(&[ns, name, r]).set(v as i64);
-    }
-    if let Some(secs) = s.runs.iter().find_map(|r| r.recovery_seconds) {
-        m.drill_last_recovery_seconds
-            .with_label_values(&[ns, name])
-            .set(secs);
-    }
 }

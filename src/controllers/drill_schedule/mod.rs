@@ -7,6 +7,7 @@
 //! namespace stops every drill there at once (restoring first).
 
 mod act;
+pub mod metrics;
 mod observe;
 
 use std::collections::HashMap;
@@ -85,8 +86,10 @@ pub async fn run(
 ) {
     let drills = controller.store();
     let starts = Starts::default();
-    let reconcile: runtime::Reconcile<DrillSchedule> =
-        Arc::new(move |event, ctx| reconcile(event, ctx, drills.clone(), starts.clone()).boxed());
+    let metrics = metrics::DrillMetrics::new(&ctx.metrics);
+    let reconcile: runtime::Reconcile<DrillSchedule> = Arc::new(move |event, ctx| {
+        reconcile(event, ctx, drills.clone(), starts.clone(), metrics.clone()).boxed()
+    });
     runtime::run(controller, ctx, KIND, reconcile, None, stop).await;
 }
 
@@ -95,6 +98,7 @@ async fn reconcile(
     ctx: Arc<Context>,
     drills: Store<DrillSchedule>,
     starts: Starts,
+    metrics: metrics::DrillMetrics,
 ) -> Result<Action, Error> {
     let (cached, deleting) = match event {
         Event::Apply(d) => (d, false),
@@ -114,7 +118,7 @@ async fn reconcile(
     if let Some(p) = outcome.planned {
         starts.set(observed.drill.uid().unwrap_or_default(), p);
     }
-    let next = act::act(&ctx, &observed, &outcome).await?;
+    let next = act::act(&ctx, &metrics, &observed, &outcome).await?;
     if !deleting {
         return Ok(next);
     }
