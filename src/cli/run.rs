@@ -82,28 +82,19 @@ pub async fn run(args: RunArgs) -> ExitCode {
         leader,
     } = args;
     init_tracing(log_json);
-    let auth = match prometheus_auth(prometheus_bearer_token_file, prometheus_username) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("maturity-operator: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut prometheus =
-        maturity_operator::prom::PromConfig::new(prometheus_url.unwrap_or_default());
-    prometheus.timeout = prometheus_timeout;
-    prometheus.max_in_flight = prometheus_max_in_flight;
-    prometheus.auth = auth;
-    prometheus.ca_file = prometheus_ca_file;
-    let webhook = match webhook.config(namespace.clone()) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("maturity-operator: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let leader_election = match leader.settings(api_timeout) {
-        Ok(l) => l,
+    let settings = (|| -> Result<_, String> {
+        let mut prometheus =
+            maturity_operator::prom::PromConfig::new(prometheus_url.unwrap_or_default());
+        prometheus.timeout = prometheus_timeout;
+        prometheus.max_in_flight = prometheus_max_in_flight;
+        prometheus.auth = prometheus_auth(prometheus_bearer_token_file, prometheus_username)?;
+        prometheus.ca_file = prometheus_ca_file;
+        let webhook = webhook.config(namespace.clone())?;
+        let leader_election = leader.settings(api_timeout)?;
+        Ok((prometheus, webhook, leader_election))
+    })();
+    let (prometheus, webhook, leader_election) = match settings {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("maturity-operator: {e}");
             return ExitCode::FAILURE;

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::finalizer::Event;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
@@ -128,6 +128,21 @@ where
         kube::runtime::watcher::Config::default().any_semantic(),
     )
     .with_config(Config::default().concurrency(kind.concurrency))
+}
+
+/// The objects of `store` in namespace `ns` that `keep` selects, to reconcile when
+/// something they watch changes.
+pub fn in_namespace<K: Namespaced>(
+    store: &Store<K>,
+    ns: &str,
+    keep: impl Fn(&K) -> bool,
+) -> Vec<ObjectRef<K>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.namespace().as_deref() == Some(ns) && keep(o))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
 }
 
 /// Runs `controller` until `stop`. `on_gone(namespace, name)` is called for an object that

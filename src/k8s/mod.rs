@@ -151,12 +151,22 @@ impl Kube {
     ) -> Result<(), Error> {
         let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
             .map_err(|e| Error::Encode(format!("a JSON patch for {}/{name}: {e}", K::kind(&()))))?;
-        self.call(
-            self.api::<K>(ns)
-                .patch(name, &manager(), &Patch::<()>::Json(patch)),
-        )
-        .await
-        .map(|_| ())
+        self.patch::<K, ()>(ns, name, &Patch::Json(patch)).await
+    }
+
+    async fn patch<K: Namespaced, P: Serialize + Debug>(
+        &self,
+        ns: &str,
+        name: &str,
+        patch: &Patch<P>,
+    ) -> Result<(), Error> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        self.call(self.api::<K>(ns).patch(name, &params, patch))
+            .await
+            .map(|_| ())
     }
 
     /// A JSON merge patch (RFC 7386) under the field manager.
@@ -166,12 +176,8 @@ impl Kube {
         name: &str,
         patch: &Value,
     ) -> Result<(), Error> {
-        self.call(
-            self.api::<K>(ns)
-                .patch(name, &manager(), &Patch::Merge(patch)),
-        )
-        .await
-        .map(|_| ())
+        self.patch::<K, &Value>(ns, name, &Patch::Merge(patch))
+            .await
     }
 
     /// Server-side apply of `object` (taking over fields other managers set).
@@ -290,13 +296,6 @@ impl Kube {
             return;
         }
         events::publish(&self.recorder, &object.object_ref(&()), action, notes).await;
-    }
-}
-
-fn manager() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
     }
 }
 

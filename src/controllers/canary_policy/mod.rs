@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::Event;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
 use super::runtime::{self, Context, Error, Kind};
@@ -45,15 +45,9 @@ pub fn controller(ctx: &Context) -> (Controller<CanaryPolicy>, Store<CanaryPolic
         move |d: Deployment| {
             let ns = d.namespace().unwrap_or_default();
             let hold = d.annotations().get(HOLD_ANNOTATION).cloned();
-            policies
-                .state()
-                .into_iter()
-                .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-                .filter(|p| {
-                    crate::canary::selects(p, d.labels()) || hold.as_deref() == Some(&p.name_any())
-                })
-                .map(|p| ObjectRef::from_obj(p.as_ref()))
-                .collect::<Vec<_>>()
+            runtime::in_namespace(&policies, &ns, |p| {
+                crate::canary::selects(p, d.labels()) || hold.as_deref() == Some(&p.name_any())
+            })
         },
     );
     (c, store)

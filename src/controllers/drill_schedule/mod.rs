@@ -20,7 +20,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::Event;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
@@ -67,13 +67,7 @@ pub fn controller(ctx: &Context) -> (Controller<DrillSchedule>, Store<DrillSched
     let store = c.store();
     let mapper_store = store.clone();
     let c = c.watches(namespaces, ns_config, move |ns: Namespace| {
-        let name = ns.name_any();
-        mapper_store
-            .state()
-            .into_iter()
-            .filter(|d| d.namespace().as_deref() == Some(name.as_str()))
-            .map(|d| ObjectRef::from_obj(d.as_ref()))
-            .collect::<Vec<_>>()
+        runtime::in_namespace(&mapper_store, &ns.name_any(), |_| true)
     });
     (c, store)
 }
