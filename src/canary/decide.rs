@@ -597,6 +597,70 @@ mod tests {
     }
 
     #[test]
+    fn the_last_step_passing_promotes_once_every_replica_runs_the_new_revision() {
+        let one_step = || {
+            CanaryBuilder::new("p")
+                .selects("app", "web")
+                .step(50, "10s")
+        };
+        let web = DeploymentBuilder::new("web", "v2")
+            .held_for("p")
+            .unpaused()
+            .build();
+        let rss = vec![
+            replica_set(&web, "a", "v1", "1", 2, 2),
+            replica_set(&web, "b", "v2", "2", 2, 2),
+        ];
+        let held = DeploymentBuilder::new("web", "v2").held_for("p").build();
+        let start = decide(
+            &observed(one_step().build(), vec![held], vec![rss[0].clone()]),
+            at(0),
+        );
+        let analysing = decide(
+            &observed(
+                one_step().status(&start.status).build(),
+                vec![web.clone()],
+                rss.clone(),
+            ),
+            at(10),
+        );
+        let mut o = observed(
+            one_step().status(&analysing.status).build(),
+            vec![web.clone()],
+            rss,
+        );
+        o.checks.insert("web".into(), check(Verdict::Pass));
+        let promoting = decide(&o, at(20));
+        assert_eq!(promoting.status.rollouts[0].phase, RolloutPhase::Promoting);
+        assert_eq!(
+            promoting.actions[0].1,
+            Action::Restore {
+                saved: own_settings()
+            }
+        );
+        // The Deployment controller finished: 4 of 4 on revision 2, the old ReplicaSet empty.
+        let done = vec![
+            replica_set(&web, "a", "v1", "1", 0, 0),
+            replica_set(&web, "b", "v2", "2", 4, 4),
+        ];
+        let o = observed(
+            one_step().status(&promoting.status).build(),
+            vec![web],
+            done,
+        );
+        let out = decide(&o, at(25));
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Promoted);
+        assert_eq!(r.finished_at, Some(Time(at(25))));
+        assert_eq!(r.message.as_deref(), Some("all 4 replicas run revision 2"));
+        assert_eq!(out.status.totals.as_ref().unwrap().promoted, 1);
+        assert!(
+            due_checks(&o, at(100)).is_empty(),
+            "an ended rollout is never checked"
+        );
+    }
+
+    #[test]
     fn a_policy_being_deleted_releases_its_running_rollout() {
         let web = DeploymentBuilder::new("web", "v2")
             .held_for("p")
