@@ -3,7 +3,7 @@
 //! Without a cluster: every dashboard is well-formed Grafana JSON (unique panel ids, the
 //! `${datasource}` variable everywhere, the `maturity-operator` tag), every query parses
 //! once Grafana's variables are substituted, every metric it names is one the operator
-//! defines in `src/metrics.rs`, and `helm template` renders one ConfigMap per dashboard
+//! defines (`src/metrics.rs`, `src/controllers/<kind>/metrics.rs`), and `helm template` renders one ConfigMap per dashboard
 //! with the sidecar label, the chart labels and the folder annotation.
 //!
 //! Against the local cluster: a real operator process, scraped by the shared real
@@ -351,9 +351,17 @@ fn parse(expr: &str) -> Result<Refs, String> {
     Ok(r)
 }
 
-/// Metric names `src/metrics.rs` defines, with `_bucket`, `_count` and `_sum` for histograms.
+/// Metric names the operator defines (`src/metrics.rs` and each kind's
+/// `src/controllers/<kind>/metrics.rs`), with `_bucket`, `_count` and `_sum` for histograms.
 fn defined_metrics() -> BTreeSet<String> {
-    let src = std::fs::read_to_string(repo_dir().join("src/metrics.rs")).unwrap();
+    let mut src = std::fs::read_to_string(repo_dir().join("src/metrics.rs")).unwrap();
+    let kinds = std::fs::read_dir(repo_dir().join("src/controllers")).unwrap();
+    for kind in kinds {
+        let file = kind.unwrap().path().join("metrics.rs");
+        if file.exists() {
+            src.push_str(&std::fs::read_to_string(file).unwrap());
+        }
+    }
     let name = regex::Regex::new(r#""(maturity_[a-z0-9_]+)""#).unwrap();
     let histogram = regex::Regex::new(r#"HistogramOpts::new\(\s*"(maturity_[a-z0-9_]+)""#).unwrap();
     let mut out: BTreeSet<String> = name.captures_iter(&src).map(|c| c[1].to_string()).collect();
@@ -486,7 +494,7 @@ fn every_dashboard_is_well_formed_and_uses_only_metrics_the_operator_defines() {
                 for n in names {
                     if !defined.contains(n) && !PROMETHEUS_METRICS.contains(&n.as_str()) {
                         problems.push(format!(
-                            "{}: metric {n} is not defined in src/metrics.rs",
+                            "{}: metric {n} is not defined in src/metrics.rs or src/controllers/*/metrics.rs",
                             q.what()
                         ));
                     }
