@@ -10,4 +10,74 @@ pub mod maturity_assessment;
 pub mod response_time_target;
 pub mod runtime;
 
-pub use runtime::{Context, Error, Settings};
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::k8s::{self, Kube};
+use crate::metrics::Metrics;
+use crate::prom::PromClient;
+
+/// What every controller shares.
+pub struct Context {
+    pub kube: Kube,
+    pub prom: PromClient,
+    pub metrics: Metrics,
+    pub clock: Clock,
+    pub settings: Settings,
+    /// This process, as named in the drill runs it starts (a restarted operator is another).
+    pub instance: String,
+}
+
+impl Context {
+    pub fn new(
+        kube: Kube,
+        prom: PromClient,
+        metrics: Metrics,
+        clock: Clock,
+        settings: Settings,
+    ) -> Self {
+        let instance = format!("{:016x}", clock.random());
+        Self {
+            kube,
+            prom,
+            metrics,
+            clock,
+            settings,
+            instance,
+        }
+    }
+}
+
+/// Settings of the controllers.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Only this namespace (None: all).
+    pub namespace: Option<String>,
+    /// How often each MaturityAssessment is evaluated again.
+    pub assessment_interval: Duration,
+    /// How often the ResponseTimeTarget loop looks for due groups.
+    pub tick: Duration,
+    /// Evaluation interval of targets that set none.
+    pub default_interval: Duration,
+}
+
+/// Why a reconcile did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kube(#[from] k8s::Error),
+    /// Not a failure: something under way must finish first (a drill restoring before its
+    /// DrillSchedule may go); looked at again soon, without backoff.
+    #[error("{0}")]
+    Waiting(String),
+}
+
+impl Error {
+    /// The metric label, condition and Event reason of the failure.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(e) => e.category(),
+            Error::Waiting(_) => "Waiting",
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! One way to run a controller: the shared [`Context`], bounded concurrency, the finalizer
+//! One way to run a controller: bounded concurrency, the finalizer
 //! (when the kind has one), one error policy with per-object exponential backoff and
 //! jitter (reset on success), and one reconcile timer labelled by outcome (`ok` or the
 //! error's category). The ResponseTimeTarget loop, which batches across targets, uses the
@@ -16,76 +16,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
-use crate::clock::Clock;
+use super::{Context, Error};
+
 use crate::conditions::Note;
 use crate::k8s::{self, Kube, Namespaced};
 use crate::metrics::Metrics;
-use crate::prom::PromClient;
-
-/// What every controller shares.
-pub struct Context {
-    pub kube: Kube,
-    pub prom: PromClient,
-    pub metrics: Metrics,
-    pub clock: Clock,
-    pub settings: Settings,
-    /// This process, as named in the drill runs it starts (a restarted operator is another).
-    pub instance: String,
-}
-
-impl Context {
-    pub fn new(
-        kube: Kube,
-        prom: PromClient,
-        metrics: Metrics,
-        clock: Clock,
-        settings: Settings,
-    ) -> Self {
-        let instance = format!("{:016x}", clock.random());
-        Self {
-            kube,
-            prom,
-            metrics,
-            clock,
-            settings,
-            instance,
-        }
-    }
-}
-
-/// Settings of the controllers.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Only this namespace (None: all).
-    pub namespace: Option<String>,
-    /// How often each MaturityAssessment is evaluated again.
-    pub assessment_interval: Duration,
-    /// How often the ResponseTimeTarget loop looks for due groups.
-    pub tick: Duration,
-    /// Evaluation interval of targets that set none.
-    pub default_interval: Duration,
-}
-
-/// Why a reconcile did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Kube(#[from] k8s::Error),
-    /// Not a failure: something under way must finish first (a drill restoring before its
-    /// DrillSchedule may go); looked at again soon, without backoff.
-    #[error("{0}")]
-    Waiting(String),
-}
-
-impl Error {
-    /// The metric label, condition and Event reason of the failure.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Kube(e) => e.category(),
-            Error::Waiting(_) => "Waiting",
-        }
-    }
-}
 
 /// How a kind is run.
 #[derive(Debug, Clone, Copy)]

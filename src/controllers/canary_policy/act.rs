@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
 
-use super::super::runtime::{Context, Error};
+use super::super::{Context, Error};
 use super::metrics::CanaryMetrics;
 use crate::canary::decide::{Observed, Outcome};
 use crate::canary::deployment::{Action, DeploymentView, patch_for};

@@ -18,7 +18,8 @@ use kube::runtime::finalizer::Event;
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
-use super::runtime::{self, Context, Error, Kind};
+use super::runtime::{self, Kind};
+use super::{Context, Error};
 use crate::api::CanaryPolicy;
 use crate::api::names::{CANARY_FINALIZER, HOLD_ANNOTATION};
 use crate::canary::decide;

@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use super::super::runtime::{Context, Error};
+use super::super::{Context, Error};
 use crate::api::CanaryPolicy;
 use crate::api::canary_policy::RolloutRecord;
 use crate::canary::analysis::{self, QueryVars, Reading};

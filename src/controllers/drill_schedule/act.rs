@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
 
-use super::super::runtime::{Context, Error};
+use super::super::{Context, Error};
 use super::metrics::DrillMetrics;
 use crate::drill::decide::{Observed, Outcome};
 use crate::drill::run::{Effect, TargetView};

@@ -24,7 +24,8 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
-use super::runtime::{self, Context, Error, Kind};
+use super::runtime::{self, Kind};
+use super::{Context, Error};
 use crate::api::DrillSchedule;
 use crate::api::names::DRILL_FINALIZER;
 use crate::drill::decide::{self, Draws, Planned};

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use super::super::runtime::{Context, Error};
+use super::super::{Context, Error};
 use super::Starts;
 use crate::api::DrillSchedule;
 use crate::api::drill_schedule::Check;

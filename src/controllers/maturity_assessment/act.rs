@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::super::runtime::{Context, Error};
+use super::super::{Context, Error};
 use super::metrics::MaturityMetrics;
 use crate::api::MaturityAssessment;
 use crate::api::names::{MANAGED_BY, MANAGED_BY_LABEL};

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
-use super::super::runtime::{Context, Error};
+use super::super::{Context, Error};
 use crate::api::drill_schedule::WorkloadKind;
 use crate::api::maturity_assessment::Signals;
 use crate::api::names::{CONTACT_ANNOTATIONS, GITOPS_MARKS, OWNER_LABELS, report_config_map};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use super::super::runtime::Context;
+use super::super::Context;
 use super::KIND;
 use super::metrics::RttMetrics;
 use crate::api::ResponseTimeTarget;

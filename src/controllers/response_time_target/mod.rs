@@ -21,7 +21,8 @@ use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
-use super::runtime::{self, Context};
+use super::Context;
+use super::runtime;
 use crate::api::ResponseTimeTarget;
 use crate::slo::batch::{self, GroupKey, Membership};
 use crate::slo::decide::{interval_of, phase, resolved_queries, urgent};

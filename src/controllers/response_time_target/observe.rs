@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::super::runtime::Context;
+use super::super::Context;
 use super::Member;
 use crate::api::ResponseTimeTarget;
 use crate::api::response_time_target::ResolutionFigures;
