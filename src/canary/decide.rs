@@ -396,6 +396,36 @@ mod tests {
         }
     }
 
+    /// web on its new template v2 (held for p, unpaused) with `stable` pods on revision 1
+    /// (v1, ReplicaSet a) and `canary` on revision 2 (v2, ReplicaSet b).
+    fn rolling(stable: i32, canary: i32) -> (Deployment, Vec<ReplicaSet>) {
+        let web = DeploymentBuilder::new("web", "v2")
+            .held_for("p")
+            .unpaused()
+            .build();
+        let rss = vec![
+            replica_set(&web, "a", "v1", "1", stable, stable),
+            replica_set(&web, "b", "v2", "2", canary, canary),
+        ];
+        (web, rss)
+    }
+
+    /// The status of `p` after web's rollout started at 0 and its first step's canary pods
+    /// were ready at 10 s.
+    fn analysing(p: impl Fn() -> CanaryBuilder, stable: i32, canary: i32) -> CanaryPolicyStatus {
+        let held = DeploymentBuilder::new("web", "v2").held_for("p").build();
+        let (web, rss) = rolling(stable, canary);
+        let start = decide(
+            &observed(p().build(), vec![held], vec![rss[0].clone()]),
+            at(0),
+        );
+        decide(
+            &observed(p().status(&start.status).build(), vec![web], rss),
+            at(10),
+        )
+        .status
+    }
+
     #[test]
     fn a_valid_policy_watches_what_it_governs_and_a_second_pass_changes_nothing() {
         let web = DeploymentBuilder::new("web", "v1").build();
@@ -558,32 +588,13 @@ mod tests {
 
     #[test]
     fn a_step_that_passed_for_its_whole_time_moves_to_the_next_weight() {
-        let web = DeploymentBuilder::new("web", "v2")
-            .held_for("p")
-            .unpaused()
-            .build();
-        let rss = vec![
-            replica_set(&web, "a", "v1", "1", 3, 3),
-            replica_set(&web, "b", "v2", "2", 1, 1),
-        ];
-        let start = decide(
-            &observed(
-                policy().build(),
-                vec![DeploymentBuilder::new("web", "v2").held_for("p").build()],
-                vec![rss[0].clone()],
-            ),
-            at(0),
-        );
-        let analysing = decide(
-            &observed(
-                policy().status(&start.status).build(),
-                vec![web.clone()],
-                rss.clone(),
-            ),
-            at(10),
-        );
+        let (web, rss) = rolling(3, 1);
         // The step is 10 s long: a passing check at 20 s (10 s after the pods were ready).
-        let mut o = observed(policy().status(&analysing.status).build(), vec![web], rss);
+        let mut o = observed(
+            policy().status(&analysing(policy, 3, 1)).build(),
+            vec![web],
+            rss,
+        );
         o.checks.insert("web".into(), check(Verdict::Pass));
         let out = decide(&o, at(20));
         let r = &out.status.rollouts[0];
@@ -603,32 +614,9 @@ mod tests {
                 .selects("app", "web")
                 .step(50, "10s")
         };
-        let web = DeploymentBuilder::new("web", "v2")
-            .held_for("p")
-            .unpaused()
-            .build();
-        let rss = vec![
-            replica_set(&web, "a", "v1", "1", 2, 2),
-            replica_set(&web, "b", "v2", "2", 2, 2),
-        ];
-        let held = DeploymentBuilder::new("web", "v2").held_for("p").build();
-        let start = decide(
-            &observed(one_step().build(), vec![held], vec![rss[0].clone()]),
-            at(0),
-        );
-        let analysing = decide(
-            &observed(
-                one_step().status(&start.status).build(),
-                vec![web.clone()],
-                rss.clone(),
-            ),
-            at(10),
-        );
-        let mut o = observed(
-            one_step().status(&analysing.status).build(),
-            vec![web.clone()],
-            rss,
-        );
+        let (web, rss) = rolling(2, 2);
+        let status = analysing(one_step, 2, 2);
+        let mut o = observed(one_step().status(&status).build(), vec![web.clone()], rss);
         o.checks.insert("web".into(), check(Verdict::Pass));
         let promoting = decide(&o, at(20));
         assert_eq!(promoting.status.rollouts[0].phase, RolloutPhase::Promoting);
@@ -662,23 +650,12 @@ mod tests {
 
     #[test]
     fn a_policy_being_deleted_releases_its_running_rollout() {
-        let web = DeploymentBuilder::new("web", "v2")
-            .held_for("p")
-            .unpaused()
-            .build();
-        let rss = vec![
-            replica_set(&web, "a", "v1", "1", 3, 3),
-            replica_set(&web, "b", "v2", "2", 1, 1),
-        ];
-        let start = decide(
-            &observed(
-                policy().build(),
-                vec![DeploymentBuilder::new("web", "v2").held_for("p").build()],
-                vec![rss[0].clone()],
-            ),
-            at(0),
+        let (web, rss) = rolling(3, 1);
+        let mut o = observed(
+            policy().status(&analysing(policy, 3, 1)).build(),
+            vec![web],
+            rss,
         );
-        let mut o = observed(policy().status(&start.status).build(), vec![web], rss);
         o.deleting = true;
         let out = decide(&o, at(30));
         let r = &out.status.rollouts[0];
@@ -695,27 +672,10 @@ mod tests {
 
     #[test]
     fn history_keeps_every_running_rollout_and_the_newest_ended_ones() {
-        let record = |start: i64, phase: RolloutPhase| RolloutRecord {
-            deployment: "web".into(),
-            revision: String::new(),
-            phase,
-            step: 0,
-            canary_replicas: 1,
-            checks: Default::default(),
-            canary_hash: None,
-            stable_hash: None,
-            stable_revision: None,
-            saved: None,
-            started_at: Some(Time(at(start))),
-            step_started_at: None,
-            last_check_at: None,
-            first_failed_at: None,
-            finished_at: None,
-            metrics: Vec::new(),
-            exposure: None,
-            was_inconclusive: false,
-            message: None,
-            transitions: Vec::new(),
+        let record = |start: i64, phase: RolloutPhase| -> RolloutRecord {
+            serde_json::from_value(json!({"deployment": "web", "phase": phase, "step": 0,
+                                          "startedAt": at(start).to_string()}))
+            .unwrap()
         };
         let mut status = CanaryPolicyStatus {
             rollouts: vec![

@@ -676,6 +676,28 @@ mod tests {
         }
     }
 
+    /// The holding run of [`holding`] aborted for `why` (checked at `checked`, if read):
+    /// restoring 3 replicas, with its Event.
+    fn assert_aborted(out: &Outcome, why: &str, checked: Option<Timestamp>) {
+        assert_eq!(
+            out.status.active,
+            Some(ActiveRun {
+                phase: DrillPhase::Restoring,
+                last_check_at: checked.map(MicroTime),
+                abort_reason: Some(why.into()),
+                ..holding()
+            })
+        );
+        assert_eq!(out.effect, Some((web(1), Effect::Restore(saved3()))));
+        assert_eq!(
+            out.notes,
+            vec![Note::warning(
+                "DrillAborted",
+                format!("Deployment/web: {why}; restoring")
+            )]
+        );
+    }
+
     fn restoring() -> ActiveRun {
         ActiveRun {
             phase: DrillPhase::Restoring,
@@ -1083,22 +1105,7 @@ mod tests {
         let now = at("10:00:10");
         assert!(!check_due(&o, now));
         let out = decide(&o, now, &NONE);
-        assert_eq!(
-            out.status.active,
-            Some(ActiveRun {
-                phase: DrillPhase::Restoring,
-                abort_reason: Some(STOPPED.into()),
-                ..holding()
-            })
-        );
-        assert_eq!(out.effect, Some((web(1), Effect::Restore(saved3()))));
-        assert_eq!(
-            out.notes,
-            vec![Note::warning(
-                "DrillAborted",
-                format!("Deployment/web: {STOPPED}; restoring")
-            )]
-        );
+        assert_aborted(&out, STOPPED, None);
         assert_eq!(out.requeue, Duration::from_millis(100));
         assert_eq!(ready(&out), ("True", "Stopped", STOPPED));
     }
@@ -1198,22 +1205,7 @@ mod tests {
         o.target = Some(web(1));
         let out = decide(&o, at("10:00:10"), &NONE);
         let why = "the spec is no longer valid: checkInterval must be longer than zero";
-        assert_eq!(
-            out.status.active,
-            Some(ActiveRun {
-                phase: DrillPhase::Restoring,
-                abort_reason: Some(why.into()),
-                ..holding()
-            })
-        );
-        assert_eq!(out.effect, Some((web(1), Effect::Restore(saved3()))));
-        assert_eq!(
-            out.notes,
-            vec![Note::warning(
-                "DrillAborted",
-                format!("Deployment/web: {why}; restoring")
-            )]
-        );
+        assert_aborted(&out, why, None);
         assert_eq!(ready(&out).1, "InvalidSpec");
         assert_eq!(out.requeue, Duration::from_millis(100));
     }
@@ -1356,23 +1348,7 @@ mod tests {
         o.checks = checked(CheckOutcome::Breached("health 1 > 0.5".into()), read);
         let out = decide(&o, now, &NONE);
         let why = "steady state breached during the drill: health 1 > 0.5";
-        assert_eq!(
-            out.status.active,
-            Some(ActiveRun {
-                phase: DrillPhase::Restoring,
-                last_check_at: Some(MicroTime(read)),
-                abort_reason: Some(why.into()),
-                ..holding()
-            })
-        );
-        assert_eq!(out.effect, Some((web(1), Effect::Restore(saved3()))));
-        assert_eq!(
-            out.notes,
-            vec![Note::warning(
-                "DrillAborted",
-                format!("Deployment/web: {why}; restoring")
-            )]
-        );
+        assert_aborted(&out, why, Some(read));
         assert_eq!(out.requeue, Duration::from_millis(100));
 
         o.checks = checked(CheckOutcome::Holds, read);
