@@ -2,7 +2,7 @@
 # Builds (once) every tool the local control plane needs from Go modules, pinned in
 # hack/versions.env, and caches them under ~/.cache/maturity-operator/.
 # Usage: hack/build-tools.sh [component...]   (default: all)
-# Components: kubernetes etcd kwok helm prometheus
+# Components: kubernetes etcd kwok helm prometheus prom-label-proxy
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need_cmd go "install Go (1.24 or newer) first: the control-plane tools are built from Go modules"
@@ -157,17 +157,25 @@ build_prometheus() {
   log "prometheus $PROMETHEUS_MODULE_VERSION: built into $out"
 }
 
+build_prom_label_proxy() {
+  local out="$PLP_BIN" logfile="$LOG_DIR/build-prom-label-proxy.log"
+  if [[ -x "$out/prom-label-proxy" ]]; then log "prom-label-proxy $PROM_LABEL_PROXY_VERSION: cached in $out"; return; fi
+  log "prom-label-proxy $PROM_LABEL_PROXY_VERSION: building (log: $logfile)"; : >"$logfile"
+  go_install_into prom-label-proxy "$out" "$logfile" "github.com/prometheus-community/prom-label-proxy@$PROM_LABEL_PROXY_VERSION"
+  log "prom-label-proxy $PROM_LABEL_PROXY_VERSION: built into $out"
+}
+
 link_tools() {
   mkdir -p "$TOOLS_BIN"
   local f
-  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/*; do
+  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/* "$PLP_BIN"/*; do
     [[ -f "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
   done
   return 0
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus kubernetes)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy kubernetes)
 start=$(date +%s)
 for c in "${components[@]}"; do
   case "$c" in
@@ -176,7 +184,8 @@ for c in "${components[@]}"; do
     kwok) build_kwok ;;
     helm) build_helm ;;
     prometheus) build_prometheus ;;
-    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus)" ;;
+    prom-label-proxy) build_prom_label_proxy ;;
+    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy)" ;;
   esac
 done
 link_tools

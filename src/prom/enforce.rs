@@ -1,0 +1,179 @@
+//! Namespace enforcement of PromQL written by users, as prom-label-proxy enforces a label
+//! with `-error-on-replace`: every vector selector (inside matrix selectors, subqueries,
+//! function arguments and binary operands too) gets the matcher `<label>="<value>"`. A
+//! selector's own matcher on that label is dropped when it could match the value (e.g.
+//! `namespace=~"tenant-.*"`) and the query is refused when it could not (e.g.
+//! `namespace="tenant-b"`): a query can read only its own namespace's series.
+//!
+//! Stricter than prom-label-proxy in two places, both on purpose: the parameter of an
+//! aggregation (`topk(scalar(x), y)`, `quantile(...)`) is enforced too (prom-label-proxy
+//! leaves it, so `x` could come from any namespace), and a selector with `or` inside its
+//! braces is refused (Prometheus does not accept it either).
+
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{Expr, VectorSelector, parse};
+
+/// Why a query cannot be enforced: a sentence for a condition or an admission answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnforceError {
+    #[error("the query does not parse: {0}")]
+    Parse(String),
+    #[error(
+        "the query may only read namespace {namespace}: its matcher {matcher} would read other namespaces' series"
+    )]
+    Conflict { matcher: String, namespace: String },
+    #[error("a selector with `or` inside its braces is not supported: write two selectors")]
+    OrSelector,
+}
+
+/// Where enforcement applies: the label to enforce (`namespace` by default), or off for a
+/// single-tenant cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenancy {
+    /// Every user-written query is scoped to its object's namespace by this label.
+    Enforced { label: String },
+    /// Queries are sent as written (one team per cluster).
+    Single,
+}
+
+impl Default for Tenancy {
+    fn default() -> Self {
+        Tenancy::Enforced {
+            label: "namespace".into(),
+        }
+    }
+}
+
+impl Tenancy {
+    /// `query` as it may be sent for an object of `namespace`.
+    pub fn scope(&self, query: &str, namespace: &str) -> Result<String, EnforceError> {
+        match self {
+            Tenancy::Enforced { label } => enforce(query, label, namespace),
+            Tenancy::Single => Ok(query.to_string()),
+        }
+    }
+}
+
+/// `query` with `label="value"` on every vector selector, printed back as PromQL.
+pub fn enforce(query: &str, label: &str, value: &str) -> Result<String, EnforceError> {
+    let mut expr = parse(query).map_err(EnforceError::Parse)?;
+    let injected = Matcher::new(MatchOp::Equal, label, value);
+    walk(&mut expr, &injected)?;
+    Ok(expr.to_string())
+}
+
+fn walk(e: &mut Expr, m: &Matcher) -> Result<(), EnforceError> {
+    match e {
+        Expr::Aggregate(a) => {
+            walk(&mut a.expr, m)?;
+            match a.param.as_mut() {
+                Some(p) => walk(p, m),
+                None => Ok(()),
+            }
+        }
+        Expr::Unary(u) => walk(&mut u.expr, m),
+        Expr::Binary(b) => {
+            walk(&mut b.lhs, m)?;
+            walk(&mut b.rhs, m)
+        }
+        Expr::Paren(p) => walk(&mut p.expr, m),
+        Expr::Subquery(s) => walk(&mut s.expr, m),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
+        Expr::VectorSelector(vs) => selector(vs, m),
+        Expr::MatrixSelector(ms) => selector(&mut ms.vs, m),
+        Expr::Call(c) => c.args.args.iter_mut().try_for_each(|a| walk(a, m)),
+        // The parser never makes one; nothing user-written can hide in it.
+        Expr::Extension(_) => Ok(()),
+    }
+}
+
+/// Could `target` (a matcher on the enforced label) select `value`? prom-label-proxy's
+/// rule for an enforced `=` matcher.
+fn compatible(target: &Matcher, value: &str) -> bool {
+    match &target.op {
+        MatchOp::Equal => target.value == value,
+        MatchOp::NotEqual => target.value != value,
+        MatchOp::Re(_) | MatchOp::NotRe(_) => target.is_match(value),
+    }
+}
+
+fn selector(vs: &mut VectorSelector, m: &Matcher) -> Result<(), EnforceError> {
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(EnforceError::OrSelector);
+    }
+    let mut kept = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+    for target in vs.matchers.matchers.drain(..) {
+        if target.name != m.name {
+            kept.push(target);
+        } else if !compatible(&target, &m.value) {
+            return Err(EnforceError::Conflict {
+                matcher: target.to_string(),
+                namespace: m.value.clone(),
+            });
+        }
+    }
+    kept.push(m.clone());
+    vs.matchers.matchers = kept;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(q: &str) -> Result<String, EnforceError> {
+        enforce(q, "namespace", "tenant-a")
+    }
+
+    #[test]
+    fn every_selector_gets_the_namespace() {
+        assert_eq!(
+            ns(r#"sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))"#).unwrap(),
+            r#"sum(rate(http_requests_total{code=~"5..",namespace="tenant-a"}[5m])) / sum(rate(http_requests_total{namespace="tenant-a"}[5m]))"#
+        );
+        assert_eq!(ns("up").unwrap(), r#"up{namespace="tenant-a"}"#);
+        // A literal has no selector: nothing to scope (it reads no series).
+        assert_eq!(ns("vector(1)").unwrap(), "vector(1)");
+        assert_eq!(
+            ns("max_over_time(x[1h:1m])").unwrap(),
+            r#"max_over_time(x{namespace="tenant-a"}[1h:1m])"#
+        );
+        // Stricter than prom-label-proxy: the aggregation parameter too.
+        assert_eq!(
+            ns("topk(scalar(k), y)").unwrap(),
+            r#"topk(scalar(k{namespace="tenant-a"}), y{namespace="tenant-a"})"#
+        );
+    }
+
+    #[test]
+    fn a_matcher_that_could_match_the_namespace_is_replaced_and_one_that_could_not_is_refused() {
+        for ok in [
+            r#"x{namespace="tenant-a"}"#,
+            r#"x{namespace=~"tenant-.*"}"#,
+            r#"x{namespace!="tenant-b"}"#,
+            r#"x{namespace!~"tenant-b|tenant-c"}"#,
+        ] {
+            assert_eq!(ns(ok).unwrap(), r#"x{namespace="tenant-a"}"#, "{ok}");
+        }
+        for bad in [
+            r#"x{namespace="tenant-b"}"#,
+            r#"x{namespace=~"tenant-b.*"}"#,
+            r#"x{namespace!="tenant-a"}"#,
+            r#"x{namespace!~"tenant-a"}"#,
+            // The regex is anchored, as in Prometheus: `tenant` alone does not match.
+            r#"x{namespace=~"tenant"}"#,
+        ] {
+            let e = ns(bad).unwrap_err();
+            assert!(matches!(e, EnforceError::Conflict { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains("may only read namespace tenant-a"), "{e}");
+        }
+        assert!(matches!(ns("sum(").unwrap_err(), EnforceError::Parse(_)));
+    }
+
+    #[test]
+    fn single_tenancy_sends_the_query_as_written() {
+        let q = r#"x{namespace="tenant-b"}"#;
+        assert_eq!(Tenancy::Single.scope(q, "tenant-a").unwrap(), q);
+        assert!(Tenancy::default().scope(q, "tenant-a").is_err());
+    }
+}
