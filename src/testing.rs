@@ -55,6 +55,11 @@ impl CanaryBuilder {
         self.0["spec"]["analysis"]["interval"] = json!(interval);
         self
     }
+    /// The query of the one metric.
+    pub fn query(mut self, q: &str) -> Self {
+        self.0["spec"]["analysis"]["metrics"][0]["query"] = json!(q);
+        self
+    }
     pub fn pause_on_failure(mut self) -> Self {
         self.0["spec"]["rollback"] = json!("Pause");
         self

@@ -96,10 +96,7 @@ const STRICTER: &[(&str, &str)] = &[
         "topk(scalar(k), y)",
         r#"topk(scalar(k{namespace="tenant-a"}), y{namespace="tenant-a"})"#,
     ),
-    (
-        r#"quantile(scalar(q{namespace="tenant-b"}), y)"#,
-        "refused",
-    ),
+    (r#"quantile(scalar(q{namespace="tenant-b"}), y)"#, "refused"),
 ];
 
 /// A loopback HTTP server that answers every request with an empty Prometheus vector and
@@ -111,7 +108,9 @@ async fn upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
     let record = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             let record = record.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -119,7 +118,9 @@ async fn upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
                 // The head, then a form body if the proxy sent one.
                 let mut body_needed = None;
                 loop {
-                    let Ok(n) = s.read(&mut chunk).await else { return };
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         break;
                     }
@@ -131,7 +132,8 @@ async fn upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
                                 .lines()
                                 .find_map(|l| {
                                     let (k, v) = l.split_once(':')?;
-                                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse().ok())?
                                 })
                                 .unwrap_or(0usize)
                         });
@@ -216,7 +218,10 @@ async fn enforcement_matches_prom_label_proxy_on_the_corpus() {
     };
     let started = Instant::now();
     while http.get(url("up")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "prom-label-proxy did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "prom-label-proxy did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // What prom-label-proxy does with `q`: Some(enforced query) or None (refused).
@@ -229,9 +234,18 @@ async fn enforcement_matches_prom_label_proxy_on_the_corpus() {
             let status = http.get(target).send().await.unwrap().status();
             let after = seen.lock().unwrap().clone();
             match status.as_u16() {
-                200 => Some(after.get(before).cloned().expect("the proxy forwarded the query")),
+                200 => Some(
+                    after
+                        .get(before)
+                        .cloned()
+                        .expect("the proxy forwarded the query"),
+                ),
                 400..=499 => {
-                    assert_eq!(after.len(), before, "a refused query must not reach Prometheus: {q}");
+                    assert_eq!(
+                        after.len(),
+                        before,
+                        "a refused query must not reach Prometheus: {q}"
+                    );
                     None
                 }
                 other => panic!("{q}: prom-label-proxy answered {other}"),
@@ -251,7 +265,10 @@ async fn enforcement_matches_prom_label_proxy_on_the_corpus() {
         compared += 1;
     }
     assert!(compared >= 50, "only {compared} queries compared");
-    assert!(refused >= 8, "the corpus should refuse conflicting and broken queries: {refused}");
+    assert!(
+        refused >= 8,
+        "the corpus should refuse conflicting and broken queries: {refused}"
+    );
     // Where we are stricter, prom-label-proxy passes the parameter through unscoped.
     for (q, expected) in STRICTER {
         let ours = enforce(q, "namespace", "tenant-a");

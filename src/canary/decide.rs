@@ -10,12 +10,14 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::analysis::QueryVars;
 use super::deployment::{Action, DeploymentView, ReplicaSetView};
 use super::rollout::{self, Check, Policy};
 use crate::api::CanaryPolicy;
 use crate::api::canary_policy::{CanaryPolicyStatus, Coverage, RolloutRecord, Totals};
 use crate::api::names::HOLD_ANNOTATION;
 use crate::conditions::{self, Cond, Note, Status};
+use crate::prom::enforce::Tenancy;
 
 /// How often an idle policy is looked at without any event.
 pub const IDLE_REQUEUE: Duration = Duration::from_secs(300);
@@ -36,6 +38,8 @@ pub struct Observed {
     pub policies: Vec<CanaryPolicy>,
     /// The checks that were due ([`due_checks`]) and were run, by Deployment.
     pub checks: BTreeMap<String, Check>,
+    /// How the metrics' queries are scoped to the policy's namespace.
+    pub tenancy: Tenancy,
 }
 
 /// What to do after a pass.
@@ -49,8 +53,10 @@ pub struct Outcome {
     pub requeue: Duration,
 }
 
-/// The spec as the state machine needs it, or why it cannot be used (a sentence for Ready).
-pub fn parse(p: &CanaryPolicy) -> Result<Policy, String> {
+/// The spec as the state machine needs it, or why it cannot be used (a sentence for Ready):
+/// among others, a metric whose query would read another namespace's series.
+pub fn parse(p: &CanaryPolicy, tenancy: &Tenancy) -> Result<Policy, String> {
+    scoped_metrics(p, tenancy)?;
     let interval = p
         .spec
         .analysis
@@ -84,6 +90,31 @@ pub fn parse(p: &CanaryPolicy) -> Result<Policy, String> {
         failure_limit: p.spec.analysis.failure_limit.max(1) as u32,
         rollback: p.spec.rollback,
     })
+}
+
+/// Every metric's queries (placeholders filled with stand-ins) can be scoped to the
+/// policy's namespace.
+fn scoped_metrics(p: &CanaryPolicy, tenancy: &Tenancy) -> Result<(), String> {
+    let ns = p.metadata.namespace.clone().unwrap_or_default();
+    let vars = QueryVars {
+        namespace: ns.clone(),
+        deployment: "deployment".into(),
+        canary_hash: "canary".into(),
+        stable_hash: "stable".into(),
+        interval: p.spec.analysis.interval.as_str().to_string(),
+    };
+    for (i, m) in p.spec.analysis.metrics.iter().enumerate() {
+        let queries = [
+            vars.canary_query(m).ok(),
+            vars.stable_query(m).and_then(Result::ok),
+        ];
+        for q in queries.into_iter().flatten() {
+            tenancy
+                .scope(&q, &ns)
+                .map_err(|e| format!("analysis.metrics[{i}] ({}): {e}", m.name))?;
+        }
+    }
+    Ok(())
 }
 
 /// One Deployment the pass looks at.
@@ -197,7 +228,7 @@ fn rules(parsed: &Result<Policy, String>, name: &str) -> Policy {
 /// The rollouts whose check is due at `now`: run them (canary and stable queries) and put
 /// the results in [`Observed::checks`] before calling [`decide`].
 pub fn due_checks(o: &Observed, now: Timestamp) -> Vec<(String, RolloutRecord)> {
-    let parsed = parse(&o.policy);
+    let parsed = parse(&o.policy, &o.tenancy);
     if parsed.is_err() {
         return Vec::new();
     }
@@ -223,7 +254,7 @@ pub fn due_checks(o: &Observed, now: Timestamp) -> Vec<(String, RolloutRecord)> 
 /// The pass: every candidate's rollout step, coverage, `Ready`, and when to look again.
 pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
     let name = o.policy.metadata.name.clone().unwrap_or_default();
-    let parsed = parse(&o.policy);
+    let parsed = parse(&o.policy, &o.tenancy);
     let rules = rules(&parsed, &name);
     let governed = governed(o, parsed.is_ok());
     let old = o.policy.status.clone().unwrap_or_default();
@@ -366,6 +397,7 @@ mod tests {
             deployments,
             replica_sets,
             checks: BTreeMap::new(),
+            tenancy: Tenancy::default(),
         }
     }
 
@@ -457,6 +489,31 @@ mod tests {
         assert_eq!(
             out2.status, out.status,
             "nothing changed: no new lastEvaluated"
+        );
+    }
+
+    #[test]
+    fn a_metric_reading_another_namespace_makes_the_spec_invalid_unless_single_tenant() {
+        let p = policy()
+            .query(r#"sum(rate(http_requests_total{namespace="bank", pod_template_hash="{{canary_hash}}"}[1m]))"#)
+            .build();
+        let out = decide(&observed(p.clone(), vec![], vec![]), at(0));
+        assert_eq!(
+            ready(&out.status),
+            (
+                "False".into(),
+                "InvalidSpec".into(),
+                r#"analysis.metrics[0] (errors): the query may only read namespace shop: its matcher namespace="bank" would read other namespaces' series"#.into()
+            )
+        );
+        let mut single = observed(p, vec![], vec![]);
+        single.tenancy = Tenancy::Single;
+        assert_eq!(ready(&decide(&single, at(0)).status).1, "Watching");
+        // Without a namespace matcher the query is scoped, not refused.
+        let unscoped = policy().query("sum(rate(http_requests_total[1m]))").build();
+        assert_eq!(
+            ready(&decide(&observed(unscoped, vec![], vec![]), at(0)).status).1,
+            "Watching"
         );
     }
 

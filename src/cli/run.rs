@@ -54,6 +54,14 @@ pub struct RunArgs {
     /// Controllers to run: response-time-targets, canaries, drills, assessments (comma-separated) or all.
     #[arg(long, env = "MATURITY_CONTROLLERS", default_value = "all", value_parser = operator::Controllers::parse)]
     controllers: operator::Controllers,
+    /// Every query a user writes (canary metrics, drill checks, assessment signals) reads
+    /// only series whose label of this name is the object's namespace.
+    #[arg(long, env = "MATURITY_TENANT_LABEL", default_value = "namespace", value_parser = label_name)]
+    tenant_label: String,
+    /// One team per cluster: send users' queries as written, unscoped (turns the
+    /// namespace enforcement off).
+    #[arg(long, env = "MATURITY_SINGLE_TENANT")]
+    single_tenant: bool,
     #[command(flatten)]
     webhook: WebhookArgs,
     #[command(flatten)]
@@ -78,6 +86,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         namespace,
         assessment_interval,
         controllers,
+        tenant_label,
+        single_tenant,
         webhook,
         leader,
     } = args;
@@ -111,6 +121,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
         controllers,
         webhook,
         leader_election,
+        tenancy: if single_tenant {
+            maturity_operator::prom::enforce::Tenancy::Single
+        } else {
+            maturity_operator::prom::enforce::Tenancy::Enforced {
+                label: tenant_label,
+            }
+        },
     })
     .await
     {
@@ -296,5 +313,19 @@ fn prometheus_auth(
             password: std::env::var("MATURITY_PROMETHEUS_PASSWORD").unwrap_or_default(),
         }),
         (None, None) => Ok(Auth::None),
+    }
+}
+
+fn label_name(s: &str) -> Result<String, String> {
+    let mut chars = s.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+        ))
     }
 }

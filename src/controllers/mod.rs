@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::k8s::{self, Kube};
 use crate::metrics::Metrics;
 use crate::prom::PromClient;
+use crate::prom::enforce::{EnforceError, Tenancy};
 
 /// What every controller shares.
 pub struct Context {
@@ -48,6 +49,14 @@ impl Context {
     }
 }
 
+impl Context {
+    /// `query`, written by the author of an object of `namespace`, as it may be sent: every
+    /// selector scoped to that namespace (unless the operator runs single-tenant).
+    pub fn scoped(&self, query: &str, namespace: &str) -> Result<String, EnforceError> {
+        self.settings.tenancy.scope(query, namespace)
+    }
+}
+
 /// Settings of the controllers.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -59,6 +68,8 @@ pub struct Settings {
     pub tick: Duration,
     /// Evaluation interval of targets that set none.
     pub default_interval: Duration,
+    /// How a query written by a user is scoped to its object's namespace.
+    pub tenancy: Tenancy,
 }
 
 /// Why a reconcile did not finish.

@@ -86,6 +86,8 @@ pub struct RunConfig {
     pub webhook: Option<WebhookConfig>,
     /// Leader election on a Lease (None: this process always acts; run one replica only).
     pub leader_election: Option<crate::leader::Settings>,
+    /// How queries written by users are scoped to their object's namespace.
+    pub tenancy: crate::prom::enforce::Tenancy,
 }
 
 /// Which controllers run (the chart has a switch for each).
@@ -346,6 +348,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                 assessment_interval: config.assessment_interval,
                 tick: config.tick,
                 default_interval: config.default_interval,
+                tenancy: config.tenancy.clone(),
             },
         ));
         start_controllers(&config, &ctx, &shared, &stop_rx, &mut watchers);

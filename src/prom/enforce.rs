@@ -165,7 +165,10 @@ mod tests {
         ] {
             let e = ns(bad).unwrap_err();
             assert!(matches!(e, EnforceError::Conflict { .. }), "{bad}: {e}");
-            assert!(e.to_string().contains("may only read namespace tenant-a"), "{e}");
+            assert!(
+                e.to_string().contains("may only read namespace tenant-a"),
+                "{e}"
+            );
         }
         assert!(matches!(ns("sum(").unwrap_err(), EnforceError::Parse(_)));
     }

@@ -41,6 +41,7 @@ pub async fn observe(
             .map(|p| p.as_ref().clone())
             .collect(),
         checks: Default::default(),
+        tenancy: ctx.settings.tenancy.clone(),
     };
     for (deployment, rollout) in decide::due_checks(&observed, ctx.clock.now()) {
         let check = run_check(ctx, &observed.policy, &ns, &deployment, &rollout).await;
@@ -67,18 +68,12 @@ async fn run_check(
     let mut results = Vec::new();
     for m in &policy.spec.analysis.metrics {
         let (query, canary) = match vars.canary_query(m) {
-            Ok(q) => {
-                let reading = read(ctx, &q).await;
-                (q, reading)
-            }
+            Ok(q) => scoped_read(ctx, q, ns).await,
             Err(e) => (m.query.as_str().to_string(), Reading::Error(e.to_string())),
         };
         let stable = match vars.stable_query(m) {
             None => None,
-            Some(Ok(q)) => {
-                let reading = read(ctx, &q).await;
-                Some((q, reading))
-            }
+            Some(Ok(q)) => Some(scoped_read(ctx, q, ns).await),
             Some(Err(e)) => Some((m.query.as_str().to_string(), Reading::Error(e.to_string()))),
         };
         results.push(analysis::judge(m, query, canary, stable));
@@ -88,6 +83,17 @@ async fn run_check(
         results,
         verdict,
         message,
+    }
+}
+
+/// The query as sent (scoped to the policy's namespace) and what it read.
+async fn scoped_read(ctx: &Context, query: String, ns: &str) -> (String, Reading) {
+    match ctx.scoped(&query, ns) {
+        Ok(q) => {
+            let reading = read(ctx, &q).await;
+            (q, reading)
+        }
+        Err(e) => (query, Reading::Error(e.to_string())),
     }
 }
 

@@ -138,8 +138,9 @@ async fn view(ctx: &Context, d: &DrillSchedule, target: &str) -> Result<Option<T
     }))
 }
 
-/// Runs `checks` (placeholders `{{namespace}}`, `{{target}}`): Breached when any value is
-/// out of bounds, Unknown when any has no value, Holds otherwise (and with no checks).
+/// Runs `checks` (placeholders `{{namespace}}`, `{{target}}`; each scoped to the drill's
+/// namespace): Breached when any value is out of bounds, Unknown when any has no value (or
+/// may not be read), Holds otherwise (and with no checks).
 async fn run_checks(ctx: &Context, checks: &[Check], ns: &str, target: &str) -> CheckOutcome {
     let vars: BTreeMap<&str, String> = BTreeMap::from([
         ("namespace", ns.to_string()),
@@ -155,7 +156,8 @@ async fn run_checks(ctx: &Context, checks: &[Check], ns: &str, target: &str) -> 
     let mut breached = Vec::new();
     let mut unknown = Vec::new();
     for c in checks {
-        let q = match template::render(c.query.as_str(), &vars) {
+        let rendered = template::render(c.query.as_str(), &vars).map_err(|e| e.to_string());
+        let q = match rendered.and_then(|q| ctx.scoped(&q, ns).map_err(|e| e.to_string())) {
             Ok(q) => q,
             Err(e) => {
                 unknown.push(format!("{}: {e}", c.name));

@@ -40,7 +40,7 @@ pub async fn observe(
     let (drills, drill_figures) = drills(ctx, &ns).await?;
     let rules = rules(ctx, &ns).await;
     let signals = a.spec.signals.clone().unwrap_or_default();
-    let (satisfaction, complaints, demand) = read_signals(ctx, &signals).await;
+    let (satisfaction, complaints, demand) = read_signals(ctx, &ns, &signals).await;
     let report_data = if decide::reports_due(&a, now).is_empty() {
         BTreeMap::new()
     } else {
@@ -226,27 +226,32 @@ type Readings = (
 );
 
 /// The declared business signals: satisfaction, complaints per category, demand.
-async fn read_signals(ctx: &Context, signals: &Signals) -> Readings {
+async fn read_signals(ctx: &Context, ns: &str, signals: &Signals) -> Readings {
     let satisfaction = match &signals.satisfaction {
         None => None,
-        Some(s) => Some(one_value(ctx, s.query.as_str()).await.map(|v| (v, s.min))),
+        Some(s) => Some(
+            one_value(ctx, ns, s.query.as_str())
+                .await
+                .map(|v| (v, s.min)),
+        ),
     };
     let complaints = match &signals.complaints {
         None => None,
-        Some(s) => Some(complaints(ctx, s.query.as_str()).await),
+        Some(s) => Some(complaints(ctx, ns, s.query.as_str()).await),
     };
     let demand = match &signals.demand {
         None => None,
-        Some(d) => Some(demand(ctx, d.query.as_str(), d.capacity.as_str(), &d.horizon).await),
+        Some(d) => Some(demand(ctx, ns, d.query.as_str(), d.capacity.as_str(), &d.horizon).await),
     };
     (satisfaction, complaints, demand)
 }
 
 /// (category, value) of every series (`all` when it has no category).
-async fn complaints(ctx: &Context, query: &str) -> Result<Vec<(String, f64)>, String> {
+async fn complaints(ctx: &Context, ns: &str, query: &str) -> Result<Vec<(String, f64)>, String> {
+    let query = ctx.scoped(query, ns).map_err(|e| e.to_string())?;
     let samples = ctx
         .prom
-        .instant(query, None)
+        .instant(&query, None)
         .await
         .map_err(|e| e.to_string())?;
     Ok(samples
@@ -265,6 +270,7 @@ async fn complaints(ctx: &Context, query: &str) -> Result<Vec<(String, f64)>, St
 /// (demand forecast at the horizon, capacity).
 async fn demand(
     ctx: &Context,
+    ns: &str,
     query: &str,
     capacity: &str,
     horizon: &crate::api::common::DurationString,
@@ -272,18 +278,20 @@ async fn demand(
     let h = horizon.parse().map_err(|e| format!("horizon: {e}"))?;
     let forecast = format!("predict_linear(({query})[1h:1m], {})", h.as_secs());
     match (
-        one_value(ctx, &forecast).await,
-        one_value(ctx, capacity).await,
+        one_value(ctx, ns, &forecast).await,
+        one_value(ctx, ns, capacity).await,
     ) {
         (Ok(f), Ok(cap)) => Ok((f, cap)),
         (Err(e), _) | (_, Err(e)) => Err(e),
     }
 }
 
-async fn one_value(ctx: &Context, query: &str) -> Result<f64, String> {
+/// The single value of `query`, scoped to the assessment's namespace first.
+async fn one_value(ctx: &Context, ns: &str, query: &str) -> Result<f64, String> {
+    let query = ctx.scoped(query, ns).map_err(|e| e.to_string())?;
     let samples = ctx
         .prom
-        .instant(query, None)
+        .instant(&query, None)
         .await
         .map_err(|e| e.to_string())?;
     single_value(&samples).map_err(|e| e.to_string())

@@ -1,0 +1,295 @@
+//! A tenant who may only create the operator's kinds in its own namespace cannot read
+//! another namespace's series through them (issue 13, escape 1): every query a user writes
+//! (assessment signals, canary metrics, drill checks) is scoped to the object's namespace
+//! before it is sent, and a query that names another namespace is refused with a sentence.
+//! The objects are created as that tenant's ServiceAccount (`kubectl --as`), against the
+//! real API server and the shared real Prometheus.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, PostParams};
+use maturity_operator::api::{CanaryPolicy, DrillSchedule, MaturityAssessment};
+use maturity_operator::synthetic::{SyntheticExporter, labels};
+use serde_json::{Value, json};
+use support::cluster::TestContext;
+use support::eventually;
+use support::operator::Operator;
+use support::prom::{Prom, ScrapeTarget};
+
+/// Applies `manifest` as `user` (impersonated with the admin's kubeconfig).
+fn apply_as(ctx: &TestContext, user: &str, manifest: &Value) -> std::process::Output {
+    let mut child = Command::new(ctx.env.tool("kubectl"))
+        .args(["--kubeconfig"])
+        .arg(&ctx.env.kubeconfig)
+        .args(["--as", user, "-n", &ctx.namespace, "apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.to_string().as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The tenant: a ServiceAccount that may manage the four kinds in its namespace only.
+fn tenant(ctx: &TestContext) -> String {
+    let ns = &ctx.namespace;
+    let rbac = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tenant", "namespace": ns}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "tenant", "namespace": ns},
+         "rules": [{"apiGroups": ["maturity.sre.dev"],
+                    "resources": ["responsetimetargets", "canarypolicies", "drillschedules", "maturityassessments"],
+                    "verbs": ["get", "list", "watch", "create", "update", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "tenant", "namespace": ns},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant"},
+         "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": ns}]}
+    ]});
+    let out = Command::new(ctx.env.tool("kubectl"))
+        .args(["--kubeconfig"])
+        .arg(&ctx.env.kubeconfig)
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(rbac.to_string().as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("apply the tenant's RBAC");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("system:serviceaccount:{ns}:tenant")
+}
+
+fn practice(a: &Value, id: &str) -> (String, String) {
+    let p = a["status"]["capabilities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["practices"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("no practice {id} in {a}"));
+    (
+        p["state"].as_str().unwrap_or_default().to_string(),
+        p["detail"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_tenant_reads_only_its_own_namespace_through_signals_metrics_and_checks() {
+    let ctx = TestContext::new("tenancy").await;
+    let ns = ctx.namespace.clone();
+    let other = format!("{ns}-bank");
+    // Series of this namespace and of another tenant's, from one exporter.
+    let exporter = Arc::new(
+        SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("start exporter"),
+    );
+    exporter.set_gauge("satisfaction_score", labels(&[("namespace", &ns)]), 4.6);
+    exporter.set_gauge("satisfaction_score", labels(&[("namespace", &other)]), 1.5);
+    exporter.set_gauge(
+        "bank_balance",
+        labels(&[("namespace", &other)]),
+        1_000_000.0,
+    );
+    let _target = ScrapeTarget::register(&ctx.env, &ns, exporter.addr(), &[]);
+    let prom = Prom::new(ctx.env.prometheus_url.clone());
+    let seen = format!("bank_balance{{namespace=\"{other}\"}}");
+    eventually(
+        "the other tenant's series scraped",
+        Duration::from_secs(30),
+        || {
+            let (prom, q) = (prom.clone(), seen.clone());
+            async move { prom.scalar(&q).await.map(|_| ()) }
+        },
+    )
+    .await;
+
+    let user = tenant(&ctx);
+    let _operator = Operator::start(&ctx.env, &ns, &ctx.env.prometheus_url, "2s");
+
+    // Assessments: one reading its own satisfaction, one naming the other namespace, one
+    // reading another tenant's series without naming a namespace.
+    let assessment = |name: &str, query: &str| {
+        json!({"apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+               "metadata": {"name": name},
+               "spec": {"scope": {}, "signals": {"satisfaction": {"query": query, "min": 4.0}}}})
+    };
+    for (name, query) in [
+        ("own", "avg(satisfaction_score)".to_string()),
+        (
+            "names-other",
+            format!("avg(satisfaction_score{{namespace=\"{other}\"}})"),
+        ),
+        ("unnamed-other", "max(bank_balance) / 250000".to_string()),
+    ] {
+        let out = apply_as(&ctx, &user, &assessment(name, &query));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let read = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            let a = api.get(name).await.map_err(|e| e.to_string())?;
+            let v = serde_json::to_value(&a).unwrap();
+            if v["status"]["capabilities"].is_null() {
+                return Err("not evaluated yet".to_string());
+            }
+            Ok(practice(&v, "CX-2.3"))
+        }
+    };
+    let own = eventually("own satisfaction read", Duration::from_secs(60), || {
+        read("own")
+    })
+    .await;
+    assert_eq!(
+        own,
+        ("Met".into(), "satisfaction 4.6 (target at least 4)".into())
+    );
+    let (state, detail) = eventually("a refused signal", Duration::from_secs(60), || {
+        read("names-other")
+    })
+    .await;
+    assert_eq!(state, "Unknown");
+    assert!(
+        detail.contains(&format!("may only read namespace {ns}"))
+            && detail.contains(&format!(r#"namespace="{other}""#)),
+        "{detail}"
+    );
+    let (state, detail) = eventually("a scoped signal", Duration::from_secs(60), || {
+        read("unnamed-other")
+    })
+    .await;
+    assert_eq!(state, "Unknown", "{detail}");
+    assert!(
+        !detail.contains('4') || !detail.contains("1000000"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("1000000") && !detail.contains("satisfaction 4"),
+        "{detail}"
+    );
+
+    // A canary metric naming the other namespace: the policy is not usable, and says why.
+    let canary = |name: &str, query: &str| {
+        json!({"apiVersion": "maturity.sre.dev/v1alpha1", "kind": "CanaryPolicy",
+               "metadata": {"name": name},
+               "spec": {"selector": {"matchLabels": {"app": name}}, "steps": [{"weight": 50, "analyze": "10s"}],
+                        "analysis": {"interval": "5s", "metrics": [{"name": "m", "query": query, "max": 1.0}]}}})
+    };
+    for (name, query) in [
+        (
+            "steals",
+            format!("max(bank_balance{{namespace=\"{other}\"}})"),
+        ),
+        ("fair", "max(bank_balance)".to_string()),
+    ] {
+        let out = apply_as(&ctx, &user, &canary(name, &query));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let policies: Api<CanaryPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    let ready = |name: &'static str| {
+        let policies = policies.clone();
+        async move {
+            let p = policies.get(name).await.map_err(|e| e.to_string())?;
+            let c = p
+                .status
+                .and_then(|s| s.common.conditions.into_iter().find(|c| c.type_ == "Ready"))
+                .ok_or("no Ready yet")?;
+            Ok((c.status, c.reason, c.message))
+        }
+    };
+    let (status, reason, message) = eventually(
+        "the stealing policy's Ready",
+        Duration::from_secs(30),
+        || ready("steals"),
+    )
+    .await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(
+        message.starts_with("analysis.metrics[0] (m): the query may only read namespace"),
+        "{message}"
+    );
+    let fair = eventually("the fair policy's Ready", Duration::from_secs(30), || {
+        ready("fair")
+    })
+    .await;
+    assert_eq!(fair.1, "Watching", "{fair:?}");
+
+    // A drill whose steady-state check reads the other namespace: the run is skipped.
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "app", "image": "shop/web:v1"}]}}}
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    ctx.wait_available("web", 2).await;
+    let drill = json!({"apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+        "metadata": {"name": "peek", "annotations": {"maturity.sre.dev/run-now": "1"}},
+        "spec": {"schedule": "0 10 * * 1", "target": {"kind": "Deployment", "name": "web"},
+                 "action": {"podKill": {"count": 1}}, "recoveryDeadline": "1m",
+                 "steadyState": [{"name": "rich", "query": format!("max(bank_balance{{namespace=\"{other}\"}})"), "min": 1.0}]}});
+    let out = apply_as(&ctx, &user, &drill);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drills: Api<DrillSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    let run = eventually("the drill's run recorded", Duration::from_secs(60), || {
+        let drills = drills.clone();
+        async move {
+            let d = drills.get("peek").await.map_err(|e| e.to_string())?;
+            d.status
+                .and_then(|s| s.runs.into_iter().next())
+                .ok_or_else(|| "no run yet".to_string())
+        }
+    })
+    .await;
+    let reason = run.reason.unwrap_or_default();
+    assert_eq!(format!("{:?}", run.result), "Skipped", "{reason}");
+    assert!(
+        reason.starts_with("steady state cannot be confirmed before the drill: rich: the query may only read namespace"),
+        "{reason}"
+    );
+    let pods = ctx.wait_available("web", 2).await;
+    assert_eq!(
+        pods.status.and_then(|s| s.available_replicas),
+        Some(2),
+        "no pod was killed"
+    );
+    ctx.cleanup().await;
+}
