@@ -80,6 +80,7 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
         start: now - 29 * 86_400,
         end: now - now % step - 600,
         step,
+        namespace: ctx.namespace.clone(),
     };
     let healthy = |_day: i64| 0.999;
     let degraded = |day: i64| if day % 7 == 3 { 0.95 } else { 0.99 };

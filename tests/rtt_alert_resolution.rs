@@ -39,7 +39,10 @@ async fn handling_figures_match_the_generated_incidents() {
             om.sample(
                 "ALERTS",
                 "gauge",
-                &format!(r#"ALERTS{{alertname="{name}",alertstate="firing",severity="{severity}",namespace="shop"}}"#),
+                &format!(
+                    r#"ALERTS{{alertname="{name}",alertstate="firing",severity="{severity}",namespace="{}"}}"#,
+                    ctx.namespace
+                ),
                 1.0,
                 ts,
             );
@@ -68,7 +71,7 @@ async fn handling_figures_match_the_generated_incidents() {
         "metadata": {"name": "incident-handling"},
         "spec": {
             "service": "shop", "requestClass": "critical-incidents", "objective": 80, "window": "28d",
-            "indicator": {"alertResolution": {"selector": "{severity=\"critical\", namespace=\"shop\"}", "resolveWithin": "30m"}}
+            "indicator": {"alertResolution": {"selector": format!("{{severity=\"critical\", namespace=\"{}\"}}", ctx.namespace), "resolveWithin": "30m"}}
         }
     }))
     .unwrap();

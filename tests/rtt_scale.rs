@@ -55,6 +55,7 @@ async fn two_hundred_targets_cost_a_handful_of_queries_and_no_idle_writes() {
         start: now - 2 * 3600,
         end: now - now % step - 600,
         step,
+        namespace: ctx.namespace.clone(),
     };
     let shares: Vec<f64> = (0..count).map(|i| 0.99 + (i % 10) as f64 * 0.001).collect();
     let names: Vec<String> = (0..count).map(|i| format!("svc-{i:03}")).collect();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
-use maturity_operator::api::{CanaryPolicy, DrillSchedule, MaturityAssessment};
+use maturity_operator::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
 use maturity_operator::synthetic::{SyntheticExporter, labels};
 use serde_json::{Value, json};
 use support::cluster::TestContext;
@@ -242,6 +242,71 @@ async fn a_tenant_reads_only_its_own_namespace_through_signals_metrics_and_check
     })
     .await;
     assert_eq!(fair.1, "Watching", "{fair:?}");
+
+    // Response-time targets: one naming the other namespace is refused; one reading the
+    // other tenant's service without naming a namespace finds no data of its own.
+    let rtt = |name: &str, selector: &str| {
+        json!({"apiVersion": "maturity.sre.dev/v1alpha1", "kind": "ResponseTimeTarget",
+               "metadata": {"name": name},
+               "spec": {"service": "bank", "requestClass": "api", "objective": 99.0, "window": "1h",
+                        "indicator": {"ratio": {"good": format!("http_requests_total{{{selector}code!~\"5..\"}}"),
+                                                "total": format!("http_requests_total{{{selector}}}")}}}})
+    };
+    let names_other = format!("service=\"bank\",namespace=\"{other}\",");
+    for (name, selector) in [
+        ("names-other", names_other.as_str()),
+        ("unnamed-other", "service=\"bank\","),
+    ] {
+        let out = apply_as(&ctx, &user, &rtt(name, selector));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let targets: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ns);
+    let condition = |name: &'static str, type_: &'static str| {
+        let targets = targets.clone();
+        async move {
+            let t = targets.get(name).await.map_err(|e| e.to_string())?;
+            let s = t.status.ok_or("no status yet")?;
+            let c = s
+                .common
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == type_)
+                .ok_or("no condition yet")?;
+            Ok((c.status, c.reason, c.message, s.attainment, s.queries))
+        }
+    };
+    let (status, reason, message, attainment, _) = eventually(
+        "the refused target's Ready",
+        Duration::from_secs(30),
+        || condition("names-other", "Ready"),
+    )
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str(), attainment),
+        ("False", "QueryNotAllowed", None)
+    );
+    assert!(
+        message.contains(&format!("may only read namespace {ns}")),
+        "{message}"
+    );
+    let (status, reason, message, attainment, queries) =
+        eventually("the scoped target's data", Duration::from_secs(30), || {
+            condition("unnamed-other", "DataAvailable")
+        })
+        .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str(), attainment),
+        ("False", "NoData", None),
+        "{message}"
+    );
+    assert!(
+        queries["total"].contains(&format!(r#"namespace="{ns}""#)),
+        "{queries:?}"
+    );
 
     // A drill whose steady-state check reads the other namespace: the run is skipped.
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);

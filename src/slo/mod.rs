@@ -43,6 +43,9 @@ pub enum Problem {
     InvalidSpec(String),
     #[error("no incident matching the selector was resolved in the window")]
     NoIncidents,
+    /// A query of the target would read another namespace's series.
+    #[error("{0}")]
+    QueryNotAllowed(String),
 }
 
 impl Problem {
@@ -62,6 +65,7 @@ impl Problem {
             Problem::NoHistogram { .. } => "NoData",
             Problem::InvalidSpec(_) => "InvalidSpec",
             Problem::NoIncidents => "NoData",
+            Problem::QueryNotAllowed(_) => "QueryNotAllowed",
         }
     }
 
@@ -69,7 +73,11 @@ impl Problem {
     pub fn is_spec_error(&self) -> bool {
         matches!(
             self.reason(),
-            "QueryRejected" | "ThresholdNotABucket" | "InvalidSpec" | "AmbiguousQuery"
+            "QueryRejected"
+                | "ThresholdNotABucket"
+                | "InvalidSpec"
+                | "AmbiguousQuery"
+                | "QueryNotAllowed"
         )
     }
 }

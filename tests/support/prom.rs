@@ -322,7 +322,7 @@ pub fn free_port() -> u16 {
 /// (service, requests per second, share within 300 ms on day N of the history)
 pub type ServiceTraffic<'a> = (&'a str, f64, &'a dyn Fn(i64) -> f64);
 
-/// A latency history of `http_request_duration_seconds` per service, one sample every
+/// A latency history of `http_request_duration_seconds` per service (in `namespace`), one sample every
 /// `step` seconds from `start` to `end`, with `rps` requests a second of which `share(day)`
 /// (day 0 = the day of `start`) are within 300 ms. Returns the OpenMetrics text and, per
 /// service, the exact share within 300 ms over `(from, end]`, computed from the generated
@@ -331,6 +331,8 @@ pub struct LatencyHistory {
     pub start: i64,
     pub end: i64,
     pub step: i64,
+    /// The `namespace` label of every series (the operator scopes its queries by it).
+    pub namespace: String,
 }
 
 impl LatencyHistory {
@@ -358,7 +360,10 @@ impl LatencyHistory {
                     om.sample(
                         f,
                         "histogram",
-                        &format!(r#"{f}_bucket{{service="{service}",le="{le}"}}"#),
+                        &format!(
+                            r#"{f}_bucket{{namespace="{}",service="{service}",le="{le}"}}"#,
+                            self.namespace
+                        ),
                         v.floor(),
                         ts,
                     );
@@ -366,7 +371,10 @@ impl LatencyHistory {
                 om.sample(
                     f,
                     "histogram",
-                    &format!(r#"{f}_count{{service="{service}"}}"#),
+                    &format!(
+                        r#"{f}_count{{namespace="{}",service="{service}"}}"#,
+                        self.namespace
+                    ),
                     total,
                     ts,
                 );

@@ -60,9 +60,34 @@ struct Sorted {
     single: Vec<Arc<ResponseTimeTarget>>,
 }
 
-fn sort(targets: Vec<Arc<ResponseTimeTarget>>) -> Sorted {
+/// The target's own queries as they are sent: scoped to its namespace. A query that would
+/// read another namespace makes the target invalid.
+pub fn scoped_queries(
+    ctx: &Context,
+    t: &ResponseTimeTarget,
+) -> Result<BTreeMap<String, String>, Problem> {
+    let ns = t.namespace().unwrap_or_default();
+    let mut queries = resolved_queries(t);
+    if let Some(ind) = &t.spec.indicator.alert_resolution {
+        let firing = crate::slo::resolution::firing_query(&ind.selector, t.spec.window.as_str());
+        queries.insert("firing".into(), firing);
+    }
+    queries
+        .into_iter()
+        .map(|(k, q)| match ctx.scoped(&q, &ns) {
+            Ok(q) => Ok((k, q)),
+            Err(e) => Err(Problem::QueryNotAllowed(format!("{k} query: {e}"))),
+        })
+        .collect()
+}
+
+fn sort(ctx: &Context, targets: Vec<Arc<ResponseTimeTarget>>) -> Sorted {
     let mut s = Sorted::default();
     for t in targets {
+        if let Err(p) = scoped_queries(ctx, &t) {
+            s.invalid.push((t, p));
+            continue;
+        }
         if t.spec.indicator.alert_resolution.is_some() {
             s.single.push(t);
             continue;
@@ -112,7 +137,7 @@ impl Controller {
             writes: self.rules.sync(&targets).await,
             ..CycleReport::default()
         };
-        let sorted = sort(targets);
+        let sorted = sort(&self.ctx, targets);
         self.next_due.retain(|k, _| sorted.groups.contains_key(k));
         let live: HashSet<String> = sorted.single.iter().filter_map(|t| t.uid()).collect();
         self.next_due_single.retain(|uid, _| live.contains(uid));
@@ -127,7 +152,15 @@ impl Controller {
                 act::evaluated(&self.ctx, &self.metrics, &t, &obs, queries, figures).await as usize;
         }
         for (t, problem) in sorted.invalid {
-            if urgent(&t) {
+            // Evaluated when the spec changed, or when the status does not say this problem
+            // yet (a target that became invalid without a spec change, e.g. on an upgrade).
+            let said = t.status.as_ref().is_some_and(|s| {
+                s.common
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == crate::slo::READY && c.reason == problem.reason())
+            });
+            if urgent(&t) || !said {
                 let obs = Observations {
                     counts: Err(problem),
                     error_ratios: BTreeMap::new(),
@@ -147,9 +180,9 @@ impl Controller {
             let observations = observe::group(&self.ctx, &key, &members).await;
             for ((t, _), obs) in members.iter().zip(observations) {
                 let Some(obs) = obs else { continue };
+                let queries = scoped_queries(&self.ctx, t).unwrap_or_default();
                 report.writes +=
-                    act::evaluated(&self.ctx, &self.metrics, t, &obs, resolved_queries(t), None)
-                        .await as usize;
+                    act::evaluated(&self.ctx, &self.metrics, t, &obs, queries, None).await as usize;
             }
         }
         report

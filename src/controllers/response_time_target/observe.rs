@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use kube::ResourceExt;
+
 use super::super::Context;
 use super::Member;
 use crate::api::ResponseTimeTarget;
@@ -18,6 +20,19 @@ fn failed(p: Problem) -> Observations {
         counts: Err(p),
         error_ratios: BTreeMap::new(),
     }
+}
+
+/// A group's query scoped to the group's namespace. Every member's own queries were
+/// scoped before it joined the group, so this cannot fail but for a bug; the query is then
+/// one that reads nothing rather than the unscoped one.
+fn scope(ctx: &Context, key: &GroupKey, query: String) -> String {
+    let ns = match key {
+        GroupKey::Latency { namespace, .. } | GroupKey::Ratio { namespace, .. } => namespace,
+    };
+    ctx.scoped(&query, ns).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a group query could not be scoped; it reads nothing");
+        "vector(0) == 1".to_string()
+    })
 }
 
 /// Each member's observations (None: nothing to evaluate for it this time).
@@ -37,7 +52,7 @@ pub async fn group(ctx: &Context, key: &GroupKey, members: &[Member]) -> Vec<Opt
     let mut observations: Vec<Option<Observations>> =
         bucket_problems.into_iter().map(|p| p.map(failed)).collect();
     if !ok.is_empty() {
-        let query = batch::group_query(key, &values);
+        let query = scope(ctx, key, batch::group_query(key, &values));
         match ctx.prom.instant(&query, None).await {
             Ok(samples) => {
                 for (i, obs) in ok.iter().zip(batch::split_answer(key, &values, &samples)) {
@@ -67,7 +82,7 @@ async fn bucket_check(
     let mut by = vec!["le".to_string()];
     by.extend(shape.eq_labels.iter().cloned());
     let values: Vec<&[String]> = members.iter().map(|(_, v)| v.as_slice()).collect();
-    let query = batch::group_buckets_query(key, &values, &by);
+    let query = scope(ctx, key, batch::group_buckets_query(key, &values, &by));
     let samples = ctx.prom.instant(&query, None).await?;
     let mut les: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
     for s in samples {
@@ -124,7 +139,15 @@ pub async fn resolution(
     let Some(ind) = &t.spec.indicator.alert_resolution else {
         return (failed(Problem::NoIncidents), BTreeMap::new(), None);
     };
+    let ns = t.namespace().unwrap_or_default();
     let query = resolution::firing_query(&ind.selector, t.spec.window.as_str());
+    let query = match ctx.scoped(&query, &ns) {
+        Ok(q) => q,
+        Err(e) => {
+            let problem = Problem::QueryNotAllowed(format!("firing query: {e}"));
+            return (failed(problem), BTreeMap::new(), None);
+        }
+    };
     let queries: BTreeMap<String, String> = [("firing".to_string(), query.clone())].into();
     let within = match ind.resolve_within.parse() {
         Ok(r) => r.as_secs_f64(),
