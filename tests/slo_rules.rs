@@ -105,7 +105,14 @@ fn history(good_share: f64) -> String {
     while ts <= end {
         total += 100.0 * step as f64;
         good += 100.0 * step as f64 * good_share;
-        om.latency_point("latency_seconds", r#"job="checkout""#, good, total, ts);
+        // In the target's namespace: its rules read only that namespace's series.
+        om.latency_point(
+            "latency_seconds",
+            r#"job="checkout",namespace="shop""#,
+            good,
+            total,
+            ts,
+        );
         ts += step;
     }
     om.render()

@@ -74,6 +74,13 @@ pub enum Command {
         /// Namespace of targets whose manifest names none.
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
+        /// The label that scopes every expression to its target's namespace (as the
+        /// operator's --tenant-label).
+        #[arg(long, default_value = "namespace")]
+        tenant_label: String,
+        /// Print the expressions unscoped (as the operator's --single-tenant).
+        #[arg(long)]
+        single_tenant: bool,
     },
     /// Serve a metrics exporter with steady synthetic traffic (for the demo).
     SyntheticExporter {
@@ -119,7 +126,12 @@ pub async fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Rules { files, namespace } => match tools::print_rules(&files, &namespace) {
+        Command::Rules {
+            files,
+            namespace,
+            tenant_label,
+            single_tenant,
+        } => match tools::print_rules(&files, &namespace, &tenancy(single_tenant, tenant_label)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("maturity-operator rules: {e}");
@@ -132,6 +144,16 @@ pub async fn main(cli: Cli) -> ExitCode {
             follow_namespace,
             image_errors,
         } => tools::synthetic_exporter(addr, series, follow_namespace, image_errors).await,
+    }
+}
+
+/// How users' queries are scoped, from the two flags.
+fn tenancy(single_tenant: bool, label: String) -> maturity_operator::prom::enforce::Tenancy {
+    use maturity_operator::prom::enforce::Tenancy;
+    if single_tenant {
+        Tenancy::Single
+    } else {
+        Tenancy::Enforced { label }
     }
 }
 

@@ -121,13 +121,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         controllers,
         webhook,
         leader_election,
-        tenancy: if single_tenant {
-            maturity_operator::prom::enforce::Tenancy::Single
-        } else {
-            maturity_operator::prom::enforce::Tenancy::Enforced {
-                label: tenant_label,
-            }
-        },
+        tenancy: super::tenancy(single_tenant, tenant_label),
     })
     .await
     {

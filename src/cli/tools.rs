@@ -167,7 +167,11 @@ pub fn parse_series(s: &str) -> Result<(synthetic::Labels, synthetic::Traffic), 
     ))
 }
 
-pub fn print_rules(files: &[PathBuf], namespace: &str) -> Result<(), Box<dyn std::error::Error>> {
+pub fn print_rules(
+    files: &[PathBuf],
+    namespace: &str,
+    tenancy: &maturity_operator::prom::enforce::Tenancy,
+) -> Result<(), Box<dyn std::error::Error>> {
     use maturity_operator::api::ResponseTimeTarget;
     let mut targets = Vec::new();
     for file in files {
@@ -191,7 +195,7 @@ pub fn print_rules(files: &[PathBuf], namespace: &str) -> Result<(), Box<dyn std
             targets.push(target);
         }
     }
-    let rules = maturity_operator::slo::rules::rule_file(&targets)?;
+    let rules = maturity_operator::slo::rules::rule_file(&targets, tenancy)?;
     print!("{}", serde_yaml::to_string(&rules)?);
     Ok(())
 }

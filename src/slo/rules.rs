@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::queries::{EventQueries, LatencyQueries, RatioQueries};
 use crate::api::ResponseTimeTarget;
 use crate::duration::format_duration;
+use crate::prom::enforce::Tenancy;
 
 /// One alert of the Workbook's table.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,8 +88,13 @@ pub enum RulesError {
 }
 
 /// The alert group of one target, or None when `alerting.burnRateAlerts` is off.
-/// Alerts whose long window is longer than the target's window are left out.
-pub fn burn_rate_group(target: &ResponseTimeTarget) -> Result<Option<RuleGroup>, RulesError> {
+/// Alerts whose long window is longer than the target's window are left out. Every
+/// expression is scoped to the target's namespace by `tenancy` (Prometheus evaluates the
+/// rules: an unscoped one would read every namespace's series).
+pub fn burn_rate_group(
+    target: &ResponseTimeTarget,
+    tenancy: &Tenancy,
+) -> Result<Option<RuleGroup>, RulesError> {
     let spec = &target.spec;
     let alerting = spec.alerting.clone().unwrap_or_default();
     if !alerting.burn_rate_alerts {
@@ -148,13 +154,20 @@ pub fn burn_rate_group(target: &ResponseTimeTarget) -> Result<Option<RuleGroup>,
         if let Some(url) = &alerting.runbook_url {
             annotations.insert("runbook_url".into(), url.clone());
         }
+        let expr = format!(
+            "({}) > {threshold}\nand\n({}) > {threshold}",
+            error_ratio(&long),
+            error_ratio(&short)
+        );
+        let expr = match tenancy {
+            Tenancy::Single => expr,
+            scoped => scoped
+                .scope(&expr, &namespace)
+                .map_err(|e| RulesError::InvalidSpec(id.clone(), e.to_string()))?,
+        };
         rules.push(AlertRule {
             alert: "ErrorBudgetBurn".into(),
-            expr: format!(
-                "({}) > {threshold}\nand\n({}) > {threshold}",
-                error_ratio(&long),
-                error_ratio(&short)
-            ),
+            expr,
             labels,
             annotations,
         });
@@ -175,10 +188,13 @@ fn round_sig(v: f64) -> f64 {
 }
 
 /// The rule file of every target that asks for burn-rate alerts.
-pub fn rule_file(targets: &[ResponseTimeTarget]) -> Result<RuleFile, RulesError> {
+pub fn rule_file(
+    targets: &[ResponseTimeTarget],
+    tenancy: &Tenancy,
+) -> Result<RuleFile, RulesError> {
     let mut groups = Vec::new();
     for t in targets {
-        if let Some(g) = burn_rate_group(t)? {
+        if let Some(g) = burn_rate_group(t, tenancy)? {
             groups.push(g);
         }
     }
@@ -221,7 +237,7 @@ spec:
   alerting: {burnRateAlerts: true, runbookURL: "https://wiki/x"}
 "#,
         );
-        let g = burn_rate_group(&t).unwrap().unwrap();
+        let g = burn_rate_group(&t, &Tenancy::Single).unwrap().unwrap();
         assert_eq!(g.name, "maturity-operator/shop/checkout");
         assert_eq!(g.rules.len(), 4);
         let page = &g.rules[0];
@@ -236,6 +252,47 @@ spec:
         );
         assert!(page.expr.contains("[5m]"), "{}", page.expr);
         assert_eq!(g.rules[3].labels["severity"], "ticket");
+    }
+
+    #[test]
+    fn scoped_rules_read_only_the_targets_namespace_and_a_foreign_selector_is_refused() {
+        let yaml = |selector: &str| {
+            format!(
+                r#"
+apiVersion: maturity.sre.dev/v1alpha1
+kind: ResponseTimeTarget
+metadata: {{name: checkout, namespace: shop}}
+spec:
+  service: checkout
+  requestClass: interactive
+  objective: 99.9
+  window: 30d
+  indicator: {{latency: {{histogram: h, selector: '{selector}', threshold: 300ms}}}}
+  alerting: {{burnRateAlerts: true}}
+"#
+            )
+        };
+        let g = burn_rate_group(&target(&yaml(r#"{job="c"}"#)), &Tenancy::default())
+            .unwrap()
+            .unwrap();
+        for r in &g.rules {
+            // Every selector: the bucket and the count series of both windows.
+            assert_eq!(
+                r.expr.matches(r#"namespace="shop""#).count(),
+                4,
+                "{}",
+                r.expr
+            );
+        }
+        let err = burn_rate_group(
+            &target(&yaml(r#"{job="c", namespace="bank"}"#)),
+            &Tenancy::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("may only read namespace shop"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -254,10 +311,10 @@ spec:
   alerting: {burnRateAlerts: true}
 "#,
         );
-        let g = burn_rate_group(&t).unwrap().unwrap();
+        let g = burn_rate_group(&t, &Tenancy::Single).unwrap().unwrap();
         assert_eq!(g.rules.len(), 3, "the 3d ticket does not fit a 1d window");
         let mut off = t.clone();
         off.spec.alerting = None;
-        assert_eq!(burn_rate_group(&off).unwrap(), None);
+        assert_eq!(burn_rate_group(&off, &Tenancy::Single).unwrap(), None);
     }
 }

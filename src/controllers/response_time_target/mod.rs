@@ -104,7 +104,7 @@ fn sort(ctx: &Context, targets: Vec<Arc<ResponseTimeTarget>>) -> Sorted {
 impl Controller {
     pub fn new(ctx: Arc<Context>, store: Store<ResponseTimeTarget>) -> Self {
         Self {
-            rules: rules::RuleSync::new(ctx.kube.clone()),
+            rules: rules::RuleSync::new(ctx.kube.clone(), ctx.settings.tenancy.clone()),
             metrics: metrics::RttMetrics::new(&ctx.metrics),
             ctx,
             store,

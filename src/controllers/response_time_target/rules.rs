@@ -34,15 +34,18 @@ pub fn api_resource() -> ApiResource {
 
 pub struct RuleSync {
     kube: Kube,
+    /// The rules' expressions are scoped to their target's namespace by this.
+    tenancy: crate::prom::enforce::Tenancy,
     served: Option<(bool, Instant)>,
     /// Hash of what was last applied, by target uid (0: a rule of ours exists, content unknown).
     applied: HashMap<String, u64>,
 }
 
 impl RuleSync {
-    pub fn new(kube: Kube) -> Self {
+    pub fn new(kube: Kube, tenancy: crate::prom::enforce::Tenancy) -> Self {
         Self {
             kube,
+            tenancy,
             served: None,
             applied: HashMap::new(),
         }
@@ -92,7 +95,7 @@ impl RuleSync {
         let mut writes = 0;
         for t in targets {
             let Some(uid) = t.uid() else { continue };
-            let group = burn_rate_group(t).ok().flatten();
+            let group = burn_rate_group(t, &self.tenancy).ok().flatten();
             let hash = group.as_ref().map(|g| {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 serde_json::to_string(g).unwrap_or_default().hash(&mut h);
