@@ -6,18 +6,27 @@ use serde_json::{Value, json};
 
 use super::deployment::{HOLD_ANNOTATION, escape};
 
+/// Whether an update is the operator's own (its rollback or restore), let through unheld:
+/// sent by the operator's identity (the admission request's user, which the API server
+/// authenticated) under its field manager. A field-manager name alone is not enough:
+/// anyone can send `--field-manager=maturity-operator`.
+pub fn operators_own(
+    field_manager: Option<&str>,
+    user: Option<&str>,
+    operator: Option<&str>,
+) -> bool {
+    field_manager == Some(crate::api::names::FIELD_MANAGER)
+        && operator.is_some()
+        && user == operator
+}
+
 /// The JSON Patch to apply to `new` (a Deployment update), or None to let it through as is.
 ///
-/// `policy` is the governing policy of the new object's labels (None: not governed).
-/// `field_manager` comes from the request's options.
-pub fn hold_patch(
-    old: &Value,
-    new: &Value,
-    policy: Option<&str>,
-    field_manager: Option<&str>,
-) -> Option<Vec<Value>> {
+/// `policy` is the governing policy of the new object's labels (None: not governed);
+/// `own`: the update is the operator's own ([`operators_own`]).
+pub fn hold_patch(old: &Value, new: &Value, policy: Option<&str>, own: bool) -> Option<Vec<Value>> {
     let policy = policy?;
-    if field_manager == Some(crate::api::names::FIELD_MANAGER) {
+    if own {
         return None;
     }
     if old.pointer("/spec/template") == new.pointer("/spec/template") {
@@ -65,7 +74,7 @@ mod tests {
             &dep("v1", false, None),
             &dep("v2", false, None),
             Some("p"),
-            Some("kubectl"),
+            false,
         )
         .unwrap();
         let mut patched = dep("v2", false, None);
@@ -81,7 +90,7 @@ mod tests {
             &dep("v1", false, None),
             &dep("v2", false, Some(json!({"a": "b"}))),
             Some("p"),
-            None,
+            false,
         )
         .unwrap();
         assert_eq!(ops.len(), 2);
@@ -90,17 +99,17 @@ mod tests {
     #[test]
     fn everything_else_passes_untouched() {
         let (v1, v2) = (dep("v1", false, None), dep("v2", false, None));
-        assert!(hold_patch(&v1, &v2, None, None).is_none(), "not governed");
+        assert!(hold_patch(&v1, &v2, None, false).is_none(), "not governed");
         assert!(
-            hold_patch(&v1, &v1, Some("p"), None).is_none(),
+            hold_patch(&v1, &v1, Some("p"), false).is_none(),
             "template unchanged (scale, labels...)"
         );
         assert!(
-            hold_patch(&v1, &v2, Some("p"), Some(crate::api::names::FIELD_MANAGER)).is_none(),
+            hold_patch(&v1, &v2, Some("p"), true).is_none(),
             "the operator's own rollback"
         );
         assert!(
-            hold_patch(&v1, &dep("v2", true, None), Some("p"), None).is_none(),
+            hold_patch(&v1, &dep("v2", true, None), Some("p"), false).is_none(),
             "paused by the user"
         );
         // already held (a newer template during a rollout): held again
@@ -110,9 +119,27 @@ mod tests {
                 &dep("v1", true, held.clone()),
                 &dep("v2", true, held),
                 Some("p"),
-                None
+                false
             )
             .is_some()
         );
+    }
+
+    #[test]
+    fn only_the_operators_identity_under_its_field_manager_is_its_own() {
+        let fm = Some(crate::api::names::FIELD_MANAGER);
+        let op = Some("system:serviceaccount:ops:maturity-operator");
+        assert!(operators_own(fm, op, op));
+        // Anyone can name the field manager: a tenant doing so is held.
+        assert!(!operators_own(
+            fm,
+            Some("system:serviceaccount:tenant-a:dev"),
+            op
+        ));
+        // The operator under another field manager (kubectl by hand with its token).
+        assert!(!operators_own(Some("kubectl"), op, op));
+        // The operator's identity unknown: nothing is exempt.
+        assert!(!operators_own(fm, None, None));
+        assert!(!operators_own(fm, op, None));
     }
 }

@@ -67,6 +67,27 @@ pub async fn bounded<T>(
     }
 }
 
+/// The user the API server authenticates this client as (a SelfSubjectReview): in a pod,
+/// `system:serviceaccount:<namespace>:<name>`. Not fenced: a standby needs it too.
+pub async fn identity(client: &Client, limit: Duration) -> Result<String, Error> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: Api<SelfSubjectReview> = Api::all(client.clone());
+    let review = bounded(
+        limit,
+        api.create(
+            &kube::api::PostParams::default(),
+            &SelfSubjectReview::default(),
+        ),
+    )
+    .await?;
+    review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| Error::Encode("the SelfSubjectReview named no user".into()))
+}
+
 /// The controllers' handle on the API server (cheap to clone).
 #[derive(Clone)]
 pub struct Kube {

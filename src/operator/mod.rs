@@ -57,6 +57,10 @@ pub enum Error {
     #[error(transparent)]
     Webhook(#[from] crate::webhook::Error),
     #[error(
+        "cannot learn the operator's own identity from the API server (a SelfSubjectReview: {0}); the admission webhook needs it to tell the operator's own rollbacks from a user's template change"
+    )]
+    Identity(#[source] crate::k8s::Error),
+    #[error(
         "lost the leader lease (could not renew it in time, or another process took it over); stopped so that a restart comes back as a standby"
     )]
     LostLeadership,
@@ -279,11 +283,17 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             Some(dir) => crate::webhook::Certs::from_dir(dir)?,
             None => crate::webhook::Certs::generate(&w.hosts)?,
         };
+        // Only the operator's own identity, under its field manager, is let through unheld.
+        let me = crate::k8s::identity(&client, config.api_timeout)
+            .await
+            .map_err(Error::Identity)?;
+        tracing::info!(identity = %me, "the webhook lets through unheld only this identity's rollbacks");
         let (_, task) = crate::webhook::serve(
             &w.settings,
             &certs,
             policies,
             shared.metrics.clone(),
+            Some(me),
             stop_rx.clone(),
         )
         .await?;

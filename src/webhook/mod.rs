@@ -221,6 +221,8 @@ impl Listener for TlsListener {
 struct Hook {
     policies: Store<CanaryPolicy>,
     metrics: Metrics,
+    /// The user the API server authenticates this operator as (its ServiceAccount in a pod).
+    operator: Option<String>,
 }
 
 /// Binds the webhook and serves it until `stop`; returns the bound address.
@@ -229,6 +231,7 @@ pub async fn serve(
     certs: &Certs,
     policies: Store<CanaryPolicy>,
     metrics: Metrics,
+    operator: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Error> {
     let acceptor = certs.acceptor()?;
@@ -241,7 +244,11 @@ pub async fn serve(
     let local = listener.local;
     let app = Router::new()
         .route(DEPLOYMENT_PATH, post(mutate_deployment))
-        .with_state(Hook { policies, metrics });
+        .with_state(Hook {
+            policies,
+            metrics,
+            operator,
+        });
     let task = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -284,7 +291,12 @@ async fn mutate_deployment(
         serde_json::to_value(old).unwrap_or_default(),
         serde_json::to_value(new).unwrap_or_default(),
     );
-    let Some(ops) = hold_patch(&old, &new, policy.as_deref(), field_manager) else {
+    let own = crate::canary::admission::operators_own(
+        field_manager,
+        request.user_info.username.as_deref(),
+        hook.operator.as_deref(),
+    );
+    let Some(ops) = hold_patch(&old, &new, policy.as_deref(), own) else {
         hook.metrics
             .webhook_requests
             .with_label_values(&["allowed"])
