@@ -850,25 +850,6 @@ async fn a_newer_version_during_a_rollout_supersedes_it() {
     h.cleanup().await;
 }
 
-/// `kubectl ARGS` as `user` (impersonated with the admin's kubeconfig).
-fn kubectl_as(h: &Harness, user: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    use std::io::Write;
-    let mut child = std::process::Command::new(h.ctx.env.tool("kubectl"))
-        .arg("--kubeconfig")
-        .arg(&h.ctx.env.kubeconfig)
-        .args(["--as", user, "-n", &h.ctx.namespace])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
 #[tokio::test]
 async fn a_user_naming_the_operators_field_manager_is_still_held() {
     let h = Harness::new("cfm", GOOD_AND_BAD).await;
@@ -883,25 +864,11 @@ async fn a_user_naming_the_operators_field_manager_is_still_held() {
     )
     .await;
     // A developer who may change Deployments in this namespace, and nothing else.
-    let ns = h.ctx.namespace.clone();
-    let rbac = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "dev", "namespace": ns}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "dev", "namespace": ns},
-         "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch", "update"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "dev", "namespace": ns},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "dev"},
-         "subjects": [{"kind": "ServiceAccount", "name": "dev", "namespace": ns}]}
-    ]});
-    let admin = kubectl_as(&h, "", &["apply", "-f", "-"], Some(&rbac.to_string()));
-    // `--as ""` impersonates nobody: the admin applies the RBAC.
-    assert!(
-        admin.status.success(),
-        "{}",
-        String::from_utf8_lossy(&admin.stderr)
+    let dev = h.ctx.service_account(
+        "dev",
+        json!([{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch", "update"]}]),
     );
-    let dev = format!("system:serviceaccount:{ns}:dev");
-    let out = kubectl_as(
-        &h,
+    let out = h.ctx.kubectl_as(
         &dev,
         &[
             "set",
@@ -910,7 +877,7 @@ async fn a_user_naming_the_operators_field_manager_is_still_held() {
             "app=shop/web:v2",
             "--field-manager=maturity-operator",
         ],
-        None,
+        "",
     );
     assert!(
         out.status.success(),

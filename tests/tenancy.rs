@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,61 +20,9 @@ use support::eventually;
 use support::operator::Operator;
 use support::prom::{Prom, ScrapeTarget};
 
-/// Applies `manifest` as `user` (impersonated with the admin's kubeconfig).
+/// Applies `manifest` as `user`.
 fn apply_as(ctx: &TestContext, user: &str, manifest: &Value) -> std::process::Output {
-    let mut child = Command::new(ctx.env.tool("kubectl"))
-        .args(["--kubeconfig"])
-        .arg(&ctx.env.kubeconfig)
-        .args(["--as", user, "-n", &ctx.namespace, "apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.to_string().as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-/// The tenant: a ServiceAccount that may manage the four kinds in its namespace only.
-fn tenant(ctx: &TestContext) -> String {
-    let ns = &ctx.namespace;
-    let rbac = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tenant", "namespace": ns}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "tenant", "namespace": ns},
-         "rules": [{"apiGroups": ["maturity.sre.dev"],
-                    "resources": ["responsetimetargets", "canarypolicies", "drillschedules", "maturityassessments"],
-                    "verbs": ["get", "list", "watch", "create", "update", "patch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "tenant", "namespace": ns},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant"},
-         "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": ns}]}
-    ]});
-    let out = Command::new(ctx.env.tool("kubectl"))
-        .args(["--kubeconfig"])
-        .arg(&ctx.env.kubeconfig)
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(rbac.to_string().as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("apply the tenant's RBAC");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("system:serviceaccount:{ns}:tenant")
+    ctx.kubectl_as(user, &["apply", "-f", "-"], &manifest.to_string())
 }
 
 fn practice(a: &Value, id: &str) -> (String, String) {
@@ -124,7 +70,13 @@ async fn a_tenant_reads_only_its_own_namespace_through_signals_metrics_and_check
     )
     .await;
 
-    let user = tenant(&ctx);
+    // The tenant: may manage the four kinds in its namespace, and nothing else.
+    let user = ctx.service_account(
+        "tenant",
+        json!([{"apiGroups": ["maturity.sre.dev"],
+                "resources": ["responsetimetargets", "canarypolicies", "drillschedules", "maturityassessments"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch"]}]),
+    );
     let _operator = Operator::start(&ctx.env, &ns, &ctx.env.prometheus_url, "2s");
 
     // Assessments: one reading its own satisfaction, one naming the other namespace, one

@@ -201,6 +201,51 @@ impl TestContext {
         }
     }
 
+    /// `kubectl ARGS` in the test's namespace as `user` (impersonated with the admin's
+    /// kubeconfig; "" is the admin itself), with `stdin` piped in.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn kubectl_as(&self, user: &str, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(self.env.tool("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.env.kubeconfig)
+            .args(["--as", user, "-n", &self.namespace])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let mut input = child.stdin.take().expect("kubectl's stdin");
+        input
+            .write_all(stdin.as_bytes())
+            .expect("write kubectl's stdin");
+        drop(input);
+        child.wait_with_output().expect("wait for kubectl")
+    }
+
+    /// A ServiceAccount `name` of the test's namespace bound to a Role with `rules`; returns
+    /// its user name.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn service_account(&self, name: &str, rules: serde_json::Value) -> String {
+        let ns = &self.namespace;
+        let rbac = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name, "namespace": ns},
+             "rules": rules},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name, "namespace": ns},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]}
+        ]});
+        let out = self.kubectl_as("", &["apply", "-f", "-"], &rbac.to_string());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("system:serviceaccount:{ns}:{name}")
+    }
+
     /// Reasons of the Events in the test's namespace about objects of `kind`.
     #[allow(dead_code)] // not every test binary uses it
     pub async fn event_reasons(&self, kind: &str) -> Vec<String> {
