@@ -9,13 +9,13 @@
 //! - [`prom`]: the one Prometheus client and query templates.
 //! - [`canary`]: the pure core of CanaryPolicy: admission hold, analysis, rollout state machine.
 //! - [`drill`]: the pure core of DrillSchedule: schedule arithmetic, run state machine.
-//! - [`report`]: weekly and monthly reports of an assessment (Markdown and JSON).
 //! - [`slo`]: the pure core of ResponseTimeTarget: figures, conditions, burn-rate rules.
 //! - [`controllers`]: one folder per kind (observe → the core's decide → act) and the one runtime.
 //! - [`k8s`]: the only code that calls the Kubernetes API: typed errors, timeouts, the fence,
 //!   status written only when it changed, Events, workloads.
 //! - [`selector`]: label selectors as plain values, for the cores.
-//! - [`model`]: the maturity model as data (every practice) and the pure level evaluation.
+//! - [`model`]: the maturity model as data (every practice), the pure level evaluation, the
+//!   assessment's decision and its weekly and monthly reports (Markdown and JSON).
 //! - [`leader`]: leader election on a Lease, and the fence that stops a deposed leader's writes.
 //! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
 //! - [`webhook`]: the HTTPS admission webhook that holds new templates of governed Deployments.
@@ -36,7 +36,6 @@ pub mod metrics;
 pub mod model;
 pub mod operator;
 pub mod prom;
-pub mod report;
 pub mod selector;
 pub mod slo;
 pub mod synthetic;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 /// The pure cores: decisions from plain values.
-const CORES: &[&str] = &["slo", "canary", "drill", "model", "report"];
+const CORES: &[&str] = &["slo", "canary", "drill", "model"];
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

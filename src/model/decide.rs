@@ -15,6 +15,7 @@ use super::evaluate;
 use super::evidence::{
     self, CanaryFacts, DrillFact, Facts, ReportFacts, Signal, TargetFact, Workload,
 };
+use super::report::{self, Period};
 use crate::api::MaturityAssessment;
 use crate::api::maturity_assessment::{
     MaturityAssessmentStatus, NextLevel, PracticeState, PracticeStatus,
@@ -22,7 +23,6 @@ use crate::api::maturity_assessment::{
 use crate::api::names::{REPORT_NOW_ANNOTATION, report_config_map};
 use crate::conditions::{self, Cond, Status};
 use crate::prom::AlertRule;
-use crate::report::{self, Period};
 
 /// At most this many missing practices are named in `TargetLevelMet`'s message.
 pub const MISSING_IN_MESSAGE: usize = 10;

@@ -1,6 +1,7 @@
 //! The maturity model: capabilities, levels, practices ([`catalogue`]), the pure
 //! evaluation of a level from practice states ([`evaluate`]), measured evidence
-//! ([`evidence`]), and the pure core of MaturityAssessment ([`decide`]): nothing here talks
+//! ([`evidence`]), the weekly and monthly reports ([`report`]), and the pure core of
+//! MaturityAssessment ([`decide`]): nothing here talks
 //! to a cluster or to Prometheus; `controllers::maturity_assessment` does: it observes,
 //! calls [`decide::decide`], and acts.
 
@@ -8,6 +9,7 @@ pub mod catalogue;
 pub mod decide;
 pub mod evaluate;
 pub mod evidence;
+pub mod report;
 
 use serde::Serialize;
 

@@ -19,8 +19,8 @@ use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTa
 use crate::conditions;
 use crate::model::decide::{self, Observed, ReportExtras};
 use crate::model::evidence::{CanaryFacts, DrillFact, Signal, TargetFact, Workload};
+use crate::model::report::{DrillFigures, TargetFigures};
 use crate::prom::{AlertRule, single_value};
-use crate::report::{DrillFigures, TargetFigures};
 
 /// None when the assessment is gone.
 pub async fn observe(

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::model;
+use super::{level_name, practice};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,7 +89,7 @@ pub fn recommendations(next: Option<&crate::api::maturity_assessment::NextLevel>
         .iter()
         .take(8)
         .map(|m| {
-            let title = model::practice(&m.practice).map(|p| p.title).unwrap_or("");
+            let title = practice(&m.practice).map(|p| p.title).unwrap_or("");
             format!("To reach level {}: {} ({}).", next.level, title, m.practice)
         })
         .collect()
@@ -143,7 +143,7 @@ impl Report {
         out.push_str(&format!(
             "Level **{}** ({}){change}.\n\n| capability | level |\n|---|---|\n",
             self.level,
-            model::level_name(self.level.clamp(1, 5) as u8)
+            level_name(self.level.clamp(1, 5) as u8)
         ));
         for (c, l) in &self.capabilities {
             out.push_str(&format!("| {c} | {l} |\n"));
