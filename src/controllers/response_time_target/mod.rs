@@ -40,6 +40,9 @@ pub struct Controller {
     next_due: HashMap<GroupKey, Instant>,
     /// Targets evaluated on their own (alertResolution), by uid.
     next_due_single: HashMap<String, Instant>,
+    /// Each target's scoped queries, by uid, for the generation they were made from: the
+    /// queries are parsed and scoped when a spec changes, not on every tick.
+    scoped: HashMap<String, (Option<i64>, Scoped)>,
     rules: rules::RuleSync,
     metrics: metrics::RttMetrics,
 }
@@ -62,6 +65,9 @@ struct Sorted {
 
 /// The target's own queries as they are sent: scoped to its namespace. A query that would
 /// read another namespace makes the target invalid.
+/// A target's scoped queries, or why it may not be evaluated.
+type Scoped = Result<BTreeMap<String, String>, Problem>;
+
 pub fn scoped_queries(
     ctx: &Context,
     t: &ResponseTimeTarget,
@@ -81,11 +87,14 @@ pub fn scoped_queries(
         .collect()
 }
 
-fn sort(ctx: &Context, targets: Vec<Arc<ResponseTimeTarget>>) -> Sorted {
+fn sort(
+    targets: Vec<Arc<ResponseTimeTarget>>,
+    scoped: &HashMap<String, (Option<i64>, Scoped)>,
+) -> Sorted {
     let mut s = Sorted::default();
     for t in targets {
-        if let Err(p) = scoped_queries(ctx, &t) {
-            s.invalid.push((t, p));
+        if let Some((_, Err(p))) = t.uid().and_then(|u| scoped.get(&u)) {
+            s.invalid.push((t.clone(), p.clone()));
             continue;
         }
         if t.spec.indicator.alert_resolution.is_some() {
@@ -110,6 +119,7 @@ impl Controller {
             store,
             next_due: HashMap::new(),
             next_due_single: HashMap::new(),
+            scoped: HashMap::new(),
         }
     }
 
@@ -137,7 +147,8 @@ impl Controller {
             writes: self.rules.sync(&targets).await,
             ..CycleReport::default()
         };
-        let sorted = sort(&self.ctx, targets);
+        self.rescope(&targets);
+        let sorted = sort(targets, &self.scoped);
         self.next_due.retain(|k, _| sorted.groups.contains_key(k));
         let live: HashSet<String> = sorted.single.iter().filter_map(|t| t.uid()).collect();
         self.next_due_single.retain(|uid, _| live.contains(uid));
@@ -180,12 +191,36 @@ impl Controller {
             let observations = observe::group(&self.ctx, &key, &members).await;
             for ((t, _), obs) in members.iter().zip(observations) {
                 let Some(obs) = obs else { continue };
-                let queries = scoped_queries(&self.ctx, t).unwrap_or_default();
+                let queries = self.queries(t);
                 report.writes +=
                     act::evaluated(&self.ctx, &self.metrics, t, &obs, queries, None).await as usize;
             }
         }
         report
+    }
+
+    /// Scopes the queries of targets that are new or whose spec changed; forgets those gone.
+    fn rescope(&mut self, targets: &[Arc<ResponseTimeTarget>]) {
+        let live: HashSet<String> = targets.iter().filter_map(|t| t.uid()).collect();
+        self.scoped.retain(|uid, _| live.contains(uid));
+        for t in targets {
+            let (Some(uid), generation) = (t.uid(), t.metadata.generation) else {
+                continue;
+            };
+            if self.scoped.get(&uid).is_none_or(|(g, _)| *g != generation) {
+                self.scoped
+                    .insert(uid, (generation, scoped_queries(&self.ctx, t)));
+            }
+        }
+    }
+
+    /// The scoped queries of a target that may be evaluated (empty if unknown).
+    fn queries(&self, t: &ResponseTimeTarget) -> BTreeMap<String, String> {
+        t.uid()
+            .and_then(|u| self.scoped.get(&u))
+            .and_then(|(_, q)| q.as_ref().ok())
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// An alertResolution target is due every interval (first at a phase of its uid), or now
