@@ -38,6 +38,17 @@ impl Clock {
     }
 }
 
+/// 32 bytes from the operating system's cryptographic random source, for a secret key
+/// (never from [`Clock::random`], which is fit for jitter, not for secrets).
+pub fn secret_key() -> Result<[u8; 32], String> {
+    use ring::rand::SecureRandom;
+    let mut key = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| "the operating system gave no random bytes".to_string())?;
+    Ok(key)
+}
+
 struct System;
 
 impl Source for System {

@@ -2,6 +2,8 @@
 //! as custom resources and what Prometheus and the Kubernetes API show.
 //!
 //! - [`api`]: the custom resources (one file per kind).
+//! - [`authz`]: who wrote a spec (recorded by the webhook, proven) and what the operator may
+//!   do for them.
 //! - [`check`]: the CI gate on an assessment's level (`maturity-operator check`).
 //! - [`clock`]: the only place that reads the clock or draws randomness.
 //! - [`conditions`]: the one condition helper.
@@ -23,6 +25,7 @@
 //! - `testing` (unit tests only): fluent builders of the custom resources.
 
 pub mod api;
+pub mod authz;
 pub mod canary;
 pub mod check;
 pub mod clock;

@@ -24,6 +24,14 @@ pub const STOP_ANNOTATION: &str = "maturity.sre.dev/drills";
 pub const STOP_VALUE: &str = "stop";
 /// On a DrillSchedule: any new value starts a run now.
 pub const RUN_NOW_ANNOTATION: &str = "maturity.sre.dev/run-now";
+/// On a DrillSchedule or CanaryPolicy: the user who last wrote its spec, recorded by the
+/// admission webhook from the request (never typed); with their groups (a JSON list) and
+/// the operator's proof that they wrote this spec ([`crate::authz`]).
+pub const AUTHOR_ANNOTATION: &str = "maturity.sre.dev/author";
+pub const AUTHOR_GROUPS_ANNOTATION: &str = "maturity.sre.dev/author-groups";
+pub const AUTHOR_PROOF_ANNOTATION: &str = "maturity.sre.dev/author-proof";
+/// The Secret (in the operator's namespace) that holds the key of the authors' proofs.
+pub const AUTHOR_KEY_SECRET: &str = "maturity-operator-author-key";
 /// On a MaturityAssessment: any new value produces its enabled reports now.
 pub const REPORT_NOW_ANNOTATION: &str = "maturity.sre.dev/report-now";
 

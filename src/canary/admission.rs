@@ -5,6 +5,8 @@
 use serde_json::{Value, json};
 
 use super::deployment::{HOLD_ANNOTATION, escape};
+use crate::api::CanaryPolicy;
+use crate::authz::{Authority, Authors};
 
 /// Whether an update is the operator's own (its rollback or restore), let through unheld:
 /// sent by the operator's identity (the admission request's user, which the API server
@@ -18,6 +20,31 @@ pub fn operators_own(
     field_manager == Some(crate::api::names::FIELD_MANAGER)
         && operator.is_some()
         && user == operator
+}
+
+/// Whether the governing `policy` may hold a Deployment's new template: its author is
+/// proven (when authors are checked) and was not found unable to patch Deployments at the
+/// policy's current generation (`Ready=False AuthorNotAllowed`). A policy whose author may
+/// not patch Deployments must not stop anyone's rollout.
+pub fn may_hold(policy: &CanaryPolicy, authors: &Authors) -> bool {
+    let ns = policy.metadata.namespace.clone().unwrap_or_default();
+    let spec = serde_json::to_value(&policy.spec).unwrap_or_default();
+    if let Authority::Unknown(_) = authors.of(
+        "CanaryPolicy",
+        &ns,
+        policy.metadata.annotations.as_ref(),
+        &spec,
+    ) {
+        return false;
+    }
+    let refused = policy.status.as_ref().is_some_and(|s| {
+        s.common.conditions.iter().any(|c| {
+            c.type_ == "Ready"
+                && c.reason == "AuthorNotAllowed"
+                && c.observed_generation == policy.metadata.generation
+        })
+    });
+    !refused
 }
 
 /// The JSON Patch to apply to `new` (a Deployment update), or None to let it through as is.

@@ -16,6 +16,7 @@ use super::rollout::{self, Check, Policy};
 use crate::api::CanaryPolicy;
 use crate::api::canary_policy::{CanaryPolicyStatus, Coverage, RolloutRecord, Totals};
 use crate::api::names::HOLD_ANNOTATION;
+use crate::authz::{self, Permission};
 use crate::conditions::{self, Cond, Note, Status};
 use crate::prom::enforce::Tenancy;
 
@@ -40,6 +41,27 @@ pub struct Observed {
     pub checks: BTreeMap<String, Check>,
     /// How the metrics' queries are scoped to the policy's namespace.
     pub tenancy: Tenancy,
+    /// Whether the policy's author may patch the namespace's Deployments ([`needs`]); read
+    /// only when the policy has work ([`has_work`]).
+    pub authority: authz::Verdict,
+}
+
+/// What the policy does in its namespace for its author: patch Deployments (hold a rollout,
+/// pause it, roll it back, give it back).
+pub fn needs(p: &CanaryPolicy) -> Vec<Permission> {
+    vec![Permission {
+        verb: "patch",
+        group: "apps",
+        resource: "deployments",
+        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+    }]
+}
+
+/// Whether a pass may change a Deployment: one is governed, held for the policy, or has a
+/// rollout under way. Only then is the author's right asked for.
+pub fn has_work(o: &Observed) -> bool {
+    let governed = governed(o, parse(&o.policy, &o.tenancy).is_ok());
+    !candidates(o, &governed).is_empty()
 }
 
 /// What to do after a pass.
@@ -229,7 +251,7 @@ fn rules(parsed: &Result<Policy, String>, name: &str) -> Policy {
 /// the results in [`Observed::checks`] before calling [`decide`].
 pub fn due_checks(o: &Observed, now: Timestamp) -> Vec<(String, RolloutRecord)> {
     let parsed = parse(&o.policy, &o.tenancy);
-    if parsed.is_err() {
+    if parsed.is_err() || o.authority.denied().is_some() {
         return Vec::new();
     }
     let rules = rules(&parsed, "");
@@ -267,15 +289,25 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
     };
     for c in candidates(o, &governed) {
         let check = o.checks.get(&c.name).filter(|_| parsed.is_ok());
-        let mut decision = rollout::plan(
-            &rules,
-            c.active.as_ref(),
-            c.view.as_ref(),
-            &c.replica_sets,
-            c.governed,
-            now,
-            None,
-        );
+        let mut decision = match o.authority.denied() {
+            Some(why) => rollout::unauthorized(
+                &rules,
+                c.active.as_ref(),
+                c.view.as_ref(),
+                c.governed,
+                now,
+                why,
+            ),
+            None => rollout::plan(
+                &rules,
+                c.active.as_ref(),
+                c.view.as_ref(),
+                &c.replica_sets,
+                c.governed,
+                now,
+                None,
+            ),
+        };
         if decision.check_due && check.is_some() {
             decision = rollout::plan(
                 &rules,
@@ -305,8 +337,9 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
         deployments: o.deployments.len() as u32,
         governed: governed.len() as u32,
     });
-    let ready = match &parsed {
-        Ok(_) => Cond::new(
+    let ready = match (&parsed, o.authority.denied()) {
+        (Ok(_), Some(why)) => Cond::new("Ready", Status::False, "AuthorNotAllowed", why),
+        (Ok(_), None) => Cond::new(
             "Ready",
             Status::True,
             "Watching",
@@ -316,7 +349,7 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
                 o.deployments.len()
             ),
         ),
-        Err(why) => Cond::new("Ready", Status::False, "InvalidSpec", why.clone()),
+        (Err(why), _) => Cond::new("Ready", Status::False, "InvalidSpec", why.clone()),
     };
     let generation = o.policy.metadata.generation;
     status.common.conditions =
@@ -398,6 +431,7 @@ mod tests {
             replica_sets,
             checks: BTreeMap::new(),
             tenancy: Tenancy::default(),
+            authority: authz::Verdict::Allowed,
         }
     }
 
@@ -641,6 +675,56 @@ mod tests {
         );
         assert!(out.notes[0].warning);
         assert_eq!(out.requeue, MIN_REQUEUE);
+    }
+
+    #[test]
+    fn an_author_who_may_not_patch_deployments_holds_the_rollout_and_lets_new_holds_go() {
+        let why = "author system:serviceaccount:shop:dev may not patch deployments in shop";
+        let denied = |mut o: Observed| {
+            o.authority = authz::Verdict::Denied(why.into());
+            o
+        };
+        // A rollout under way (analysing, a check due and even failed): nothing is rolled
+        // back, promoted or checked; it is held with the reason, once.
+        let status = analysing(policy, 3, 1);
+        let (web, rss) = rolling(3, 1);
+        let mut o = denied(observed(
+            policy().status(&status).build(),
+            vec![web.clone()],
+            rss.clone(),
+        ));
+        assert!(due_checks(&o, at(100)).is_empty(), "no Prometheus query");
+        o.checks.insert("web".into(), check(Verdict::Fail));
+        let out = decide(&o, at(100));
+        assert!(out.actions.is_empty(), "{:?}", out.actions);
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Analyzing);
+        assert_eq!(r.message.as_deref(), Some(format!("held: {why}").as_str()));
+        assert_eq!(r.checks.failed, 0);
+        assert_eq!(
+            ready(&out.status),
+            ("False".into(), "AuthorNotAllowed".into(), why.into())
+        );
+        assert_eq!(out.notes[0].reason, "CanaryHeld");
+        let again = denied(observed(
+            policy().status(&out.status).build(),
+            vec![web],
+            rss,
+        ));
+        let out2 = decide(&again, at(200));
+        assert_eq!(out2.status, out.status, "held once: no second write");
+        assert!(out2.notes.is_empty());
+
+        // A template the webhook held before a rollout started is let go, unanalysed.
+        let held = DeploymentBuilder::new("web", "v2").held_for("p").build();
+        let stable = replica_set(&held, "a", "v1", "1", 4, 4);
+        let out = decide(
+            &denied(observed(policy().build(), vec![held], vec![stable])),
+            at(100),
+        );
+        assert!(out.status.rollouts.is_empty());
+        assert!(matches!(out.actions[0].1, Action::Restore { .. }));
+        assert_eq!(out.notes[0].reason, "CanaryNotHeld");
     }
 
     #[test]

@@ -486,6 +486,51 @@ fn start(
 }
 
 /// Moves `r` to `phase`, keeps the transition and the message, and notes an Event.
+/// The move for one Deployment when the policy's author may not patch Deployments (`why`):
+/// a rollout under way is held where it is (nothing promoted or rolled back, no check run)
+/// with the reason; a Deployment the webhook held before any rollout started is let go (it
+/// rolls out without analysis); one the policy no longer governs is given back as always.
+pub fn unauthorized(
+    p: &Policy,
+    active: Option<&RolloutRecord>,
+    deployment: Option<&DeploymentView>,
+    governed: bool,
+    now: Timestamp,
+    why: &str,
+) -> Decision {
+    let (Some(d), true) = (deployment, governed) else {
+        return plan(p, active, deployment, &[], governed, now, None);
+    };
+    let mut out = Decision::default();
+    match active {
+        Some(r) => {
+            let why = format!("held: {why}");
+            if r.message.as_deref() != Some(why.as_str()) {
+                let mut r = r.clone();
+                r.message = Some(why.clone());
+                out.records.push(r);
+                out.notes.push(Note {
+                    reason: "CanaryHeld".into(),
+                    message: format!("{}: {why}", d.name),
+                    warning: true,
+                });
+            }
+        }
+        None if d.hold.as_deref() == Some(p.name.as_str()) => {
+            out.action = Some(Action::Restore {
+                saved: d.settings.clone(),
+            });
+            out.notes.push(Note {
+                reason: "CanaryNotHeld".into(),
+                message: format!("{}: {why}; it rolls out without analysis", d.name),
+                warning: true,
+            });
+        }
+        None => {}
+    }
+    out
+}
+
 fn go(r: &mut RolloutRecord, phase: RolloutPhase, now: Timestamp, why: &str, out: &mut Decision) {
     r.phase = phase;
     r.message = Some(why.to_string());

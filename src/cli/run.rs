@@ -59,9 +59,18 @@ pub struct RunArgs {
     #[arg(long, env = "MATURITY_TENANT_LABEL", default_value = "namespace", value_parser = label_name)]
     tenant_label: String,
     /// One team per cluster: send users' queries as written, unscoped (turns the
-    /// namespace enforcement off).
+    /// namespace enforcement off), and act for drills and canaries with the operator's own
+    /// rights instead of their authors'.
     #[arg(long, env = "MATURITY_SINGLE_TENANT")]
     single_tenant: bool,
+    /// The operator's own namespace: its Lease and the Secret with the key of the authors'
+    /// proofs (default: the pod's namespace, else --namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    operator_namespace: Option<String>,
+    /// The Secret (in the operator's namespace) with the key of the authors' proofs; made
+    /// at the first start.
+    #[arg(long, default_value = maturity_operator::api::names::AUTHOR_KEY_SECRET)]
+    author_key_secret: String,
     #[command(flatten)]
     webhook: WebhookArgs,
     #[command(flatten)]
@@ -88,9 +97,18 @@ pub async fn run(args: RunArgs) -> ExitCode {
         controllers,
         tenant_label,
         single_tenant,
+        operator_namespace,
+        author_key_secret,
         webhook,
         leader,
     } = args;
+    let operator_namespace = operator_namespace
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .or_else(|| namespace.clone());
     init_tracing(log_json);
     let settings = (|| -> Result<_, String> {
         let mut prometheus =
@@ -100,10 +118,20 @@ pub async fn run(args: RunArgs) -> ExitCode {
         prometheus.auth = prometheus_auth(prometheus_bearer_token_file, prometheus_username)?;
         prometheus.ca_file = prometheus_ca_file;
         let webhook = webhook.config(namespace.clone())?;
-        let leader_election = leader.settings(api_timeout)?;
-        Ok((prometheus, webhook, leader_election))
+        let leader_election = leader.settings(api_timeout, operator_namespace.clone())?;
+        let authors = match (single_tenant, operator_namespace) {
+            (true, _) => operator::AuthorsConfig::Unchecked,
+            (false, Some(namespace)) => operator::AuthorsConfig::Checked {
+                namespace,
+                secret: author_key_secret,
+            },
+            (false, None) => {
+                return Err("drills and canaries act with their authors' rights, proven with a key kept in the operator's namespace: give --operator-namespace (or POD_NAMESPACE, or --namespace), or --single-tenant".into());
+            }
+        };
+        Ok((prometheus, webhook, leader_election, authors))
     })();
-    let (prometheus, webhook, leader_election) = match settings {
+    let (prometheus, webhook, leader_election, authors) = match settings {
         Ok(s) => s,
         Err(e) => {
             eprintln!("maturity-operator: {e}");
@@ -122,6 +150,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         webhook,
         leader_election,
         tenancy: super::tenancy(single_tenant, tenant_label),
+        authors,
     })
     .await
     {
@@ -139,8 +168,8 @@ struct LeaderArgs {
     /// Elect a leader on a Lease: only the leader reconciles and writes; the others stand by.
     #[arg(long, env = "MATURITY_LEADER_ELECTION")]
     leader_election: bool,
-    /// Namespace of the Lease (in a pod: its own namespace).
-    #[arg(long, env = "POD_NAMESPACE")]
+    /// Namespace of the Lease (default: the operator's namespace).
+    #[arg(long)]
     leader_election_namespace: Option<String>,
     /// Name of the Lease.
     #[arg(long, default_value = "maturity-operator")]
@@ -163,18 +192,17 @@ impl LeaderArgs {
     fn settings(
         self,
         api_timeout: Duration,
+        operator_namespace: Option<String>,
     ) -> Result<Option<maturity_operator::leader::Settings>, String> {
         if !self.leader_election {
             return Ok(None);
         }
-        let namespace = match self.leader_election_namespace {
-            Some(ns) => ns,
-            None => std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                .map(|s| s.trim().to_string())
-                .map_err(|_| {
-                    "--leader-election needs --leader-election-namespace (or POD_NAMESPACE) outside a pod".to_string()
-                })?,
-        };
+        let namespace = self
+            .leader_election_namespace
+            .or(operator_namespace)
+            .ok_or_else(|| {
+                "--leader-election needs --leader-election-namespace (or --operator-namespace, POD_NAMESPACE) outside a pod".to_string()
+            })?;
         let identity = self.leader_election_identity.unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())

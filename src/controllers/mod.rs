@@ -12,6 +12,7 @@ pub mod runtime;
 
 use std::time::Duration;
 
+use crate::authz::{Authority, Authors, Permission, Verdict};
 use crate::clock::Clock;
 use crate::k8s::{self, Kube};
 use crate::metrics::Metrics;
@@ -55,6 +56,24 @@ impl Context {
     pub fn scoped(&self, query: &str, namespace: &str) -> Result<String, EnforceError> {
         self.settings.tenancy.scope(query, namespace)
     }
+
+    /// Whether the operator may do `needs` for the author of a `kind` in `namespace` with
+    /// these annotations and `spec`: the author proven by the webhook's record, asked with
+    /// SubjectAccessReviews (unless authors are not checked). An unknown author is denied.
+    pub async fn authorized(
+        &self,
+        kind: &str,
+        namespace: &str,
+        annotations: Option<&std::collections::BTreeMap<String, String>>,
+        spec: &serde_json::Value,
+        needs: &[Permission],
+    ) -> Result<Verdict, k8s::Error> {
+        match self.settings.authors.of(kind, namespace, annotations, spec) {
+            Authority::Unchecked => Ok(Verdict::Allowed),
+            Authority::Unknown(why) => Ok(Verdict::Denied(format!("the {kind} {why}"))),
+            Authority::Author(a) => self.kube.may(&a, needs).await,
+        }
+    }
 }
 
 /// Settings of the controllers.
@@ -70,6 +89,8 @@ pub struct Settings {
     pub default_interval: Duration,
     /// How a query written by a user is scoped to its object's namespace.
     pub tenancy: Tenancy,
+    /// Whose rights the operator acts with for a DrillSchedule or CanaryPolicy.
+    pub authors: Authors,
 }
 
 /// Why a reconcile did not finish.

@@ -22,6 +22,7 @@ use crate::api::drill_schedule::{
     ActiveRun, DrillScheduleStatus, DrillSummary, RunRecord, RunResult, Window as WindowStatus,
 };
 use crate::api::names::{RUN_NOW_ANNOTATION, STOP_ANNOTATION, STOP_VALUE};
+use crate::authz::Permission;
 use crate::clock;
 use crate::conditions::{self, Cond, Note, Status};
 
@@ -74,6 +75,38 @@ pub struct StartReads {
     /// It as seen, with the steady-state checks run before the drill. None: not found, or
     /// not looked at because another drill has it ([`busy_with`]).
     pub seen: Option<(TargetView, CheckOutcome)>,
+    /// Why the drill's author may not do what the run needs ([`needs`]); nothing else is
+    /// read then.
+    pub denied: Option<String>,
+}
+
+/// What a run of `d` does in its namespace, for its author's rights to be checked before
+/// it starts: delete pods, patch the workload (scaleDown), patch the Service (failover).
+/// Restoring needs nothing more than injecting did.
+pub fn needs(d: &DrillSchedule) -> Vec<Permission> {
+    use crate::api::drill_schedule::WorkloadKind;
+    let namespace = d.metadata.namespace.clone().unwrap_or_default();
+    let p = |verb, group, resource| Permission {
+        verb,
+        group,
+        resource,
+        namespace: namespace.clone(),
+    };
+    let a = &d.spec.action;
+    let mut out = Vec::new();
+    if a.pod_kill.is_some() {
+        out.push(p("delete", "", "pods"));
+    }
+    if a.scale_down.is_some() {
+        out.push(match d.spec.target.kind {
+            WorkloadKind::Deployment => p("patch", "apps", "deployments"),
+            WorkloadKind::StatefulSet => p("patch", "apps", "statefulsets"),
+        });
+    }
+    if a.failover.is_some() {
+        out.push(p("patch", "", "services"));
+    }
+    out
 }
 
 /// The random numbers of a pass (drawn by the controller).
@@ -427,6 +460,9 @@ fn skip(now: Timestamp, why: String) -> run::Step {
 /// Starts a run on the target read (or skips it, with the reason).
 fn start(o: &Observed, plan: &Plan, now: Timestamp, random: u64) -> run::Step {
     let reads = o.start.clone().unwrap_or_default();
+    if let Some(why) = reads.denied {
+        return skip(now, why);
+    }
     let Some(target) = reads.target else {
         let kind = o.drill.spec.target.kind.as_str();
         return skip(now, format!("no {kind} matches the target"));
@@ -630,6 +666,7 @@ mod tests {
         Some(StartReads {
             target: Some("Deployment/web".into()),
             seen: Some((web(3), CheckOutcome::Holds)),
+            denied: None,
         })
     }
 
@@ -1251,10 +1288,52 @@ mod tests {
     }
 
     #[test]
+    fn a_run_its_author_may_not_do_is_skipped_with_the_reason() {
+        let why = "author system:serviceaccount:tenant-a:dev may not patch services in tenant-a";
+        let reads = StartReads {
+            denied: Some(why.into()),
+            ..Default::default()
+        };
+        let out = start_with(DrillBuilder::new("d"), reads, vec![]);
+        assert_skipped(&out, None, why);
+        assert_eq!(out.effect, None);
+    }
+
+    #[test]
+    fn a_run_needs_what_its_action_does_in_the_namespace() {
+        let p = |verb, group, resource| Permission {
+            verb,
+            group,
+            resource,
+            namespace: "n".into(),
+        };
+        let d = |b: DrillBuilder| needs(&b.build());
+        assert_eq!(
+            d(DrillBuilder::new("d").pod_kill(1)),
+            vec![p("delete", "", "pods")]
+        );
+        assert_eq!(
+            d(DrillBuilder::new("d").scale_down(1, "1m")),
+            vec![p("patch", "apps", "deployments")]
+        );
+        assert_eq!(
+            d(DrillBuilder::new("d")
+                .kind(WorkloadKind::StatefulSet)
+                .scale_down(1, "1m")),
+            vec![p("patch", "apps", "statefulsets")]
+        );
+        assert_eq!(
+            d(DrillBuilder::new("d").failover("web", &[("v", "b")], "1m")),
+            vec![p("patch", "", "services")]
+        );
+    }
+
+    #[test]
     fn a_target_not_found_is_skipped() {
         let reads = StartReads {
             target: Some("Deployment/web".into()),
             seen: None,
+            denied: None,
         };
         let out = start_with(DrillBuilder::new("d"), reads, vec![]);
         assert_skipped(&out, None, "Deployment/web not found");
@@ -1303,6 +1382,7 @@ mod tests {
         let reads = StartReads {
             target: Some("Deployment/web".into()),
             seen: Some((web(3), CheckOutcome::Breached("health 1 > 0.5".into()))),
+            denied: None,
         };
         let out = start_with(DrillBuilder::new("d"), reads, vec![]);
         assert_skipped(

@@ -3,6 +3,7 @@
 //! failing with one typed [`Error`] whose `category()` names the failure. Status is written
 //! with server-side apply under the one field manager, and only when it changed.
 
+pub mod authz;
 pub mod dynamic;
 pub mod error;
 pub mod events;

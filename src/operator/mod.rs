@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use kube::runtime::reflector::{self, Store};
 
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
+use crate::authz::Authors;
 use crate::clock::Clock;
 use crate::controllers::Context;
 use crate::controllers::canary_policy as canary;
@@ -61,6 +62,14 @@ pub enum Error {
     )]
     Identity(#[source] crate::k8s::Error),
     #[error(
+        "cannot read or make the key of the authors' proofs (Secret {secret}): {source}; the operator needs get and create on Secrets in its namespace"
+    )]
+    AuthorKey {
+        secret: String,
+        #[source]
+        source: crate::k8s::Error,
+    },
+    #[error(
         "lost the leader lease (could not renew it in time, or another process took it over); stopped so that a restart comes back as a standby"
     )]
     LostLeadership,
@@ -92,6 +101,17 @@ pub struct RunConfig {
     pub leader_election: Option<crate::leader::Settings>,
     /// How queries written by users are scoped to their object's namespace.
     pub tenancy: crate::prom::enforce::Tenancy,
+    /// Whose rights drills and canaries act with.
+    pub authors: AuthorsConfig,
+}
+
+/// Whose rights drills and canaries act with.
+#[derive(Debug, Clone)]
+pub enum AuthorsConfig {
+    /// `--single-tenant`: the operator's own.
+    Unchecked,
+    /// The proven author's; the proofs' key is in Secret `secret` of `namespace`.
+    Checked { namespace: String, secret: String },
 }
 
 /// Which controllers run (the chart has a switch for each).
@@ -233,6 +253,25 @@ fn static_str(name: std::borrow::Cow<'static, str>) -> &'static str {
 pub async fn run(config: RunConfig) -> Result<(), Error> {
     let client = Client::try_default().await.map_err(Error::Config)?;
     check_crds(&client, config.api_timeout).await?;
+    let authors = match &config.authors {
+        AuthorsConfig::Checked { namespace, secret }
+            if config.controllers.drills || config.controllers.canaries =>
+        {
+            let key = crate::k8s::authz::author_key(&client, namespace, secret, config.api_timeout)
+                .await
+                .map_err(|source| Error::AuthorKey {
+                    secret: format!("{namespace}/{secret}"),
+                    source,
+                })?;
+            Authors::Checked(key)
+        }
+        _ => Authors::Unchecked,
+    };
+    if matches!(authors, Authors::Checked(_)) && config.webhook.is_none() {
+        tracing::warn!(
+            "no admission webhook (--webhook-addr): no author is recorded, so no drill runs and no canary acts; give --webhook-addr, or --single-tenant"
+        );
+    }
 
     let shared = Arc::new(Shared {
         metrics: Metrics::new(),
@@ -294,11 +333,13 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             policies,
             shared.metrics.clone(),
             Some(me),
+            authors.clone(),
             stop_rx.clone(),
         )
         .await?;
         watchers.push(task);
-        crate::webhook::register(&client, &w.settings, &certs.ca_pem).await?;
+        let record_authors = matches!(authors, Authors::Checked(_));
+        crate::webhook::register(&client, &w.settings, &certs.ca_pem, record_authors).await?;
         tracing::info!(configuration = %w.settings.configuration, "admission webhook registered");
     }
 
@@ -359,6 +400,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                 tick: config.tick,
                 default_interval: config.default_interval,
                 tenancy: config.tenancy.clone(),
+                authors: authors.clone(),
             },
         ));
         start_controllers(&config, &ctx, &shared, &stop_rx, &mut watchers);

@@ -1,7 +1,9 @@
 //! The admission webhook server: HTTPS with a certificate the operator makes itself (or
 //! one mounted from a Secret), registered by the operator in a
-//! MutatingWebhookConfiguration that carries its CA. It serves one hook, on Deployment
-//! updates, whose decision is [`crate::canary::admission::hold_patch`].
+//! MutatingWebhookConfiguration that carries its CA. It serves two hooks: on Deployment
+//! updates, whose decision is [`crate::canary::admission::hold_patch`]; and on creates and
+//! updates of DrillSchedules and CanaryPolicies, which records who wrote the spec
+//! ([`crate::authz::record`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,13 +30,16 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::api::CanaryPolicy;
 use crate::api::names::FIELD_MANAGER;
+use crate::api::{CanaryPolicy, DrillSchedule};
+use crate::authz::{Author, Authors, Seen};
 use crate::canary::admission::hold_patch;
 use crate::metrics::Metrics;
 
 /// Path of the Deployment hook.
 pub const DEPLOYMENT_PATH: &str = "/mutate/deployments";
+/// Path of the hook that records the author of a DrillSchedule's or CanaryPolicy's spec.
+pub const AUTHORS_PATH: &str = "/mutate/authors";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -223,6 +228,8 @@ struct Hook {
     metrics: Metrics,
     /// The user the API server authenticates this operator as (its ServiceAccount in a pod).
     operator: Option<String>,
+    /// Whose rights drills and canaries act with (and the key of the authors' proofs).
+    authors: Authors,
 }
 
 /// Binds the webhook and serves it until `stop`; returns the bound address.
@@ -232,6 +239,7 @@ pub async fn serve(
     policies: Store<CanaryPolicy>,
     metrics: Metrics,
     operator: Option<String>,
+    authors: Authors,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Error> {
     let acceptor = certs.acceptor()?;
@@ -244,10 +252,12 @@ pub async fn serve(
     let local = listener.local;
     let app = Router::new()
         .route(DEPLOYMENT_PATH, post(mutate_deployment))
+        .route(AUTHORS_PATH, post(record_author))
         .with_state(Hook {
             policies,
             metrics,
             operator,
+            authors,
         });
     let task = tokio::spawn(async move {
         let r = axum::serve(listener, app)
@@ -281,6 +291,7 @@ async fn mutate_deployment(
     let labels = new.metadata.labels.clone().unwrap_or_default();
     let state = hook.policies.state();
     let policy = crate::canary::governing(state.iter().map(|p| p.as_ref()), &namespace, &labels)
+        .filter(|p| crate::canary::admission::may_hold(p, &hook.authors))
         .and_then(|p| p.metadata.name.clone());
     let field_manager = request
         .options
@@ -322,10 +333,119 @@ async fn mutate_deployment(
     }
 }
 
+/// The spec of a DrillSchedule or CanaryPolicy as the operator reads it (typed, so both
+/// sides of a proof see the same JSON); None for another kind or an object it cannot read.
+fn spec_of(kind: &str, o: &DynamicObject) -> Option<serde_json::Value> {
+    let v = serde_json::to_value(o).ok()?;
+    match kind {
+        "DrillSchedule" => {
+            serde_json::to_value(serde_json::from_value::<DrillSchedule>(v).ok()?.spec).ok()
+        }
+        "CanaryPolicy" => {
+            serde_json::to_value(serde_json::from_value::<CanaryPolicy>(v).ok()?.spec).ok()
+        }
+        _ => None,
+    }
+}
+
+async fn record_author(
+    State(hook): State<Hook>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => return Json(AdmissionResponse::invalid(format!("{e:?}")).into_review()),
+    };
+    let response = AdmissionResponse::from(&request);
+    let (Authors::Checked(key), Some(new)) = (&hook.authors, &request.object) else {
+        return Json(response.into_review());
+    };
+    let kind = request.kind.kind.clone();
+    let Some(new_spec) = spec_of(&kind, new) else {
+        return Json(response.into_review());
+    };
+    let old_spec = request.old_object.as_ref().and_then(|o| spec_of(&kind, o));
+    let empty = std::collections::BTreeMap::new();
+    let annotations = |o: &DynamicObject| o.metadata.annotations.clone().unwrap_or_default();
+    let (new_annotations, old_annotations) = (
+        annotations(new),
+        request.old_object.as_ref().map(annotations),
+    );
+    let old = match (&old_annotations, &old_spec) {
+        (Some(a), Some(spec)) => Some(Seen {
+            annotations: a,
+            spec,
+        }),
+        (None, _) => None,
+        // An old object the operator could not read: nothing of it is kept.
+        (Some(_), None) => Some(Seen {
+            annotations: &empty,
+            spec: &serde_json::Value::Null,
+        }),
+    };
+    let requester = request.user_info.username.clone().map(|username| Author {
+        username,
+        groups: request.user_info.groups.clone().unwrap_or_default(),
+    });
+    let ops = crate::authz::record(
+        key,
+        &kind,
+        request.namespace.as_deref().unwrap_or_default(),
+        requester.as_ref(),
+        hook.operator.as_deref(),
+        old,
+        Seen {
+            annotations: &new_annotations,
+            spec: &new_spec,
+        },
+    );
+    if ops.is_empty() {
+        return Json(response.into_review());
+    }
+    let patch: json_patch::Patch = match serde_json::from_value(serde_json::Value::Array(ops)) {
+        Ok(p) => p,
+        Err(e) => return Json(response.deny(format!("internal error: {e}")).into_review()),
+    };
+    hook.metrics
+        .webhook_requests
+        .with_label_values(&["author-recorded"])
+        .inc();
+    match response.with_patch(patch) {
+        Ok(r) => Json(r.into_review()),
+        Err(e) => Json(
+            AdmissionResponse::from(&request)
+                .deny(format!("internal error: {e}"))
+                .into_review(),
+        ),
+    }
+}
+
 /// Creates or updates the MutatingWebhookConfiguration so the API server sends Deployment
-/// updates to this operator and trusts its certificate.
-pub async fn register(client: &Client, settings: &Settings, ca_pem: &str) -> Result<(), Error> {
-    let client_config = match &settings.endpoint {
+/// updates (and, with `record_authors`, creates and updates of DrillSchedules and
+/// CanaryPolicies) to this operator and trusts its certificate.
+pub async fn register(
+    client: &Client,
+    settings: &Settings,
+    ca_pem: &str,
+    record_authors: bool,
+) -> Result<(), Error> {
+    let config = configuration(settings, ca_pem, record_authors);
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    api.patch(
+        &settings.configuration,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&config),
+    )
+    .await
+    .map_err(|source| Error::Register {
+        name: settings.configuration.clone(),
+        source,
+    })?;
+    Ok(())
+}
+
+fn client_config(settings: &Settings, ca_pem: &str, path: &str) -> WebhookClientConfig {
+    match &settings.endpoint {
         Endpoint::Service {
             namespace,
             name,
@@ -334,18 +454,25 @@ pub async fn register(client: &Client, settings: &Settings, ca_pem: &str) -> Res
             service: Some(ServiceReference {
                 namespace: namespace.clone(),
                 name: name.clone(),
-                path: Some(DEPLOYMENT_PATH.into()),
+                path: Some(path.into()),
                 port: Some(*port),
             }),
             ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
             url: None,
         },
         Endpoint::Url(url) => WebhookClientConfig {
-            url: Some(format!("{}{DEPLOYMENT_PATH}", url.trim_end_matches('/'))),
+            url: Some(format!("{}{path}", url.trim_end_matches('/'))),
             ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
             service: None,
         },
-    };
+    }
+}
+
+fn configuration(
+    settings: &Settings,
+    ca_pem: &str,
+    record_authors: bool,
+) -> MutatingWebhookConfiguration {
     let namespace_selector = match &settings.namespace {
         Some(ns) => LabelSelector {
             match_labels: Some([("kubernetes.io/metadata.name".to_string(), ns.clone())].into()),
@@ -362,7 +489,44 @@ pub async fn register(client: &Client, settings: &Settings, ca_pem: &str) -> Res
             ..Default::default()
         },
     };
-    let config = MutatingWebhookConfiguration {
+    let hook = |name: &str, path: &str, rule: RuleWithOperations| MutatingWebhook {
+        name: name.into(),
+        admission_review_versions: vec!["v1".into()],
+        client_config: client_config(settings, ca_pem, path),
+        failure_policy: Some(settings.failure_policy.clone()),
+        match_policy: Some("Equivalent".into()),
+        namespace_selector: Some(namespace_selector.clone()),
+        reinvocation_policy: Some("IfNeeded".into()),
+        rules: Some(vec![rule]),
+        side_effects: "None".into(),
+        timeout_seconds: Some(5),
+        ..Default::default()
+    };
+    let mut webhooks = vec![hook(
+        "canary.maturity.sre.dev",
+        DEPLOYMENT_PATH,
+        RuleWithOperations {
+            api_groups: Some(vec!["apps".into()]),
+            api_versions: Some(vec!["v1".into()]),
+            operations: Some(vec!["UPDATE".into()]),
+            resources: Some(vec!["deployments".into()]),
+            scope: Some("Namespaced".into()),
+        },
+    )];
+    if record_authors {
+        webhooks.push(hook(
+            "authors.maturity.sre.dev",
+            AUTHORS_PATH,
+            RuleWithOperations {
+                api_groups: Some(vec![crate::api::common::GROUP.into()]),
+                api_versions: Some(vec!["*".into()]),
+                operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
+                resources: Some(vec!["drillschedules".into(), "canarypolicies".into()]),
+                scope: Some("Namespaced".into()),
+            },
+        ));
+    }
+    MutatingWebhookConfiguration {
         metadata: kube::api::ObjectMeta {
             name: Some(settings.configuration.clone()),
             labels: Some(
@@ -374,38 +538,8 @@ pub async fn register(client: &Client, settings: &Settings, ca_pem: &str) -> Res
             ),
             ..Default::default()
         },
-        webhooks: Some(vec![MutatingWebhook {
-            name: "canary.maturity.sre.dev".into(),
-            admission_review_versions: vec!["v1".into()],
-            client_config,
-            failure_policy: Some(settings.failure_policy.clone()),
-            match_policy: Some("Equivalent".into()),
-            namespace_selector: Some(namespace_selector),
-            reinvocation_policy: Some("IfNeeded".into()),
-            rules: Some(vec![RuleWithOperations {
-                api_groups: Some(vec!["apps".into()]),
-                api_versions: Some(vec!["v1".into()]),
-                operations: Some(vec!["UPDATE".into()]),
-                resources: Some(vec!["deployments".into()]),
-                scope: Some("Namespaced".into()),
-            }]),
-            side_effects: "None".into(),
-            timeout_seconds: Some(5),
-            ..Default::default()
-        }]),
-    };
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    api.patch(
-        &settings.configuration,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&config),
-    )
-    .await
-    .map_err(|source| Error::Register {
-        name: settings.configuration.clone(),
-        source,
-    })?;
-    Ok(())
+        webhooks: Some(webhooks),
+    }
 }
 
 #[cfg(test)]

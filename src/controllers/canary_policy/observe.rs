@@ -9,6 +9,7 @@ use kube::runtime::reflector::Store;
 use super::super::{Context, Error};
 use crate::api::CanaryPolicy;
 use crate::api::canary_policy::RolloutRecord;
+use crate::authz::Verdict;
 use crate::canary::analysis::{self, QueryVars, Reading};
 use crate::canary::decide::{self, Observed};
 use crate::canary::rollout::Check;
@@ -42,7 +43,21 @@ pub async fn observe(
             .collect(),
         checks: Default::default(),
         tenancy: ctx.settings.tenancy.clone(),
+        authority: Verdict::Allowed,
     };
+    if decide::has_work(&observed) {
+        let p = &observed.policy;
+        let spec = serde_json::to_value(&p.spec).unwrap_or_default();
+        observed.authority = ctx
+            .authorized(
+                "CanaryPolicy",
+                &ns,
+                p.metadata.annotations.as_ref(),
+                &spec,
+                &decide::needs(p),
+            )
+            .await?;
+    }
     for (deployment, rollout) in decide::due_checks(&observed, ctx.clock.now()) {
         let check = run_check(ctx, &observed.policy, &ns, &deployment, &rollout).await;
         observed.checks.insert(deployment, check);

@@ -81,6 +81,22 @@ pub async fn observe(
 /// pre-checked.
 async fn start(ctx: &Context, o: &Observed, pick: u64) -> Result<StartReads, Error> {
     let ns = o.drill.namespace().unwrap_or_default();
+    let spec = serde_json::to_value(&o.drill.spec).unwrap_or_default();
+    let verdict = ctx
+        .authorized(
+            "DrillSchedule",
+            &ns,
+            o.drill.metadata.annotations.as_ref(),
+            &spec,
+            &decide::needs(&o.drill),
+        )
+        .await?;
+    if let Some(why) = verdict.denied() {
+        return Ok(StartReads {
+            denied: Some(why.to_string()),
+            ..Default::default()
+        });
+    }
     let t = &o.drill.spec.target;
     let name = match (&t.name, &t.selector) {
         (Some(n), _) => Some(n.clone()),
@@ -103,7 +119,7 @@ async fn start(ctx: &Context, o: &Observed, pick: u64) -> Result<StartReads, Err
     let target = format!("{}/{name}", t.kind.as_str());
     let mut reads = StartReads {
         target: Some(target.clone()),
-        seen: None,
+        ..Default::default()
     };
     if decide::busy_with(o, &target).is_some() {
         return Ok(reads);
