@@ -99,7 +99,7 @@ pub enum Authority {
 }
 
 /// The sentence for an object without a proven author.
-pub const UNKNOWN: &str = "its author is not known: the spec was created or changed while the operator's admission webhook was not reached (or before it recorded authors); apply it again while the operator runs to record its author";
+pub const UNKNOWN: &str = "no author of this spec is known: it was created or changed while the operator's admission webhook was not reached (or before the webhook recorded authors); apply or annotate it again while the operator runs to record its author";
 
 /// The operator's secret key for proofs (kept in a Secret of its namespace).
 #[derive(Clone)]

@@ -101,6 +101,7 @@ impl Harness {
             }
         })
         .await;
+        support::operator::webhook_recording(&self.ctx.client, &self.ctx.namespace).await;
     }
 
     /// SIGKILL, as a crash would.

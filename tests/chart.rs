@@ -52,6 +52,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             "prometheus.url=http://prometheus:9090",
             "prometheus.bearerTokenSecret=prom-token",
             "prometheus.caSecret=prom-ca",
+            "tenancy.singleTenant=true",
         ],
         &[
             "watchNamespace=shop",
@@ -101,12 +102,29 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             drills,
             "{extra:?}: pod delete only with drills"
         );
+        // The webhook holds canaries and records the authors of drills and canaries; a
+        // single-tenant operator acts with its own rights, so drills alone need no webhook.
+        let single = extra.iter().any(|s| s == "tenancy.singleTenant=true");
+        let authors = (canaries || drills) && !single;
+        let webhook = canaries || authors;
         assert_eq!(
             yaml.contains("mutatingwebhookconfigurations"),
-            canaries,
+            webhook,
             "{extra:?}"
         );
-        assert_eq!(yaml.contains("--webhook-service="), canaries, "{extra:?}");
+        assert_eq!(yaml.contains("--webhook-service="), webhook, "{extra:?}");
+        assert_eq!(
+            yaml.contains("resources: [subjectaccessreviews]"),
+            authors,
+            "{extra:?}: author checks only with drills or canaries, multi-tenant"
+        );
+        assert_eq!(
+            yaml.contains(&format!(
+                "--author-key-secret={release}-maturity-operator-author-key"
+            )),
+            authors,
+            "{extra:?}"
+        );
         assert_eq!(yaml.contains("prometheusrules"), rtt, "{extra:?}");
         assert_eq!(
             yaml.contains("resources: [configmaps]"),

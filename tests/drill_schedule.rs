@@ -20,7 +20,7 @@ use maturity_operator::synthetic::{SyntheticExporter, labels};
 use serde_json::json;
 use support::cluster::TestContext;
 use support::eventually;
-use support::operator::Operator;
+use support::operator::{Operator, remove_webhook, webhook_flags, webhook_recording};
 use support::prom::ScrapeTarget;
 
 const REPLICAS: i32 = 3;
@@ -28,6 +28,7 @@ const REPLICAS: i32 = 3;
 struct Harness {
     ctx: TestContext,
     operator: Option<Operator>,
+    webhook: Option<Vec<String>>,
     deployments: Api<Deployment>,
     drills: Api<DrillSchedule>,
     exporter: Arc<SyntheticExporter>,
@@ -48,22 +49,31 @@ impl Harness {
             drills: Api::namespaced(ctx.client.clone(), &ctx.namespace),
             ctx,
             operator: None,
+            webhook: None,
             exporter,
             _target: target,
         };
         h.set_health(0.0);
-        h.start_operator();
+        h.start_operator().await;
         h.create_deployment().await;
         h
     }
 
-    fn start_operator(&mut self) {
-        self.operator = Some(Operator::start(
+    /// The operator with its webhook (which records each drill's author), on the same port
+    /// after a restart.
+    async fn start_operator(&mut self) {
+        let flags = self
+            .webhook
+            .get_or_insert_with(|| webhook_flags(&self.ctx.namespace))
+            .clone();
+        self.operator = Some(Operator::start_with(
             &self.ctx.env,
             &self.ctx.namespace,
             &self.ctx.env.prometheus_url,
             "2s",
+            &flags,
         ));
+        webhook_recording(&self.ctx.client, &self.ctx.namespace).await;
     }
 
     /// The gauge the steady-state checks read: `drill_test_health{namespace=...}`.
@@ -216,6 +226,7 @@ impl Harness {
     async fn cleanup(self) {
         support::cluster::delete_all_and_wait(&self.drills).await;
         drop(self.operator);
+        remove_webhook(&self.ctx.client, &self.ctx.namespace).await;
         self.ctx.cleanup().await;
     }
 }
@@ -421,7 +432,7 @@ async fn a_restarted_operator_restores_and_records_the_run() {
         "nothing restores while the operator is down"
     );
     let restarted = Instant::now();
-    h.start_operator();
+    h.start_operator().await;
     h.wait_replicas(REPLICAS, "replicas restored after restart")
         .await;
     let latency = restarted.elapsed();

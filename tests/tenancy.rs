@@ -17,7 +17,7 @@ use maturity_operator::synthetic::{SyntheticExporter, labels};
 use serde_json::{Value, json};
 use support::cluster::TestContext;
 use support::eventually;
-use support::operator::Operator;
+use support::operator::{Operator, remove_webhook, webhook_flags, webhook_recording};
 use support::prom::{Prom, ScrapeTarget};
 
 /// Applies `manifest` as `user`.
@@ -70,14 +70,23 @@ async fn a_tenant_reads_only_its_own_namespace_through_signals_metrics_and_check
     )
     .await;
 
-    // The tenant: may manage the four kinds in its namespace, and nothing else.
+    // The tenant: may manage the four kinds in its namespace, and nothing else but deleting
+    // its own pods (so that its drill below may run: what stops it is its query).
     let user = ctx.service_account(
         "tenant",
         json!([{"apiGroups": ["maturity.sre.dev"],
                 "resources": ["responsetimetargets", "canarypolicies", "drillschedules", "maturityassessments"],
-                "verbs": ["get", "list", "watch", "create", "update", "patch"]}]),
+                "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+               {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]),
     );
-    let _operator = Operator::start(&ctx.env, &ns, &ctx.env.prometheus_url, "2s");
+    let _operator = Operator::start_with(
+        &ctx.env,
+        &ns,
+        &ctx.env.prometheus_url,
+        "2s",
+        &webhook_flags(&ns),
+    );
+    webhook_recording(&ctx.client, &ns).await;
 
     // Assessments: one reading its own satisfaction, one naming the other namespace, one
     // reading another tenant's series without naming a namespace.
@@ -308,5 +317,6 @@ async fn a_tenant_reads_only_its_own_namespace_through_signals_metrics_and_check
         Some(2),
         "no pod was killed"
     );
+    remove_webhook(&ctx.client, &ns).await;
     ctx.cleanup().await;
 }

@@ -70,7 +70,7 @@ impl Context {
     ) -> Result<Verdict, k8s::Error> {
         match self.settings.authors.of(kind, namespace, annotations, spec) {
             Authority::Unchecked => Ok(Verdict::Allowed),
-            Authority::Unknown(why) => Ok(Verdict::Denied(format!("the {kind} {why}"))),
+            Authority::Unknown(why) => Ok(Verdict::Denied(why)),
             Authority::Author(a) => self.kube.may(&a, needs).await,
         }
     }

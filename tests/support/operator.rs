@@ -5,6 +5,9 @@ use std::process::{Child, Command, Stdio};
 use super::cluster::ClusterEnv;
 use super::prom::free_port;
 
+/// The user the operator runs as in the tests (see [`Operator::start_with_env`]).
+pub const OPERATOR_USER: &str = "maturity-operator-under-test";
+
 /// A running `maturity-operator run`; killed when dropped.
 pub struct Operator {
     child: Child,
@@ -32,6 +35,13 @@ impl Operator {
     }
 
     /// Like [`Self::start_with`], with extra environment variables.
+    ///
+    /// The operator is not the test's own user: unless `vars` say otherwise it impersonates
+    /// [`OPERATOR_USER`] (in `system:masters`, so RBAC lets it do everything the test's
+    /// admin can). Then what the tests do as the admin is a user's request, as in a real
+    /// cluster where the operator has its own ServiceAccount: the webhook records the admin
+    /// as the author of the drills and policies the tests create, and holds the admin's
+    /// template changes.
     pub fn start_with_env(
         env: &ClusterEnv,
         namespace: &str,
@@ -41,6 +51,14 @@ impl Operator {
         vars: &[(&str, &str)],
     ) -> Self {
         let port = free_port();
+        let mut vars: Vec<(&str, &str)> = vars.to_vec();
+        if !vars
+            .iter()
+            .any(|(k, _)| *k == "KUBE_RS_DEBUG_IMPERSONATE_USER")
+        {
+            vars.push(("KUBE_RS_DEBUG_IMPERSONATE_USER", OPERATOR_USER));
+            vars.push(("KUBE_RS_DEBUG_IMPERSONATE_GROUP", "system:masters"));
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
             .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
             .args([
@@ -56,7 +74,7 @@ impl Operator {
             .env("KUBECONFIG", &env.kubeconfig)
             .env(
                 "RUST_LOG",
-                std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "warn,kube_client::config=error".into()),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -124,4 +142,77 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `run` flags that serve the admission webhook on a free loopback port, registered under a
+/// configuration named after the test's namespace (tests never share one). The webhook
+/// holds canaries' rollouts and records who wrote each DrillSchedule's and CanaryPolicy's
+/// spec: without it no drill runs for its author.
+pub fn webhook_flags(namespace: &str) -> Vec<String> {
+    let port = free_port();
+    vec![
+        format!("--webhook-addr=127.0.0.1:{port}"),
+        format!("--webhook-url=https://127.0.0.1:{port}"),
+        format!(
+            "--webhook-configuration={}",
+            webhook_configuration(namespace)
+        ),
+    ]
+}
+
+/// The MutatingWebhookConfiguration of [`webhook_flags`].
+pub fn webhook_configuration(namespace: &str) -> String {
+    format!("maturity-{namespace}")
+}
+
+/// Deletes the MutatingWebhookConfiguration of [`webhook_flags`] (the test is over).
+pub async fn remove_webhook(client: &kube::Client, namespace: &str) {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let api: kube::Api<MutatingWebhookConfiguration> = kube::Api::all(client.clone());
+    let _ = api
+        .delete(&webhook_configuration(namespace), &Default::default())
+        .await;
+}
+
+/// Waits until the API server sends `namespace`'s DrillSchedules to the operator's webhook:
+/// a dry-run create comes back with its author recorded. (A registration takes a moment to
+/// reach the API server's admission chain; a drill created before that has no author.)
+pub async fn webhook_recording(client: &kube::Client, namespace: &str) {
+    use kube::api::{Api, PostParams};
+    use maturity_operator::api::DrillSchedule;
+    use maturity_operator::api::names::AUTHOR_ANNOTATION;
+    let api: Api<DrillSchedule> = Api::namespaced(client.clone(), namespace);
+    let probe: DrillSchedule = serde_json::from_value(serde_json::json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+        "metadata": {"name": "webhook-probe"},
+        "spec": {"schedule": "0 0 1 1 *", "target": {"name": "none"},
+                 "action": {"podKill": {"count": 1}}, "recoveryDeadline": "60s"}
+    }))
+    .expect("a probe DrillSchedule");
+    super::eventually(
+        "the webhook records authors",
+        std::time::Duration::from_secs(30),
+        || {
+            let (api, probe) = (api.clone(), probe.clone());
+            async move {
+                let got = api
+                    .create(
+                        &PostParams {
+                            dry_run: true,
+                            ..Default::default()
+                        },
+                        &probe,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                got.metadata
+                    .annotations
+                    .unwrap_or_default()
+                    .contains_key(AUTHOR_ANNOTATION)
+                    .then_some(())
+                    .ok_or_else(|| "no author recorded yet".to_string())
+            }
+        },
+    )
+    .await;
 }

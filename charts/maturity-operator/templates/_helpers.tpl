@@ -27,3 +27,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if .Values.controllers.assessments }}{{ $c = append $c "assessments" }}{{ end -}}
 {{- join "," $c -}}
 {{- end -}}
+
+{{/* "true" when the admission webhook runs: it holds canaries' rollouts and records the
+authors of drills and canaries (not needed for drills alone when single-tenant). */}}
+{{- define "mo.webhook" -}}
+{{- if or .Values.controllers.canaries (and .Values.controllers.drills (not .Values.tenancy.singleTenant)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when actions are checked against their authors (drills or canaries, multi-tenant). */}}
+{{- define "mo.authors" -}}
+{{- if and (or .Values.controllers.canaries .Values.controllers.drills) (not .Values.tenancy.singleTenant) -}}
+true
+{{- end -}}
+{{- end -}}
