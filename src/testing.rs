@@ -116,6 +116,13 @@ impl DeploymentBuilder {
         self.0["spec"]["paused"] = json!(false);
         self
     }
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        merge(
+            &mut self.0,
+            json!({"metadata": {"annotations": {key: value}}}),
+        );
+        self
+    }
     pub fn build(self) -> k8s_openapi::api::apps::v1::Deployment {
         serde_json::from_value(self.0).expect("a valid Deployment")
     }

@@ -129,6 +129,7 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
             format!("--webhook-addr=127.0.0.1:{port}"),
             format!("--webhook-url=https://127.0.0.1:{port}"),
             format!("--webhook-configuration=maturity-{ns}"),
+            format!("--author-key-secret={full}-author-key"),
         ],
         &[
             ("KUBE_RS_DEBUG_IMPERSONATE_USER", sa.as_str()),

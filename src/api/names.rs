@@ -19,6 +19,9 @@ pub const DRILL_FINALIZER: &str = "maturity.sre.dev/drill-restore";
 
 /// On a Deployment: the CanaryPolicy whose rollout holds it.
 pub const HOLD_ANNOTATION: &str = "maturity.sre.dev/canary-policy";
+/// On a held Deployment: a digest of the pod template it ran when the webhook held it (the
+/// stable revision, recorded at hold time so that no renumbering of ReplicaSets loses it).
+pub const STABLE_TEMPLATE_ANNOTATION: &str = "maturity.sre.dev/canary-stable-template";
 /// On a DrillSchedule or a namespace: [`STOP_VALUE`] ends every drill there (restoring first).
 pub const STOP_ANNOTATION: &str = "maturity.sre.dev/drills";
 pub const STOP_VALUE: &str = "stop";

@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::deployment::{HOLD_ANNOTATION, escape};
+use super::deployment::{
+    DeploymentView, HOLD_ANNOTATION, STABLE_TEMPLATE_ANNOTATION, escape, template_digest,
+};
 use crate::api::CanaryPolicy;
 use crate::authz::{Authority, Authors};
 
@@ -50,7 +52,9 @@ pub fn may_hold(policy: &CanaryPolicy, authors: &Authors) -> bool {
 /// The JSON Patch to apply to `new` (a Deployment update), or None to let it through as is.
 ///
 /// `policy` is the governing policy of the new object's labels (None: not governed);
-/// `own`: the update is the operator's own ([`operators_own`]).
+/// `own`: the update is the operator's own ([`operators_own`]). The hold records which
+/// template is the stable one: the one the Deployment ran until this change (or, when it
+/// was already held, the one recorded then).
 pub fn hold_patch(old: &Value, new: &Value, policy: Option<&str>, own: bool) -> Option<Vec<Value>> {
     let policy = policy?;
     if own {
@@ -79,6 +83,24 @@ pub fn hold_patch(old: &Value, new: &Value, policy: Option<&str>, own: bool) -> 
         "path": format!("/metadata/annotations/{}", escape(HOLD_ANNOTATION)),
         "value": policy,
     }));
+    let annotation = |v: &Value, key: &str| {
+        v.pointer(&format!("/metadata/annotations/{}", escape(key)))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let stable = match annotation(old, HOLD_ANNOTATION) {
+        Some(_) => annotation(old, STABLE_TEMPLATE_ANNOTATION),
+        None => serde_json::from_value::<k8s_openapi::api::apps::v1::Deployment>(old.clone())
+            .ok()
+            .map(|d| template_digest(&DeploymentView::from_deployment(&d).template)),
+    };
+    if let Some(stable) = stable {
+        ops.push(json!({
+            "op": "add",
+            "path": format!("/metadata/annotations/{}", escape(STABLE_TEMPLATE_ANNOTATION)),
+            "value": stable,
+        }));
+    }
     Some(ops)
 }
 
@@ -88,6 +110,7 @@ mod tests {
 
     fn dep(image: &str, paused: bool, annotations: Option<Value>) -> Value {
         let mut d = json!({"metadata": {"name": "web"}, "spec": {"paused": paused,
+            "selector": {"matchLabels": {"app": "web"}},
             "template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
         if let Some(a) = annotations {
             d["metadata"]["annotations"] = a;
@@ -120,7 +143,59 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(ops.len(), 2);
+        assert_eq!(
+            ops.len(),
+            3,
+            "paused, the policy, the stable template: {ops:?}"
+        );
+    }
+
+    #[test]
+    fn a_hold_records_the_template_that_ran_before_as_the_stable_one() {
+        use crate::canary::deployment::ReplicaSetView;
+        use crate::testing::{DeploymentBuilder, replica_set};
+        let v1 = DeploymentBuilder::new("web", "v1").build();
+        let v2 = DeploymentBuilder::new("web", "v2").build();
+        let (old, new) = (
+            serde_json::to_value(&v1).unwrap(),
+            serde_json::to_value(&v2).unwrap(),
+        );
+        let ops = hold_patch(&old, &new, Some("p"), false).unwrap();
+        let mut patched = new.clone();
+        json_patch::patch(
+            &mut patched,
+            &serde_json::from_value::<json_patch::Patch>(Value::Array(ops)).unwrap(),
+        )
+        .unwrap();
+        let recorded = patched["metadata"]["annotations"][STABLE_TEMPLATE_ANNOTATION]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The digest is that of the ReplicaSet the Deployment controller made from v1 (its
+        // template carries the pod-template-hash label, which the view leaves out), not v2's.
+        let rs_v1 =
+            ReplicaSetView::from_replica_set(&replica_set(&v1, "a", "v1", "1", 4, 4)).unwrap();
+        let rs_v2 =
+            ReplicaSetView::from_replica_set(&replica_set(&v1, "b", "v2", "2", 0, 0)).unwrap();
+        assert_eq!(recorded, template_digest(&rs_v1.template));
+        assert_ne!(recorded, template_digest(&rs_v2.template));
+        assert_eq!(recorded.len(), 32);
+
+        // Held again before its rollout ended (v3 over v2): the first stable template stays.
+        let v3 = DeploymentBuilder::new("web", "v3").build();
+        let ops = hold_patch(
+            &patched,
+            &serde_json::to_value(&v3).unwrap(),
+            Some("p"),
+            false,
+        )
+        .unwrap();
+        assert!(
+            ops.contains(&json!({"op": "add",
+                "path": format!("/metadata/annotations/{}", escape(STABLE_TEMPLATE_ANNOTATION)),
+                "value": recorded})),
+            "{ops:?}"
+        );
     }
 
     #[test]

@@ -728,6 +728,50 @@ mod tests {
     }
 
     #[test]
+    fn the_stable_template_recorded_at_hold_time_survives_a_renumbering() {
+        use crate::api::names::STABLE_TEMPLATE_ANNOTATION;
+        use crate::canary::deployment::template_digest;
+        // v1 ran as ReplicaSet a; v2 (ReplicaSet b, rolled back earlier) is applied again and
+        // held. Before the operator looks, the paused Deployment controller makes b the new
+        // revision 4: the Deployment's revision is b's, and no ReplicaSet of the Deployment's
+        // revision has another template.
+        let v1 = DeploymentBuilder::new("web", "v1").build();
+        let a = replica_set(&v1, "a", "v1", "3", 4, 4);
+        let b = replica_set(&v1, "b", "v2", "4", 0, 0);
+        let stable = template_digest(
+            &crate::canary::deployment::ReplicaSetView::from_replica_set(&a)
+                .unwrap()
+                .template,
+        );
+        let renumbered = || {
+            DeploymentBuilder::new("web", "v2")
+                .held_for("p")
+                .annotation("deployment.kubernetes.io/revision", "4")
+        };
+        // Without a record the rollout cannot start: released without analysis.
+        let out = decide(
+            &observed(
+                policy().build(),
+                vec![renumbered().build()],
+                vec![a.clone(), b.clone()],
+            ),
+            at(0),
+        );
+        assert!(out.status.rollouts.is_empty());
+        assert_eq!(out.notes[0].reason, "CanaryNotStarted");
+        // With the webhook's record, a is the stable revision and the rollout starts.
+        let held = renumbered()
+            .annotation(STABLE_TEMPLATE_ANNOTATION, &stable)
+            .build();
+        let out = decide(&observed(policy().build(), vec![held], vec![a, b]), at(0));
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Progressing);
+        assert_eq!(r.stable_hash.as_deref(), Some("a"));
+        assert_eq!(r.stable_revision.as_deref(), Some("3"));
+        assert_eq!(out.actions[0].1, Action::Hold { canary_replicas: 1 });
+    }
+
+    #[test]
     fn a_step_that_passed_for_its_whole_time_moves_to_the_next_weight() {
         let (web, rss) = rolling(3, 1);
         // The step is 10 s long: a passing check at 20 s (10 s after the pods were ready).

@@ -8,7 +8,7 @@ use crate::api::canary_policy::SavedSettings;
 
 /// Annotation the admission webhook puts on a Deployment it paused for a policy; it stays
 /// while that policy's rollout runs and is removed when the Deployment is given back.
-pub use crate::api::names::HOLD_ANNOTATION;
+pub use crate::api::names::{HOLD_ANNOTATION, STABLE_TEMPLATE_ANNOTATION};
 /// Written by the Deployment controller on the Deployment and each ReplicaSet.
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 pub const HASH_LABEL: &str = "pod-template-hash";
@@ -30,6 +30,9 @@ pub struct DeploymentView {
     pub revision: Option<String>,
     /// The policy named by [`HOLD_ANNOTATION`].
     pub hold: Option<String>,
+    /// [`STABLE_TEMPLATE_ANNOTATION`]: the [`template_digest`] of the template it ran when
+    /// it was held.
+    pub stable_template: Option<String>,
     pub template: Value,
     pub settings: SavedSettings,
     /// status.replicas / updatedReplicas / availableReplicas.
@@ -49,6 +52,17 @@ pub struct ReplicaSetView {
     pub template: Value,
 }
 
+/// A short digest of a pod template as the views hold it (typed, then JSON with sorted
+/// keys): the same for a Deployment's template and the ReplicaSet made from it.
+pub fn template_digest(template: &Value) -> String {
+    let bytes = serde_json::to_vec(template).unwrap_or_default();
+    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl DeploymentView {
     pub fn from_deployment(d: &Deployment) -> Self {
         let spec = d.spec.clone().unwrap_or_default();
@@ -63,6 +77,7 @@ impl DeploymentView {
             paused: spec.paused.unwrap_or(false),
             revision: ann.get(REVISION_ANNOTATION).cloned(),
             hold: ann.get(HOLD_ANNOTATION).cloned(),
+            stable_template: ann.get(STABLE_TEMPLATE_ANNOTATION).cloned(),
             template: serde_json::to_value(&spec.template).unwrap_or(Value::Null),
             settings: SavedSettings {
                 strategy: spec
@@ -202,6 +217,9 @@ pub fn patch_for(d: &DeploymentView, action: &Action) -> Vec<Value> {
     }
     if !hold && d.hold.is_some() {
         ops.push(json!({"op": "remove", "path": format!("/metadata/annotations/{}", escape(HOLD_ANNOTATION))}));
+    }
+    if !hold && d.stable_template.is_some() {
+        ops.push(json!({"op": "remove", "path": format!("/metadata/annotations/{}", escape(STABLE_TEMPLATE_ANNOTATION))}));
     }
     if ops.is_empty() {
         return ops;

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::analysis::Verdict;
-use super::deployment::{Action, DeploymentView, ReplicaSetView};
+use super::deployment::{Action, DeploymentView, ReplicaSetView, template_digest};
 use crate::api::canary_policy::{
     CheckCounts, Exposure, MetricResult, RollbackMode, RolloutPhase, RolloutRecord, Totals,
     Transition,
@@ -428,8 +428,17 @@ fn start(
     let (stable_hash, stable_revision, saved) = match carry {
         Some(c) => c,
         None => {
-            let stable = replica_sets.iter().find(|rs| {
-                rs.revision.is_some() && rs.revision == d.revision && rs.template != d.template
+            // The template it ran when held (recorded by the webhook), else the ReplicaSet of
+            // the Deployment's revision (a Deployment held by an older operator).
+            let recorded = d.stable_template.as_ref().and_then(|digest| {
+                replica_sets.iter().find(|rs| {
+                    &template_digest(&rs.template) == digest && rs.template != d.template
+                })
+            });
+            let stable = recorded.or_else(|| {
+                replica_sets.iter().find(|rs| {
+                    rs.revision.is_some() && rs.revision == d.revision && rs.template != d.template
+                })
             });
             let Some(stable) = stable else {
                 out.action = Some(Action::Restore {
@@ -630,6 +639,7 @@ mod tests {
             paused,
             revision: Some("1".into()),
             hold: hold.then(|| "p".to_string()),
+            stable_template: None,
             template: tmpl(image),
             settings: user_settings(),
             status_replicas: 4,

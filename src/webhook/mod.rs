@@ -38,6 +38,9 @@ use crate::metrics::Metrics;
 
 /// Path of the Deployment hook.
 pub const DEPLOYMENT_PATH: &str = "/mutate/deployments";
+/// How long a request waits for the first list of CanaryPolicies after a start (the API
+/// server gives the webhook 5 s).
+const POLICIES_SYNC: Duration = Duration::from_secs(3);
 /// Path of the hook that records the author of a DrillSchedule's or CanaryPolicy's spec.
 pub const AUTHORS_PATH: &str = "/mutate/authors";
 
@@ -289,6 +292,9 @@ async fn mutate_deployment(
     };
     let namespace = request.namespace.clone().unwrap_or_default();
     let labels = new.metadata.labels.clone().unwrap_or_default();
+    // Right after a start the cache of policies may not be filled yet: wait for it (within
+    // the API server's timeout) rather than let a governed template through unheld.
+    let _ = tokio::time::timeout(POLICIES_SYNC, hook.policies.wait_until_ready()).await;
     let state = hook.policies.state();
     let policy = crate::canary::governing(state.iter().map(|p| p.as_ref()), &namespace, &labels)
         .filter(|p| crate::canary::admission::may_hold(p, &hook.authors))

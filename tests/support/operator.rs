@@ -74,7 +74,8 @@ impl Operator {
             .env("KUBECONFIG", &env.kubeconfig)
             .env(
                 "RUST_LOG",
-                std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "warn,kube_client::config=error".into()),
+                std::env::var("OPERATOR_LOG")
+                    .unwrap_or_else(|_| "warn,kube_client::config=error".into()),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
