@@ -910,3 +910,73 @@ async fn a_user_naming_the_operators_field_manager_is_still_held() {
     assert!(r.checks.passed >= 1, "{r:?}");
     h.cleanup().await;
 }
+
+/// Issue 13, escape 4: right after a restart, the Deployment controller (paused by the hold)
+/// renumbers the ReplicaSet of a template applied again before the operator has looked, so
+/// the Deployment's revision is no longer the stable one. The webhook records the stable
+/// template when it holds, so every such change is analysed (and, bad, rolled back), never
+/// released unanalysed. Ten restarts, each followed at once by the rolled-back template.
+#[tokio::test]
+async fn a_rolled_back_template_applied_again_right_after_a_restart_is_analysed_every_time() {
+    let mut h = Harness::new("crace", GOOD_AND_BAD).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    h.create_policy(
+        "web",
+        policy_spec(
+            json!([{"weight": 25, "analyze": "30s"}]),
+            json!([]),
+            "Automatic",
+        ),
+    )
+    .await;
+    let mut seen = Vec::new();
+    for attempt in 0..11 {
+        if attempt > 0 {
+            h.kill_operator();
+            h.start_operator().await;
+        }
+        h.set_image("web", "shop/web:bad").await;
+        let (api, deployments, known) = (h.policies.clone(), h.deployments.clone(), seen.clone());
+        let r = eventually(
+            &format!("attempt {attempt}: the bad template analysed and rolled back"),
+            Duration::from_secs(90),
+            || {
+                let (api, deployments, known) = (api.clone(), deployments.clone(), known.clone());
+                async move {
+                    let d = deployments.get("web").await.map_err(|e| e.to_string())?;
+                    let r = latest(&api, "web", "web").await.ok();
+                    let new = r.filter(|r| !known.contains(&r.started_at));
+                    match new {
+                        Some(r) if r.phase.is_terminal() => Ok(Ok(r)),
+                        Some(r) => Err(format!("{:?} {:?}", r.phase, r.message)),
+                        None if image_of(&d) == "shop/web:bad"
+                            && d.spec.as_ref().and_then(|s| s.paused) != Some(true)
+                            && d.metadata.annotations.as_ref().is_none_or(|a| {
+                                !a.contains_key(maturity_operator::api::names::HOLD_ANNOTATION)
+                            }) =>
+                        {
+                            Ok(Err(format!(
+                                "released without a rollout: {:?}",
+                                d.metadata.annotations
+                            )))
+                        }
+                        None => Err("no new rollout yet".into()),
+                    }
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+        assert_eq!(
+            r.phase,
+            RolloutPhase::RolledBack,
+            "attempt {attempt}: {:?}",
+            r.message
+        );
+        assert!(r.checks.failed >= 1, "attempt {attempt}: {:?}", r.checks);
+        seen.push(r.started_at.clone());
+        h.wait_complete("web", "shop/web:v1").await;
+    }
+    assert_eq!(seen.len(), 11, "one rollout per change");
+    h.cleanup().await;
+}
