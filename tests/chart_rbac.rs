@@ -149,6 +149,8 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
         },
     )
     .await;
+    // Drills and policies get their author from the webhook: wait until it records them.
+    support::operator::webhook_recording(&ctx.client, &ns).await;
 
     create::<CanaryPolicy>(
         &ctx,

@@ -791,6 +791,7 @@ async fn every_panel_query_runs_against_prometheus_scraping_a_running_operator()
             webhook_configuration.clone(),
         ],
     );
+    support::operator::webhook_recording(&ctx.client, &ns).await;
     let operator_addr: SocketAddr = operator
         .metrics_url
         .trim_start_matches("http://")
