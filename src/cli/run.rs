@@ -147,7 +147,8 @@ struct MetricsArgs {
     #[arg(long, env = "MATURITY_METRICS_AUTH", default_value = "kubernetes", value_parser = ["kubernetes", "none"])]
     metrics_auth: String,
     /// Serve --http-addr (the probes too) over HTTPS: on or off (default: on with
-    /// --metrics-auth kubernetes, so tokens never cross the network in the clear; off with none).
+    /// --metrics-auth kubernetes, so tokens never cross the network in the clear, or with
+    /// --metrics-cert-dir; off otherwise).
     #[arg(long, env = "MATURITY_METRICS_TLS", value_parser = ["on", "off"])]
     metrics_tls: Option<String>,
     /// Directory with tls.crt and tls.key (e.g. a mounted Secret) for HTTPS; default: a

@@ -33,7 +33,9 @@ impl Operator {
 
     /// Like [`Self::start_with`], with extra environment variables. `/metrics` is served
     /// without authentication (`--metrics-auth none`, allowed on this loopback address) so
-    /// tests read it with a plain GET, unless `extra` names `--metrics-auth` itself.
+    /// tests read it with a plain GET, unless `extra` names `--metrics-auth` itself; then
+    /// `metrics_url` is `https://` unless it says `--metrics-auth=none` or
+    /// `--metrics-tls=off` (give these flags in the `--flag=value` form).
     pub fn start_with_env(
         env: &ClusterEnv,
         namespace: &str,
