@@ -84,7 +84,8 @@ else
   port=$(free_port)
   wport=$(free_port)
   log "starting the operator (metrics on http://127.0.0.1:$port/metrics, admission webhook on 127.0.0.1:$wport, log $CLUSTER_DIR/logs/operator.log)"
-  setsid "$OPERATOR_BIN" run --http-addr "127.0.0.1:$port" \
+  # Plain, unauthenticated metrics (allowed on loopback only): Prometheus scrapes them as is.
+  setsid "$OPERATOR_BIN" run --http-addr "127.0.0.1:$port" --metrics-auth none \
     --prometheus-url "$MATURITY_PROMETHEUS_URL" --default-interval 15s --namespace demo \
     --webhook-addr "127.0.0.1:$wport" --webhook-url "https://127.0.0.1:$wport" \
     --webhook-configuration maturity-operator-demo >"$CLUSTER_DIR/logs/operator.log" 2>&1 </dev/null &

@@ -19,8 +19,10 @@
 //! - [`model`]: the maturity model as data (every practice), the pure level evaluation, the
 //!   assessment's decision and its weekly and monthly reports (Markdown and JSON).
 //! - [`leader`]: leader election on a Lease, and the fence that stops a deposed leader's writes.
-//! - [`operator`]: the `run` command: client, health and metrics server, shutdown.
+//! - [`operator`]: the `run` command: client, health and metrics server (`/metrics` behind a
+//!   TokenReview and SubjectAccessReview), shutdown.
 //! - [`webhook`]: the HTTPS admission webhook that holds new templates of governed Deployments.
+//! - [`tls`]: certificates (made at start or mounted) and the TLS listener of both servers.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
 //! - `testing` (unit tests only): fluent builders of the custom resources.
 
@@ -44,4 +46,5 @@ pub mod slo;
 pub mod synthetic;
 #[cfg(test)]
 pub mod testing;
+pub mod tls;
 pub mod webhook;

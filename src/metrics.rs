@@ -27,6 +27,8 @@ pub struct Metrics {
     pub cycle_duration: HistogramVec,
     /// Admission webhook answers by outcome (held, allowed).
     pub webhook_requests: IntCounterVec,
+    /// Reviews of `/metrics` callers' tokens sent to the API server (cache misses), by result.
+    pub metrics_auth_reviews: IntCounterVec,
     /// 1 while this process holds the leader-election Lease (or runs without election).
     pub leader: IntGauge,
 }
@@ -105,6 +107,14 @@ impl Metrics {
             &["outcome"],
         )
         .expect("static metric definition");
+        let metrics_auth_reviews = IntCounterVec::new(
+            Opts::new(
+                "maturity_operator_metrics_auth_reviews_total",
+                "Callers of /metrics whose bearer token was reviewed by the API server (TokenReview, then SubjectAccessReview; cached decisions are not counted), by result (allowed, forbidden, unauthenticated, error).",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
         for m in [
             Box::new(info) as Box<dyn prometheus::core::Collector>,
             Box::new(watched_resources.clone()),
@@ -113,6 +123,7 @@ impl Metrics {
             Box::new(status_writes.clone()),
             Box::new(cycle_duration.clone()),
             Box::new(webhook_requests.clone()),
+            Box::new(metrics_auth_reviews.clone()),
             Box::new(leader.clone()),
             Box::new(reconcile_errors.clone()),
         ] {
@@ -126,6 +137,7 @@ impl Metrics {
             status_writes,
             cycle_duration,
             webhook_requests,
+            metrics_auth_reviews,
             leader,
             reconcile_errors,
         }

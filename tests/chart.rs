@@ -58,11 +58,13 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             "watchNamespace=shop",
             "webhook.certSecret=webhook-tls",
             "webhook.failurePolicy=Fail",
+            "metrics.certSecret=metrics-tls",
         ],
         &[
             "dashboards.enabled=false",
             "replicas=1",
             "leaderElection.enabled=false",
+            "metrics.tls=false",
         ],
     ];
     // Each combination: which controllers are on (in SWITCHES order) and its `--set`s.
@@ -145,6 +147,35 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             yaml.contains(&format!("- --controllers={}\n", controllers.join(","))),
             "{extra:?}: --controllers={controllers:?}"
         );
+        // /metrics is always reviewed by the API server: the operator may create the
+        // reviews, and a ClusterRole to bind scrapers to comes with the chart.
+        assert!(yaml.contains("- --metrics-auth=kubernetes\n"), "{extra:?}");
+        assert!(
+            yaml.contains("resources: [tokenreviews]")
+                && yaml.contains("resources: [subjectaccessreviews]"),
+            "{extra:?}"
+        );
+        assert!(
+            yaml.contains(&format!("name: {release}-maturity-operator-metrics-reader"))
+                && yaml.contains("- nonResourceURLs: [\"/metrics\"]"),
+            "{extra:?}"
+        );
+        let tls = !extra.iter().any(|s| s == "metrics.tls=false");
+        assert_eq!(
+            yaml.contains("- --metrics-tls=on\n"),
+            tls,
+            "{extra:?}: HTTPS unless metrics.tls=false"
+        );
+        assert_eq!(
+            yaml.contains("scheme: HTTPS}"),
+            tls,
+            "{extra:?}: the probes follow"
+        );
+        assert_eq!(
+            yaml.contains("- --metrics-cert-dir=/var/run/secrets/metrics-tls\n"),
+            extra.iter().any(|s| s.starts_with("metrics.certSecret=")),
+            "{extra:?}"
+        );
         let mut apply = Command::new(ctx.env.tool("kubectl"))
             .args(["apply", "--dry-run=server", "-n", &ctx.namespace, "-f", "-"])
             .env("KUBECONFIG", &ctx.env.kubeconfig)
@@ -199,17 +230,60 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         );
         assert!(said.starts_with("maturity-operator: "), "{extra:?}: {said}");
     }
-    // ServiceMonitor renders when asked for (its CRD is not installed here).
-    let sm = ctx.env.helm(&[
-        "template",
-        "sm",
-        chart_dir().to_str().unwrap(),
-        "--kube-version",
-        "1.34.4",
-        "--set",
-        "serviceMonitor.enabled=true",
-    ]);
-    assert!(String::from_utf8_lossy(&sm.stdout).contains("kind: ServiceMonitor"));
+    // ServiceMonitor renders when asked for (its CRD is not installed here): HTTPS with
+    // Prometheus's own ServiceAccount token; the operator's own certificate is not
+    // verified, a mounted one is, with its CA, for the Service's name.
+    let service_monitor = |sets: &[&str]| {
+        let chart = chart_dir();
+        let mut args = vec![
+            "template",
+            "sm",
+            chart.to_str().unwrap(),
+            "--kube-version",
+            "1.34.4",
+            "--show-only",
+            "templates/servicemonitor.yaml",
+            "--set",
+            "serviceMonitor.enabled=true",
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let out = ctx.env.helm(&args);
+        assert!(out.status.success(), "{sets:?}: {}", text(&out));
+        let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(yaml.contains("kind: ServiceMonitor"), "{yaml}");
+        yaml
+    };
+    const TOKEN_FILE: &str = "bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token";
+    let sm = service_monitor(&[]);
+    for line in [
+        "port: https",
+        "scheme: https",
+        TOKEN_FILE,
+        "insecureSkipVerify: true",
+    ] {
+        assert!(sm.contains(line), "{line}: {sm}");
+    }
+    let sm = service_monitor(&["metrics.certSecret=metrics-tls"]);
+    for line in [
+        "secret: {name: metrics-tls, key: ca.crt}",
+        "serverName: sm-maturity-operator-metrics.default.svc",
+    ] {
+        assert!(sm.contains(line), "{line}: {sm}");
+    }
+    assert!(!sm.contains("insecureSkipVerify"), "{sm}");
+    let sm = service_monitor(&["serviceMonitor.bearerTokenSecret.name=prom-token"]);
+    assert!(
+        sm.contains("type: Bearer") && sm.contains("credentials: {name: prom-token, key: token}"),
+        "{sm}"
+    );
+    assert!(!sm.contains("bearerTokenFile"), "{sm}");
+    let sm = service_monitor(&["metrics.tls=false"]);
+    assert!(
+        sm.contains("scheme: http\n") && sm.contains(TOKEN_FILE) && !sm.contains("tlsConfig"),
+        "{sm}"
+    );
     ctx.cleanup().await;
 }
 
@@ -247,6 +321,20 @@ async fn a_bad_value_is_refused_with_the_schemas_message() {
         "controllers.assessments=false",
     ]);
     assert!(said.contains("at '/controllers': 'anyOf' failed"), "{said}");
+    // Unauthenticated metrics would be served on the pod's address: the operator refuses
+    // that, and so does the chart, with the reason.
+    let said = refused(&["metrics.auth=none"]);
+    assert!(
+        said.contains("metrics.auth=none: the operator serves unauthenticated /metrics only on a loopback address"),
+        "{said}"
+    );
+    let said = refused(&["metrics.auth=basic"]);
+    assert!(
+        said.contains("/metrics/auth") && said.contains("'kubernetes', 'none'"),
+        "{said}"
+    );
+    let said = refused(&["metrics.tls=false", "metrics.certSecret=metrics-tls"]);
+    assert!(said.contains("metrics.tls=false turns off"), "{said}");
     // Two replicas without leader election would both act.
     let said = refused(&["replicas=2", "leaderElection.enabled=false"]);
     assert!(

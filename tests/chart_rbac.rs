@@ -3,8 +3,10 @@
 //! the groups a ServiceAccount token carries) with the arguments the chart gives it
 //! (leader election on the chart's Lease, all four controllers, the webhook), and every
 //! kind does its work: a canary promoted through the webhook, a drill that kills a pod,
-//! an assessment with its report ConfigMap, a target measured, Events recorded. And the
-//! same ServiceAccount cannot do what its switches do not grant (`kubectl auth can-i`).
+//! an assessment with its report ConfigMap, a target measured, Events recorded; `/metrics`
+//! reviews its callers and answers one bound to the chart's metrics-reader ClusterRole.
+//! And the same ServiceAccount cannot do what its switches do not grant
+//! (`kubectl auth can-i`).
 
 mod support;
 
@@ -130,6 +132,8 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
             format!("--webhook-url=https://127.0.0.1:{port}"),
             format!("--webhook-configuration=maturity-{ns}"),
             format!("--author-key-secret={full}-author-key"),
+            // As the chart serves /metrics: callers reviewed by the API server, over HTTPS.
+            "--metrics-auth=kubernetes".into(),
         ],
         &[
             ("KUBE_RS_DEBUG_IMPERSONATE_USER", sa.as_str()),
@@ -151,6 +155,60 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
     .await;
     // Drills and policies get their author from the webhook: wait until it records them.
     support::operator::webhook_recording(&ctx.client, &ns).await;
+
+    // /metrics: the chart's RBAC lets the operator review its callers, and a ServiceAccount
+    // bound to the chart's metrics-reader ClusterRole may read it; one without may not.
+    assert!(can_i(
+        &ctx,
+        &sa,
+        &["create", "tokenreviews.authentication.k8s.io"]
+    ));
+    assert!(can_i(
+        &ctx,
+        &sa,
+        &["create", "subjectaccessreviews.authorization.k8s.io"]
+    ));
+    for name in ["scraper", "stranger"] {
+        let out = ctx.kubectl_as("", &["create", "serviceaccount", name], "");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let binding = format!("{ns}-scraper");
+    let out = ctx.kubectl_as(
+        "",
+        &[
+            "create",
+            "clusterrolebinding",
+            &binding,
+            &format!("--clusterrole={full}-metrics-reader"),
+            &format!("--serviceaccount={ns}:scraper"),
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (scraper, stranger) = (ctx.token("scraper"), ctx.token("stranger"));
+    let body = eventually(
+        "/metrics for the scraper",
+        Duration::from_secs(30),
+        || async {
+            match operator.get("/metrics", Some(&scraper)).await? {
+                (200, body) => Ok(body),
+                (code, body) => Err(format!("{code} {body}")),
+            }
+        },
+    )
+    .await;
+    assert!(body.contains("maturity_operator_leader 1"), "{body}");
+    let (code, body) = operator.get("/metrics", Some(&stranger)).await.unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(operator.get("/metrics", None).await.unwrap().0, 401);
 
     create::<CanaryPolicy>(
         &ctx,
@@ -303,6 +361,12 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
     let _ = configurations
         .delete(&format!("maturity-{ns}"), &Default::default())
         .await;
+    let out = ctx.kubectl_as("", &["delete", "clusterrolebinding", &binding], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = ctx.env.helm(&["uninstall", release, "-n", &ns]);
     assert!(out.status.success());
     ctx.cleanup().await;

@@ -29,6 +29,9 @@ async fn run_serves_health_and_metrics_and_stops_on_sigterm() {
     let started = Instant::now();
     let mut child = Command::new(BIN)
         .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+        // Plain, unauthenticated metrics: allowed on loopback (tests/metrics_auth.rs has
+        // the default, reviewed by the API server).
+        .args(["--metrics-auth", "none"])
         .env("KUBECONFIG", &ctx.env.kubeconfig)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

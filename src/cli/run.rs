@@ -15,6 +15,8 @@ pub struct RunArgs {
     /// Address serving /metrics, /healthz and /readyz.
     #[arg(long, env = "MATURITY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// Timeout of each API call made at start-up, e.g. 10s.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     api_timeout: Duration,
@@ -82,6 +84,7 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> ExitCode {
     let RunArgs {
         http_addr,
+        metrics,
         api_timeout,
         log_json,
         prometheus_url,
@@ -111,6 +114,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         .or_else(|| namespace.clone());
     init_tracing(log_json);
     let settings = (|| -> Result<_, String> {
+        let metrics = metrics.serving(http_addr)?;
         let mut prometheus =
             maturity_operator::prom::PromConfig::new(prometheus_url.unwrap_or_default());
         prometheus.timeout = prometheus_timeout;
@@ -129,9 +133,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
                 return Err("drills and canaries act with their authors' rights, proven with a key kept in the operator's namespace: give --operator-namespace (or POD_NAMESPACE, or --namespace), or --single-tenant".into());
             }
         };
-        Ok((prometheus, webhook, leader_election, authors))
+        Ok((metrics, prometheus, webhook, leader_election, authors))
     })();
-    let (prometheus, webhook, leader_election, authors) = match settings {
+    let (metrics, prometheus, webhook, leader_election, authors) = match settings {
         Ok(s) => s,
         Err(e) => {
             eprintln!("maturity-operator: {e}");
@@ -140,6 +144,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     };
     match operator::run(operator::RunConfig {
         http_addr,
+        metrics,
         api_timeout,
         prometheus,
         tick,
@@ -159,6 +164,49 @@ pub async fn run(args: RunArgs) -> ExitCode {
             eprintln!("maturity-operator: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Who may read /metrics, and whether it is served over HTTPS.
+#[derive(clap::Args)]
+struct MetricsArgs {
+    /// kubernetes: /metrics needs a bearer token of a user the API server allows to get
+    /// the non-resource URL /metrics (TokenReview and SubjectAccessReview); none: no check,
+    /// allowed only when --http-addr is a loopback address.
+    #[arg(long, env = "MATURITY_METRICS_AUTH", default_value = "kubernetes", value_parser = ["kubernetes", "none"])]
+    metrics_auth: String,
+    /// Serve --http-addr (the probes too) over HTTPS: on or off (default: on with
+    /// --metrics-auth kubernetes, so tokens never cross the network in the clear, or with
+    /// --metrics-cert-dir; off otherwise).
+    #[arg(long, env = "MATURITY_METRICS_TLS", value_parser = ["on", "off"])]
+    metrics_tls: Option<String>,
+    /// Directory with tls.crt and tls.key (e.g. a mounted Secret) for HTTPS; default: a
+    /// certificate made at start.
+    #[arg(long, env = "MATURITY_METRICS_CERT_DIR")]
+    metrics_cert_dir: Option<PathBuf>,
+}
+
+impl MetricsArgs {
+    fn serving(self, http_addr: SocketAddr) -> Result<operator::MetricsServing, String> {
+        use operator::metrics_auth::{Mode, check_bind};
+        let auth = Mode::parse(&self.metrics_auth)?;
+        check_bind(auth, http_addr)?;
+        let tls_on = match self.metrics_tls.as_deref() {
+            Some("on") => true,
+            Some(_) => false,
+            None => auth == Mode::Kubernetes || self.metrics_cert_dir.is_some(),
+        };
+        let tls = match (tls_on, self.metrics_cert_dir) {
+            (false, Some(_)) => {
+                return Err(
+                    "--metrics-cert-dir gives a certificate for HTTPS, which --metrics-tls off turns off: drop one of them".into(),
+                );
+            }
+            (false, None) => None,
+            (true, Some(dir)) => Some(operator::MetricsTls::Dir(dir)),
+            (true, None) => Some(operator::MetricsTls::SelfSigned),
+        };
+        Ok(operator::MetricsServing { auth, tls })
     }
 }
 

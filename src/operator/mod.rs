@@ -1,16 +1,16 @@
 //! The `run` command: connects to the cluster, checks the CRDs are installed, watches
-//! the four kinds, serves `/metrics`, `/healthz` and `/readyz`, and stops cleanly on
-//! SIGTERM or Ctrl-C.
+//! the four kinds, serves `/metrics` (to callers the API server allows, see
+//! [`metrics_auth`]), `/healthz` and `/readyz` ([`server`]), and stops cleanly on SIGTERM
+//! or Ctrl-C.
+
+pub mod metrics_auth;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use futures::StreamExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
@@ -31,6 +31,8 @@ use crate::controllers::response_time_target as rtt;
 use crate::k8s::{Fence, Kube};
 use crate::metrics::Metrics;
 use crate::prom::{PromClient, PromConfig};
+
+pub use server::{MetricsServing, MetricsTls};
 
 /// Why the operator could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,8 @@ pub enum Error {
     Prometheus(#[source] crate::prom::QueryError),
     #[error(transparent)]
     Webhook(#[from] crate::webhook::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
     #[error(
         "cannot learn the operator's own identity from the API server (a SelfSubjectReview: {0}); the admission webhook needs it to tell the operator's own rollbacks from a user's template change"
     )]
@@ -80,6 +84,8 @@ pub enum Error {
 pub struct RunConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub http_addr: SocketAddr,
+    /// Who may read `/metrics`, and over HTTPS or not.
+    pub metrics: MetricsServing,
     /// Timeout of each API call.
     pub api_timeout: Duration,
     /// The Prometheus every measurement comes from.
@@ -280,30 +286,14 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: config.http_addr,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| Error::Listen {
-        addr: config.http_addr,
-        source,
-    })?;
-    tracing::info!(%local, "serving /metrics, /healthz and /readyz");
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(shared.clone());
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let (_, http_server) = server::serve(
+        config.http_addr,
+        &config.metrics,
+        shared.clone(),
+        &client,
+        stop_rx.clone(),
+    )
+    .await?;
 
     let prom = PromClient::new(config.prometheus.clone(), shared.metrics.clone())
         .map_err(Error::Prometheus)?;
@@ -319,8 +309,8 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         let (policies, task) = spawn_reflector::<CanaryPolicy>(&client, ns, &shared, &stop_rx);
         watchers.push(task);
         let certs = match &w.cert_dir {
-            Some(dir) => crate::webhook::Certs::from_dir(dir)?,
-            None => crate::webhook::Certs::generate(&w.hosts)?,
+            Some(dir) => crate::webhook::Certs::from_dir("webhook", dir, true)?,
+            None => crate::webhook::Certs::generate("webhook", &w.hosts)?,
         };
         // Only the operator's own identity, under its field manager, is let through unheld.
         let me = crate::k8s::identity(&client, config.api_timeout)
@@ -422,10 +412,8 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     if let Some(task) = election {
         let _ = task.await;
     }
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    if let Err(e) = http_server.await {
+        tracing::warn!(error = %e, "HTTP server task failed");
     }
     if deposed {
         return Err(Error::LostLeadership);
@@ -585,18 +573,6 @@ where
             }
         }
     })
-}
-
-async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
-    if shared.synced.load(Ordering::SeqCst) >= shared.expected.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "watches not synced yet")
-    }
-}
-
-async fn metrics(State(shared): State<Arc<Shared>>) -> String {
-    shared.metrics.render()
 }
 
 async fn shutdown_signal() -> Result<(), Error> {

@@ -6,14 +6,11 @@
 //! ([`crate::authz::record`]).
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use axum::{Json, serve::Listener};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
@@ -25,31 +22,29 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::runtime::reflector::Store;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::api::names::FIELD_MANAGER;
 use crate::api::{CanaryPolicy, DrillSchedule};
 use crate::authz::{Author, Authors, Seen};
 use crate::canary::admission::hold_patch;
 use crate::metrics::Metrics;
+pub use crate::tls::Certs;
+use crate::tls::TlsListener;
 
 /// Path of the Deployment hook.
 pub const DEPLOYMENT_PATH: &str = "/mutate/deployments";
 /// How long a request waits for the first list of CanaryPolicies after a start (the API
 /// server gives the webhook 5 s).
-const POLICIES_SYNC: Duration = Duration::from_secs(3);
+const POLICIES_SYNC: std::time::Duration = std::time::Duration::from_secs(3);
 /// Path of the hook that records the author of a DrillSchedule's or CanaryPolicy's spec.
 pub const AUTHORS_PATH: &str = "/mutate/authors";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot make the webhook's certificate: {0}")]
-    Cert(String),
-    #[error("cannot read the webhook's certificate files in {dir}: {reason}")]
-    CertFiles { dir: String, reason: String },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
     #[error("cannot serve the webhook on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -62,80 +57,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-}
-
-/// PEM certificate chain, key, and the CA the API server must trust.
-#[derive(Clone)]
-pub struct Certs {
-    pub cert_pem: String,
-    pub key_pem: String,
-    pub ca_pem: String,
-}
-
-impl Certs {
-    /// A fresh CA and a serving certificate for `hosts` (DNS names or IP addresses).
-    pub fn generate(hosts: &[String]) -> Result<Self, Error> {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose,
-        };
-        let err = |e: rcgen::Error| Error::Cert(e.to_string());
-        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "maturity-operator webhook CA");
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = KeyPair::generate().map_err(err)?;
-        let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
-        let issuer = Issuer::new(ca, ca_key);
-        let mut leaf = CertificateParams::new(hosts.to_vec()).map_err(err)?;
-        leaf.distinguished_name
-            .push(DnType::CommonName, "maturity-operator webhook");
-        leaf.use_authority_key_identifier_extension = true;
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_key = KeyPair::generate().map_err(err)?;
-        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(err)?;
-        Ok(Self {
-            cert_pem: leaf_cert.pem(),
-            key_pem: leaf_key.serialize_pem(),
-            ca_pem: ca_cert.pem(),
-        })
-    }
-
-    /// `tls.crt`, `tls.key` and `ca.crt` of a mounted Secret (cert-manager's layout).
-    pub fn from_dir(dir: &Path) -> Result<Self, Error> {
-        let read = |f: &str| {
-            std::fs::read_to_string(dir.join(f)).map_err(|e| Error::CertFiles {
-                dir: dir.display().to_string(),
-                reason: format!("{f}: {e}"),
-            })
-        };
-        Ok(Self {
-            cert_pem: read("tls.crt")?,
-            key_pem: read("tls.key")?,
-            ca_pem: read("ca.crt")?,
-        })
-    }
-
-    fn acceptor(&self) -> Result<TlsAcceptor, Error> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|e| Error::Cert(format!("certificate: {e}")))?;
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
-            .map_err(|e| Error::Cert(format!("key: {e}")))?;
-        let config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| Error::Cert(e.to_string()))?;
-        Ok(TlsAcceptor::from(Arc::new(config)))
-    }
 }
 
 /// Where the API server reaches the webhook.
@@ -165,66 +86,6 @@ pub struct Settings {
     pub failure_policy: String,
 }
 
-/// TLS on top of a TCP listener; handshakes run in their own tasks so a slow client
-/// never holds up the others.
-struct TlsListener {
-    local: SocketAddr,
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-}
-
-impl TlsListener {
-    fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "webhook accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                if tx.is_closed() {
-                    return;
-                }
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self { local, rx })
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            // The accept loop ended: nothing will ever come again.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
 #[derive(Clone)]
 struct Hook {
     policies: Store<CanaryPolicy>,
@@ -252,7 +113,7 @@ pub async fn serve(
     };
     let tcp = TcpListener::bind(settings.addr).await.map_err(listen)?;
     let listener = TlsListener::new(tcp, acceptor).map_err(listen)?;
-    let local = listener.local;
+    let local = listener.local();
     let app = Router::new()
         .route(DEPLOYMENT_PATH, post(mutate_deployment))
         .route(AUTHORS_PATH, post(record_author))
@@ -545,26 +406,5 @@ fn configuration(
             ..Default::default()
         },
         webhooks: Some(webhooks),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_certs_load_into_a_tls_acceptor() {
-        crate::prom::init_tls();
-        let c = Certs::generate(&["127.0.0.1".into(), "svc.ns.svc".into()]).unwrap();
-        assert!(c.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert_ne!(c.ca_pem, c.cert_pem);
-        assert!(c.acceptor().is_ok());
-    }
-
-    #[test]
-    fn missing_cert_files_name_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = Certs::from_dir(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("tls.crt"), "{err}");
     }
 }

@@ -246,6 +246,19 @@ impl TestContext {
         format!("system:serviceaccount:{ns}:{name}")
     }
 
+    /// A token of ServiceAccount `name` of the test's namespace (the TokenRequest API, as
+    /// `kubectl create token`), for the API server's own audience.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn token(&self, name: &str) -> String {
+        let out = self.kubectl_as("", &["create", "token", name, "--duration=1h"], "");
+        assert!(
+            out.status.success(),
+            "kubectl create token {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Reasons of the Events in the test's namespace about objects of `kind`.
     #[allow(dead_code)] // not every test binary uses it
     pub async fn event_reasons(&self, kind: &str) -> Vec<String> {

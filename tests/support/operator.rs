@@ -34,7 +34,11 @@ impl Operator {
         Self::start_with_env(env, namespace, prometheus_url, interval, extra, &[])
     }
 
-    /// Like [`Self::start_with`], with extra environment variables.
+    /// Like [`Self::start_with`], with extra environment variables. `/metrics` is served
+    /// without authentication (`--metrics-auth none`, allowed on this loopback address) so
+    /// tests read it with a plain GET, unless `extra` names `--metrics-auth` itself; then
+    /// `metrics_url` is `https://` unless it says `--metrics-auth=none` or
+    /// `--metrics-tls=off` (give these flags in the `--flag=value` form).
     ///
     /// The operator is not the test's own user: unless `vars` say otherwise it impersonates
     /// [`OPERATOR_USER`] (in `system:masters`, so RBAC lets it do everything the test's
@@ -51,6 +55,13 @@ impl Operator {
         vars: &[(&str, &str)],
     ) -> Self {
         let port = free_port();
+        let own_auth = extra.iter().any(|a| a.starts_with("--metrics-auth"));
+        let tls = extra
+            .iter()
+            .any(|a| a.starts_with("--metrics-cert-dir") || a == "--metrics-tls=on")
+            || (own_auth
+                && !extra.iter().any(|a| a == "--metrics-auth=none")
+                && !extra.iter().any(|a| a == "--metrics-tls=off"));
         let mut vars: Vec<(&str, &str)> = vars.to_vec();
         if !vars
             .iter()
@@ -61,6 +72,11 @@ impl Operator {
         }
         let child = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
             .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+            .args(if own_auth {
+                &[][..]
+            } else {
+                &["--metrics-auth", "none"][..]
+            })
             .args([
                 "--prometheus-url",
                 prometheus_url,
@@ -83,7 +99,10 @@ impl Operator {
             .expect("start the operator");
         Self {
             child,
-            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+            metrics_url: format!(
+                "{}://127.0.0.1:{port}/metrics",
+                if tls { "https" } else { "http" }
+            ),
         }
     }
 
@@ -117,6 +136,24 @@ impl Operator {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// GET of `path` (e.g. `/metrics`, `/healthz`) on the operator's HTTP address, with
+    /// `token` as the bearer token; over HTTPS it accepts the certificate the operator made
+    /// itself. The status code and body, or what failed.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Result<(u16, String), String> {
+        let url = self.metrics_url.replace("/metrics", path);
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut request = client.get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| format!("{url}: {e:?}"))?;
+        let code = response.status().as_u16();
+        Ok((code, response.text().await.map_err(|e| e.to_string())?))
     }
 
     /// The value of one sample of the operator's `/metrics` (`name` with its labels exactly

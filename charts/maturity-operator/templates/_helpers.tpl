@@ -42,3 +42,17 @@ true
 true
 {{- end -}}
 {{- end -}}
+
+{{/* /metrics: the operator serves it reviewed by the API server, over HTTPS unless metrics.tls is false. */}}
+{{- define "mo.metricsScheme" -}}
+{{- if .Values.metrics.tls }}https{{ else }}http{{ end -}}
+{{- end -}}
+
+{{- define "mo.checkMetrics" -}}
+{{- if eq .Values.metrics.auth "none" -}}
+{{- fail "metrics.auth=none: the operator serves unauthenticated /metrics only on a loopback address, and the kubelet's probes and Prometheus reach the pod's own address; keep metrics.auth=kubernetes and bind <release>-maturity-operator-metrics-reader to your Prometheus's ServiceAccount" -}}
+{{- end -}}
+{{- if and .Values.metrics.certSecret (not .Values.metrics.tls) -}}
+{{- fail "metrics.certSecret is a certificate for HTTPS, which metrics.tls=false turns off: drop one of them" -}}
+{{- end -}}
+{{- end -}}
