@@ -11,15 +11,25 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CLUSTER_DIR="${MATURITY_CLUSTER_DIR:-$REPO_DIR/.cluster}"
 FAKE_NODES="${MATURITY_FAKE_NODES:-3}"
 
+# Bumped when what this script sets up changes: a cluster started by an older version is
+# stopped and started again (2: the API server authenticates to webhooks with a client
+# certificate).
+LAYOUT=2
+
 if [[ -f "$CLUSTER_DIR/cluster.env" ]]; then
   # shellcheck disable=SC1091
   source "$CLUSTER_DIR/cluster.env"
-  if curl -fsS --max-time 2 --cacert "$CLUSTER_DIR/pki/ca.crt" --cert "$CLUSTER_DIR/pki/admin.crt" \
+  if [[ "${MATURITY_CLUSTER_LAYOUT:-1}" == "$LAYOUT" ]] &&
+     curl -fsS --max-time 2 --cacert "$CLUSTER_DIR/pki/ca.crt" --cert "$CLUSTER_DIR/pki/admin.crt" \
        --key "$CLUSTER_DIR/pki/admin.key" "$MATURITY_APISERVER_URL/readyz" >/dev/null 2>&1; then
     log "cluster already running (state in $CLUSTER_DIR); use it with: export KUBECONFIG=$KUBECONFIG"
     exit 0
   fi
-  log "stale cluster state in $CLUSTER_DIR: cleaning it up first"
+  if [[ "${MATURITY_CLUSTER_LAYOUT:-1}" != "$LAYOUT" ]]; then
+    log "the cluster in $CLUSTER_DIR was set up by an older hack/cluster-up.sh: starting it again"
+  else
+    log "stale cluster state in $CLUSTER_DIR: cleaning it up first"
+  fi
   "$HACK_DIR/cluster-down.sh"
 fi
 
@@ -62,6 +72,11 @@ EXT
   printf 'extendedKeyUsage=clientAuth\n' >client.ext
   openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=admin" >/dev/null 2>&1
   openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 30 -extfile client.ext >/dev/null 2>&1
+  # The API server's client certificate for admission webhooks, from a CA of its own: a
+  # webhook given --webhook-client-ca-file webhook-client-ca.crt answers only the API server.
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout webhook-client-ca.key -out webhook-client-ca.crt -days 30 -subj "/CN=maturity-local-webhook-client-ca" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -keyout webhook-client.key -out webhook-client.csr -subj "/CN=kube-apiserver-webhook-client" >/dev/null 2>&1
+  openssl x509 -req -in webhook-client.csr -CA webhook-client-ca.crt -CAkey webhook-client-ca.key -CAcreateserial -out webhook-client.crt -days 30 -extfile client.ext >/dev/null 2>&1
   openssl genrsa -out sa.key 2048 >/dev/null 2>&1
   openssl rsa -in sa.key -pubout -out sa.pub >/dev/null 2>&1
 )
@@ -86,6 +101,34 @@ contexts:
   context: {cluster: maturity-local, user: admin}
 current-context: maturity-local
 KCFG
+
+# The API server presents webhook-client.crt to every admission webhook ("*"), as
+# https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#authenticate-apiservers
+# describes.
+cat >"$PKI/webhook-kubeconfig" <<WKCFG
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate: $PKI/webhook-client.crt
+    client-key: $PKI/webhook-client.key
+WKCFG
+cat >"$PKI/admission.yaml" <<ADM
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: MutatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $PKI/webhook-kubeconfig
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $PKI/webhook-kubeconfig
+ADM
 
 # --- process helpers ----------------------------------------------------------------
 # start NAME CMD...: starts CMD detached, output to logs/NAME.log, pid to pids/NAME.pid.
@@ -140,6 +183,7 @@ start kube-apiserver kube-apiserver \
   --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$PKI/sa.pub" \
   --service-account-signing-key-file "$PKI/sa.key" --service-cluster-ip-range 10.96.0.0/16 \
   --endpoint-reconciler-type none --enable-priority-and-fairness=false \
+  --admission-control-config-file "$PKI/admission.yaml" \
   ${MATURITY_APISERVER_EXTRA_ARGS:-}
 wait_for kube-apiserver 90 api_ok /readyz
 
@@ -219,6 +263,7 @@ export MATURITY_PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT
 export MATURITY_PROMETHEUS_TARGETS_DIR=$PROM_DIR/targets
 export MATURITY_PROMETHEUS_RULES_DIR=$PROM_DIR/rules
 export MATURITY_TOOLS_BIN=$TOOLS_BIN
+export MATURITY_CLUSTER_LAYOUT=$LAYOUT
 ENV
 trap - ERR
 cat >&2 <<DONE

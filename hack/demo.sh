@@ -84,7 +84,12 @@ else
   port=$(free_port)
   wport=$(free_port)
   log "starting the operator (metrics on http://127.0.0.1:$port/metrics, admission webhook on 127.0.0.1:$wport, log $CLUSTER_DIR/logs/operator.log)"
+  # The operator keeps the key of its authors' proofs in its own namespace.
+  kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   # Plain, unauthenticated metrics (allowed on loopback only): Prometheus scrapes them as is.
+  # The operator runs as a user of its own (as its ServiceAccount would be in a pod), so the
+  # drills and policies applied below as the admin have the admin as their author.
+  KUBE_RS_DEBUG_IMPERSONATE_USER=maturity-operator-demo KUBE_RS_DEBUG_IMPERSONATE_GROUP=system:masters \
   setsid "$OPERATOR_BIN" run --http-addr "127.0.0.1:$port" --metrics-auth none \
     --prometheus-url "$MATURITY_PROMETHEUS_URL" --default-interval 15s --namespace demo \
     --webhook-addr "127.0.0.1:$wport" --webhook-url "https://127.0.0.1:$wport" \
@@ -101,6 +106,21 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 || die "the operator did not become ready; log: $CLUSTER_DIR/logs/operator.log"
+# Drills and canaries act with their author's rights, recorded by the webhook: wait until the
+# API server calls it (a dry-run create comes back with an author).
+probe_author() {
+  kubectl create --dry-run=server -n demo -o jsonpath='{.metadata.annotations.maturity\.sre\.dev/author}' -f - 2>/dev/null <<'YAML'
+apiVersion: maturity.sre.dev/v1alpha1
+kind: DrillSchedule
+metadata: {name: webhook-probe}
+spec: {schedule: "0 0 1 1 *", target: {name: none}, action: {podKill: {count: 1}}, recoveryDeadline: 60s}
+YAML
+}
+for _ in $(seq 1 60); do
+  [[ -n "$(probe_author)" ]] && break
+  sleep 0.5
+done
+[[ -n "$(probe_author)" ]] || die "the admission webhook does not record authors; log: $CLUSTER_DIR/logs/operator.log"
 
 log "applying the examples into namespace demo"
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null

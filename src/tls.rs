@@ -34,6 +34,9 @@ pub struct Certs {
     pub ca_pem: String,
     /// What the certificate is for, in error messages (`webhook`, `metrics`).
     pub what: &'static str,
+    /// When set, a client must present a certificate this CA (PEM) signed: the API server's
+    /// client certificate for admission webhooks, where its AdmissionConfiguration gives one.
+    pub client_ca_pem: Option<String>,
 }
 
 impl Certs {
@@ -71,6 +74,7 @@ impl Certs {
             key_pem: leaf_key.serialize_pem(),
             ca_pem: ca_cert.pem(),
             what,
+            client_ca_pem: None,
         })
     }
 
@@ -96,7 +100,19 @@ impl Certs {
             key_pem,
             ca_pem,
             what,
+            client_ca_pem: None,
         })
+    }
+
+    /// Requires clients to present a certificate signed by the CA in `file` (PEM).
+    pub fn require_clients_of(mut self, file: &Path) -> Result<Self, Error> {
+        let pem = std::fs::read_to_string(file).map_err(|e| Error::CertFiles {
+            what: self.what,
+            dir: file.display().to_string(),
+            reason: format!("the client CA: {e}"),
+        })?;
+        self.client_ca_pem = Some(pem);
+        Ok(self)
     }
 
     pub(crate) fn acceptor(&self) -> Result<TlsAcceptor, Error> {
@@ -113,10 +129,30 @@ impl Certs {
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
             .map_err(|e| err(format!("key: {e}")))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| err(e.to_string()))?
-            .with_no_client_auth()
+            .map_err(|e| err(e.to_string()))?;
+        let builder = match &self.client_ca_pem {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    let c = c.map_err(|e| err(format!("client CA: {e}")))?;
+                    roots.add(c).map_err(|e| err(format!("client CA: {e}")))?;
+                }
+                if roots.is_empty() {
+                    return Err(err("client CA: the file holds no certificate".into()));
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| err(format!("client CA: {e}")))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder
             .with_single_cert(certs, key)
             .map_err(|e| err(e.to_string()))?;
         Ok(TlsAcceptor::from(Arc::new(config)))
@@ -190,6 +226,35 @@ impl Listener for TlsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_ca_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Certs::generate("webhook", &["127.0.0.1".into()]).unwrap();
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, &c.ca_pem).unwrap();
+        assert!(
+            c.clone()
+                .require_clients_of(&ca)
+                .unwrap()
+                .acceptor()
+                .is_ok()
+        );
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let err = c
+            .clone()
+            .require_clients_of(&ca)
+            .unwrap()
+            .acceptor()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("client CA"), "{err}");
+        let missing = c
+            .require_clients_of(&dir.path().join("none.crt"))
+            .err()
+            .unwrap();
+        assert!(missing.to_string().contains("the client CA"), "{missing}");
+    }
 
     #[test]
     fn generated_certs_load_into_a_tls_acceptor() {

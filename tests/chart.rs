@@ -58,6 +58,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             "watchNamespace=shop",
             "webhook.certSecret=webhook-tls",
             "webhook.failurePolicy=Fail",
+            "webhook.clientCASecret=apiserver-webhook-client-ca",
             "metrics.certSecret=metrics-tls",
         ],
         &[
@@ -116,9 +117,16 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         );
         assert_eq!(yaml.contains("--webhook-service="), webhook, "{extra:?}");
         assert_eq!(
-            yaml.contains("resources: [subjectaccessreviews]"),
+            yaml.contains("# Before acting for a drill's or canary's author"),
             authors,
-            "{extra:?}: author checks only with drills or canaries, multi-tenant"
+            "{extra:?}: author checks (SubjectAccessReviews) only with drills or canaries, multi-tenant"
+        );
+        assert_eq!(
+            yaml.contains(&format!(
+                "resourceNames: [{release}-maturity-operator-author-key]"
+            )),
+            authors,
+            "{extra:?}: the author key Secret's Role"
         );
         assert_eq!(
             yaml.contains(&format!(
@@ -126,6 +134,15 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             )),
             authors,
             "{extra:?}"
+        );
+        let client_ca = extra
+            .iter()
+            .any(|s| s == "webhook.clientCASecret=apiserver-webhook-client-ca");
+        assert_eq!(
+            yaml.contains("--webhook-client-ca-file=/var/run/secrets/webhook-client-ca/ca.crt")
+                && yaml.contains("secretName: apiserver-webhook-client-ca"),
+            webhook && client_ca,
+            "{extra:?}: the webhook's client CA"
         );
         assert_eq!(yaml.contains("prometheusrules"), rtt, "{extra:?}");
         assert_eq!(

@@ -131,6 +131,7 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
             format!("--webhook-addr=127.0.0.1:{port}"),
             format!("--webhook-url=https://127.0.0.1:{port}"),
             format!("--webhook-configuration=maturity-{ns}"),
+            format!("--operator-namespace={ns}"),
             format!("--author-key-secret={full}-author-key"),
             // As the chart serves /metrics: callers reviewed by the API server, over HTTPS.
             "--metrics-auth=kubernetes".into(),

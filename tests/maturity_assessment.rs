@@ -202,8 +202,14 @@ impl Scenario {
             &ns,
             prometheus_url.unwrap_or(&ctx.env.prometheus_url),
             "2s",
-            &["--assessment-interval".into(), "1s".into()],
+            &[
+                ["--assessment-interval".into(), "1s".into()].as_slice(),
+                &support::operator::webhook_flags(&ns),
+            ]
+            .concat(),
         );
+        // The drill and the policy below get their author from the webhook.
+        support::operator::webhook_recording(&ctx.client, &ns).await;
         let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
         for d in ["pay", "web"] {
             let dep: Deployment = serde_json::from_value(json!({
@@ -330,6 +336,7 @@ spec:
             .post(format!("{}/-/reload", self.ctx.env.prometheus_url))
             .send()
             .await;
+        support::operator::remove_webhook(&self.ctx.client, &self.ctx.namespace).await;
         self.ctx.cleanup().await;
     }
 }

@@ -9,6 +9,9 @@ use maturity_operator::operator;
 
 use super::{init_tracing, parse_duration};
 
+/// Where the author key Secret is kept when the operator runs outside a pod and is not told.
+const OUTSIDE_A_POD: &str = "kube-system";
+
 /// The flags of `run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -66,7 +69,7 @@ pub struct RunArgs {
     #[arg(long, env = "MATURITY_SINGLE_TENANT")]
     single_tenant: bool,
     /// The operator's own namespace: its Lease and the Secret with the key of the authors'
-    /// proofs (default: the pod's namespace, else --namespace).
+    /// proofs (default: the pod's namespace; outside a pod the Secret goes to kube-system).
     #[arg(long, env = "POD_NAMESPACE")]
     operator_namespace: Option<String>,
     /// The Secret (in the operator's namespace) with the key of the authors' proofs; made
@@ -105,13 +108,11 @@ pub async fn run(args: RunArgs) -> ExitCode {
         webhook,
         leader,
     } = args;
-    let operator_namespace = operator_namespace
-        .or_else(|| {
-            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .or_else(|| namespace.clone());
+    let operator_namespace = operator_namespace.or_else(|| {
+        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .ok()
+            .map(|s| s.trim().to_string())
+    });
     init_tracing(log_json);
     let settings = (|| -> Result<_, String> {
         let metrics = metrics.serving(http_addr)?;
@@ -123,15 +124,12 @@ pub async fn run(args: RunArgs) -> ExitCode {
         prometheus.ca_file = prometheus_ca_file;
         let webhook = webhook.config(namespace.clone())?;
         let leader_election = leader.settings(api_timeout, operator_namespace.clone())?;
-        let authors = match (single_tenant, operator_namespace) {
-            (true, _) => operator::AuthorsConfig::Unchecked,
-            (false, Some(namespace)) => operator::AuthorsConfig::Checked {
-                namespace,
+        let authors = match single_tenant {
+            true => operator::AuthorsConfig::Unchecked,
+            false => operator::AuthorsConfig::Checked {
+                namespace: operator_namespace.unwrap_or_else(|| OUTSIDE_A_POD.into()),
                 secret: author_key_secret,
             },
-            (false, None) => {
-                return Err("drills and canaries act with their authors' rights, proven with a key kept in the operator's namespace: give --operator-namespace (or POD_NAMESPACE, or --namespace), or --single-tenant".into());
-            }
         };
         Ok((metrics, prometheus, webhook, leader_election, authors))
     })();
@@ -290,6 +288,11 @@ struct WebhookArgs {
     /// certificate made at start.
     #[arg(long, env = "MATURITY_WEBHOOK_CERT_DIR")]
     webhook_cert_dir: Option<PathBuf>,
+    /// PEM file of the CA that signed the API server's client certificate for webhooks (its
+    /// AdmissionConfiguration's kubeConfigFile): callers without such a certificate are
+    /// refused at the TLS handshake. Default: any caller.
+    #[arg(long, env = "MATURITY_WEBHOOK_CLIENT_CA_FILE")]
+    webhook_client_ca_file: Option<PathBuf>,
     /// Ignore (Deployments change without a canary while the operator is down) or Fail.
     #[arg(long, default_value = "Ignore", value_parser = ["Ignore", "Fail"])]
     webhook_failure_policy: String,
@@ -356,6 +359,7 @@ impl WebhookArgs {
                 failure_policy: self.webhook_failure_policy,
             },
             cert_dir: self.webhook_cert_dir,
+            client_ca_file: self.webhook_client_ca_file,
             hosts,
         }))
     }

@@ -178,6 +178,8 @@ pub struct WebhookConfig {
     pub settings: crate::webhook::Settings,
     /// `tls.crt`, `tls.key`, `ca.crt` (a mounted Secret); None: made at start for `hosts`.
     pub cert_dir: Option<std::path::PathBuf>,
+    /// The CA of the API server's client certificate; None: any caller is answered.
+    pub client_ca_file: Option<std::path::PathBuf>,
     pub hosts: Vec<String>,
 }
 
@@ -304,13 +306,23 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
 
     // The webhook answers on every replica, a standby too (the Service routes to any ready
     // pod), from its own cache of the policies; it only reads.
-    if let Some(w) = config.webhook.as_ref().filter(|_| on.canaries) {
+    // It holds canaries' new templates, and records the authors of drills and policies.
+    let record_authors = matches!(authors, Authors::Checked(_));
+    if let Some(w) = config
+        .webhook
+        .as_ref()
+        .filter(|_| on.canaries || (on.drills && record_authors))
+    {
         shared.expected.fetch_add(1, Ordering::SeqCst);
         let (policies, task) = spawn_reflector::<CanaryPolicy>(&client, ns, &shared, &stop_rx);
         watchers.push(task);
         let certs = match &w.cert_dir {
             Some(dir) => crate::webhook::Certs::from_dir("webhook", dir, true)?,
             None => crate::webhook::Certs::generate("webhook", &w.hosts)?,
+        };
+        let certs = match &w.client_ca_file {
+            Some(file) => certs.require_clients_of(file)?,
+            None => certs,
         };
         // Only the operator's own identity, under its field manager, is let through unheld.
         let me = crate::k8s::identity(&client, config.api_timeout)
@@ -328,8 +340,14 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         )
         .await?;
         watchers.push(task);
-        let record_authors = matches!(authors, Authors::Checked(_));
-        crate::webhook::register(&client, &w.settings, &certs.ca_pem, record_authors).await?;
+        crate::webhook::register(
+            &client,
+            &w.settings,
+            &certs.ca_pem,
+            on.canaries,
+            record_authors,
+        )
+        .await?;
         tracing::info!(configuration = %w.settings.configuration, "admission webhook registered");
     }
 

@@ -288,15 +288,16 @@ async fn record_author(
 }
 
 /// Creates or updates the MutatingWebhookConfiguration so the API server sends Deployment
-/// updates (and, with `record_authors`, creates and updates of DrillSchedules and
-/// CanaryPolicies) to this operator and trusts its certificate.
+/// updates (with `hold_canaries`) and creates and updates of DrillSchedules and
+/// CanaryPolicies (with `record_authors`) to this operator, and trusts its certificate.
 pub async fn register(
     client: &Client,
     settings: &Settings,
     ca_pem: &str,
+    hold_canaries: bool,
     record_authors: bool,
 ) -> Result<(), Error> {
-    let config = configuration(settings, ca_pem, record_authors);
+    let config = configuration(settings, ca_pem, hold_canaries, record_authors);
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     api.patch(
         &settings.configuration,
@@ -338,6 +339,7 @@ fn client_config(settings: &Settings, ca_pem: &str, path: &str) -> WebhookClient
 fn configuration(
     settings: &Settings,
     ca_pem: &str,
+    hold_canaries: bool,
     record_authors: bool,
 ) -> MutatingWebhookConfiguration {
     let namespace_selector = match &settings.namespace {
@@ -369,17 +371,20 @@ fn configuration(
         timeout_seconds: Some(5),
         ..Default::default()
     };
-    let mut webhooks = vec![hook(
-        "canary.maturity.sre.dev",
-        DEPLOYMENT_PATH,
-        RuleWithOperations {
-            api_groups: Some(vec!["apps".into()]),
-            api_versions: Some(vec!["v1".into()]),
-            operations: Some(vec!["UPDATE".into()]),
-            resources: Some(vec!["deployments".into()]),
-            scope: Some("Namespaced".into()),
-        },
-    )];
+    let mut webhooks = Vec::new();
+    if hold_canaries {
+        webhooks.push(hook(
+            "canary.maturity.sre.dev",
+            DEPLOYMENT_PATH,
+            RuleWithOperations {
+                api_groups: Some(vec!["apps".into()]),
+                api_versions: Some(vec!["v1".into()]),
+                operations: Some(vec!["UPDATE".into()]),
+                resources: Some(vec!["deployments".into()]),
+                scope: Some("Namespaced".into()),
+            },
+        ));
+    }
     if record_authors {
         webhooks.push(hook(
             "authors.maturity.sre.dev",
@@ -406,5 +411,40 @@ fn configuration(
             ..Default::default()
         },
         webhooks: Some(webhooks),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_has_a_hook_per_duty() {
+        let settings = Settings {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            endpoint: Endpoint::Url("https://127.0.0.1:9443".into()),
+            configuration: "c".into(),
+            namespace: None,
+            failure_policy: "Ignore".into(),
+        };
+        let names = |canaries, authors| -> Vec<(String, String)> {
+            configuration(&settings, "", canaries, authors)
+                .webhooks
+                .unwrap_or_default()
+                .into_iter()
+                .map(|w| (w.name, w.client_config.url.unwrap_or_default()))
+                .collect()
+        };
+        let canary = (
+            "canary.maturity.sre.dev".to_string(),
+            "https://127.0.0.1:9443/mutate/deployments".to_string(),
+        );
+        let authors = (
+            "authors.maturity.sre.dev".to_string(),
+            "https://127.0.0.1:9443/mutate/authors".to_string(),
+        );
+        assert_eq!(names(true, true), vec![canary.clone(), authors.clone()]);
+        assert_eq!(names(true, false), vec![canary]);
+        assert_eq!(names(false, true), vec![authors]);
     }
 }
