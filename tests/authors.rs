@@ -170,6 +170,40 @@ async fn a_drill_runs_only_with_its_authors_rights_checked_at_every_run() {
     )
     .await;
 
+    // A scaleDown and a podKill by the same tenant: the same, with what each action needs.
+    for (name, action, needs) in [
+        (
+            "shrink",
+            json!({"scaleDown": {"replicas": 1, "hold": "2s"}}),
+            "patch deployments",
+        ),
+        ("kill", json!({"podKill": {"count": 1}}), "delete pods"),
+    ] {
+        apply_as(
+            &ctx,
+            &dev,
+            &json!({"apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+                "metadata": {"name": name, "annotations": {"maturity.sre.dev/run-now": "1"}},
+                "spec": {"schedule": "0 0 1 1 *", "target": {"name": "web"}, "action": action,
+                         "checkInterval": "1s", "recoveryDeadline": "60s"}}),
+        );
+        let r = next_run(&drills, name, 0).await;
+        assert_eq!(r.result, RunResult::Skipped);
+        assert_eq!(
+            r.reason.as_deref(),
+            Some(format!("author {dev} may not {needs} in {ns}").as_str())
+        );
+    }
+    let web = deployments.get("web").await.unwrap();
+    assert_eq!(web.spec.and_then(|s| s.replicas), Some(2), "not scaled");
+    assert_eq!(
+        ctx.wait_available("web", 2)
+            .await
+            .status
+            .and_then(|s| s.available_replicas),
+        Some(2)
+    );
+
     // Granted the right, the same author's next run switches the Service (and restores it).
     let grant = json!([kinds, {"apiGroups": [""], "resources": ["services"], "verbs": ["patch"]}]);
     ctx.service_account("dev", grant);

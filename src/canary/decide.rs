@@ -115,8 +115,8 @@ pub fn parse(p: &CanaryPolicy, tenancy: &Tenancy) -> Result<Policy, String> {
 }
 
 /// Every metric's queries (placeholders filled with stand-ins) can be scoped to the
-/// policy's namespace.
-fn scoped_metrics(p: &CanaryPolicy, tenancy: &Tenancy) -> Result<(), String> {
+/// policy's namespace; else the sentence (the admission webhook refuses such a policy).
+pub fn scoped_metrics(p: &CanaryPolicy, tenancy: &Tenancy) -> Result<(), String> {
     let ns = p.metadata.namespace.clone().unwrap_or_default();
     let vars = QueryVars {
         namespace: ns.clone(),

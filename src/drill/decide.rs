@@ -25,6 +25,7 @@ use crate::api::names::{RUN_NOW_ANNOTATION, STOP_ANNOTATION, STOP_VALUE};
 use crate::authz::Permission;
 use crate::clock;
 use crate::conditions::{self, Cond, Note, Status};
+use crate::prom::enforce::Tenancy;
 
 /// How often a drill is looked at without any event.
 pub const IDLE_REQUEUE: Duration = Duration::from_secs(300);
@@ -78,6 +79,27 @@ pub struct StartReads {
     /// Why the drill's author may not do what the run needs ([`needs`]); nothing else is
     /// read then.
     pub denied: Option<String>,
+}
+
+/// Every steady-state and abort check (placeholders filled with stand-ins) can be scoped to
+/// the drill's namespace; else the sentence (the admission webhook refuses such a drill).
+pub fn scoped_checks(d: &DrillSchedule, tenancy: &Tenancy) -> Result<(), String> {
+    let namespace = d.metadata.namespace.clone().unwrap_or_default();
+    let vars = std::collections::BTreeMap::from([
+        ("namespace", namespace.clone()),
+        ("target", "target".to_string()),
+    ]);
+    let checks = d.spec.steady_state.iter().map(|c| ("steadyState", c));
+    let checks = checks.chain(d.spec.abort_when.iter().map(|c| ("abortWhen", c)));
+    for (i, (list, c)) in checks.enumerate() {
+        let Ok(q) = crate::prom::template::render(c.query.as_str(), &vars) else {
+            continue;
+        };
+        tenancy
+            .scope(&q, &namespace)
+            .map_err(|e| format!("{list} check {} (#{}): {e}", c.name, i + 1))?;
+    }
+    Ok(())
 }
 
 /// What a run of `d` does in its namespace, for its author's rights to be checked before
@@ -1297,6 +1319,26 @@ mod tests {
         let out = start_with(DrillBuilder::new("d"), reads, vec![]);
         assert_skipped(&out, None, why);
         assert_eq!(out.effect, None);
+    }
+
+    #[test]
+    fn a_check_naming_another_namespace_is_refused_with_a_sentence() {
+        let tenancy = Tenancy::Enforced {
+            label: "namespace".into(),
+        };
+        let own = DrillBuilder::new("d")
+            .steady_state("health", "up{namespace=\"{{namespace}}\"}", 1.0)
+            .build();
+        assert_eq!(scoped_checks(&own, &tenancy), Ok(()));
+        let other = DrillBuilder::new("d")
+            .steady_state("health", "up", 1.0)
+            .steady_state("rich", "max(bank_balance{namespace=\"bank\"})", 1.0)
+            .build();
+        assert_eq!(
+            scoped_checks(&other, &tenancy),
+            Err(r#"steadyState check rich (#2): the query may only read namespace n: its matcher namespace="bank" would read other namespaces' series"#.into())
+        );
+        assert_eq!(scoped_checks(&other, &Tenancy::Single), Ok(()));
     }
 
     #[test]

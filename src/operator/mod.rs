@@ -334,8 +334,11 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             &certs,
             policies,
             shared.metrics.clone(),
-            Some(me),
-            authors.clone(),
+            crate::webhook::Checks {
+                operator: Some(me),
+                authors: authors.clone(),
+                tenancy: config.tenancy.clone(),
+            },
             stop_rx.clone(),
         )
         .await?;

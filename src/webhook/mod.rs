@@ -30,6 +30,7 @@ use crate::api::{CanaryPolicy, DrillSchedule};
 use crate::authz::{Author, Authors, Seen};
 use crate::canary::admission::hold_patch;
 use crate::metrics::Metrics;
+use crate::prom::enforce::Tenancy;
 pub use crate::tls::Certs;
 use crate::tls::TlsListener;
 
@@ -86,14 +87,23 @@ pub struct Settings {
     pub failure_policy: String,
 }
 
+/// Who the operator is and what the hooks check for it.
+#[derive(Clone)]
+pub struct Checks {
+    /// The user the API server authenticates this operator as (its ServiceAccount in a pod).
+    pub operator: Option<String>,
+    /// Whose rights drills and canaries act with (and the key of the authors' proofs).
+    pub authors: Authors,
+    /// How users' queries are scoped: a drill or policy whose query would read another
+    /// namespace is refused at admission.
+    pub tenancy: Tenancy,
+}
+
 #[derive(Clone)]
 struct Hook {
     policies: Store<CanaryPolicy>,
     metrics: Metrics,
-    /// The user the API server authenticates this operator as (its ServiceAccount in a pod).
-    operator: Option<String>,
-    /// Whose rights drills and canaries act with (and the key of the authors' proofs).
-    authors: Authors,
+    checks: Checks,
 }
 
 /// Binds the webhook and serves it until `stop`; returns the bound address.
@@ -102,8 +112,7 @@ pub async fn serve(
     certs: &Certs,
     policies: Store<CanaryPolicy>,
     metrics: Metrics,
-    operator: Option<String>,
-    authors: Authors,
+    checks: Checks,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Error> {
     let acceptor = certs.acceptor()?;
@@ -120,8 +129,7 @@ pub async fn serve(
         .with_state(Hook {
             policies,
             metrics,
-            operator,
-            authors,
+            checks,
         });
     let task = tokio::spawn(async move {
         let r = axum::serve(listener, app)
@@ -158,7 +166,7 @@ async fn mutate_deployment(
     let _ = tokio::time::timeout(POLICIES_SYNC, hook.policies.wait_until_ready()).await;
     let state = hook.policies.state();
     let policy = crate::canary::governing(state.iter().map(|p| p.as_ref()), &namespace, &labels)
-        .filter(|p| crate::canary::admission::may_hold(p, &hook.authors))
+        .filter(|p| crate::canary::admission::may_hold(p, &hook.checks.authors))
         .and_then(|p| p.metadata.name.clone());
     let field_manager = request
         .options
@@ -172,7 +180,7 @@ async fn mutate_deployment(
     let own = crate::canary::admission::operators_own(
         field_manager,
         request.user_info.username.as_deref(),
-        hook.operator.as_deref(),
+        hook.checks.operator.as_deref(),
     );
     let Some(ops) = hold_patch(&old, &new, policy.as_deref(), own) else {
         hook.metrics
@@ -200,6 +208,24 @@ async fn mutate_deployment(
     }
 }
 
+/// Why a DrillSchedule or CanaryPolicy may not be admitted: a query that would read another
+/// namespace's series.
+fn refusal(kind: &str, o: &DynamicObject, tenancy: &Tenancy) -> Option<String> {
+    let v = serde_json::to_value(o).ok()?;
+    let why = match kind {
+        "DrillSchedule" => crate::drill::decide::scoped_checks(
+            &serde_json::from_value::<DrillSchedule>(v).ok()?,
+            tenancy,
+        ),
+        "CanaryPolicy" => crate::canary::decide::scoped_metrics(
+            &serde_json::from_value::<CanaryPolicy>(v).ok()?,
+            tenancy,
+        ),
+        _ => Ok(()),
+    };
+    why.err()
+}
+
 /// The spec of a DrillSchedule or CanaryPolicy as the operator reads it (typed, so both
 /// sides of a proof see the same JSON); None for another kind or an object it cannot read.
 fn spec_of(kind: &str, o: &DynamicObject) -> Option<serde_json::Value> {
@@ -224,7 +250,7 @@ async fn record_author(
         Err(e) => return Json(AdmissionResponse::invalid(format!("{e:?}")).into_review()),
     };
     let response = AdmissionResponse::from(&request);
-    let (Authors::Checked(key), Some(new)) = (&hook.authors, &request.object) else {
+    let (Authors::Checked(key), Some(new)) = (&hook.checks.authors, &request.object) else {
         return Json(response.into_review());
     };
     let kind = request.kind.kind.clone();
@@ -232,6 +258,19 @@ async fn record_author(
         return Json(response.into_review());
     };
     let old_spec = request.old_object.as_ref().and_then(|o| spec_of(&kind, o));
+    // Only a new spec is refused: never a finalizer's or an annotation's change, so an
+    // object admitted while the webhook was down can still be changed and deleted.
+    let operator = request.user_info.username.as_deref() == hook.checks.operator.as_deref();
+    if old_spec.as_ref() != Some(&new_spec)
+        && !operator
+        && let Some(why) = refusal(&kind, new, &hook.checks.tenancy)
+    {
+        hook.metrics
+            .webhook_requests
+            .with_label_values(&["refused"])
+            .inc();
+        return Json(response.deny(why).into_review());
+    }
     let empty = std::collections::BTreeMap::new();
     let annotations = |o: &DynamicObject| o.metadata.annotations.clone().unwrap_or_default();
     let (new_annotations, old_annotations) = (
@@ -259,7 +298,7 @@ async fn record_author(
         &kind,
         request.namespace.as_deref().unwrap_or_default(),
         requester.as_ref(),
-        hook.operator.as_deref(),
+        hook.checks.operator.as_deref(),
         old,
         Seen {
             annotations: &new_annotations,
