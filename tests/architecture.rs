@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// The pure cores: decisions from plain values.
 const CORES: &[&str] = &["slo", "canary", "drill", "model"];
+/// Plain modules outside the cores that the cores import: as plain as the cores.
+const PLAIN: &[&str] = &["authz.rs", "prom/enforce.rs", "prom/template.rs"];
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -54,8 +56,9 @@ fn the_cores_import_no_kubernetes_client_and_no_edge() {
     let files: Vec<PathBuf> = CORES
         .iter()
         .flat_map(|c| rust_files(&src().join(c)))
+        .chain(PLAIN.iter().map(|f| src().join(f)))
         .collect();
-    assert!(files.len() >= 15, "found only {} core files", files.len());
+    assert!(files.len() >= 18, "found only {} core files", files.len());
     let bad = offending(
         &files,
         &[
@@ -85,7 +88,12 @@ fn the_clock_and_randomness_are_read_only_in_clock_rs() {
         .collect();
     let bad = offending(
         &files,
-        &["Timestamp::now()", "SystemTime::now()", "RandomState"],
+        &[
+            "Timestamp::now()",
+            "SystemTime::now()",
+            "RandomState",
+            "SystemRandom",
+        ],
     );
     assert!(
         bad.is_empty(),
