@@ -101,18 +101,7 @@ async fn a_drill_runs_only_with_its_authors_rights_checked_at_every_run() {
 
     // The team's workload and its Service, made by the admin.
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web", "labels": {"app": "web"}},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "app", "image": "shop/web:v1"}]}}}
-    }))
-    .unwrap();
-    deployments
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    ctx.wait_available("web", 2).await;
+    ctx.running_deployment("web", 2, "shop/web:v1").await;
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     let svc: Service = serde_json::from_value(json!({
         "metadata": {"name": "web"},
@@ -338,18 +327,7 @@ async fn a_canary_whose_author_may_not_patch_deployments_holds_nothing() {
     );
     webhook_recording(&ctx.client, &ns).await;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web", "labels": {"app": "web"}},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "app", "image": "shop/web:v1"}]}}}
-    }))
-    .unwrap();
-    deployments
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    ctx.wait_available("web", 2).await;
+    ctx.running_deployment("web", 2, "shop/web:v1").await;
 
     // A policy over the team's Deployment by a tenant who may not patch Deployments.
     apply_as(

@@ -11,8 +11,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use maturity_operator::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
 use maturity_operator::synthetic::{SyntheticExporter, labels};
 use serde_json::{Value, json};
@@ -269,19 +268,7 @@ async fn a_tenant_reads_only_its_own_namespace_through_signals_metrics_and_check
     );
 
     // A drill whose steady-state check reads the other namespace: the run is skipped.
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web", "labels": {"app": "web"}},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "app", "image": "shop/web:v1"}]}}}
-    }))
-    .unwrap();
-    deployments
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    ctx.wait_available("web", 2).await;
+    ctx.running_deployment("web", 2, "shop/web:v1").await;
     let drill = json!({"apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
         "metadata": {"name": "peek", "annotations": {"maturity.sre.dev/run-now": "1"}},
         "spec": {"schedule": "0 10 * * 1", "target": {"kind": "Deployment", "name": "web"},

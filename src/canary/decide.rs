@@ -289,6 +289,17 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
     };
     for c in candidates(o, &governed) {
         let check = o.checks.get(&c.name).filter(|_| parsed.is_ok());
+        let plan = |check| {
+            rollout::plan(
+                &rules,
+                c.active.as_ref(),
+                c.view.as_ref(),
+                &c.replica_sets,
+                c.governed,
+                now,
+                check,
+            )
+        };
         let mut decision = match o.authority.denied() {
             Some(why) => rollout::unauthorized(
                 &rules,
@@ -298,26 +309,10 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
                 now,
                 why,
             ),
-            None => rollout::plan(
-                &rules,
-                c.active.as_ref(),
-                c.view.as_ref(),
-                &c.replica_sets,
-                c.governed,
-                now,
-                None,
-            ),
+            None => plan(None),
         };
         if decision.check_due && check.is_some() {
-            decision = rollout::plan(
-                &rules,
-                c.active.as_ref(),
-                c.view.as_ref(),
-                &c.replica_sets,
-                c.governed,
-                now,
-                check,
-            );
+            decision = plan(check);
         }
         if let Some(after) = decision.requeue {
             out.requeue = out.requeue.min(after.max(MIN_REQUEUE));

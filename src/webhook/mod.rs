@@ -189,19 +189,30 @@ async fn mutate_deployment(
             .inc();
         return Json(response.into_review());
     };
+    tracing::info!(namespace, deployment = %request.name, policy = policy.as_deref().unwrap_or(""), "holding a new template for its canary");
+    patched(&hook, &request, ops, "held")
+}
+
+/// The answer that applies JSON Patch `ops` to the request's object, counted as `outcome`.
+fn patched(
+    hook: &Hook,
+    request: &AdmissionRequest<DynamicObject>,
+    ops: Vec<serde_json::Value>,
+    outcome: &str,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let response = AdmissionResponse::from(request);
     let patch: json_patch::Patch = match serde_json::from_value(serde_json::Value::Array(ops)) {
         Ok(p) => p,
         Err(e) => return Json(response.deny(format!("internal error: {e}")).into_review()),
     };
-    tracing::info!(namespace, deployment = %request.name, policy = policy.as_deref().unwrap_or(""), "holding a new template for its canary");
     hook.metrics
         .webhook_requests
-        .with_label_values(&["held"])
+        .with_label_values(&[outcome])
         .inc();
     match response.with_patch(patch) {
         Ok(r) => Json(r.into_review()),
         Err(e) => Json(
-            AdmissionResponse::from(&request)
+            AdmissionResponse::from(request)
                 .deny(format!("internal error: {e}"))
                 .into_review(),
         ),
@@ -308,22 +319,7 @@ async fn record_author(
     if ops.is_empty() {
         return Json(response.into_review());
     }
-    let patch: json_patch::Patch = match serde_json::from_value(serde_json::Value::Array(ops)) {
-        Ok(p) => p,
-        Err(e) => return Json(response.deny(format!("internal error: {e}")).into_review()),
-    };
-    hook.metrics
-        .webhook_requests
-        .with_label_values(&["author-recorded"])
-        .inc();
-    match response.with_patch(patch) {
-        Ok(r) => Json(r.into_review()),
-        Err(e) => Json(
-            AdmissionResponse::from(&request)
-                .deny(format!("internal error: {e}"))
-                .into_review(),
-        ),
-    }
+    patched(&hook, &request, ops, "author-recorded")
 }
 
 /// Creates or updates the MutatingWebhookConfiguration so the API server sends Deployment

@@ -275,6 +275,27 @@ impl TestContext {
             .collect()
     }
 
+    /// Creates Deployment `name` (label `app: name`, `replicas` pods running `image` on kwok)
+    /// in the test's namespace and waits until every replica is available.
+    #[allow(dead_code)] // not every test binary uses it
+    pub async fn running_deployment(&self, name: &str, replicas: i32, image: &str) {
+        let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "app", "image": image}]}}}
+        }))
+        .expect("a Deployment");
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            self.client.clone(),
+            &self.namespace,
+        )
+        .create(&Default::default(), &d)
+        .await
+        .expect("create the Deployment");
+        self.wait_available(name, replicas).await;
+    }
+
     /// Waits until Deployment `name` in the test's namespace has exactly `replicas`
     /// replicas, all updated and available.
     #[allow(dead_code)] // not every test binary uses it
