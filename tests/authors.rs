@@ -20,9 +20,7 @@ use maturity_operator::api::{CanaryPolicy, DrillSchedule};
 use serde_json::{Value, json};
 use support::cluster::TestContext;
 use support::eventually;
-use support::operator::{
-    Operator, remove_webhook, webhook_configuration, webhook_flags, webhook_recording,
-};
+use support::operator::{Operator, remove_webhook, webhook_configuration, webhook_flags};
 
 fn apply_as(ctx: &TestContext, user: &str, manifest: &Value) {
     let out = ctx.kubectl_as(user, &["apply", "-f", "-"], &manifest.to_string());
@@ -90,14 +88,7 @@ async fn a_drill_runs_only_with_its_authors_rights_checked_at_every_run() {
         "verbs": ["get", "list", "watch", "create", "update", "patch"]});
     let dev = ctx.service_account("dev", json!([kinds]));
     let flags = webhook_flags(&ns);
-    let mut operator = Some(Operator::start_with(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &flags,
-    ));
-    webhook_recording(&ctx.client, &ns).await;
+    let mut operator = Some(Operator::start_recording(&ctx.env, &ctx.client, &ns, &flags).await);
 
     // The team's workload and its Service, made by the admin.
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
@@ -272,14 +263,7 @@ async fn a_drill_runs_only_with_its_authors_rights_checked_at_every_run() {
         copied[AUTHOR_ANNOTATION],
         "nothing recorded while the webhook is bypassed"
     );
-    operator = Some(Operator::start_with(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &flags,
-    ));
-    webhook_recording(&ctx.client, &ns).await;
+    operator = Some(Operator::start_recording(&ctx.env, &ctx.client, &ns, &flags).await);
     let r = next_run(&drills, "forged", 0).await;
     assert_eq!(r.result, RunResult::Skipped);
     let reason = r.reason.unwrap_or_default();
@@ -318,14 +302,8 @@ async fn a_canary_whose_author_may_not_patch_deployments_holds_nothing() {
         json!([{"apiGroups": ["maturity.sre.dev"], "resources": ["canarypolicies"],
                 "verbs": ["get", "list", "watch", "create", "update", "patch"]}]),
     );
-    let _operator = Operator::start_with(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &webhook_flags(&ns),
-    );
-    webhook_recording(&ctx.client, &ns).await;
+    let _operator =
+        Operator::start_recording(&ctx.env, &ctx.client, &ns, &webhook_flags(&ns)).await;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     ctx.running_deployment("web", 2, "shop/web:v1").await;
 

@@ -17,7 +17,7 @@ use maturity_operator::synthetic::{SyntheticExporter, labels};
 use serde_json::{Value, json};
 use support::cluster::TestContext;
 use support::eventually;
-use support::operator::{Operator, remove_webhook, webhook_flags, webhook_recording};
+use support::operator::{Operator, remove_webhook, webhook_flags};
 use support::prom::{Prom, ScrapeTarget};
 
 /// Applies `manifest` as `user`.
@@ -79,14 +79,8 @@ async fn a_tenant_reads_only_its_own_namespace_through_signals_metrics_and_check
                 "verbs": ["get", "list", "watch", "create", "update", "patch"]},
                {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]),
     );
-    let _operator = Operator::start_with(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &webhook_flags(&ns),
-    );
-    webhook_recording(&ctx.client, &ns).await;
+    let _operator =
+        Operator::start_recording(&ctx.env, &ctx.client, &ns, &webhook_flags(&ns)).await;
 
     // Assessments: one reading its own satisfaction, one naming the other namespace, one
     // reading another tenant's series without naming a namespace.

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use support::cluster::TestContext;
-use support::operator::{Operator, remove_webhook, webhook_flags, webhook_recording};
+use support::operator::{Operator, remove_webhook, webhook_flags};
 
 /// `curl` POSTs an empty review to `url` (trusting any server certificate) with `cert`
 /// (certificate and key file) if given: the HTTP status, or curl's error when the TLS
@@ -58,9 +58,8 @@ async fn with_a_client_ca_the_webhook_answers_only_the_api_server() {
         "--webhook-client-ca-file={}",
         pki.join("webhook-client-ca.crt").display()
     ));
-    let operator = Operator::start_with(&ctx.env, &ns, &ctx.env.prometheus_url, "2s", &with_ca);
     // The API server, presenting its client certificate, is answered: it records authors.
-    webhook_recording(&ctx.client, &ns).await;
+    let operator = Operator::start_recording(&ctx.env, &ctx.client, &ns, &with_ca).await;
     let hook = format!("{url}/mutate/authors");
     // Anyone else is refused at the handshake: no certificate, or one of another CA (the
     // cluster admin's own).
@@ -86,8 +85,7 @@ async fn with_a_client_ca_the_webhook_answers_only_the_api_server() {
     drop(operator);
 
     // Without the flag, any caller is answered (what the flag changes).
-    let operator = Operator::start_with(&ctx.env, &ns, &ctx.env.prometheus_url, "2s", &flags);
-    webhook_recording(&ctx.client, &ns).await;
+    let operator = Operator::start_recording(&ctx.env, &ctx.client, &ns, &flags).await;
     let anyone = post(&hook, None);
     assert!(
         matches!(anyone, Ok(code) if code < 500),

@@ -106,6 +106,20 @@ impl Operator {
         }
     }
 
+    /// Starts the operator (interval 2s) with `flags` (among them [`webhook_flags`]) and
+    /// waits until its webhook records authors ([`webhook_recording`]).
+    #[allow(dead_code)] // not every test binary uses it
+    pub async fn start_recording(
+        env: &ClusterEnv,
+        client: &kube::Client,
+        namespace: &str,
+        flags: &[String],
+    ) -> Self {
+        let operator = Self::start_with(env, namespace, &env.prometheus_url, "2s", flags);
+        webhook_recording(client, namespace).await;
+        operator
+    }
+
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
