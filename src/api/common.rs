@@ -56,9 +56,34 @@ impl JsonSchema for DurationString {
             "x-kubernetes-validations": [{
                 "rule": format!("self.matches('{DURATION_PATTERN}')"),
                 "message": "must be a duration: a number and a unit (ms, s, m, h, d, w), e.g. 300ms, 30s, 5m, 1h30m, 28d"
+            }, {
+                "rule": duration_at_most(LONGEST_DURATION),
+                "message": format!("must be at most {LONGEST_DURATION} (two years): no duration of the API needs more")
             }]
         })
     }
+}
+
+/// The longest duration any field takes (an attestation's `reviewEvery`); tighter bounds
+/// are on the fields: holds and check intervals at most 1d, windows at most 400d.
+pub const LONGEST_DURATION: &str = "730d";
+/// The longest a drill holds its fault, checks, or waits for recovery: a day.
+pub const LONGEST_HOLD: &str = "1d";
+/// The longest window (a rolling SLO window, a jitter, a blackout, a starting deadline).
+pub const LONGEST_WINDOW: &str = "400d";
+
+/// A CEL rule: the duration `self` (already in the duration language) is at most `max`.
+/// The parts are summed in milliseconds; a number too large for CEL's integers fails the
+/// rule, so it is refused too.
+pub fn duration_at_most(max: &str) -> String {
+    let ms = crate::duration::parse_duration(max)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!(
+        "self.findAll('[0-9]+(ms|s|m|h|d|w)').map(p, int(p.find('^[0-9]+')) * \
+         (p.endsWith('ms') ? 1 : p.endsWith('s') ? 1000 : p.endsWith('m') ? 60000 : \
+         p.endsWith('h') ? 3600000 : p.endsWith('d') ? 86400000 : 604800000)).sum() <= {ms}"
+    )
 }
 
 /// A PromQL expression (or, where documented, a template with `{{placeholders}}`).
@@ -122,6 +147,10 @@ impl JsonSchema for DateString {
             "x-kubernetes-validations": [{
                 "rule": "self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$')",
                 "message": "must be a date written YYYY-MM-DD, e.g. 2026-11-01"
+            }, {
+                // The day exists in its month (30 April, 29 February only in leap years).
+                "rule": "!self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') || int(self.substring(8, 10)) <= (self.substring(5, 7) in ['04', '06', '09', '11'] ? 30 : self.substring(5, 7) == '02' ? (((int(self.substring(0, 4)) % 4 == 0 && int(self.substring(0, 4)) % 100 != 0) || int(self.substring(0, 4)) % 400 == 0) ? 29 : 28) : 31)",
+                "messageExpression": "self + ' is not a day of the calendar'"
             }]
         })
     }

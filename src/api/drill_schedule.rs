@@ -61,6 +61,7 @@ pub struct DrillScheduleSpec {
     pub time_zone: Option<String>,
     /// The real start is random within [slot, slot + jitter].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(super::common::duration_at_most(super::common::LONGEST_WINDOW)).message("jitter must be at most 400d"))]
     pub jitter: Option<DurationString>,
     /// `false` (the default): status shows only the window, never the exact start.
     #[serde(default)]
@@ -73,6 +74,7 @@ pub struct DrillScheduleSpec {
     pub blackouts: Vec<Blackout>,
     /// A slot missed by more than this (operator down, blackout) is skipped (default `1h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(super::common::duration_at_most(super::common::LONGEST_WINDOW)).message("startingDeadline must be at most 400d"))]
     pub starting_deadline: Option<DurationString>,
     /// The workload drilled, in this namespace.
     pub target: DrillTarget,
@@ -88,8 +90,10 @@ pub struct DrillScheduleSpec {
     pub abort_when: Vec<Check>,
     /// How often checks run during a drill (default `15s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(super::common::duration_at_most(super::common::LONGEST_HOLD)).message("checkInterval must be at most 1d"))]
     pub check_interval: Option<DurationString>,
     /// Target recovery time: a run that recovers later is Failed.
+    #[x_kube(validation = Rule::new(super::common::duration_at_most(super::common::LONGEST_HOLD)).message("recoveryDeadline must be at most 1d"))]
     pub recovery_deadline: DurationString,
     /// Runs kept in status (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +106,7 @@ pub struct DrillScheduleSpec {
 pub struct Blackout {
     /// Start of each blackout (cron, in the drill's `timeZone`).
     pub schedule: CronString,
+    #[x_kube(validation = Rule::new(super::common::duration_at_most(super::common::LONGEST_WINDOW)).message("a blackout's duration must be at most 400d"))]
     pub duration: DurationString,
 }
 
@@ -166,6 +171,7 @@ pub struct PodKill {
 pub struct ScaleDown {
     #[schemars(range(min = 0))]
     pub replicas: i32,
+    #[x_kube(validation = Rule::new(super::common::duration_at_most(super::common::LONGEST_HOLD)).message("scaleDown.hold must be at most 1d"))]
     pub hold: DurationString,
 }
 
@@ -178,6 +184,7 @@ pub struct Failover {
     pub service: String,
     /// The Service's selector during the drill.
     pub to_selector: BTreeMap<String, String>,
+    #[x_kube(validation = Rule::new(super::common::duration_at_most(super::common::LONGEST_HOLD)).message("failover.hold must be at most 1d"))]
     pub hold: DurationString,
 }
 

@@ -62,6 +62,7 @@ pub struct ResponseTimeTargetSpec {
     pub objective: f64,
     /// Rolling window, e.g. `28d`.
     #[x_kube(validation = Rule::new("self.matches('[1-9]')").message("window must be longer than zero"))]
+    #[x_kube(validation = Rule::new(super::common::duration_at_most(super::common::LONGEST_WINDOW)).message("window must be at most 400d"))]
     pub window: DurationString,
     /// How good events are counted: exactly one of `latency`, `ratio`, `alertResolution`.
     pub indicator: Indicator,

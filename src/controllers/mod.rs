@@ -102,6 +102,10 @@ pub enum Error {
     /// DrillSchedule may go); looked at again soon, without backoff.
     #[error("{0}")]
     Waiting(String),
+    /// The reconcile panicked (a bug): the object gets `Ready=False InternalError` and is
+    /// retried with backoff; every other object goes on.
+    #[error("the reconcile panicked: {0}")]
+    Panicked(String),
 }
 
 impl Error {
@@ -110,6 +114,7 @@ impl Error {
         match self {
             Error::Kube(e) => e.category(),
             Error::Waiting(_) => "Waiting",
+            Error::Panicked(_) => "InternalError",
         }
     }
 }

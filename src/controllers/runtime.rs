@@ -115,17 +115,20 @@ pub async fn run<K: Namespaced>(
 async fn reconcile_one<K: Namespaced>(obj: Arc<K>, r: Arc<Runner<K>>) -> Result<Action, Error> {
     let started = Instant::now();
     let key = ObjectRef::from_obj(obj.as_ref());
-    let result = match r.kind.finalizer {
-        None => (r.reconcile)(Event::Apply(obj), r.ctx.clone()).await,
-        Some(name) => {
-            let reconcile = r.reconcile.clone();
-            let ctx = r.ctx.clone();
-            r.ctx
-                .kube
-                .finalized(obj, name, move |e| reconcile(e, ctx))
-                .await
+    let pass = async {
+        match r.kind.finalizer {
+            None => (r.reconcile)(Event::Apply(obj), r.ctx.clone()).await,
+            Some(name) => {
+                let reconcile = r.reconcile.clone();
+                let ctx = r.ctx.clone();
+                r.ctx
+                    .kube
+                    .finalized(obj, name, move |e| reconcile(e, ctx))
+                    .await
+            }
         }
     };
+    let result = guarded(pass).await;
     observe(&r.ctx.metrics, r.kind.name, started, &result);
     if result.is_ok()
         && let Ok(mut f) = r.failures.lock()
@@ -133,6 +136,23 @@ async fn reconcile_one<K: Namespaced>(obj: Arc<K>, r: Arc<Runner<K>>) -> Result<
         f.remove(&key);
     }
     result
+}
+
+/// `pass`, with a panic inside it turned into [`Error::Panicked`] (its message): one
+/// object's bug never ends the controller.
+pub async fn guarded<T>(pass: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            Err(Error::Panicked(message))
+        }
+    }
 }
 
 /// The one reconcile timer: duration by controller and outcome, and failures counted.
@@ -184,6 +204,23 @@ fn error_policy<K: Namespaced>(obj: Arc<K>, e: &Error, r: Arc<Runner<K>>) -> Act
         retry_in = ?delay,
         "reconcile failed; retrying"
     );
+    // A panic is that object's condition, until a pass succeeds and writes its own Ready.
+    if let Error::Panicked(why) = e {
+        let (kube, obj, now) = (r.ctx.kube.clone(), obj.clone(), r.ctx.clock.now());
+        let cond = crate::conditions::Cond::new(
+            "Ready",
+            crate::conditions::Status::False,
+            "InternalError",
+            format!(
+                "the operator failed on this object (a bug, please report it): {why}; retrying in {delay:?}"
+            ),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = kube.set_condition(obj.as_ref(), cond, now).await {
+                tracing::warn!(error = %e, "could not write the InternalError condition");
+            }
+        });
+    }
     // The first failure of a streak is told on the object, its category as the reason
     // (`kubectl describe` shows a missing permission); the retries are not.
     if failures == 1 && !matches!(e, Error::Kube(k8s::Error::NotLeader(_))) {
@@ -233,6 +270,30 @@ mod tests {
         assert_eq!(backoff(&KIND, 1, 0), Duration::from_millis(1600));
         assert_eq!(backoff(&KIND, 1, 1000), Duration::from_millis(2400));
         assert_eq!(backoff(&KIND, 9, 1000), Duration::from_secs(72));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_pass_becomes_an_internal_error() {
+        let ok: Result<u8, Error> = guarded(async { Ok(1) }).await;
+        assert_eq!(ok.unwrap(), 1);
+        let boom: Result<u8, Error> = guarded(async {
+            let days: i64 = 10_000_000;
+            if days > 1 {
+                panic!("days out of range: {days}");
+            }
+            Ok(1)
+        })
+        .await;
+        match boom {
+            Err(e @ Error::Panicked(_)) => {
+                assert_eq!(e.category(), "InternalError");
+                assert_eq!(
+                    e.to_string(),
+                    "the reconcile panicked: days out of range: 10000000"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -313,6 +313,28 @@ impl Kube {
     }
 
     /// Publishes `notes` as Events on `object` (a failure is logged, never fatal).
+    /// Sets condition `cond` in `object`'s status (the others kept), by a merge patch on
+    /// `/status`: for a pass that could not decide (it panicked), so the reason shows.
+    pub async fn set_condition<K: Namespaced>(
+        &self,
+        object: &K,
+        cond: crate::conditions::Cond,
+        now: jiff::Timestamp,
+    ) -> Result<(), Error> {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let value = serde_json::to_value(object).map_err(|e| Error::Encode(e.to_string()))?;
+        let existing: Vec<Condition> =
+            serde_json::from_value(value["status"]["conditions"].clone()).unwrap_or_default();
+        let generation = object.meta().generation;
+        let merged = crate::conditions::merge(&existing, &[cond], generation, &Time(now));
+        let patch = serde_json::json!({"status": {"conditions": merged}});
+        let (ns, name) = (object.namespace().unwrap_or_default(), object.name_any());
+        let api = self.api::<K>(&ns);
+        self.call(api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .await?;
+        Ok(())
+    }
+
     pub async fn publish<K: Namespaced>(&self, object: &K, action: &str, notes: &[Note]) {
         if notes.is_empty() || self.fence.check().is_err() {
             return;

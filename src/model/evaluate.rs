@@ -29,6 +29,28 @@ fn date(s: &str) -> Option<Date> {
     s.parse().ok()
 }
 
+/// The longest `reviewEvery` (admission refuses longer ones): an attestation is looked at
+/// again at least every two years.
+pub const MAX_REVIEW_DAYS: u64 = 730;
+
+/// `reviewEvery` in whole days (the default when unset), or why it cannot be used.
+fn review_days(r: Option<&crate::api::common::DurationString>) -> Result<i64, String> {
+    let Some(r) = r else {
+        return Ok(DEFAULT_REVIEW_DAYS);
+    };
+    let d = r
+        .parse()
+        .map_err(|e| format!("reviewEvery {:?}: {e}", r.as_str()))?;
+    let days = d.as_secs() / 86_400;
+    if days > MAX_REVIEW_DAYS {
+        return Err(format!(
+            "reviewEvery {} is longer than {MAX_REVIEW_DAYS}d (two years)",
+            r.as_str()
+        ));
+    }
+    Ok(days as i64)
+}
+
 /// The state of one practice on `today`.
 ///
 /// Order of precedence: a running exemption; a measurement that decided (Met or NotMet: a
@@ -77,15 +99,17 @@ pub fn practice_state(
         _ => {}
     }
     if let Some(a) = attestation {
-        let review = a
-            .review_every
-            .as_ref()
-            .and_then(|r| r.parse().ok())
-            .map(|d: std::time::Duration| (d.as_secs() / 86_400) as i64)
-            .unwrap_or(DEFAULT_REVIEW_DAYS);
-        match date(a.attested_at.as_str()) {
-            Some(at) => {
-                let expires = at.checked_add(jiff::Span::new().days(review)).unwrap_or(at);
+        let review = review_days(a.review_every.as_ref());
+        match (date(a.attested_at.as_str()), review) {
+            (_, Err(why)) => {
+                lapsed = Some(format!("the attestation by {} does not count: {why}", a.by))
+            }
+            (Some(at), Ok(review)) => {
+                let expires = jiff::Span::new()
+                    .try_days(review)
+                    .ok()
+                    .and_then(|span| at.checked_add(span).ok())
+                    .unwrap_or(jiff::civil::Date::MAX);
                 if expires >= today {
                     return status(
                         PracticeState::Met,
@@ -101,7 +125,7 @@ pub fn practice_state(
                     a.by
                 ));
             }
-            None => {
+            (None, Ok(_)) => {
                 lapsed = Some(format!(
                     "the attestation's date {:?} is not a date",
                     a.attested_at.as_str()

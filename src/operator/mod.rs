@@ -188,6 +188,8 @@ struct Shared {
     /// Kinds whose initial list has completed; ready when all `expected` are.
     synced: AtomicUsize,
     expected: AtomicUsize,
+    /// Controllers whose task ended before the operator was told to stop: not ready.
+    stopped: std::sync::Mutex<Vec<&'static str>>,
 }
 
 /// Fails with [`Error::CrdsMissing`] naming every kind the API server does not serve.
@@ -285,6 +287,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         metrics: Metrics::new(),
         synced: AtomicUsize::new(0),
         expected: AtomicUsize::new(usize::MAX),
+        stopped: Default::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -470,29 +473,55 @@ fn start_controllers(
             stop_rx,
         );
         watchers.push(rtt_watch);
-        watchers.push(tokio::spawn(
+        watchers.push(supervised(
+            "response-time-targets",
+            shared,
+            stop_rx,
             rtt::Controller::new(ctx.clone(), rtt_store).run(stop_rx.clone()),
         ));
     }
     if on.canaries {
         let (c, store) = canary::controller(ctx);
         watchers.push(spawn_store_readiness(store, shared, stop_rx));
-        watchers.push(tokio::spawn(canary::run(c, ctx.clone(), stop_rx.clone())));
+        let run = canary::run(c, ctx.clone(), stop_rx.clone());
+        watchers.push(supervised("canaries", shared, stop_rx, run));
     }
     if on.drills {
         let (c, store) = drill::controller(ctx);
         watchers.push(spawn_store_readiness(store, shared, stop_rx));
-        watchers.push(tokio::spawn(drill::run(c, ctx.clone(), stop_rx.clone())));
+        let run = drill::run(c, ctx.clone(), stop_rx.clone());
+        watchers.push(supervised("drills", shared, stop_rx, run));
     }
     if on.assessments {
         let (c, store) = assessment::controller(ctx);
         watchers.push(spawn_store_readiness(store, shared, stop_rx));
-        watchers.push(tokio::spawn(assessment::run(
-            c,
-            ctx.clone(),
-            stop_rx.clone(),
-        )));
+        let run = assessment::run(c, ctx.clone(), stop_rx.clone());
+        watchers.push(supervised("assessments", shared, stop_rx, run));
     }
+}
+
+/// Runs controller `name`; if it ends (or panics) before `stop`, `/readyz` fails from then
+/// on, naming it, so the kubelet restarts the pod rather than leave a kind unwatched.
+fn supervised(
+    name: &'static str,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+    run: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let (shared, stop) = (shared.clone(), stop.clone());
+    tokio::spawn(async move {
+        let ended = tokio::spawn(run).await;
+        if !*stop.borrow() {
+            tracing::error!(
+                controller = name,
+                panicked = ended.is_err(),
+                "a controller stopped; /readyz fails from now on"
+            );
+            if let Ok(mut s) = shared.stopped.lock() {
+                s.push(name);
+            }
+        }
+    })
 }
 
 /// Caches one kind (a reflector): keeps its object count in the metrics and marks the

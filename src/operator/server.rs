@@ -122,12 +122,25 @@ where
     }
 }
 
-async fn readyz(State(app): State<App>) -> (StatusCode, &'static str) {
+async fn readyz(State(app): State<App>) -> (StatusCode, String) {
     let shared = &app.shared;
-    if shared.synced.load(Ordering::SeqCst) >= shared.expected.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok")
+    let stopped = shared
+        .stopped
+        .lock()
+        .map(|s| s.join(", "))
+        .unwrap_or_default();
+    if !stopped.is_empty() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("controllers stopped: {stopped}"),
+        )
+    } else if shared.synced.load(Ordering::SeqCst) >= shared.expected.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ok".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "watches not synced yet")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "watches not synced yet".into(),
+        )
     }
 }
 
