@@ -16,6 +16,7 @@ use super::common::{CommonStatus, DurationString, PromQl};
     version = "v1alpha1",
     kind = "CanaryPolicy",
     namespaced,
+    validation = kube::core::Rule::new("size(self.metadata.name) <= 230").message("the name must be at most 230 characters: the operator names its Events, reports and rules after it"),
     status = "CanaryPolicyStatus",
     shortname = "cpol",
     category = "maturity",

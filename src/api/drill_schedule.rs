@@ -18,6 +18,7 @@ use super::common::{CommonStatus, CronString, DurationString, PromQl};
     version = "v1alpha1",
     kind = "DrillSchedule",
     namespaced,
+    validation = kube::core::Rule::new("size(self.metadata.name) <= 230").message("the name must be at most 230 characters: the operator names its Events, reports and rules after it"),
     status = "DrillScheduleStatus",
     shortname = "drill",
     category = "maturity",

@@ -17,6 +17,7 @@ use super::common::{CommonStatus, DurationString, PromQl};
     version = "v1alpha1",
     kind = "ResponseTimeTarget",
     namespaced,
+    validation = kube::core::Rule::new("size(self.metadata.name) <= 230").message("the name must be at most 230 characters: the operator names its Events, reports and rules after it"),
     status = "ResponseTimeTargetStatus",
     shortname = "rtt",
     category = "maturity",
@@ -59,6 +60,7 @@ pub struct ResponseTimeTargetSpec {
     pub owner: Option<String>,
     /// Percent of events that must be good over the window, strictly between 0 and 100.
     #[x_kube(validation = Rule::new("self > 0.0 && self < 100.0").message("objective must be a percentage strictly between 0 and 100, e.g. 99.5"))]
+    #[x_kube(validation = Rule::new("self <= 99.9999").message("objective must be at most 99.9999 (six nines): a smaller error budget cannot be measured"))]
     pub objective: f64,
     /// Rolling window, e.g. `28d`.
     #[x_kube(validation = Rule::new("self.matches('[1-9]')").message("window must be longer than zero"))]

@@ -153,8 +153,6 @@ pub struct Outcome {
     pub requeue: Duration,
     /// The start drawn for the window, to remember (None: leave what is remembered).
     pub planned: Option<Planned>,
-    /// No next window could be found: the pass ends there (nothing written, no metrics).
-    pub unschedulable: Option<String>,
 }
 
 /// The spec parsed; errors are a sentence for the Ready condition.
@@ -585,11 +583,12 @@ pub fn decide(o: &Observed, now: Timestamp, draws: &Draws) -> Outcome {
         notes: Vec::new(),
         requeue: IDLE_REQUEUE,
         planned: None,
-        unschedulable: None,
     };
     // lastEvaluated moves when the pass changes status beyond the run's own step (the
     // run's state used to be written on its own, before the condition).
     let mut compared = old.clone();
+    // No next window (a cron that never fires, blackouts over every slot): said in Ready.
+    let mut no_window = None;
     if let Some(a) = &old.active {
         let step = active_step(o, a, now);
         if let Some(r) = step.requeue {
@@ -614,11 +613,18 @@ pub fn decide(o: &Observed, now: Timestamp, draws: &Draws) -> Outcome {
             &mut out,
         )
     {
-        out.unschedulable = Some(e);
-        return out;
+        no_window = Some(e);
     }
     let generation = d.metadata.generation;
-    let cond = ready(o, &parsed, stop.as_deref());
+    let cond = match &no_window {
+        Some(e) => Cond::new(
+            "Ready",
+            Status::False,
+            "NoNextWindow",
+            format!("no drill can start: {e}; change the schedule or the blackouts"),
+        ),
+        None => ready(o, &parsed, stop.as_deref()),
+    };
     status.common.conditions =
         conditions::merge(&status.common.conditions, &[cond], generation, &Time(now));
     status.common.observed_generation = generation;
@@ -839,7 +845,7 @@ mod tests {
             vec![ready_condition("Scheduled", ANNOUNCED, now)]
         );
         assert!(out.status.active.is_none() && out.status.runs.is_empty());
-        assert!(out.notes.is_empty() && out.effect.is_none() && out.unschedulable.is_none());
+        assert!(out.notes.is_empty() && out.effect.is_none());
     }
 
     #[test]
@@ -1703,7 +1709,7 @@ mod tests {
     }
 
     #[test]
-    fn no_window_outside_the_blackouts_ends_the_pass_without_a_write() {
+    fn no_window_outside_the_blackouts_is_said_in_ready_and_nothing_starts() {
         let d = DrillBuilder::new("d")
             .blackout("0 0 * * *", "24h")
             .run_now("1")
@@ -1713,13 +1719,38 @@ mod tests {
         assert!(!start_due(&o, now, &NONE));
         let out = decide(&o, now, &NONE);
         assert_eq!(
-            out.unschedulable.as_deref(),
-            Some("the blackouts cover the next 1000 slots")
+            ready(&out),
+            (
+                "False",
+                "NoNextWindow",
+                "no drill can start: the blackouts cover the next 1000 slots; change the schedule or the blackouts"
+            )
         );
-        assert_eq!(out.status, DrillScheduleStatus::default());
+        assert!(out.status.runs.is_empty() && out.status.next_window.is_none());
         assert!(out.notes.is_empty() && out.effect.is_none());
         assert_eq!(out.planned, None);
         assert_eq!(out.requeue, IDLE_REQUEUE);
+        // The next pass changes nothing: no second write.
+        let again = observed(
+            DrillBuilder::new("d")
+                .blackout("0 0 * * *", "24h")
+                .run_now("1")
+                .status(out.status.clone())
+                .build(),
+        );
+        assert_eq!(decide(&again, at("09:05:00"), &NONE).status, out.status);
+    }
+
+    #[test]
+    fn a_cron_that_never_fires_is_said_in_ready() {
+        let o = observed(DrillBuilder::new("d").schedule("0 0 30 2 *").build());
+        let out = decide(&o, at("09:00:00"), &NONE);
+        let (status, reason, message) = ready(&out);
+        assert_eq!((status, reason), ("False", "NoNextWindow"));
+        assert!(
+            message.starts_with("no drill can start: no next slot"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -183,7 +183,15 @@ pub fn start(
             pods.truncate(n);
             saved.killed_pods = pods;
         }
-        Fault::ScaleDown { .. } => saved.replicas = Some(target.replicas),
+        Fault::ScaleDown { replicas, .. } => {
+            if *replicas >= target.replicas {
+                return skip(format!(
+                    "scaleDown.replicas {replicas} is not fewer than the {} {} has: a scale-down drill never scales up",
+                    target.replicas, target.name
+                ));
+            }
+            saved.replicas = Some(target.replicas);
+        }
         Fault::Failover { service, .. } => {
             let Some(sel) = &target.service_selector else {
                 return skip(format!("Service {service} not found"));
@@ -589,6 +597,24 @@ mod tests {
     }
 
     /// A scaleDown run through every phase, with state only in the ActiveRun (as status).
+    #[test]
+    fn a_scale_down_to_not_fewer_replicas_is_skipped() {
+        // scale() scales to 1: from 1 (or from none) it would not scale down.
+        let p = plan(scale(), false);
+        for have in [1, 0] {
+            let s = start(&p, &target(have), &CheckOutcome::Holds, t(0), "i", 0);
+            assert!(s.active.is_none() && s.effect.is_none());
+            let r = s.finished.unwrap();
+            assert_eq!(r.result, RunResult::Skipped);
+            assert_eq!(
+                r.reason.unwrap(),
+                format!(
+                    "scaleDown.replicas 1 is not fewer than the {have} Deployment/web has: a scale-down drill never scales up"
+                )
+            );
+        }
+    }
+
     #[test]
     fn scale_down_saves_holds_restores_and_passes() {
         let p = plan(scale(), false);

@@ -220,12 +220,24 @@ pub fn evaluate(target: &Target, obs: &Observations) -> Evaluation {
     let attainment = 100.0 * good / counts.total;
     let bad_ratio = 1.0 - good / counts.total;
     let budget_remaining = 1.0 - bad_ratio / error_budget(target.objective);
+    // An objective of (nearly) 100 % leaves no budget to divide by: say so, never print a
+    // non-finite number.
+    let (budget_remaining, budget_text) = if budget_remaining.is_finite() {
+        (
+            Some(budget_remaining),
+            format!("{:.1}% of the error budget left", budget_remaining * 100.0),
+        )
+    } else {
+        (
+            None,
+            "the objective leaves no error budget to measure".to_string(),
+        )
+    };
     let measured = format!(
-        "attainment {} over {} events (objective {}), {:.1}% of the error budget left",
+        "attainment {} over {} events (objective {}), {budget_text}",
         pct(attainment),
         counts.total.round(),
         pct(target.objective),
-        budget_remaining * 100.0
     );
 
     if let Some(min) = target.min_request_rate
@@ -236,7 +248,7 @@ pub fn evaluate(target: &Target, obs: &Observations) -> Evaluation {
         );
         return Evaluation {
             attainment: Some(attainment),
-            error_budget_remaining: Some(budget_remaining),
+            error_budget_remaining: budget_remaining,
             burn_rates,
             counts: Some(counts),
             state: State::Unknown,
@@ -251,7 +263,7 @@ pub fn evaluate(target: &Target, obs: &Observations) -> Evaluation {
     let met = attainment >= target.objective;
     Evaluation {
         attainment: Some(attainment),
-        error_budget_remaining: Some(budget_remaining),
+        error_budget_remaining: budget_remaining,
         burn_rates,
         counts: Some(counts),
         state: if met { State::Met } else { State::Missed },
@@ -307,6 +319,31 @@ mod tests {
         // 1% errors over 1h against a 0.5% budget burn at 2x; NaN windows are left out.
         assert!((e.burn_rates["1h"] - 2.0).abs() < 1e-9);
         assert!(!e.burn_rates.contains_key("5m"));
+    }
+
+    #[test]
+    fn an_objective_without_a_budget_never_prints_a_non_finite_number() {
+        // 100 % (admission refuses it; the core must not trust that): no budget to divide.
+        let t = Target {
+            objective: 100.0,
+            ..target()
+        };
+        let e = evaluate(&t, &obs(980_000.0, 1_000_000.0));
+        assert_eq!(e.error_budget_remaining, None);
+        for c in &e.conditions {
+            assert!(
+                !c.message.contains("inf") && !c.message.contains("NaN"),
+                "{}",
+                c.message
+            );
+        }
+        assert!(
+            cond(&e, OBJECTIVE_MET)
+                .message
+                .contains("the objective leaves no error budget to measure"),
+            "{}",
+            cond(&e, OBJECTIVE_MET).message
+        );
     }
 
     #[test]

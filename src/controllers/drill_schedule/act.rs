@@ -22,10 +22,6 @@ pub async fn act(
 ) -> Result<Requeue, Error> {
     let drill = &o.drill;
     let (ns, name) = (drill.namespace().unwrap_or_default(), drill.name_any());
-    if let Some(e) = &outcome.unschedulable {
-        tracing::warn!(drill = %name, error = %e, "no next window");
-        return Ok(Requeue::requeue(outcome.requeue));
-    }
     let old = drill.status.clone().unwrap_or_default();
     ctx.kube
         .write_status_if_changed(drill, &old, &outcome.status)

@@ -1,0 +1,149 @@
+//! Objects that once stopped or fooled a controller (issue 14), against the real API
+//! server: what admission cannot know becomes a condition or a skipped run with a reason,
+//! the controller goes on with the namespace's other objects, writes stay bounded, and
+//! `/readyz` stays ready. (What admission can know is refused there: the fixtures in
+//! `tests/fixtures/invalid/`, e.g. a 213503982333d jitter or a 10000000d reviewEvery.)
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use maturity_operator::api::DrillSchedule;
+use maturity_operator::api::drill_schedule::{RunRecord, RunResult};
+use serde_json::json;
+use support::cluster::TestContext;
+use support::eventually;
+use support::operator::{Operator, remove_webhook, webhook_flags};
+
+fn drill(name: &str, schedule: &str, action: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+        "metadata": {"name": name, "annotations": {"maturity.sre.dev/run-now": "1"}},
+        "spec": {"schedule": schedule, "target": {"name": "web"}, "action": action,
+                 "checkInterval": "1s", "recoveryDeadline": "60s"}})
+}
+
+async fn first_run(drills: &Api<DrillSchedule>, name: &str) -> RunRecord {
+    eventually(&format!("a run of {name}"), Duration::from_secs(60), || {
+        let (drills, name) = (drills.clone(), name.to_string());
+        async move {
+            let d = drills.get(&name).await.map_err(|e| e.to_string())?;
+            let s = d.status.unwrap_or_default();
+            match s.runs.into_iter().next() {
+                Some(r) if r.finished_at.is_some() && s.active.is_none() => Ok(r),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn what_admission_cannot_know_is_a_reason_and_the_controller_goes_on() {
+    let ctx = TestContext::new("hostile").await;
+    let ns = ctx.namespace.clone();
+    let operator = Operator::start_recording(&ctx.env, &ctx.client, &ns, &webhook_flags(&ns)).await;
+    ctx.running_deployment("web", 2, "shop/web:v1").await;
+    let writes_before = operator
+        .metric(r#"maturity_operator_status_writes_total{kind="DrillSchedule"}"#)
+        .await
+        .unwrap_or(0.0);
+    let drills: Api<DrillSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    let apply = |doc: serde_json::Value| {
+        let drills = drills.clone();
+        async move {
+            let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+            drills
+                .patch(
+                    &name,
+                    &PatchParams::apply("hostile-test"),
+                    &Patch::Apply(&doc),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+        }
+    };
+    // 30 February never comes: no next window, said in Ready (it used to be only a log line).
+    apply(drill(
+        "never",
+        "0 0 30 2 *",
+        json!({"podKill": {"count": 1}}),
+    ))
+    .await;
+    // A "scaleDown" to more replicas than run (it used to scale the workload up and pass).
+    apply(drill(
+        "up",
+        "0 0 1 1 *",
+        json!({"scaleDown": {"replicas": 5, "hold": "2s"}}),
+    ))
+    .await;
+    // And an ordinary drill next to them, which runs.
+    apply(drill("fine", "0 0 1 1 *", json!({"podKill": {"count": 1}}))).await;
+
+    let ready = eventually("never's Ready", Duration::from_secs(30), || {
+        let drills = drills.clone();
+        async move {
+            let d = drills.get("never").await.map_err(|e| e.to_string())?;
+            d.status
+                .and_then(|s| s.common.conditions.into_iter().find(|c| c.type_ == "Ready"))
+                .ok_or_else(|| "no Ready yet".to_string())
+        }
+    })
+    .await;
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NoNextWindow")
+    );
+    assert!(
+        ready
+            .message
+            .starts_with("no drill can start: no next slot"),
+        "{}",
+        ready.message
+    );
+    let up = first_run(&drills, "up").await;
+    assert_eq!(up.result, RunResult::Skipped);
+    assert_eq!(
+        up.reason.as_deref(),
+        Some(
+            "scaleDown.replicas 5 is not fewer than the 2 Deployment/web has: a scale-down drill never scales up"
+        )
+    );
+    let fine = first_run(&drills, "fine").await;
+    assert_eq!(fine.result, RunResult::Passed, "{:?}", fine.reason);
+    let web: Deployment = Api::namespaced(ctx.client.clone(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        web.spec.and_then(|s| s.replicas),
+        Some(2),
+        "never scaled up"
+    );
+
+    // Bounded writes: the three drills settle; over the next 10 s (50 ticks of the
+    // operator) none of them writes again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settled = operator
+        .metric(r#"maturity_operator_status_writes_total{kind="DrillSchedule"}"#)
+        .await
+        .unwrap_or(0.0);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = operator
+        .metric(r#"maturity_operator_status_writes_total{kind="DrillSchedule"}"#)
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(
+        after - settled,
+        0.0,
+        "writes while nothing changes (before the drills: {writes_before}, settled: {settled})"
+    );
+    let (code, body) = operator.get("/readyz", None).await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "ok"));
+
+    support::cluster::delete_all_and_wait(&drills).await;
+    drop(operator);
+    remove_webhook(&ctx.client, &ns).await;
+    ctx.cleanup().await;
+}
