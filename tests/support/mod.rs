@@ -8,6 +8,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+#[allow(dead_code)] // only the fault tests use it
+pub mod fault;
 pub mod operator;
 pub mod prom;
 

@@ -1,0 +1,142 @@
+//! Prometheus misbehaving, between the operator and the real Prometheus (issue 14's fault
+//! suite, first part): for each fault the assessment's measured practice becomes Unknown
+//! with the reason (never Met, never NotMet from a fault), the level does not rise, the
+//! operator stays ready, and once Prometheus answers again the practice is measured again.
+//! The recovery time of each is printed (`--nocapture`).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch, PatchParams};
+use maturity_operator::api::MaturityAssessment;
+use maturity_operator::synthetic::{SyntheticExporter, labels};
+use serde_json::json;
+use support::cluster::TestContext;
+use support::eventually;
+use support::fault::{Fault, FaultProxy};
+use support::operator::Operator;
+use support::prom::{Prom, ScrapeTarget};
+
+/// (state, detail) of practice CX-2.3 (customer satisfaction) and the overall level.
+async fn satisfaction(api: &Api<MaturityAssessment>) -> Result<(String, String, i32), String> {
+    let a = api.get("faulty").await.map_err(|e| e.to_string())?;
+    let v = serde_json::to_value(&a).unwrap();
+    let p = v["status"]["capabilities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["practices"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["id"] == "CX-2.3")
+        .ok_or("not evaluated yet")?;
+    Ok((
+        p["state"].as_str().unwrap_or_default().to_string(),
+        p["detail"].as_str().unwrap_or_default().to_string(),
+        v["status"]["level"].as_i64().unwrap_or(0) as i32,
+    ))
+}
+
+async fn wait_state(
+    api: &Api<MaturityAssessment>,
+    want: &str,
+    what: &str,
+) -> (String, i32, Duration) {
+    let since = Instant::now();
+    let (_, detail, level) = eventually(what, Duration::from_secs(40), || async {
+        let (state, detail, level) = satisfaction(api).await?;
+        if state == want {
+            Ok((state, detail, level))
+        } else {
+            Err(format!("{state}: {detail}"))
+        }
+    })
+    .await;
+    (detail, level, since.elapsed())
+}
+
+#[tokio::test]
+async fn every_prometheus_fault_is_unknown_never_a_level_and_the_operator_recovers() {
+    let ctx = TestContext::new("faults").await;
+    let ns = ctx.namespace.clone();
+    let exporter = Arc::new(
+        SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap(),
+    );
+    exporter.set_gauge("satisfaction_score", labels(&[("namespace", &ns)]), 4.6);
+    let _target = ScrapeTarget::register(&ctx.env, &ns, exporter.addr(), &[]);
+    let prom = Prom::new(ctx.env.prometheus_url.clone());
+    let q = format!("satisfaction_score{{namespace=\"{ns}\"}}");
+    eventually("satisfaction scraped", Duration::from_secs(30), || {
+        let (prom, q) = (prom.clone(), q.clone());
+        async move { prom.scalar(&q).await.map(|_| ()) }
+    })
+    .await;
+
+    let proxy = FaultProxy::start(&ctx.env.prometheus_url).await;
+    let operator = Operator::start_with(
+        &ctx.env,
+        &ns,
+        &proxy.url,
+        "2s",
+        &["--assessment-interval=1s".to_string()],
+    );
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let a: MaturityAssessment = serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+        "metadata": {"name": "faulty"},
+        "spec": {"scope": {}, "signals": {"satisfaction": {"query": "avg(satisfaction_score)", "min": 4.0}}}
+    }))
+    .unwrap();
+    api.patch(
+        "faulty",
+        &PatchParams::apply("faults-test"),
+        &Patch::Apply(&a),
+    )
+    .await
+    .unwrap();
+    let (_, healthy_level, _) = wait_state(&api, "Met", "measured through the proxy").await;
+
+    for (fault, says) in [
+        (
+            Fault::Delay(Duration::from_secs(5)),
+            "did not answer within 2s",
+        ),
+        (Fault::Reset, "is unreachable"),
+        (Fault::Hang, "did not answer within 2s"),
+        (Fault::Status(500), "rejected the query"),
+        (Fault::Status(400), "rejected the query"),
+        (Fault::Status(429), "rejected the query"),
+        (Fault::Garbage, "cannot read Prometheus's answer"),
+        (Fault::Value("NaN"), "returned NaN"),
+        (Fault::Value("+Inf"), "returned +Inf"),
+        (Fault::Empty, "returned no data"),
+        (Fault::Several, "returned 2 series"),
+    ] {
+        proxy.set(fault.clone());
+        let (detail, level, seen) =
+            wait_state(&api, "Unknown", &format!("{fault:?} seen as Unknown")).await;
+        assert!(detail.contains(says), "{fault:?}: {detail}");
+        assert!(
+            level <= healthy_level,
+            "{fault:?} raised the level to {level}"
+        );
+        let (code, body) = operator.get("/readyz", None).await.unwrap();
+        assert_eq!((code, body.as_str()), (200, "ok"), "{fault:?}");
+        proxy.set(Fault::Pass);
+        let (_, level, recovered) =
+            wait_state(&api, "Met", &format!("measured again after {fault:?}")).await;
+        assert_eq!(level, healthy_level);
+        println!(
+            "{fault:?}: Unknown after {seen:?} ({detail}), measured again {recovered:?} after it ended"
+        );
+    }
+    // A warning with the answer is not a fault: the value counts.
+    proxy.set(Fault::Warnings);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (state, detail, _) = satisfaction(&api).await.unwrap();
+    assert_eq!(state, "Met", "{detail}");
+    drop(operator);
+    ctx.cleanup().await;
+}

@@ -1,0 +1,182 @@
+//! A loopback fault proxy between the operator and Prometheus: it forwards each request to
+//! the real Prometheus, or misbehaves the way a test sets (issue 14's fault suite).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the proxy answers.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(dead_code)] // not every test binary uses every fault
+pub enum Fault {
+    /// Forward to Prometheus.
+    Pass,
+    /// Forward after a delay.
+    Delay(Duration),
+    /// Reset the connection (RST) without answering.
+    Reset,
+    /// Accept and never answer.
+    Hang,
+    /// An HTTP error with a Prometheus error body.
+    Status(u16),
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// A one-series vector whose value is this string (`NaN`, `+Inf`, ...).
+    Value(&'static str),
+    /// An empty vector.
+    Empty,
+    /// Two series.
+    Several,
+    /// Forward, adding a warning to the answer.
+    Warnings,
+}
+
+/// A running proxy; set its fault at any time.
+pub struct FaultProxy {
+    pub url: String,
+    fault: Arc<Mutex<Fault>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let fault = Arc::new(Mutex::new(Fault::Pass));
+        let (upstream, shared) = (upstream.trim_end_matches('/').to_string(), fault.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let fault = shared.lock().unwrap().clone();
+                tokio::spawn(answer(stream, fault, upstream.clone()));
+            }
+        });
+        Self { url, fault, task }
+    }
+
+    pub fn set(&self, f: Fault) {
+        *self.fault.lock().unwrap() = f;
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The request's method, path with query, and body (Content-Length bodies only).
+async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut first = head.lines().next()?.split_whitespace();
+    let (method, path) = (first.next()?.to_string(), first.next()?.to_string());
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((method, path, body))
+}
+
+async fn respond(stream: &mut TcpStream, code: u16, body: &str) {
+    let text = format!(
+        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(text.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn vector(values: &[&str]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let series: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!(r#"{{"metric":{{"series":"{i}"}},"value":[{now},"{v}"]}}"#))
+        .collect();
+    format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+        series.join(",")
+    )
+}
+
+async fn answer(mut stream: TcpStream, fault: Fault, upstream: String) {
+    let Some((method, path, body)) = read_request(&mut stream).await else {
+        return;
+    };
+    match fault {
+        Fault::Reset => {
+            // A zero linger sends RST on close at once (it is a non-zero linger that blocks).
+            #[allow(deprecated)]
+            let _ = stream.set_linger(Some(Duration::ZERO));
+            drop(stream);
+        }
+        Fault::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
+        Fault::Status(code) => {
+            let body = format!(
+                r#"{{"status":"error","errorType":"fault","error":"fault proxy: HTTP {code}"}}"#
+            );
+            respond(&mut stream, code, &body).await;
+        }
+        Fault::Garbage => respond(&mut stream, 200, "<html>not json").await,
+        Fault::Value(v) => respond(&mut stream, 200, &vector(&[v])).await,
+        Fault::Empty => respond(&mut stream, 200, &vector(&[])).await,
+        Fault::Several => respond(&mut stream, 200, &vector(&["1", "2"])).await,
+        Fault::Pass | Fault::Delay(_) | Fault::Warnings => {
+            if let Fault::Delay(d) = fault {
+                tokio::time::sleep(d).await;
+            }
+            let client = reqwest::Client::new();
+            let url = format!("{upstream}{path}");
+            let request = match method.as_str() {
+                "POST" => client
+                    .post(&url)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(body),
+                _ => client.get(&url),
+            };
+            let Ok(r) = request.send().await else {
+                return respond(&mut stream, 502, r#"{"status":"error","error":"upstream"}"#).await;
+            };
+            let code = r.status().as_u16();
+            let mut text = r.text().await.unwrap_or_default();
+            if fault == Fault::Warnings && text.ends_with('}') {
+                text.pop();
+                text.push_str(r#","warnings":["fault proxy: results may be incomplete"]}"#);
+            }
+            respond(&mut stream, code, &text).await;
+        }
+    }
+}
