@@ -147,3 +147,68 @@ async fn what_admission_cannot_know_is_a_reason_and_the_controller_goes_on() {
     remove_webhook(&ctx.client, &ns).await;
     ctx.cleanup().await;
 }
+
+/// A reconcile that panics (made to, with the operator's failpoint) is that object's
+/// `Ready=False InternalError`, retried with backoff; the controller goes on with the other
+/// objects and stays ready.
+#[tokio::test]
+async fn a_panicking_reconcile_is_the_objects_condition_and_the_others_go_on() {
+    let ctx = TestContext::new("panic").await;
+    let ns = ctx.namespace.clone();
+    let operator = Operator::start_with_env(
+        &ctx.env,
+        &ns,
+        &ctx.env.prometheus_url,
+        "2s",
+        &webhook_flags(&ns),
+        &[("MATURITY_FAILPOINT_PANIC", "boom")],
+    );
+    support::operator::webhook_recording(&ctx.client, &ns).await;
+    ctx.running_deployment("web", 2, "shop/web:v1").await;
+    let drills: Api<DrillSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    for name in ["boom", "fine"] {
+        let doc = drill(name, "0 0 1 1 *", json!({"podKill": {"count": 1}}));
+        drills
+            .patch(
+                name,
+                &PatchParams::apply("hostile-test"),
+                &Patch::Apply(&doc),
+            )
+            .await
+            .unwrap();
+    }
+    let ready = eventually("boom's InternalError", Duration::from_secs(30), || {
+        let drills = drills.clone();
+        async move {
+            let d = drills.get("boom").await.map_err(|e| e.to_string())?;
+            d.status
+                .and_then(|s| s.common.conditions.into_iter().find(|c| c.type_ == "Ready"))
+                .filter(|c| c.reason == "InternalError")
+                .ok_or_else(|| "no InternalError yet".to_string())
+        }
+    })
+    .await;
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready
+            .message
+            .contains("failpoint MATURITY_FAILPOINT_PANIC=boom"),
+        "{}",
+        ready.message
+    );
+    let fine = first_run(&drills, "fine").await;
+    assert_eq!(fine.result, RunResult::Passed, "{:?}", fine.reason);
+    let (code, body) = operator.get("/readyz", None).await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "ok"));
+    assert!(
+        operator
+            .metric(r#"maturity_operator_reconcile_errors_total{category="InternalError",controller="DrillSchedule"}"#)
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    support::cluster::delete_all_and_wait(&drills).await;
+    drop(operator);
+    remove_webhook(&ctx.client, &ns).await;
+    ctx.cleanup().await;
+}

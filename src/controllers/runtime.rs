@@ -116,6 +116,7 @@ async fn reconcile_one<K: Namespaced>(obj: Arc<K>, r: Arc<Runner<K>>) -> Result<
     let started = Instant::now();
     let key = ObjectRef::from_obj(obj.as_ref());
     let pass = async {
+        failpoint(&obj.name_any());
         match r.kind.finalizer {
             None => (r.reconcile)(Event::Apply(obj), r.ctx.clone()).await,
             Some(name) => {
@@ -136,6 +137,17 @@ async fn reconcile_one<K: Namespaced>(obj: Arc<K>, r: Arc<Runner<K>>) -> Result<
         f.remove(&key);
     }
     result
+}
+
+/// A test hook: with `MATURITY_FAILPOINT_PANIC=<name>` in the environment the reconcile of
+/// every object named so panics, so the guard below is tested end to end
+/// (`tests/hostile.rs`). Unset, it does nothing.
+fn failpoint(name: &str) {
+    static PANIC_ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let on = PANIC_ON.get_or_init(|| std::env::var("MATURITY_FAILPOINT_PANIC").ok());
+    if on.as_deref() == Some(name) {
+        panic!("failpoint MATURITY_FAILPOINT_PANIC={name}");
+    }
 }
 
 /// `pass`, with a panic inside it turned into [`Error::Panicked`] (its message): one
