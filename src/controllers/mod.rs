@@ -6,6 +6,7 @@
 
 pub mod canary_policy;
 pub mod drill_schedule;
+pub mod guard;
 pub mod maturity_assessment;
 pub mod response_time_target;
 pub mod runtime;

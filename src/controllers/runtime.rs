@@ -16,7 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
-use super::{Context, Error};
+use super::{Context, Error, guard};
 
 use crate::conditions::Note;
 use crate::k8s::{self, Kube, Namespaced};
@@ -116,7 +116,7 @@ async fn reconcile_one<K: Namespaced>(obj: Arc<K>, r: Arc<Runner<K>>) -> Result<
     let started = Instant::now();
     let key = ObjectRef::from_obj(obj.as_ref());
     let pass = async {
-        failpoint(&obj.name_any());
+        guard::failpoint(&obj.name_any());
         match r.kind.finalizer {
             None => (r.reconcile)(Event::Apply(obj), r.ctx.clone()).await,
             Some(name) => {
@@ -129,7 +129,7 @@ async fn reconcile_one<K: Namespaced>(obj: Arc<K>, r: Arc<Runner<K>>) -> Result<
             }
         }
     };
-    let result = guarded(pass).await;
+    let result = guard::guarded(pass).await;
     observe(&r.ctx.metrics, r.kind.name, started, &result);
     if result.is_ok()
         && let Ok(mut f) = r.failures.lock()
@@ -137,34 +137,6 @@ async fn reconcile_one<K: Namespaced>(obj: Arc<K>, r: Arc<Runner<K>>) -> Result<
         f.remove(&key);
     }
     result
-}
-
-/// A test hook: with `MATURITY_FAILPOINT_PANIC=<name>` in the environment the reconcile of
-/// every object named so panics, so the guard below is tested end to end
-/// (`tests/hostile.rs`). Unset, it does nothing.
-fn failpoint(name: &str) {
-    static PANIC_ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let on = PANIC_ON.get_or_init(|| std::env::var("MATURITY_FAILPOINT_PANIC").ok());
-    if on.as_deref() == Some(name) {
-        panic!("failpoint MATURITY_FAILPOINT_PANIC={name}");
-    }
-}
-
-/// `pass`, with a panic inside it turned into [`Error::Panicked`] (its message): one
-/// object's bug never ends the controller.
-pub async fn guarded<T>(pass: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-    use futures::FutureExt;
-    match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
-        Ok(result) => result,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into());
-            Err(Error::Panicked(message))
-        }
-    }
 }
 
 /// The one reconcile timer: duration by controller and outcome, and failures counted.
@@ -282,30 +254,6 @@ mod tests {
         assert_eq!(backoff(&KIND, 1, 0), Duration::from_millis(1600));
         assert_eq!(backoff(&KIND, 1, 1000), Duration::from_millis(2400));
         assert_eq!(backoff(&KIND, 9, 1000), Duration::from_secs(72));
-    }
-
-    #[tokio::test]
-    async fn a_panicking_pass_becomes_an_internal_error() {
-        let ok: Result<u8, Error> = guarded(async { Ok(1) }).await;
-        assert_eq!(ok.unwrap(), 1);
-        let boom: Result<u8, Error> = guarded(async {
-            let days: i64 = 10_000_000;
-            if days > 1 {
-                panic!("days out of range: {days}");
-            }
-            Ok(1)
-        })
-        .await;
-        match boom {
-            Err(e @ Error::Panicked(_)) => {
-                assert_eq!(e.category(), "InternalError");
-                assert_eq!(
-                    e.to_string(),
-                    "the reconcile panicked: days out of range: 10000000"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
     }
 
     #[test]
