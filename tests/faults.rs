@@ -140,3 +140,81 @@ async fn every_prometheus_fault_is_unknown_never_a_level_and_the_operator_recove
     drop(operator);
     ctx.cleanup().await;
 }
+
+/// The API server cut off (every connection reset, as in a restart), then partitioned
+/// (nothing flows), then back: the operator does not exit, its watches come back, and an
+/// object created while it could not see the API server is evaluated once it can.
+#[tokio::test]
+async fn the_api_server_cut_off_then_partitioned_then_back_and_the_operator_goes_on() {
+    use support::fault::{Link, LinkProxy};
+    let ctx = TestContext::new("apifault").await;
+    let ns = ctx.namespace.clone();
+    let link = LinkProxy::start(&ctx.env.kubeconfig).await;
+    let kubeconfig = link.kubeconfig.to_str().unwrap().to_string();
+    let mut operator = Operator::start_with_env(
+        &ctx.env,
+        &ns,
+        &ctx.env.prometheus_url,
+        "2s",
+        &["--assessment-interval=1s".to_string()],
+        &[("KUBECONFIG", kubeconfig.as_str())],
+    );
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let create = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            let a: MaturityAssessment = serde_json::from_value(json!({
+                "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+                "metadata": {"name": name}, "spec": {"scope": {}}
+            }))
+            .unwrap();
+            api.patch(name, &PatchParams::apply("faults-test"), &Patch::Apply(&a))
+                .await
+                .unwrap();
+        }
+    };
+    let evaluated = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            let a = api.get(name).await.map_err(|e| e.to_string())?;
+            a.status
+                .and_then(|s| s.level)
+                .ok_or_else(|| "not evaluated yet".to_string())
+        }
+    };
+    create("before").await;
+    eventually(
+        "evaluated through the proxy",
+        Duration::from_secs(30),
+        || evaluated("before"),
+    )
+    .await;
+
+    link.set(Link::Cut);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    link.set(Link::Blackhole);
+    create("during").await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert!(
+        api.get("during").await.unwrap().status.is_none(),
+        "evaluated while the operator could not reach the API server?"
+    );
+    assert!(operator.running(), "the operator exited during the outage");
+    link.set(Link::Up);
+    let back = Instant::now();
+    eventually(
+        "the object made during the outage evaluated",
+        Duration::from_secs(90),
+        || evaluated("during"),
+    )
+    .await;
+    println!(
+        "evaluated {:?} after the API server came back",
+        back.elapsed()
+    );
+    assert!(operator.running(), "the operator exited");
+    let (code, _) = operator.get("/readyz", None).await.unwrap();
+    assert_eq!(code, 200);
+    drop(operator);
+    ctx.cleanup().await;
+}

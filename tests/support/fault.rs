@@ -180,3 +180,96 @@ async fn answer(mut stream: TcpStream, fault: Fault, upstream: String) {
         }
     }
 }
+
+/// What the TCP proxy in front of the API server does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Bytes flow both ways.
+    Up,
+    /// Every connection is cut, and new ones are reset at once (the API server restarting).
+    Cut,
+    /// Connections are accepted and nothing flows (a network partition).
+    Blackhole,
+}
+
+/// A TCP proxy in front of the API server (TLS passes through it untouched: the API
+/// server's certificate is for 127.0.0.1), with a kubeconfig that goes through it.
+pub struct LinkProxy {
+    pub kubeconfig: std::path::PathBuf,
+    link: tokio::sync::watch::Sender<Link>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl LinkProxy {
+    pub async fn start(kubeconfig: &std::path::Path) -> Self {
+        let text = std::fs::read_to_string(kubeconfig).expect("read the kubeconfig");
+        let server = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("a server in the kubeconfig")
+            .trim()
+            .to_string();
+        let upstream = server.trim_start_matches("https://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let local = listener.local_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, text.replace(&server, &format!("https://{local}"))).unwrap();
+        let (link, rx) = tokio::sync::watch::channel(Link::Up);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (upstream, mut rx) = (upstream.clone(), rx.clone());
+                tokio::spawn(async move {
+                    if *rx.borrow() == Link::Cut {
+                        return;
+                    }
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let pump = async {
+                        tokio::select! {
+                            _ = tokio::io::copy(&mut cr, &mut sw) => {}
+                            _ = tokio::io::copy(&mut sr, &mut cw) => {}
+                        }
+                    };
+                    // A link that is not up ends the connection (Cut) or freezes it (Blackhole).
+                    let down = async {
+                        let _ = rx.wait_for(|l| *l != Link::Up).await;
+                    };
+                    tokio::select! {
+                        _ = pump => {}
+                        _ = down => {
+                            if *rx.borrow() == Link::Blackhole {
+                                let _ = rx.wait_for(|l| *l != Link::Blackhole).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            kubeconfig: path,
+            link,
+            task,
+            _dir: dir,
+        }
+    }
+
+    pub fn set(&self, l: Link) {
+        let _ = self.link.send(l);
+    }
+}
+
+impl Drop for LinkProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

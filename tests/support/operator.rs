@@ -86,13 +86,13 @@ impl Operator {
             .args(["--tick", "200ms", "--default-interval", interval])
             .args(["--namespace", namespace])
             .args(extra)
-            .envs(vars.iter().copied())
             .env("KUBECONFIG", &env.kubeconfig)
             .env(
                 "RUST_LOG",
                 std::env::var("OPERATOR_LOG")
                     .unwrap_or_else(|_| "warn,kube_client::config=error".into()),
             )
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
