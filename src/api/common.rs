@@ -73,14 +73,17 @@ pub const LONGEST_HOLD: &str = "1d";
 pub const LONGEST_WINDOW: &str = "400d";
 
 /// A CEL rule: the duration `self` (already in the duration language) is at most `max`.
-/// The parts are summed in milliseconds; a number too large for CEL's integers fails the
-/// rule, so it is refused too.
+/// The parts are summed in milliseconds. A number of more than 9 digits makes the rule
+/// false before anything is computed, so no value can overflow CEL's integers: an
+/// evaluation error would not be ratcheted, and an object stored before the rule could
+/// then not even lose its finalizer.
 pub fn duration_at_most(max: &str) -> String {
     let ms = crate::duration::parse_duration(max)
         .map(|d| d.as_millis())
         .unwrap_or(0);
     format!(
-        "self.findAll('[0-9]+(ms|s|m|h|d|w)').map(p, int(p.find('^[0-9]+')) * \
+        "self.findAll('[0-9]+').all(n, size(n) <= 9) && \
+         self.findAll('[0-9]+(ms|s|m|h|d|w)').map(p, int(p.find('^[0-9]+')) * \
          (p.endsWith('ms') ? 1 : p.endsWith('s') ? 1000 : p.endsWith('m') ? 60000 : \
          p.endsWith('h') ? 3600000 : p.endsWith('d') ? 86400000 : 604800000)).sum() <= {ms}"
     )

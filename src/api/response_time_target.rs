@@ -17,7 +17,9 @@ use super::common::{CommonStatus, DurationString, PromQl};
     version = "v1alpha1",
     kind = "ResponseTimeTarget",
     namespaced,
-    validation = kube::core::Rule::new("size(self.metadata.name) <= 230").message("the name must be at most 230 characters: the operator names its Events, reports and rules after it"),
+    // Checked on create only (the name cannot change): an object made before the rule can
+    // still be updated, and so lose its finalizer.
+    validation = kube::core::Rule { optional_old_self: Some(true), ..kube::core::Rule::new("oldSelf.hasValue() || size(self.metadata.name) <= 230").message("the name must be at most 230 characters: the operator names its Events, reports and rules after it") },
     status = "ResponseTimeTargetStatus",
     shortname = "rtt",
     category = "maturity",
