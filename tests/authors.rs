@@ -20,7 +20,7 @@ use maturity_operator::api::{CanaryPolicy, DrillSchedule};
 use serde_json::{Value, json};
 use support::cluster::TestContext;
 use support::eventually;
-use support::operator::{Operator, remove_webhook, webhook_configuration, webhook_flags};
+use support::operator::{Operator, remove_webhook, webhook_flags};
 
 fn apply_as(ctx: &TestContext, user: &str, manifest: &Value) {
     let out = ctx.kubectl_as(user, &["apply", "-f", "-"], &manifest.to_string());
@@ -364,10 +364,6 @@ async fn a_canary_whose_author_may_not_patch_deployments_holds_nothing() {
 
     let _ = policies.delete("gate", &DeleteParams::default()).await;
     support::cluster::delete_all_and_wait(&policies).await;
-    let configs: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
-        Api::all(ctx.client.clone());
-    let _ = configs
-        .delete(&webhook_configuration(&ns), &DeleteParams::default())
-        .await;
+    remove_webhook(&ctx.client, &ns).await;
     ctx.cleanup().await;
 }

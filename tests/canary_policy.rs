@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -21,8 +20,8 @@ use maturity_operator::synthetic::follow::{Behaviour, follow};
 use serde_json::json;
 use support::cluster::TestContext;
 use support::eventually;
-use support::operator::Operator;
-use support::prom::{ScrapeTarget, free_port};
+use support::operator::{Operator, remove_webhook, webhook_flags};
+use support::prom::ScrapeTarget;
 
 const INTERVAL_S: u64 = 2;
 const REPLICAS: i32 = 4;
@@ -56,15 +55,7 @@ impl Harness {
                 rules: behaviour.iter().map(|(p, r)| (p.to_string(), *r)).collect(),
             },
         ));
-        let port = free_port();
-        let operator_args = vec![
-            "--webhook-addr".into(),
-            format!("127.0.0.1:{port}"),
-            "--webhook-url".into(),
-            format!("https://127.0.0.1:{port}"),
-            "--webhook-configuration".into(),
-            format!("maturity-{}", ctx.namespace),
-        ];
+        let operator_args = webhook_flags(&ctx.namespace);
         let mut h = Self {
             deployments: Api::namespaced(ctx.client.clone(), &ctx.namespace),
             policies: Api::namespaced(ctx.client.clone(), &ctx.namespace),
@@ -79,29 +70,18 @@ impl Harness {
         h
     }
 
+    /// The operator with its webhook (on the same port after a restart), once the webhook
+    /// records authors (which also means it is registered and called).
     async fn start_operator(&mut self) {
-        self.operator = Some(Operator::start_with(
-            &self.ctx.env,
-            &self.ctx.namespace,
-            &self.ctx.env.prometheus_url,
-            "2s",
-            &self.operator_args,
-        ));
-        let configs: Api<MutatingWebhookConfiguration> = Api::all(self.ctx.client.clone());
-        let name = format!("maturity-{}", self.ctx.namespace);
-        eventually("webhook registered", Duration::from_secs(30), || {
-            let (configs, name) = (configs.clone(), name.clone());
-            async move {
-                configs
-                    .get_opt(&name)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map(|_| ())
-                    .ok_or_else(|| "not yet".to_string())
-            }
-        })
-        .await;
-        support::operator::webhook_recording(&self.ctx.client, &self.ctx.namespace).await;
+        self.operator = Some(
+            Operator::start_recording(
+                &self.ctx.env,
+                &self.ctx.client,
+                &self.ctx.namespace,
+                &self.operator_args,
+            )
+            .await,
+        );
     }
 
     /// SIGKILL, as a crash would.
@@ -115,13 +95,7 @@ impl Harness {
         self.app.abort();
         support::cluster::delete_all_and_wait(&self.policies).await;
         drop(self.operator);
-        let configs: Api<MutatingWebhookConfiguration> = Api::all(self.ctx.client.clone());
-        let _ = configs
-            .delete(
-                &format!("maturity-{}", self.ctx.namespace),
-                &DeleteParams::default(),
-            )
-            .await;
+        remove_webhook(&self.ctx.client, &self.ctx.namespace).await;
         self.ctx.cleanup().await;
     }
 

@@ -20,7 +20,7 @@ use maturity_operator::synthetic::{SyntheticExporter, labels};
 use serde_json::json;
 use support::cluster::TestContext;
 use support::eventually;
-use support::operator::{Operator, remove_webhook, webhook_flags, webhook_recording};
+use support::operator::{Operator, remove_webhook, webhook_flags};
 use support::prom::ScrapeTarget;
 
 const REPLICAS: i32 = 3;
@@ -66,14 +66,10 @@ impl Harness {
             .webhook
             .get_or_insert_with(|| webhook_flags(&self.ctx.namespace))
             .clone();
-        self.operator = Some(Operator::start_with(
-            &self.ctx.env,
-            &self.ctx.namespace,
-            &self.ctx.env.prometheus_url,
-            "2s",
-            &flags,
-        ));
-        webhook_recording(&self.ctx.client, &self.ctx.namespace).await;
+        self.operator = Some(
+            Operator::start_recording(&self.ctx.env, &self.ctx.client, &self.ctx.namespace, &flags)
+                .await,
+        );
     }
 
     /// The gauge the steady-state checks read: `drill_test_health{namespace=...}`.

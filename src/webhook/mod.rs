@@ -219,36 +219,43 @@ fn patched(
     }
 }
 
-/// Why a DrillSchedule or CanaryPolicy may not be admitted: a query that would read another
-/// namespace's series.
-fn refusal(kind: &str, o: &DynamicObject, tenancy: &Tenancy) -> Option<String> {
-    let v = serde_json::to_value(o).ok()?;
-    let why = match kind {
-        "DrillSchedule" => crate::drill::decide::scoped_checks(
-            &serde_json::from_value::<DrillSchedule>(v).ok()?,
-            tenancy,
-        ),
-        "CanaryPolicy" => crate::canary::decide::scoped_metrics(
-            &serde_json::from_value::<CanaryPolicy>(v).ok()?,
-            tenancy,
-        ),
-        _ => Ok(()),
-    };
-    why.err()
+/// A DrillSchedule or CanaryPolicy as the operator reads it (typed, so both sides of a
+/// proof see the same JSON of its spec).
+enum Authored {
+    Drill(Box<DrillSchedule>),
+    Canary(Box<CanaryPolicy>),
 }
 
-/// The spec of a DrillSchedule or CanaryPolicy as the operator reads it (typed, so both
-/// sides of a proof see the same JSON); None for another kind or an object it cannot read.
-fn spec_of(kind: &str, o: &DynamicObject) -> Option<serde_json::Value> {
-    let v = serde_json::to_value(o).ok()?;
-    match kind {
-        "DrillSchedule" => {
-            serde_json::to_value(serde_json::from_value::<DrillSchedule>(v).ok()?.spec).ok()
+impl Authored {
+    /// None for another kind or an object the operator cannot read.
+    fn of(kind: &str, o: &DynamicObject) -> Option<Self> {
+        let v = serde_json::to_value(o).ok()?;
+        match kind {
+            "DrillSchedule" => serde_json::from_value(v)
+                .ok()
+                .map(|d| Self::Drill(Box::new(d))),
+            "CanaryPolicy" => serde_json::from_value(v)
+                .ok()
+                .map(|p| Self::Canary(Box::new(p))),
+            _ => None,
         }
-        "CanaryPolicy" => {
-            serde_json::to_value(serde_json::from_value::<CanaryPolicy>(v).ok()?.spec).ok()
+    }
+
+    fn spec(&self) -> serde_json::Value {
+        match self {
+            Self::Drill(d) => serde_json::to_value(&d.spec),
+            Self::Canary(p) => serde_json::to_value(&p.spec),
         }
-        _ => None,
+        .unwrap_or_default()
+    }
+
+    /// Why it may not be admitted: a query that would read another namespace's series.
+    fn refusal(&self, tenancy: &Tenancy) -> Option<String> {
+        match self {
+            Self::Drill(d) => crate::drill::decide::scoped_checks(d, tenancy),
+            Self::Canary(p) => crate::canary::decide::scoped_metrics(p, tenancy),
+        }
+        .err()
     }
 }
 
@@ -265,16 +272,21 @@ async fn record_author(
         return Json(response.into_review());
     };
     let kind = request.kind.kind.clone();
-    let Some(new_spec) = spec_of(&kind, new) else {
+    let Some(authored) = Authored::of(&kind, new) else {
         return Json(response.into_review());
     };
-    let old_spec = request.old_object.as_ref().and_then(|o| spec_of(&kind, o));
+    let new_spec = authored.spec();
+    let old_spec = request
+        .old_object
+        .as_ref()
+        .and_then(|o| Authored::of(&kind, o))
+        .map(|o| o.spec());
     // Only a new spec is refused: never a finalizer's or an annotation's change, so an
     // object admitted while the webhook was down can still be changed and deleted.
     let operator = request.user_info.username.as_deref() == hook.checks.operator.as_deref();
     if old_spec.as_ref() != Some(&new_spec)
         && !operator
-        && let Some(why) = refusal(&kind, new, &hook.checks.tenancy)
+        && let Some(why) = authored.refusal(&hook.checks.tenancy)
     {
         hook.metrics
             .webhook_requests
