@@ -119,20 +119,28 @@ go_install_into() { # name out logfile pkg@version...
 
 build_kwok() {
   local out="$KWOK_BIN" logfile="$LOG_DIR/build-kwok.log"
-  if [[ -x "$out/kwok" && -f "$out/stages.yaml" ]]; then log "kwok $KWOK_VERSION: cached in $out"; return; fi
-  log "kwok $KWOK_VERSION: building (log: $logfile)"; : >"$logfile"
-  go_install_into kwok "$out" "$logfile" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  if [[ -x "$out/kwok" && -f "$out/upstream-stages.yaml" ]]; then log "kwok $KWOK_VERSION: cached in $out"; return; fi
+  : >"$logfile"
+  if [[ ! -x "$out/kwok" ]]; then
+    log "kwok $KWOK_VERSION: building (log: $logfile)"
+    go_install_into kwok "$out" "$logfile" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  fi
   # kwok run outside a cluster needs its node and pod lifecycle stages as a config file:
-  # the "fast" set of its kustomize/stage folder (node ready + lease heartbeat, pod ready).
+  # the "fast" set of its kustomize/stage folder (node ready + lease heartbeat, pod
+  # complete and delete); hack/cluster-up.sh adds the project's pod-ready stages
+  # (hack/kwok/pod-ready.yaml: kwok's fast one, and a slow one for annotated pods).
+  log "kwok $KWOK_VERSION: writing its stages from the module's source"
+  run_logged "kwok's module source" "$logfile" go mod download "sigs.k8s.io/kwok@$KWOK_VERSION"
   local src; src="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
   local f
   for f in "$src"/node/fast/node-initialize.yaml "$src"/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-           "$src"/pod/fast/pod-ready.yaml "$src"/pod/fast/pod-complete.yaml "$src"/pod/fast/pod-delete.yaml; do
+           "$src"/pod/fast/pod-complete.yaml "$src"/pod/fast/pod-delete.yaml; do
     [[ -f "$f" ]] || { printf 'ERROR: kwok stage file %s not found in the Go module cache; log: %s\n' "$f" "$logfile" >&2; exit 1; }
     printf -- '---\n'; cat "$f"; printf '\n'
-  done >"$out/stages.yaml.tmp"
-  mv "$out/stages.yaml.tmp" "$out/stages.yaml"
-  log "kwok $KWOK_VERSION: built into $out"
+  done >"$out/upstream-stages.yaml.tmp"
+  mv "$out/upstream-stages.yaml.tmp" "$out/upstream-stages.yaml"
+  rm -f "$out/stages.yaml" "$TOOLS_BIN/stages.yaml"
+  log "kwok $KWOK_VERSION: ready in $out"
 }
 
 build_helm() {

@@ -13,8 +13,8 @@ FAKE_NODES="${MATURITY_FAKE_NODES:-3}"
 
 # Bumped when what this script sets up changes: a cluster started by an older version is
 # stopped and started again (2: the API server authenticates to webhooks with a client
-# certificate).
-LAYOUT=2
+# certificate; 3: kwok has a slow pod-ready stage for annotated pods).
+LAYOUT=3
 
 if [[ -f "$CLUSTER_DIR/cluster.env" ]]; then
   # shellcheck disable=SC1091
@@ -204,7 +204,8 @@ wait_for kube-scheduler 60 sched_ok
 
 # --- kwok and fake nodes ------------------------------------------------------------
 log "starting kwok with $FAKE_NODES fake nodes"
-start kwok kwok --kubeconfig "$KUBECONFIG_FILE" --config "$TOOLS_BIN/stages.yaml" --manage-all-nodes=false \
+cat "$TOOLS_BIN/upstream-stages.yaml" "$HACK_DIR/kwok/pod-ready.yaml" >"$CLUSTER_DIR/kwok-stages.yaml"
+start kwok kwok --kubeconfig "$KUBECONFIG_FILE" --config "$CLUSTER_DIR/kwok-stages.yaml" --manage-all-nodes=false \
   --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
   --cidr 10.244.0.0/16 --node-ip 127.0.0.1 --node-lease-duration-seconds 40 \
   --server-address "127.0.0.1:$KWOK_PORT"

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub prometheus_query_duration: HistogramVec,
     /// Status writes to the API server, by kind of resource.
     pub status_writes: IntCounterVec,
+    pub status_writes_deferred: IntCounterVec,
     /// Reconciles (evaluations) that failed and are retried, by controller.
     pub reconcile_errors: IntCounterVec,
     /// Evaluation cycles of each controller and how long they took.
@@ -90,6 +91,14 @@ impl Metrics {
             &["kind"],
         )
         .expect("static metric definition");
+        let status_writes_deferred = IntCounterVec::new(
+            Opts::new(
+                "maturity_operator_status_writes_deferred_total",
+                "Status writes deferred because the object used up its write budget (5 in a row, then one per 10 s, outside a drill run or canary rollout under way), by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("static metric definition");
         let cycle_duration = HistogramVec::new(
             HistogramOpts::new(
                 "maturity_operator_cycle_duration_seconds",
@@ -121,6 +130,7 @@ impl Metrics {
             Box::new(prometheus_queries.clone()),
             Box::new(prometheus_query_duration.clone()),
             Box::new(status_writes.clone()),
+            Box::new(status_writes_deferred.clone()),
             Box::new(cycle_duration.clone()),
             Box::new(webhook_requests.clone()),
             Box::new(metrics_auth_reviews.clone()),
@@ -135,6 +145,7 @@ impl Metrics {
             prometheus_queries,
             prometheus_query_duration,
             status_writes,
+            status_writes_deferred,
             cycle_duration,
             webhook_requests,
             metrics_auth_reviews,

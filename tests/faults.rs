@@ -218,3 +218,161 @@ async fn the_api_server_cut_off_then_partitioned_then_back_and_the_operator_goes
     drop(operator);
     ctx.cleanup().await;
 }
+
+/// The API server answering badly, through the HTTP fault proxy: 429 with `Retry-After`,
+/// 503, slow answers, and watches that end with 410 Gone (the operator must list again).
+/// The operator never exits, stays ready, writes nothing it could not, and each assessment
+/// made during a fault is evaluated once the fault ends (the time is printed).
+#[tokio::test]
+async fn api_server_errors_are_retried_and_a_gone_watch_lists_again() {
+    use support::api_proxy::{ApiFault, ApiProxy, Rule};
+    let ctx = TestContext::new("apihttp").await;
+    let ns = ctx.namespace.clone();
+    let proxy = ApiProxy::start(&ctx.env).await;
+    let kubeconfig = proxy.kubeconfig_var();
+    let mut operator = Operator::start_with_env(
+        &ctx.env,
+        &ns,
+        &ctx.env.prometheus_url,
+        "2s",
+        &["--assessment-interval=1s".to_string()],
+        &[("KUBECONFIG", kubeconfig.as_str())],
+    );
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let create = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            let a: MaturityAssessment = serde_json::from_value(json!({
+                "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+                "metadata": {"name": name}, "spec": {"scope": {}}
+            }))
+            .unwrap();
+            api.patch(name, &PatchParams::apply("faults-test"), &Patch::Apply(&a))
+                .await
+                .unwrap();
+        }
+    };
+    let evaluated = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            let a = api.get(name).await.map_err(|e| e.to_string())?;
+            a.status
+                .and_then(|s| s.level)
+                .ok_or_else(|| "not evaluated yet".to_string())
+        }
+    };
+    create("before").await;
+    eventually(
+        "evaluated through the proxy",
+        Duration::from_secs(30),
+        || evaluated("before"),
+    )
+    .await;
+    let status_writes = format!("/namespaces/{ns}/maturityassessments/");
+
+    // 429 Too Many Requests with Retry-After: 1, for the next 3 status writes.
+    let throttled = ApiFault::Status {
+        code: 429,
+        retry_after: Some(1),
+    };
+    proxy.add(Rule::new("PATCH", &status_writes, throttled.clone()).times(3));
+    let since = Instant::now();
+    create("throttled").await;
+    eventually("evaluated after 429s", Duration::from_secs(60), || {
+        evaluated("throttled")
+    })
+    .await;
+    assert_eq!(proxy.count(&throttled), 3, "the 429s were not met");
+    println!(
+        "429 x3 (Retry-After: 1): evaluated after {:?}",
+        since.elapsed()
+    );
+
+    // 503 on every status write for 5 s.
+    let unavailable = ApiFault::Status {
+        code: 503,
+        retry_after: None,
+    };
+    proxy.add(Rule::new("PATCH", &status_writes, unavailable.clone()));
+    create("unavailable").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(proxy.count(&unavailable) >= 1, "no write met the 503");
+    assert!(
+        api.get("unavailable").await.unwrap().status.is_none(),
+        "a status through a 503?"
+    );
+    proxy.clear();
+    let since = Instant::now();
+    eventually("evaluated after the 503s", Duration::from_secs(60), || {
+        evaluated("unavailable")
+    })
+    .await;
+    println!(
+        "503 for 5 s ({} writes refused): evaluated {:?} after it ended",
+        proxy.count(&unavailable),
+        since.elapsed()
+    );
+
+    // Every answer 1.5 s late.
+    proxy.add(Rule::new(
+        "",
+        "/",
+        ApiFault::Delay(Duration::from_millis(1500)),
+    ));
+    let since = Instant::now();
+    create("slow").await;
+    eventually(
+        "evaluated with slow answers",
+        Duration::from_secs(60),
+        || evaluated("slow"),
+    )
+    .await;
+    println!("answers 1.5 s late: evaluated after {:?}", since.elapsed());
+    proxy.clear();
+
+    // Every watch cut; the next watch of assessments answered 410 Gone: listed again.
+    let gone_watch = Rule::new("GET", "maturityassessments?", ApiFault::Gone).times(1);
+    proxy.add(gone_watch);
+    let seen_before = proxy.seen().len();
+    proxy.cut();
+    eventually("a watch answered 410", Duration::from_secs(30), || async {
+        if proxy.count(&ApiFault::Gone) == 1 {
+            Ok(())
+        } else {
+            Err("no watch yet".to_string())
+        }
+    })
+    .await;
+    let since = Instant::now();
+    create("after-gone").await;
+    eventually(
+        "evaluated after the relist",
+        Duration::from_secs(60),
+        || evaluated("after-gone"),
+    )
+    .await;
+    println!(
+        "watch 410 Gone: a new assessment evaluated after {:?}",
+        since.elapsed()
+    );
+    let after: Vec<_> = proxy.seen().into_iter().skip(seen_before).collect();
+    let gone_at = after
+        .iter()
+        .position(|s| s.fault == Some(ApiFault::Gone))
+        .unwrap();
+    assert!(
+        after[gone_at..].iter().any(|s| s.method == "GET"
+            && s.path.contains("/maturityassessments?")
+            && !s.path.contains("watch=")),
+        "no list after the 410: {:?}",
+        after[gone_at..]
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect::<Vec<_>>()
+    );
+    assert!(operator.running(), "the operator exited");
+    let (code, _) = operator.get("/readyz", None).await.unwrap();
+    assert_eq!(code, 200);
+    drop(operator);
+    ctx.cleanup().await;
+}

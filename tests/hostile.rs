@@ -212,3 +212,93 @@ async fn a_panicking_reconcile_is_the_objects_condition_and_the_others_go_on() {
     remove_webhook(&ctx.client, &ns).await;
     ctx.cleanup().await;
 }
+
+/// An object whose status would change on every pass, looked at again at once (made so
+/// with the operator's failpoint: the shape of the write storms a wrapped jitter caused,
+/// 47 writes a second) is written at most 5 times in a row and then once per 10 s; each
+/// write over that is deferred (counted) to when the budget allows, and another
+/// assessment is still evaluated meanwhile.
+#[tokio::test]
+async fn a_status_that_changes_on_every_pass_is_written_within_its_budget() {
+    use maturity_operator::api::MaturityAssessment;
+    let ctx = TestContext::new("storm").await;
+    let ns = ctx.namespace.clone();
+    let operator = Operator::start_with_env(
+        &ctx.env,
+        &ns,
+        &ctx.env.prometheus_url,
+        "2s",
+        &["--assessment-interval=1s".to_string()],
+        &[("MATURITY_FAILPOINT_CHURN", "churner")],
+    );
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let apply = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            let a: MaturityAssessment = serde_json::from_value(json!({
+                "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+                "metadata": {"name": name}, "spec": {"scope": {}}
+            }))
+            .unwrap();
+            api.patch(name, &PatchParams::apply("hostile-test"), &Patch::Apply(&a))
+                .await
+                .unwrap();
+        }
+    };
+    let writes = r#"maturity_operator_status_writes_total{kind="MaturityAssessment"}"#;
+    let deferred = r#"maturity_operator_status_writes_deferred_total{kind="MaturityAssessment"}"#;
+    apply("churner").await;
+    // The burst: 5 writes in a row, then deferred.
+    eventually("writes deferred", Duration::from_secs(30), || async {
+        match operator.metric(deferred).await {
+            Some(n) if n > 0.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let (w0, d0) = (
+        operator.metric(writes).await.unwrap_or(0.0),
+        operator.metric(deferred).await.unwrap_or(0.0),
+    );
+    assert!(w0 <= 5.0, "{w0} writes before the first deferral");
+    // Another assessment, created during the storm, is evaluated.
+    apply("calm").await;
+    eventually(
+        "the calm assessment evaluated",
+        Duration::from_secs(20),
+        || async {
+            let a = api.get("calm").await.map_err(|e| e.to_string())?;
+            a.status
+                .and_then(|s| s.level)
+                .ok_or_else(|| "not evaluated yet".to_string())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (wa, da) = (
+        operator.metric(writes).await.unwrap_or(0.0),
+        operator.metric(deferred).await.unwrap_or(0.0),
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let (w1, d1) = (
+        operator.metric(writes).await.unwrap_or(0.0),
+        operator.metric(deferred).await.unwrap_or(0.0),
+    );
+    // Over these 20 s: the churner's 2 refills (3 if the window straddles one more), the
+    // settled calm one's none.
+    assert!(w1 - wa <= 3.0, "{} writes in 20 s", w1 - wa);
+    // It still asks to write on every pass: each deferral is counted, and the pass after
+    // it comes when the budget allows (so the passes and their queries are bounded too).
+    assert!(d1 - da >= 2.0, "only {} deferred in 20 s", d1 - da);
+    let churner = api.get("churner").await.unwrap();
+    assert!(churner.status.and_then(|s| s.level).is_some());
+    println!(
+        "storm: {w0} writes before the first deferral ({d0} deferred); later {} writes in 20 s with {} deferred",
+        w1 - wa,
+        d1 - da
+    );
+    let (code, _) = operator.get("/readyz", None).await.unwrap();
+    assert_eq!(code, 200);
+    drop(operator);
+    ctx.cleanup().await;
+}

@@ -188,6 +188,11 @@ impl RolloutPhase {
             Self::Promoted | Self::RolledBack | Self::Superseded | Self::Released
         )
     }
+
+    /// The operator is acting on the rollout (not ended, not held for a person).
+    pub fn is_under_way(self) -> bool {
+        !self.is_terminal() && self != Self::Held
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -15,6 +15,17 @@ pub fn failpoint(name: &str) {
     }
 }
 
+/// A test hook: with `MATURITY_FAILPOINT_CHURN=<name>` in the environment the object named
+/// so gets a status that differs on every pass and is looked at again at once, the shape
+/// of the write storms of issue 14 (a wrapped jitter wrote 47 times a second), so that the
+/// write budget ([`super::writes`]) is tested end to end (`tests/hostile.rs`). Unset, it
+/// is never true.
+pub fn churns(name: &str) -> bool {
+    static CHURN_ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let on = CHURN_ON.get_or_init(|| std::env::var("MATURITY_FAILPOINT_CHURN").ok());
+    on.as_deref() == Some(name)
+}
+
 /// `pass`, with a panic inside it turned into [`Error::Panicked`] (its message): one
 /// object's bug never ends the controller.
 pub async fn guarded<T>(pass: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {

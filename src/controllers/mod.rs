@@ -10,6 +10,7 @@ pub mod guard;
 pub mod maturity_assessment;
 pub mod response_time_target;
 pub mod runtime;
+pub mod writes;
 
 use std::time::Duration;
 
@@ -29,6 +30,19 @@ pub struct Context {
     pub settings: Settings,
     /// This process, as named in the drill runs it starts (a restarted operator is another).
     pub instance: String,
+    /// Each object's status-write budget.
+    pub writes: writes::WriteBudget,
+}
+
+/// What [`Context::write_status`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Written {
+    /// The status was as wanted already.
+    Unchanged,
+    Written,
+    /// The object's write budget is used up: nothing written; do nothing that needs the
+    /// write and look again after this long.
+    Deferred(Duration),
 }
 
 impl Context {
@@ -47,11 +61,48 @@ impl Context {
             clock,
             settings,
             instance,
+            writes: writes::WriteBudget::default(),
         }
     }
 }
 
 impl Context {
+    /// Writes `new` as `object`'s status when it differs from `old`, within the object's
+    /// write budget ([`writes`]); `busy`: a run or rollout is under way (in `old` or `new`),
+    /// so the write is always allowed.
+    pub async fn write_status<K, S>(
+        &self,
+        object: &K,
+        old: &S,
+        new: &S,
+        busy: bool,
+    ) -> Result<Written, k8s::Error>
+    where
+        K: k8s::Namespaced,
+        S: serde::Serialize + PartialEq,
+    {
+        use kube::ResourceExt;
+        if old == new {
+            return Ok(Written::Unchanged);
+        }
+        let kind = K::kind(&()).to_string();
+        let key = format!(
+            "{kind}/{}/{}",
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        );
+        if let writes::Allowance::Wait(wait) = self.writes.ask(&key, busy, self.clock.now()) {
+            self.metrics
+                .status_writes_deferred
+                .with_label_values(&[&kind])
+                .inc();
+            tracing::debug!(object = %key, ?wait, "status write deferred: write budget used up");
+            return Ok(Written::Deferred(wait));
+        }
+        self.kube.write_status_if_changed(object, old, new).await?;
+        Ok(Written::Written)
+    }
+
     /// `query`, written by the author of an object of `namespace`, as it may be sent: every
     /// selector scoped to that namespace (unless the operator runs single-tenant).
     pub fn scoped(&self, query: &str, namespace: &str) -> Result<String, EnforceError> {

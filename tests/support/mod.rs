@@ -7,6 +7,7 @@
 //! - The synthetic exporter itself is `maturity_operator::synthetic`.
 #![allow(dead_code)]
 
+pub mod api_proxy;
 pub mod cluster;
 #[allow(dead_code)] // only the fault tests use it
 pub mod fault;

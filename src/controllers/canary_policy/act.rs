@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
 
-use super::super::{Context, Error};
+use super::super::{Context, Error, Written};
 use super::metrics::CanaryMetrics;
 use crate::canary::decide::{Observed, Outcome};
 use crate::canary::deployment::{Action, DeploymentView, patch_for};
@@ -19,9 +19,15 @@ pub async fn act(
 ) -> Result<Requeue, Error> {
     let policy = &o.policy;
     let old = policy.status.clone().unwrap_or_default();
-    ctx.kube
-        .write_status_if_changed(policy, &old, &outcome.status)
-        .await?;
+    let busy = [&old, &outcome.status]
+        .iter()
+        .any(|s| s.rollouts.iter().any(|r| r.phase.is_under_way()));
+    if let Written::Deferred(wait) = ctx
+        .write_status(policy, &old, &outcome.status, busy)
+        .await?
+    {
+        return Ok(Requeue::requeue(wait));
+    }
     let ns = policy.namespace().unwrap_or_default();
     for (view, action) in &outcome.actions {
         change(ctx, &ns, view, action).await?;

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
 
-use super::super::{Context, Error};
+use super::super::{Context, Error, Written};
 use super::metrics::DrillMetrics;
 use crate::drill::decide::{Observed, Outcome};
 use crate::drill::run::{Effect, TargetView};
@@ -23,9 +23,10 @@ pub async fn act(
     let drill = &o.drill;
     let (ns, name) = (drill.namespace().unwrap_or_default(), drill.name_any());
     let old = drill.status.clone().unwrap_or_default();
-    ctx.kube
-        .write_status_if_changed(drill, &old, &outcome.status)
-        .await?;
+    let busy = old.active.is_some() || outcome.status.active.is_some();
+    if let Written::Deferred(wait) = ctx.write_status(drill, &old, &outcome.status, busy).await? {
+        return Ok(Requeue::requeue(wait));
+    }
     if let Some((view, effect)) = &outcome.effect {
         change(ctx, &ns, view, effect).await?;
     }

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::super::{Context, Error};
+use super::super::{Context, Error, Written};
 use super::metrics::MaturityMetrics;
 use crate::api::MaturityAssessment;
 use crate::api::names::{MANAGED_BY, MANAGED_BY_LABEL};
@@ -28,9 +28,9 @@ pub async fn act(
         write_report(ctx, a, &ns, &name, report).await?;
     }
     let old = a.status.clone().unwrap_or_default();
-    ctx.kube
-        .write_status_if_changed(a, &old, &outcome.status)
-        .await?;
+    if let Written::Deferred(wait) = ctx.write_status(a, &old, &outcome.status, false).await? {
+        return Ok(Action::requeue(wait));
+    }
     metrics.export(&ns, &name, &outcome.status);
     Ok(Action::requeue(outcome.requeue))
 }

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::Event;
 use kube::runtime::reflector::Store;
@@ -64,6 +66,10 @@ async fn reconcile(
     let Some(observed) = observe::observe(&ctx, &cached, now).await? else {
         return Ok(Action::requeue(ctx.settings.assessment_interval));
     };
-    let outcome = decide::decide(&observed, now);
+    let mut outcome = decide::decide(&observed, now);
+    if super::guard::churns(&cached.name_any()) {
+        outcome.status.common.last_evaluated = Some(Time(now));
+        outcome.requeue = Duration::from_millis(20);
+    }
     act::act(&ctx, &metrics, &observed, outcome).await
 }

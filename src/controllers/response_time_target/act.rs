@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use super::super::Context;
+use super::super::{Context, Written};
 use super::KIND;
 use super::metrics::RttMetrics;
 use crate::api::ResponseTimeTarget;
@@ -25,16 +25,12 @@ pub async fn evaluated(
     let outcome = decide::decide(t, obs, queries, figures, ctx.clock.now());
     metrics.export(t, &outcome.evaluation);
     let old = t.status.clone().unwrap_or_default();
-    match ctx
-        .kube
-        .write_status_if_changed(t, &old, &outcome.status)
-        .await
-    {
+    match ctx.write_status(t, &old, &outcome.status, false).await {
         Ok(written) => {
-            if written {
+            if written == Written::Written {
                 ctx.kube.publish(t, "Evaluate", &outcome.notes).await;
             }
-            written
+            written == Written::Written
         }
         Err(e) => {
             tracing::warn!(target = %t.name_any(), error = %e, "status write failed");

@@ -1,0 +1,462 @@
+//! `kill -9` of the operator in every phase of a drill and of a canary rollout (issue 14's
+//! fault suite): against the real API server, with pods on kwok that become Ready only
+//! 4 s after they are scheduled (the `pod-ready-slow` stage of `hack/kwok/pod-ready.yaml`,
+//! chosen by the pod annotation `pod-ready.stage.kwok.x-k8s.io/delay`), so that waiting
+//! phases last long enough to land in; the phases that last one pass (a drill's Injecting
+//! and Restoring) are made to last by the API proxy (`support::api_proxy`), which holds
+//! the operator's next request of that phase and never forwards it: the operator dies in
+//! the middle of the action. Each kill is asserted to have landed in its phase: the phase
+//! is read before the kill and again after it (the process is gone, so it cannot have
+//! moved on). After each restart the run goes on from status; at the end nothing the drill
+//! or rollout changed is left changed, and the run is recorded. Recovery times printed
+//! (`--nocapture`).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use maturity_operator::api::canary_policy::RolloutPhase;
+use maturity_operator::api::drill_schedule::{DrillPhase, RunResult};
+use maturity_operator::api::{CanaryPolicy, DrillSchedule};
+use maturity_operator::synthetic::SyntheticExporter;
+use maturity_operator::synthetic::follow::{Behaviour, follow};
+use serde_json::json;
+use support::api_proxy::{ApiFault, ApiProxy, Rule};
+use support::cluster::TestContext;
+use support::eventually;
+use support::operator::{Operator, remove_webhook, webhook_flags, webhook_recording};
+use support::prom::ScrapeTarget;
+
+/// How long after it is scheduled a test pod becomes Ready.
+const READY_AFTER: &str = "4s";
+
+/// Deployment `name` with `replicas` pods that become Ready [`READY_AFTER`] after they are
+/// scheduled.
+async fn slow_deployment(ctx: &TestContext, name: &str, replicas: i32, image: &str) {
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name},
+                                           "annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": READY_AFTER}},
+                              "spec": {"containers": [{"name": "app", "image": image}]}}}
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(ctx.client.clone(), &ctx.namespace)
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create the Deployment");
+    ctx.wait_available(name, replicas).await;
+}
+
+/// The operator through `proxy`, with its webhook (which records authors) on the same
+/// port each time.
+struct Restarts<'a> {
+    ctx: &'a TestContext,
+    proxy: &'a ApiProxy,
+    flags: Vec<String>,
+    extra: Vec<String>,
+    /// The phases a kill landed in, in order.
+    landed: Vec<String>,
+}
+
+impl<'a> Restarts<'a> {
+    fn new(ctx: &'a TestContext, proxy: &'a ApiProxy, extra: &[&str]) -> Self {
+        Self {
+            ctx,
+            proxy,
+            flags: webhook_flags(&ctx.namespace),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            landed: Vec::new(),
+        }
+    }
+
+    async fn start(&self) -> Operator {
+        let mut flags = self.flags.clone();
+        flags.extend(self.extra.iter().cloned());
+        let kubeconfig = self.proxy.kubeconfig_var();
+        let operator = Operator::start_with_env(
+            &self.ctx.env,
+            &self.ctx.namespace,
+            &self.ctx.env.prometheus_url,
+            "2s",
+            &flags,
+            &[("KUBECONFIG", kubeconfig.as_str())],
+        );
+        webhook_recording(&self.ctx.client, &self.ctx.namespace).await;
+        operator
+    }
+
+    /// Kills `operator` with SIGKILL, asserting that `phase()` says `want` just before and
+    /// just after: the kill landed in that phase.
+    async fn kill_in<F, Fut>(&mut self, mut operator: Operator, want: &str, phase: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = String>,
+    {
+        assert_eq!(phase().await, want, "not in {want} before the kill");
+        operator.signal("KILL");
+        assert!(
+            operator.wait_exit(Duration::from_secs(5)).is_some(),
+            "the operator survived kill -9"
+        );
+        assert_eq!(
+            phase().await,
+            want,
+            "moved on from {want} before the kill landed"
+        );
+        self.landed.push(want.to_string());
+    }
+}
+
+async fn drill_phase(api: &Api<DrillSchedule>) -> String {
+    let d = api.get("crash").await.expect("read the drill");
+    match d.status.and_then(|s| s.active) {
+        Some(a) => format!("{:?}", a.phase),
+        None => "none".into(),
+    }
+}
+
+async fn wait_drill_phase(api: &Api<DrillSchedule>, want: DrillPhase) {
+    let want = format!("{want:?}");
+    eventually(
+        &format!("drill {want}"),
+        Duration::from_secs(30),
+        || async {
+            let got = drill_phase(api).await;
+            if got == want { Ok(()) } else { Err(got) }
+        },
+    )
+    .await;
+}
+
+async fn replicas(api: &Api<Deployment>, name: &str) -> i32 {
+    api.get(name)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .replicas
+        .unwrap_or(1)
+}
+
+#[tokio::test]
+async fn a_drill_killed_in_every_phase_restores_exactly_and_records_the_run() {
+    let ctx = TestContext::new("crashdrill").await;
+    let ns = ctx.namespace.clone();
+    slow_deployment(&ctx, "web", 3, "shop/web:v1").await;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let drills: Api<DrillSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    let proxy = ApiProxy::start(&ctx.env).await;
+    let mut r = Restarts::new(&ctx, &proxy, &[]);
+    let phase = || drill_phase(&drills);
+    let status_path = format!("/namespaces/{ns}/drillschedules/crash/status");
+
+    // Injecting: the start is recorded; the write that moves on to Holding (made before
+    // the scale-down) is held.
+    proxy.add(Rule::new("PATCH", &status_path, ApiFault::Hold).body(r#""phase":"Holding""#));
+    let operator = r.start().await;
+    let d: DrillSchedule = serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+        "metadata": {"name": "crash", "annotations": {"maturity.sre.dev/run-now": "1"}},
+        "spec": {"schedule": "0 0 1 1 *", "target": {"name": "web"},
+                 "action": {"scaleDown": {"replicas": 1, "hold": "8s"}},
+                 "checkInterval": "1s", "recoveryDeadline": "60s"}
+    }))
+    .unwrap();
+    drills.create(&PostParams::default(), &d).await.unwrap();
+    proxy.wait_held(Duration::from_secs(30)).await;
+    r.kill_in(operator, "Injecting", phase).await;
+    assert_eq!(
+        replicas(&deployments, "web").await,
+        3,
+        "scaled before the write"
+    );
+
+    // Holding: the scale-down is in place for 8 s. The restore (a patch back to 3) will be
+    // held next.
+    proxy.clear();
+    proxy.add(
+        Rule::new(
+            "PATCH",
+            &format!("/namespaces/{ns}/deployments/web"),
+            ApiFault::Hold,
+        )
+        .body(r#""replicas":3"#),
+    );
+    let operator = r.start().await;
+    wait_drill_phase(&drills, DrillPhase::Holding).await;
+    eventually("scaled down to 1", Duration::from_secs(20), || async {
+        match replicas(&deployments, "web").await {
+            1 => Ok(()),
+            n => Err(n.to_string()),
+        }
+    })
+    .await;
+    r.kill_in(operator, "Holding", phase).await;
+
+    // Restoring: recorded, and the patch back to 3 replicas held.
+    let before = proxy.count(&ApiFault::Hold);
+    let operator = r.start().await;
+    eventually("the restore held", Duration::from_secs(30), || async {
+        if proxy.count(&ApiFault::Hold) > before {
+            Ok(())
+        } else {
+            Err(drill_phase(&drills).await)
+        }
+    })
+    .await;
+    r.kill_in(operator, "Restoring", phase).await;
+    assert_eq!(
+        replicas(&deployments, "web").await,
+        1,
+        "restored though held"
+    );
+
+    // Recovering: restored to 3; the two new pods take 4 s to become Ready.
+    proxy.clear();
+    let operator = r.start().await;
+    wait_drill_phase(&drills, DrillPhase::Recovering).await;
+    r.kill_in(operator, "Recovering", phase).await;
+
+    let restarted = Instant::now();
+    let _operator = r.start().await;
+    let run = eventually("the run recorded", Duration::from_secs(60), || async {
+        let s = drills
+            .get("crash")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
+        match (s.active, s.runs.first()) {
+            (None, Some(run)) => Ok(run.clone()),
+            (a, _) => Err(format!("{:?}", a.map(|a| a.phase))),
+        }
+    })
+    .await;
+    println!(
+        "drill: kills landed in {:?}; after the last restart the run was recorded in {:?}: {:?}",
+        r.landed,
+        restarted.elapsed(),
+        run.reason
+    );
+    assert_eq!(
+        r.landed,
+        ["Injecting", "Holding", "Restoring", "Recovering"],
+        "a kill in every phase"
+    );
+    assert_eq!(run.result, RunResult::Passed, "{run:?}");
+    assert_eq!(
+        replicas(&deployments, "web").await,
+        3,
+        "exactly the original"
+    );
+    ctx.wait_available("web", 3).await;
+    let reasons = ctx.event_reasons("DrillSchedule").await;
+    assert!(
+        reasons.iter().filter(|r| *r == "DrillResumed").count() >= 1,
+        "{reasons:?}"
+    );
+    support::cluster::delete_all_and_wait(&drills).await;
+    drop(_operator);
+    remove_webhook(&ctx.client, &ns).await;
+    ctx.cleanup().await;
+}
+
+async fn rollout_phase(api: &Api<CanaryPolicy>) -> String {
+    let p = api.get("crash").await.expect("read the policy");
+    match p.status.and_then(|s| s.rollouts.into_iter().next()) {
+        Some(r) => format!("{:?} step {}", r.phase, r.step + 1),
+        None => "none".into(),
+    }
+}
+
+async fn wait_rollout_phase(api: &Api<CanaryPolicy>, want: &str) {
+    eventually(want, Duration::from_secs(60), || async {
+        let got = rollout_phase(api).await;
+        if got == want { Ok(()) } else { Err(got) }
+    })
+    .await;
+}
+
+/// Every replica runs `image`, updated and available, and the Deployment is not paused.
+async fn wait_complete(api: &Api<Deployment>, image: &str) {
+    eventually(
+        &format!("complete on {image}"),
+        Duration::from_secs(60),
+        || async {
+            let d = api.get("web").await.map_err(|e| e.to_string())?;
+            let spec = d.spec.clone().unwrap();
+            let s = d.status.clone().unwrap_or_default();
+            let got = spec.template.spec.as_ref().unwrap().containers[0]
+                .image
+                .clone();
+            let want = spec.replicas;
+            if got.as_deref() == Some(image)
+                && spec.paused != Some(true)
+                && s.updated_replicas == want
+                && s.available_replicas == want
+                && s.replicas == want
+            {
+                Ok(())
+            } else {
+                Err(format!("{got:?} paused {:?} {s:?}", spec.paused))
+            }
+        },
+    )
+    .await;
+}
+
+async fn set_image(api: &Api<Deployment>, image: &str) {
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
+    api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("change the template");
+}
+
+#[tokio::test]
+async fn a_canary_killed_in_every_step_promoting_and_rolling_back_ends_as_analysed() {
+    let ctx = TestContext::new("crashcanary").await;
+    let ns = ctx.namespace.clone();
+    let exporter = Arc::new(
+        SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("start exporter"),
+    );
+    let _target = ScrapeTarget::register(&ctx.env, &ns, exporter.addr(), &[]);
+    let app = tokio::spawn(follow(
+        ctx.client.clone(),
+        ns.clone(),
+        exporter.clone(),
+        Behaviour {
+            rules: vec![(":bad".into(), Some(0.5))],
+        },
+    ));
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let policies: Api<CanaryPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    let proxy = ApiProxy::start(&ctx.env).await;
+    let mut r = Restarts::new(&ctx, &proxy, &[]);
+    let phase = || rollout_phase(&policies);
+    let operator = r.start().await;
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "labels": {"app": "web", "canary": "on"}},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"},
+                                           "annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": READY_AFTER}},
+                              "spec": {"containers": [{"name": "app", "image": "shop/web:v1"}]}}}
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    wait_complete(&deployments, "shop/web:v1").await;
+    let error_ratio = r#"(sum(rate(http_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",pod_template_hash="{{canary_hash}}",code="500"}[5s])) or vector(0))
+  / sum(rate(http_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",pod_template_hash="{{canary_hash}}"}[5s]))"#;
+    let p: CanaryPolicy = serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "CanaryPolicy",
+        "metadata": {"name": "crash"},
+        "spec": {
+            "selector": {"matchLabels": {"canary": "on"}},
+            "steps": [{"weight": 25, "analyze": "4s"}, {"weight": 50, "analyze": "4s"}],
+            "analysis": {"interval": "2s", "failureLimit": 1, "onNoData": "Inconclusive",
+                         "metrics": [{"name": "error-ratio", "query": error_ratio, "max": 0.05}]},
+            "rollback": "Automatic",
+        }
+    }))
+    .unwrap();
+    policies.create(&PostParams::default(), &p).await.unwrap();
+    eventually("policy Ready", Duration::from_secs(30), || async {
+        let p = policies.get("crash").await.map_err(|e| e.to_string())?;
+        let ready = p
+            .status
+            .and_then(|s| s.common.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status);
+        (ready.as_deref() == Some("True"))
+            .then_some(())
+            .ok_or(format!("Ready={ready:?}"))
+    })
+    .await;
+    // The API server's view of the webhook configuration is refreshed by a watch.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // A good version, killed in each step's two phases and while promoting.
+    set_image(&deployments, "shop/web:v2").await;
+    let mut operator = Some(operator);
+    let mut first_started = None;
+    for want in [
+        "Progressing step 1",
+        "Analyzing step 1",
+        "Progressing step 2",
+        "Analyzing step 2",
+        "Promoting step 2",
+    ] {
+        let running = match operator.take() {
+            Some(o) => o,
+            None => r.start().await,
+        };
+        wait_rollout_phase(&policies, want).await;
+        if first_started.is_none() {
+            let s = policies.get("crash").await.unwrap().status.unwrap();
+            first_started = Some(s.rollouts[0].started_at.clone());
+        }
+        r.kill_in(running, want, phase).await;
+    }
+    let restarted = Instant::now();
+    let running = r.start().await;
+    wait_rollout_phase(&policies, "Promoted step 2").await;
+    let promoted_after = restarted.elapsed();
+    wait_complete(&deployments, "shop/web:v2").await;
+    let s = policies.get("crash").await.unwrap().status.unwrap();
+    let rollout = &s.rollouts[0];
+    assert_eq!(
+        Some(rollout.started_at.clone()),
+        first_started,
+        "the same rollout"
+    );
+    let step_starts = rollout
+        .transitions
+        .iter()
+        .filter(|t| t.phase == RolloutPhase::Progressing)
+        .count();
+    assert_eq!(
+        step_starts, 2,
+        "each step started once: {:#?}",
+        rollout.transitions
+    );
+
+    // A bad version: killed while rolling back.
+    set_image(&deployments, "shop/web:v3:bad").await;
+    let restarted_back;
+    {
+        wait_rollout_phase(&policies, "RollingBack step 1").await;
+        r.kill_in(running, "RollingBack step 1", phase).await;
+        restarted_back = Instant::now();
+        let _running = r.start().await;
+        wait_rollout_phase(&policies, "RolledBack step 1").await;
+        let rolled_back_after = restarted_back.elapsed();
+        wait_complete(&deployments, "shop/web:v2").await;
+        println!(
+            "canary: kills landed in {:?}; after the last restart Promoted in {promoted_after:?}, RolledBack in {rolled_back_after:?}",
+            r.landed
+        );
+        assert_eq!(
+            r.landed,
+            [
+                "Progressing step 1",
+                "Analyzing step 1",
+                "Progressing step 2",
+                "Analyzing step 2",
+                "Promoting step 2",
+                "RollingBack step 1"
+            ]
+        );
+        app.abort();
+        support::cluster::delete_all_and_wait(&policies).await;
+    }
+    remove_webhook(&ctx.client, &ns).await;
+    ctx.cleanup().await;
+}
