@@ -354,6 +354,11 @@ async fn a_canary_killed_in_every_step_promoting_and_rolling_back_ends_as_analys
         .await
         .unwrap();
     wait_complete(&deployments, "shop/web:v1").await;
+    let strategy = || async {
+        let d = deployments.get("web").await.unwrap().spec.unwrap();
+        (d.strategy, d.paused)
+    };
+    let own = strategy().await;
     let error_ratio = r#"(sum(rate(http_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",pod_template_hash="{{canary_hash}}",code="500"}[5s])) or vector(0))
   / sum(rate(http_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",pod_template_hash="{{canary_hash}}"}[5s]))"#;
     let p: CanaryPolicy = serde_json::from_value(json!({
@@ -410,6 +415,7 @@ async fn a_canary_killed_in_every_step_promoting_and_rolling_back_ends_as_analys
     wait_rollout_phase(&policies, "Promoted step 2").await;
     let promoted_after = restarted.elapsed();
     wait_complete(&deployments, "shop/web:v2").await;
+    assert_eq!(strategy().await, own, "the Deployment's own settings restored");
     let s = policies.get("crash").await.unwrap().status.unwrap();
     let rollout = &s.rollouts[0];
     assert_eq!(
@@ -439,6 +445,7 @@ async fn a_canary_killed_in_every_step_promoting_and_rolling_back_ends_as_analys
         wait_rollout_phase(&policies, "RolledBack step 1").await;
         let rolled_back_after = restarted_back.elapsed();
         wait_complete(&deployments, "shop/web:v2").await;
+        assert_eq!(strategy().await, own, "the Deployment's own settings restored");
         println!(
             "canary: kills landed in {:?}; after the last restart Promoted in {promoted_after:?}, RolledBack in {rolled_back_after:?}",
             r.landed
@@ -457,6 +464,187 @@ async fn a_canary_killed_in_every_step_promoting_and_rolling_back_ends_as_analys
         app.abort();
         support::cluster::delete_all_and_wait(&policies).await;
     }
+    remove_webhook(&ctx.client, &ns).await;
+    ctx.cleanup().await;
+}
+
+/// An operator with leader election (lease 6 s, renew deadline 4 s, retry 1 s) and its
+/// webhook, acting in the test's namespace.
+fn candidate(ctx: &TestContext, identity: &str) -> Operator {
+    let mut extra = webhook_flags(&ctx.namespace);
+    extra.extend(
+        [
+            "--leader-election",
+            "--leader-election-lease=maturity-operator",
+            "--leader-election-lease-duration=6s",
+            "--leader-election-renew-deadline=4s",
+            "--leader-election-retry-period=1s",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    extra.push(format!("--leader-election-namespace={}", ctx.namespace));
+    extra.push(format!("--leader-election-identity={identity}"));
+    Operator::start_with(
+        &ctx.env,
+        &ctx.namespace,
+        &ctx.env.prometheus_url,
+        "2s",
+        &extra,
+    )
+}
+
+async fn wait_leads(op: &Operator, who: &str) {
+    eventually(&format!("{who} leads"), Duration::from_secs(40), || async {
+        match op.metric("maturity_operator_leader").await {
+            Some(1.0) => Ok(()),
+            other => Err(format!("leader gauge {other:?}")),
+        }
+    })
+    .await;
+}
+
+/// The leader frozen (SIGSTOP) mid-drill loses its lease: the standby takes over, resumes
+/// the drill from status, restores and records it; the old leader, woken, steps down and
+/// exits without writing anything or touching the workload.
+#[tokio::test]
+async fn the_lease_lost_mid_drill_the_successor_restores_and_the_old_leader_does_nothing() {
+    let ctx = TestContext::new("crashlease").await;
+    let ns = ctx.namespace.clone();
+    slow_deployment(&ctx, "web", 3, "shop/web:v1").await;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let drills: Api<DrillSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut a = candidate(&ctx, "a");
+    wait_leads(&a, "a").await;
+    webhook_recording(&ctx.client, &ns).await;
+    // b registers the webhook configuration again, for its own address.
+    let b = candidate(&ctx, "b");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    webhook_recording(&ctx.client, &ns).await;
+    assert_eq!(
+        b.metric("maturity_operator_leader").await,
+        Some(0.0),
+        "b stands by"
+    );
+    let d: DrillSchedule = serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+        "metadata": {"name": "crash", "annotations": {"maturity.sre.dev/run-now": "1"}},
+        "spec": {"schedule": "0 0 1 1 *", "target": {"name": "web"},
+                 "action": {"scaleDown": {"replicas": 1, "hold": "15s"}},
+                 "checkInterval": "1s", "recoveryDeadline": "90s"}
+    }))
+    .unwrap();
+    drills.create(&PostParams::default(), &d).await.unwrap();
+    wait_drill_phase(&drills, DrillPhase::Holding).await;
+    assert_eq!(replicas(&deployments, "web").await, 1);
+
+    a.signal("STOP");
+    let frozen = Instant::now();
+    assert_eq!(drill_phase(&drills).await, "Holding", "frozen mid-drill");
+    wait_leads(&b, "b").await;
+    let took_over = frozen.elapsed();
+    let run = eventually("the run recorded by b", Duration::from_secs(90), || async {
+        let s = drills.get("crash").await.unwrap().status.unwrap_or_default();
+        match (s.active, s.runs.first()) {
+            (None, Some(run)) => Ok(run.clone()),
+            (a, _) => Err(format!("{:?}", a.map(|a| a.phase))),
+        }
+    })
+    .await;
+    assert_eq!(run.result, RunResult::Passed, "{run:?}");
+    assert!(
+        run.reason.as_deref().unwrap_or_default().contains("resumed"),
+        "{run:?}"
+    );
+    assert_eq!(replicas(&deployments, "web").await, 3);
+    let recorded = drills.get("crash").await.unwrap();
+
+    // The old leader wakes past its lease: it must step down, not write.
+    a.signal("CONT");
+    let exit = a.wait_exit(Duration::from_secs(20));
+    assert!(
+        exit.is_some_and(|s| !s.success()),
+        "the deposed leader should exit with an error: {exit:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = drills.get("crash").await.unwrap();
+    assert_eq!(
+        after.status, recorded.status,
+        "the old leader wrote after waking"
+    );
+    assert_eq!(replicas(&deployments, "web").await, 3, "the old leader scaled");
+    println!(
+        "lease lost mid-drill: b led {took_over:?} after a froze; run {:?}",
+        run.reason
+    );
+    support::cluster::delete_all_and_wait(&drills).await;
+    drop(b);
+    remove_webhook(&ctx.client, &ns).await;
+    ctx.cleanup().await;
+}
+
+/// SIGTERM while the operator is in the middle of restoring (its patch held by the API
+/// proxy): it stops within the API call timeout, exits 0, and the next operator finishes
+/// the restore from status.
+#[tokio::test]
+async fn sigterm_mid_restore_exits_cleanly_and_the_next_operator_restores() {
+    let ctx = TestContext::new("crashterm").await;
+    let ns = ctx.namespace.clone();
+    slow_deployment(&ctx, "web", 3, "shop/web:v1").await;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let drills: Api<DrillSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    let proxy = ApiProxy::start(&ctx.env).await;
+    let r = Restarts::new(&ctx, &proxy, &[]);
+    proxy.add(
+        Rule::new(
+            "PATCH",
+            &format!("/namespaces/{ns}/deployments/web"),
+            ApiFault::Hold,
+        )
+        .body(r#""replicas":3"#),
+    );
+    let mut operator = r.start().await;
+    let d: DrillSchedule = serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+        "metadata": {"name": "crash", "annotations": {"maturity.sre.dev/run-now": "1"}},
+        "spec": {"schedule": "0 0 1 1 *", "target": {"name": "web"},
+                 "action": {"scaleDown": {"replicas": 1, "hold": "2s"}},
+                 "checkInterval": "1s", "recoveryDeadline": "60s"}
+    }))
+    .unwrap();
+    drills.create(&PostParams::default(), &d).await.unwrap();
+    proxy.wait_held(Duration::from_secs(30)).await;
+    assert_eq!(drill_phase(&drills).await, "Restoring");
+    operator.signal("TERM");
+    let termed = Instant::now();
+    let exit = operator.wait_exit(Duration::from_secs(30));
+    let stopped_in = termed.elapsed();
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "SIGTERM should end the operator cleanly: {exit:?}"
+    );
+    assert_eq!(drill_phase(&drills).await, "Restoring");
+    assert_eq!(replicas(&deployments, "web").await, 1);
+
+    proxy.clear();
+    let restarted = Instant::now();
+    let _operator = r.start().await;
+    let run = eventually("the run recorded", Duration::from_secs(60), || async {
+        let s = drills.get("crash").await.unwrap().status.unwrap_or_default();
+        match (s.active, s.runs.first()) {
+            (None, Some(run)) => Ok(run.clone()),
+            (a, _) => Err(format!("{:?}", a.map(|a| a.phase))),
+        }
+    })
+    .await;
+    println!(
+        "SIGTERM mid-restore: exited in {stopped_in:?}; the next operator recorded the run {:?} later",
+        restarted.elapsed()
+    );
+    assert_eq!(run.result, RunResult::Passed, "{run:?}");
+    assert_eq!(replicas(&deployments, "web").await, 3);
+    support::cluster::delete_all_and_wait(&drills).await;
+    drop(_operator);
     remove_webhook(&ctx.client, &ns).await;
     ctx.cleanup().await;
 }

@@ -376,3 +376,92 @@ async fn api_server_errors_are_retried_and_a_gone_watch_lists_again() {
     drop(operator);
     ctx.cleanup().await;
 }
+
+/// 1,000 assessments created at once (the proxy in front of Prometheus passes everything
+/// and counts): Prometheus never has more than the operator's 4 queries in flight, each
+/// assessment costs the queries one assessment costs, status is written about once per
+/// assessment, every one is evaluated, and the operator stays ready. Times printed.
+#[tokio::test]
+async fn a_burst_of_a_thousand_objects_keeps_prometheus_and_the_api_server_load_bounded() {
+    use futures::StreamExt;
+    const N: usize = 1000;
+    let ctx = TestContext::new("burst").await;
+    let ns = ctx.namespace.clone();
+    let proxy = FaultProxy::start(&ctx.env.prometheus_url).await;
+    let operator = Operator::start_with(
+        &ctx.env,
+        &ns,
+        &proxy.url,
+        "2s",
+        &[
+            "--assessment-interval=300s".to_string(),
+            "--prometheus-max-in-flight=4".to_string(),
+        ],
+    );
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let doc = |name: String| -> MaturityAssessment {
+        serde_json::from_value(json!({
+            "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+            "metadata": {"name": name}, "spec": {"scope": {}}
+        }))
+        .unwrap()
+    };
+    let levels = |api: Api<MaturityAssessment>| async move {
+        api.list(&Default::default())
+            .await
+            .map(|l| l.items.iter().filter(|a| a.status.as_ref().and_then(|s| s.level).is_some()).count())
+            .unwrap_or(0)
+    };
+    // What one assessment costs.
+    api.create(&Default::default(), &doc("one".into())).await.unwrap();
+    eventually("the first one evaluated", Duration::from_secs(30), || async {
+        match levels(api.clone()).await {
+            1 => Ok(()),
+            n => Err(n.to_string()),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let per_object = proxy.answered();
+    let writes = r#"maturity_operator_status_writes_total{kind="MaturityAssessment"}"#;
+    let writes_one = operator.metric(writes).await.unwrap_or(0.0);
+    assert!(per_object > 0, "one assessment sent no query");
+
+    let started = Instant::now();
+    futures::stream::iter((0..N).map(|i| {
+        let (api, a) = (api.clone(), doc(format!("burst-{i}")));
+        async move { api.create(&Default::default(), &a).await.unwrap() }
+    }))
+    .buffer_unordered(50)
+    .collect::<Vec<_>>()
+    .await;
+    let created = started.elapsed();
+    eventually("all evaluated", Duration::from_secs(600), || async {
+        match levels(api.clone()).await {
+            n if n == N + 1 => Ok(()),
+            n => Err(format!("{n} of {}", N + 1)),
+        }
+    })
+    .await;
+    let evaluated = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let queries = proxy.answered() - per_object;
+    let written = operator.metric(writes).await.unwrap_or(0.0) - writes_one;
+    println!(
+        "burst of {N}: created in {created:?}, all evaluated after {evaluated:?}; {queries} Prometheus queries ({per_object} for one), at most {} in flight; {written} status writes ({writes_one} for one)",
+        proxy.max_in_flight()
+    );
+    assert!(proxy.max_in_flight() <= 4, "{} queries in flight", proxy.max_in_flight());
+    assert!(
+        queries <= N * per_object,
+        "{queries} queries for {N} assessments, {per_object} for one"
+    );
+    assert!(
+        written <= (N as f64) * writes_one.max(1.0),
+        "{written} writes for {N} assessments, {writes_one} for one"
+    );
+    let (code, _) = operator.get("/readyz", None).await.unwrap();
+    assert_eq!(code, 200);
+    drop(operator);
+    ctx.cleanup().await;
+}

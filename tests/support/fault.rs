@@ -37,6 +37,10 @@ pub enum Fault {
 pub struct FaultProxy {
     pub url: String,
     fault: Arc<Mutex<Fault>>,
+    /// Requests being answered now, and the most there ever were at once.
+    load: Arc<Mutex<(usize, usize)>>,
+    /// Requests answered in all.
+    answered: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -48,16 +52,46 @@ impl FaultProxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let fault = Arc::new(Mutex::new(Fault::Pass));
         let (upstream, shared) = (upstream.trim_end_matches('/').to_string(), fault.clone());
+        let load: Arc<Mutex<(usize, usize)>> = Arc::default();
+        let answered: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let (in_flight, count) = (load.clone(), answered.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let fault = shared.lock().unwrap().clone();
-                tokio::spawn(answer(stream, fault, upstream.clone()));
+                let (in_flight, count, upstream) =
+                    (in_flight.clone(), count.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    {
+                        let mut l = in_flight.lock().unwrap();
+                        l.0 += 1;
+                        l.1 = l.1.max(l.0);
+                    }
+                    answer(stream, fault, upstream).await;
+                    in_flight.lock().unwrap().0 -= 1;
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                });
             }
         });
-        Self { url, fault, task }
+        Self {
+            url,
+            fault,
+            load,
+            answered,
+            task,
+        }
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.load.lock().unwrap().1
+    }
+
+    /// How many requests were answered.
+    pub fn answered(&self) -> usize {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn set(&self, f: Fault) {
