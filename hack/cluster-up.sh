@@ -13,7 +13,8 @@ FAKE_NODES="${MATURITY_FAKE_NODES:-3}"
 
 # Bumped when what this script sets up changes: a cluster started by an older version is
 # stopped and started again (2: the API server authenticates to webhooks with a client
-# certificate; 3: kwok has a slow pod-ready stage for annotated pods).
+# certificate; 3: kwok has a slow pod-ready stage for annotated pods, and the API
+# server's flags are in apiserver.args).
 LAYOUT=3
 
 if [[ -f "$CLUSTER_DIR/cluster.env" ]]; then
@@ -175,16 +176,22 @@ wait_for etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
 # --- kube-apiserver -----------------------------------------------------------------
 log "starting kube-apiserver on $APISERVER_URL"
-start kube-apiserver kube-apiserver \
-  --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
-  --cert-dir "$PKI" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-  --client-ca-file "$PKI/ca.crt" --authorization-mode RBAC --allow-privileged=true \
-  --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$PKI/sa.pub" \
-  --service-account-signing-key-file "$PKI/sa.key" --service-cluster-ip-range 10.96.0.0/16 \
-  --endpoint-reconciler-type none --enable-priority-and-fairness=false \
-  --admission-control-config-file "$PKI/admission.yaml" \
+# Every flag but the port, also written to apiserver.args: tests start a second API server
+# on the same etcd with exactly these flags, to stop and restart it (tests/faults.rs).
+# shellcheck disable=SC2206
+APISERVER_ARGS=(
+  --etcd-servers "http://127.0.0.1:$ETCD_PORT"
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1
+  --cert-dir "$PKI" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key"
+  --client-ca-file "$PKI/ca.crt" --authorization-mode RBAC --allow-privileged=true
+  --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$PKI/sa.pub"
+  --service-account-signing-key-file "$PKI/sa.key" --service-cluster-ip-range 10.96.0.0/16
+  --endpoint-reconciler-type none --enable-priority-and-fairness=false
+  --admission-control-config-file "$PKI/admission.yaml"
   ${MATURITY_APISERVER_EXTRA_ARGS:-}
+)
+printf '%s\n' "${APISERVER_ARGS[@]}" >"$CLUSTER_DIR/apiserver.args"
+start kube-apiserver kube-apiserver "${APISERVER_ARGS[@]}" --secure-port "$APISERVER_PORT"
 wait_for kube-apiserver 90 api_ok /readyz
 
 # --- kube-controller-manager and kube-scheduler -------------------------------------

@@ -415,7 +415,11 @@ async fn a_canary_killed_in_every_step_promoting_and_rolling_back_ends_as_analys
     wait_rollout_phase(&policies, "Promoted step 2").await;
     let promoted_after = restarted.elapsed();
     wait_complete(&deployments, "shop/web:v2").await;
-    assert_eq!(strategy().await, own, "the Deployment's own settings restored");
+    assert_eq!(
+        strategy().await,
+        own,
+        "the Deployment's own settings restored"
+    );
     let s = policies.get("crash").await.unwrap().status.unwrap();
     let rollout = &s.rollouts[0];
     assert_eq!(
@@ -445,7 +449,11 @@ async fn a_canary_killed_in_every_step_promoting_and_rolling_back_ends_as_analys
         wait_rollout_phase(&policies, "RolledBack step 1").await;
         let rolled_back_after = restarted_back.elapsed();
         wait_complete(&deployments, "shop/web:v2").await;
-        assert_eq!(strategy().await, own, "the Deployment's own settings restored");
+        assert_eq!(
+            strategy().await,
+            own,
+            "the Deployment's own settings restored"
+        );
         println!(
             "canary: kills landed in {:?}; after the last restart Promoted in {promoted_after:?}, RolledBack in {rolled_back_after:?}",
             r.landed
@@ -544,7 +552,12 @@ async fn the_lease_lost_mid_drill_the_successor_restores_and_the_old_leader_does
     wait_leads(&b, "b").await;
     let took_over = frozen.elapsed();
     let run = eventually("the run recorded by b", Duration::from_secs(90), || async {
-        let s = drills.get("crash").await.unwrap().status.unwrap_or_default();
+        let s = drills
+            .get("crash")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
         match (s.active, s.runs.first()) {
             (None, Some(run)) => Ok(run.clone()),
             (a, _) => Err(format!("{:?}", a.map(|a| a.phase))),
@@ -553,7 +566,10 @@ async fn the_lease_lost_mid_drill_the_successor_restores_and_the_old_leader_does
     .await;
     assert_eq!(run.result, RunResult::Passed, "{run:?}");
     assert!(
-        run.reason.as_deref().unwrap_or_default().contains("resumed"),
+        run.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("resumed"),
         "{run:?}"
     );
     assert_eq!(replicas(&deployments, "web").await, 3);
@@ -572,7 +588,11 @@ async fn the_lease_lost_mid_drill_the_successor_restores_and_the_old_leader_does
         after.status, recorded.status,
         "the old leader wrote after waking"
     );
-    assert_eq!(replicas(&deployments, "web").await, 3, "the old leader scaled");
+    assert_eq!(
+        replicas(&deployments, "web").await,
+        3,
+        "the old leader scaled"
+    );
     println!(
         "lease lost mid-drill: b led {took_over:?} after a froze; run {:?}",
         run.reason
@@ -630,7 +650,12 @@ async fn sigterm_mid_restore_exits_cleanly_and_the_next_operator_restores() {
     let restarted = Instant::now();
     let _operator = r.start().await;
     let run = eventually("the run recorded", Duration::from_secs(60), || async {
-        let s = drills.get("crash").await.unwrap().status.unwrap_or_default();
+        let s = drills
+            .get("crash")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
         match (s.active, s.runs.first()) {
             (None, Some(run)) => Ok(run.clone()),
             (a, _) => Err(format!("{:?}", a.map(|a| a.phase))),

@@ -409,17 +409,28 @@ async fn a_burst_of_a_thousand_objects_keeps_prometheus_and_the_api_server_load_
     let levels = |api: Api<MaturityAssessment>| async move {
         api.list(&Default::default())
             .await
-            .map(|l| l.items.iter().filter(|a| a.status.as_ref().and_then(|s| s.level).is_some()).count())
+            .map(|l| {
+                l.items
+                    .iter()
+                    .filter(|a| a.status.as_ref().and_then(|s| s.level).is_some())
+                    .count()
+            })
             .unwrap_or(0)
     };
     // What one assessment costs.
-    api.create(&Default::default(), &doc("one".into())).await.unwrap();
-    eventually("the first one evaluated", Duration::from_secs(30), || async {
-        match levels(api.clone()).await {
-            1 => Ok(()),
-            n => Err(n.to_string()),
-        }
-    })
+    api.create(&Default::default(), &doc("one".into()))
+        .await
+        .unwrap();
+    eventually(
+        "the first one evaluated",
+        Duration::from_secs(30),
+        || async {
+            match levels(api.clone()).await {
+                1 => Ok(()),
+                n => Err(n.to_string()),
+            }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let per_object = proxy.answered();
@@ -451,7 +462,11 @@ async fn a_burst_of_a_thousand_objects_keeps_prometheus_and_the_api_server_load_
         "burst of {N}: created in {created:?}, all evaluated after {evaluated:?}; {queries} Prometheus queries ({per_object} for one), at most {} in flight; {written} status writes ({writes_one} for one)",
         proxy.max_in_flight()
     );
-    assert!(proxy.max_in_flight() <= 4, "{} queries in flight", proxy.max_in_flight());
+    assert!(
+        proxy.max_in_flight() <= 4,
+        "{} queries in flight",
+        proxy.max_in_flight()
+    );
     assert!(
         queries <= N * per_object,
         "{queries} queries for {N} assessments, {per_object} for one"
@@ -460,6 +475,88 @@ async fn a_burst_of_a_thousand_objects_keeps_prometheus_and_the_api_server_load_
         written <= (N as f64) * writes_one.max(1.0),
         "{written} writes for {N} assessments, {writes_one} for one"
     );
+    let (code, _) = operator.get("/readyz", None).await.unwrap();
+    assert_eq!(code, 200);
+    drop(operator);
+    ctx.cleanup().await;
+}
+
+/// The API server the operator talks to stopped (SIGTERM, as a restart does) for 10 s and
+/// started again: a real kube-apiserver of its own on the cluster's etcd. The operator does
+/// not exit, evaluates nothing while it cannot write, and evaluates what was created
+/// meanwhile once its API server is back (time printed).
+#[tokio::test]
+async fn the_api_server_stopped_and_started_again_and_the_operator_goes_on() {
+    use support::fault::SecondApiServer;
+    let ctx = TestContext::new("apirestart").await;
+    let ns = ctx.namespace.clone();
+    let mut second = SecondApiServer::start(&ctx.env);
+    let kubeconfig = second.kubeconfig.to_str().unwrap().to_string();
+    let mut operator = Operator::start_with_env(
+        &ctx.env,
+        &ns,
+        &ctx.env.prometheus_url,
+        "2s",
+        &["--assessment-interval=1s".to_string()],
+        &[("KUBECONFIG", kubeconfig.as_str())],
+    );
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let create = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            let a: MaturityAssessment = serde_json::from_value(json!({
+                "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+                "metadata": {"name": name}, "spec": {"scope": {}}
+            }))
+            .unwrap();
+            api.patch(name, &PatchParams::apply("faults-test"), &Patch::Apply(&a))
+                .await
+                .unwrap();
+        }
+    };
+    let evaluated = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            let a = api.get(name).await.map_err(|e| e.to_string())?;
+            a.status
+                .and_then(|s| s.level)
+                .ok_or_else(|| "not evaluated yet".to_string())
+        }
+    };
+    create("before").await;
+    eventually(
+        "evaluated through the second API server",
+        Duration::from_secs(60),
+        || evaluated("before"),
+    )
+    .await;
+    let stopped = Instant::now();
+    second.stop();
+    println!("the second API server stopped in {:?}", stopped.elapsed());
+    create("during").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        api.get("during").await.unwrap().status.is_none(),
+        "evaluated while its API server was down?"
+    );
+    assert!(
+        operator.running(),
+        "the operator exited while its API server was down"
+    );
+    let restarted = Instant::now();
+    second.resume();
+    let ready = restarted.elapsed();
+    eventually(
+        "evaluated after the restart",
+        Duration::from_secs(90),
+        || evaluated("during"),
+    )
+    .await;
+    println!(
+        "API server restarted (ready after {ready:?}): the assessment made meanwhile evaluated {:?} after the restart began",
+        restarted.elapsed()
+    );
+    assert!(operator.running(), "the operator exited");
     let (code, _) = operator.get("/readyz", None).await.unwrap();
     assert_eq!(code, 200);
     drop(operator);

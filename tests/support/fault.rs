@@ -307,3 +307,123 @@ impl Drop for LinkProxy {
         self.task.abort();
     }
 }
+
+/// A second real kube-apiserver on the cluster's etcd, with exactly the flags of the first
+/// (`apiserver.args`, written by `hack/cluster-up.sh`), on a port of its own, and a
+/// kubeconfig that goes to it: a test can stop it and start it again without disturbing
+/// the other tests, which use the first.
+pub struct SecondApiServer {
+    pub kubeconfig: std::path::PathBuf,
+    port: u16,
+    args: Vec<String>,
+    binary: std::path::PathBuf,
+    log: std::path::PathBuf,
+    child: Option<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl SecondApiServer {
+    pub fn start(env: &super::cluster::ClusterEnv) -> Self {
+        let args_file = env.dir.join("apiserver.args");
+        let args: Vec<String> = std::fs::read_to_string(&args_file)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (an older cluster? make cluster-down)",
+                    args_file.display()
+                )
+            })
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        let port = super::prom::free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(&env.kubeconfig).expect("read the kubeconfig");
+        let server = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("a server in the kubeconfig")
+            .trim()
+            .to_string();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            text.replace(&server, &format!("https://127.0.0.1:{port}")),
+        )
+        .unwrap();
+        let mut s = Self {
+            kubeconfig,
+            port,
+            args,
+            binary: env.tool("kube-apiserver"),
+            log: dir.path().join("kube-apiserver.log"),
+            child: None,
+            _dir: dir,
+        };
+        s.resume();
+        s
+    }
+
+    /// Starts it (again) and waits until it is ready.
+    pub fn resume(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = std::process::Command::new(&self.binary)
+            .args(&self.args)
+            .arg(format!("--secure-port={}", self.port))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the second kube-apiserver");
+        self.child = Some(child);
+        let until = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let ready = std::process::Command::new("curl")
+                .args(["-fsSk", "--max-time", "2"])
+                .arg(format!("https://127.0.0.1:{}/readyz", self.port))
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ready {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "the second kube-apiserver exited ({status}); log: {}",
+                    self.log.display()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "the second kube-apiserver not ready after 90 s; log: {}",
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Stops it as a restart would: SIGTERM, and SIGKILL if it has not exited within 5 s
+    /// (it waits for open watches to end).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let until = std::time::Instant::now() + Duration::from_secs(5);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for SecondApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
