@@ -26,6 +26,15 @@ pub fn churns(name: &str) -> bool {
     on.as_deref() == Some(name)
 }
 
+/// A test hook: with `MATURITY_FAILPOINT_END=<controller>` (`assessments`, `drills`, ...)
+/// in the environment that controller's task ends at once, so that `/readyz` failing for
+/// a stopped controller is tested end to end (`tests/hostile.rs`). Unset, it is never true.
+pub fn ends(controller: &str) -> bool {
+    static END_ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let on = END_ON.get_or_init(|| std::env::var("MATURITY_FAILPOINT_END").ok());
+    on.as_deref() == Some(controller)
+}
+
 /// `pass`, with a panic inside it turned into [`Error::Panicked`] (its message): one
 /// object's bug never ends the controller.
 pub async fn guarded<T>(pass: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {

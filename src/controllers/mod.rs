@@ -4,6 +4,7 @@
 //! when to look again); `act` writes status first where an effect must survive a crash,
 //! then applies the effects, Events and metrics. [`runtime`] runs them all the same way.
 
+pub mod backoff;
 pub mod canary_policy;
 pub mod drill_schedule;
 pub mod guard;

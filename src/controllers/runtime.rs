@@ -63,6 +63,7 @@ where
         kube::runtime::watcher::Config::default().any_semantic(),
     )
     .with_config(Config::default().concurrency(kind.concurrency))
+    .trigger_backoff(super::backoff::WatchBackoff::default())
 }
 
 /// The objects of `store` in namespace `ns` that `keep` selects, to reconcile when
@@ -177,7 +178,7 @@ fn error_policy<K: Namespaced>(obj: Arc<K>, e: &Error, r: Arc<Runner<K>>) -> Act
         }
         Err(_) => 1,
     };
-    let delay = backoff(&r.kind, failures, r.ctx.clock.random());
+    let delay = super::backoff::retry(&r.kind, failures, r.ctx.clock.random());
     tracing::warn!(
         kind = r.kind.name,
         namespace = obj.namespace().unwrap_or_default(),
@@ -195,8 +196,10 @@ fn error_policy<K: Namespaced>(obj: Arc<K>, e: &Error, r: Arc<Runner<K>>) -> Act
             "Ready",
             crate::conditions::Status::False,
             "InternalError",
+            // The same text on every retry: a condition that changed each time would be a
+            // write, whose watch event would retry at once, ahead of the backoff.
             format!(
-                "the operator failed on this object (a bug, please report it): {why}; retrying in {delay:?}"
+                "the operator failed on this object (a bug, please report it): {why}; retrying with backoff"
             ),
         );
         tokio::spawn(async move {
@@ -218,43 +221,9 @@ fn error_policy<K: Namespaced>(obj: Arc<K>, e: &Error, r: Arc<Runner<K>>) -> Act
     Action::requeue(delay)
 }
 
-/// The retry after `failures` failures in a row: `backoff × 2^(failures-1)`, at most
-/// `max_backoff`, then 80-120 % of that by `random`.
-pub fn backoff(kind: &Kind, failures: u32, random: u64) -> Duration {
-    let doubling = 2u32.saturating_pow(failures.saturating_sub(1).min(30));
-    let d = kind.backoff.saturating_mul(doubling).min(kind.max_backoff);
-    let jitter = 0.8 + 0.4 * ((random % 1001) as f64 / 1000.0);
-    d.mul_f64(jitter)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const KIND: Kind = Kind {
-        name: "Test",
-        finalizer: None,
-        concurrency: 1,
-        backoff: Duration::from_secs(2),
-        max_backoff: Duration::from_secs(60),
-        waiting: Duration::from_millis(250),
-    };
-
-    #[test]
-    fn backoff_doubles_per_failure_up_to_the_cap_with_a_fifth_of_jitter() {
-        // random % 1001 == 500: no jitter (factor 1.0).
-        let mid = 500;
-        assert_eq!(backoff(&KIND, 1, mid), Duration::from_secs(2));
-        assert_eq!(backoff(&KIND, 2, mid), Duration::from_secs(4));
-        assert_eq!(backoff(&KIND, 3, mid), Duration::from_secs(8));
-        assert_eq!(backoff(&KIND, 5, mid), Duration::from_secs(32));
-        assert_eq!(backoff(&KIND, 6, mid), Duration::from_secs(60));
-        assert_eq!(backoff(&KIND, u32::MAX, mid), Duration::from_secs(60));
-        // The extremes of the jitter: 80 % and 120 %.
-        assert_eq!(backoff(&KIND, 1, 0), Duration::from_millis(1600));
-        assert_eq!(backoff(&KIND, 1, 1000), Duration::from_millis(2400));
-        assert_eq!(backoff(&KIND, 9, 1000), Duration::from_secs(72));
-    }
 
     #[test]
     fn waiting_is_not_a_failure_category() {

@@ -312,9 +312,9 @@ impl Kube {
         }
     }
 
-    /// Publishes `notes` as Events on `object` (a failure is logged, never fatal).
     /// Sets condition `cond` in `object`'s status (the others kept), by a merge patch on
-    /// `/status`: for a pass that could not decide (it panicked), so the reason shows.
+    /// `/status`, unless it is so already: for a pass that could not decide (it
+    /// panicked), so the reason shows.
     pub async fn set_condition<K: Namespaced>(
         &self,
         object: &K,
@@ -327,6 +327,9 @@ impl Kube {
             serde_json::from_value(value["status"]["conditions"].clone()).unwrap_or_default();
         let generation = object.meta().generation;
         let merged = crate::conditions::merge(&existing, &[cond], generation, &Time(now));
+        if merged == existing {
+            return Ok(());
+        }
         let patch = serde_json::json!({"status": {"conditions": merged}});
         let (ns, name) = (object.namespace().unwrap_or_default(), object.name_any());
         let api = self.api::<K>(&ns);
@@ -335,6 +338,7 @@ impl Kube {
         Ok(())
     }
 
+    /// Publishes `notes` as Events on `object` (a failure is logged, never fatal).
     pub async fn publish<K: Namespaced>(&self, object: &K, action: &str, notes: &[Note]) {
         if notes.is_empty() || self.fence.check().is_err() {
             return;

@@ -509,8 +509,12 @@ fn supervised(
     run: impl Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     let (shared, stop) = (shared.clone(), stop.clone());
+    let ends = crate::controllers::guard::ends(name);
     tokio::spawn(async move {
-        let ended = tokio::spawn(run).await;
+        let ended = match ends {
+            true => Ok(()),
+            false => tokio::spawn(run).await,
+        };
         if !*stop.borrow() {
             tracing::error!(
                 controller = name,

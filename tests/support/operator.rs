@@ -54,6 +54,25 @@ impl Operator {
         extra: &[String],
         vars: &[(&str, &str)],
     ) -> Self {
+        Self::spawn(env, Some(namespace), prometheus_url, interval, extra, vars)
+    }
+
+    /// Like [`Self::start_with_env`] with the shared Prometheus, acting in every namespace
+    /// of the cluster, as in production. Only for a test binary of its own, whose operator
+    /// then acts on no other test's objects while they run.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn start_cluster_wide(env: &ClusterEnv, extra: &[String], vars: &[(&str, &str)]) -> Self {
+        Self::spawn(env, None, &env.prometheus_url, "2s", extra, vars)
+    }
+
+    fn spawn(
+        env: &ClusterEnv,
+        namespace: Option<&str>,
+        prometheus_url: &str,
+        interval: &str,
+        extra: &[String],
+        vars: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let own_auth = extra.iter().any(|a| a.starts_with("--metrics-auth"));
         let tls = extra
@@ -84,7 +103,12 @@ impl Operator {
                 "2s",
             ])
             .args(["--tick", "200ms", "--default-interval", interval])
-            .args(["--namespace", namespace])
+            .args(
+                namespace
+                    .map(|ns| ["--namespace", ns])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .env("KUBECONFIG", &env.kubeconfig)
             .env(

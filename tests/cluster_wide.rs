@@ -1,0 +1,114 @@
+//! One operator for every namespace, as in a shared cluster (the other tests confine theirs
+//! to the test's namespace): an object that makes its reconcile panic in one namespace, and
+//! one whose status would change on every pass, do not keep an assessment in another
+//! namespace from being evaluated. Only the assessments controller runs (it writes nothing
+//! but assessments' status and reports), and it is this binary's only test, so it acts on
+//! no other test's objects while they run.
+
+mod support;
+
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use maturity_operator::api::MaturityAssessment;
+use serde_json::json;
+use support::cluster::TestContext;
+use support::eventually;
+use support::operator::Operator;
+
+async fn apply(api: &Api<MaturityAssessment>, name: &str) {
+    let a: MaturityAssessment = serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+        "metadata": {"name": name}, "spec": {"scope": {}}
+    }))
+    .unwrap();
+    api.patch(
+        name,
+        &PatchParams::apply("cluster-wide-test"),
+        &Patch::Apply(&a),
+    )
+    .await
+    .unwrap();
+}
+
+async fn level(api: &Api<MaturityAssessment>, name: &str) -> Result<i32, String> {
+    let a = api.get(name).await.map_err(|e| e.to_string())?;
+    a.status
+        .and_then(|s| s.level)
+        .ok_or_else(|| "not evaluated yet".to_string())
+}
+
+#[tokio::test]
+async fn a_panicking_or_churning_object_in_one_namespace_does_not_stop_another_namespace() {
+    let bad = TestContext::new("widebad").await;
+    let good = TestContext::new("widegood").await;
+    // Names no other namespace has: the failpoints act on objects of that name anywhere.
+    let boom = format!("boom-{}", bad.namespace);
+    let churn = format!("churn-{}", bad.namespace);
+    let operator = Operator::start_cluster_wide(
+        &bad.env,
+        &[
+            "--controllers=assessments".to_string(),
+            "--assessment-interval=1s".to_string(),
+        ],
+        &[
+            ("MATURITY_FAILPOINT_PANIC", boom.as_str()),
+            ("MATURITY_FAILPOINT_CHURN", churn.as_str()),
+        ],
+    );
+    let bad_api: Api<MaturityAssessment> = Api::namespaced(bad.client.clone(), &bad.namespace);
+    let good_api: Api<MaturityAssessment> = Api::namespaced(good.client.clone(), &good.namespace);
+    apply(&bad_api, &boom).await;
+    apply(&bad_api, &churn).await;
+    eventually(
+        "the panicking one's InternalError",
+        Duration::from_secs(60),
+        || async {
+            let a = bad_api.get(&boom).await.map_err(|e| e.to_string())?;
+            let ready = a
+                .status
+                .and_then(|s| s.common.conditions.into_iter().find(|c| c.type_ == "Ready"))
+                .ok_or("no Ready yet")?;
+            if ready.status == "False" && ready.reason == "InternalError" {
+                Ok(())
+            } else {
+                Err(format!("{ready:?}"))
+            }
+        },
+    )
+    .await;
+    eventually(
+        "the churning one deferred",
+        Duration::from_secs(60),
+        || async {
+            match operator
+                .metric(
+                    r#"maturity_operator_status_writes_deferred_total{kind="MaturityAssessment"}"#,
+                )
+                .await
+            {
+                Some(n) if n > 0.0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    // While both exist, an assessment in another namespace is evaluated.
+    apply(&good_api, "fine").await;
+    let got = eventually(
+        "the other namespace's assessment evaluated",
+        Duration::from_secs(60),
+        || level(&good_api, "fine"),
+    )
+    .await;
+    assert!((0..=5).contains(&got), "{got}");
+    assert!(
+        bad_api.get(&boom).await.is_ok() && bad_api.get(&churn).await.is_ok(),
+        "both still exist"
+    );
+    let (code, _) = operator.get("/readyz", None).await.unwrap();
+    assert_eq!(code, 200);
+    drop(operator);
+    bad.cleanup().await;
+    good.cleanup().await;
+}
