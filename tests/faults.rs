@@ -20,8 +20,11 @@ use support::operator::Operator;
 use support::prom::{Prom, ScrapeTarget};
 
 /// (state, detail) of practice CX-2.3 (customer satisfaction) and the overall level.
-async fn satisfaction(api: &Api<MaturityAssessment>) -> Result<(String, String, i32), String> {
-    let a = api.get("faulty").await.map_err(|e| e.to_string())?;
+async fn satisfaction(
+    api: &Api<MaturityAssessment>,
+    name: &str,
+) -> Result<(String, String, i32), String> {
+    let a = api.get(name).await.map_err(|e| e.to_string())?;
     let v = serde_json::to_value(&a).unwrap();
     let p = v["status"]["capabilities"]
         .as_array()
@@ -39,12 +42,13 @@ async fn satisfaction(api: &Api<MaturityAssessment>) -> Result<(String, String, 
 
 async fn wait_state(
     api: &Api<MaturityAssessment>,
+    name: &str,
     want: &str,
     what: &str,
 ) -> (String, i32, Duration) {
     let since = Instant::now();
     let (_, detail, level) = eventually(what, Duration::from_secs(40), || async {
-        let (state, detail, level) = satisfaction(api).await?;
+        let (state, detail, level) = satisfaction(api, name).await?;
         if state == want {
             Ok((state, detail, level))
         } else {
@@ -83,22 +87,25 @@ async fn every_prometheus_fault_is_unknown_never_a_level_and_the_operator_recove
         &["--assessment-interval=1s".to_string()],
     );
     let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
-    let a: MaturityAssessment = serde_json::from_value(json!({
-        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
-        "metadata": {"name": "faulty"},
-        "spec": {"scope": {}, "signals": {"satisfaction": {"query": "avg(satisfaction_score)", "min": 4.0}}}
-    }))
-    .unwrap();
-    api.patch(
-        "faulty",
-        &PatchParams::apply("faults-test"),
-        &Patch::Apply(&a),
-    )
-    .await
-    .unwrap();
-    let (_, healthy_level, _) = wait_state(&api, "Met", "measured through the proxy").await;
-
-    for (fault, says) in [
+    // A new assessment for each fault: each goes Met, Unknown, Met, within its write
+    // budget (5 in a row), so the times measured are the operator's, not the budget's.
+    let measured = |name: String| {
+        let api = api.clone();
+        async move {
+            let a: MaturityAssessment = serde_json::from_value(json!({
+                "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+                "metadata": {"name": name},
+                "spec": {"scope": {}, "signals": {"satisfaction": {"query": "avg(satisfaction_score)", "min": 4.0}}}
+            }))
+            .unwrap();
+            api.patch(&name, &PatchParams::apply("faults-test"), &Patch::Apply(&a))
+                .await
+                .unwrap();
+            let (_, level, _) = wait_state(&api, &name, "Met", "measured through the proxy").await;
+            level
+        }
+    };
+    for (i, (fault, says)) in [
         (
             Fault::Delay(Duration::from_secs(5)),
             "did not answer within 2s",
@@ -113,10 +120,21 @@ async fn every_prometheus_fault_is_unknown_never_a_level_and_the_operator_recove
         (Fault::Value("+Inf"), "returned +Inf"),
         (Fault::Empty, "returned no data"),
         (Fault::Several, "returned 2 series"),
-    ] {
+        (Fault::Stale, "answered for a time 3600 s away"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("faulty-{i}");
+        let healthy_level = measured(name.clone()).await;
         proxy.set(fault.clone());
-        let (detail, level, seen) =
-            wait_state(&api, "Unknown", &format!("{fault:?} seen as Unknown")).await;
+        let (detail, level, seen) = wait_state(
+            &api,
+            &name,
+            "Unknown",
+            &format!("{fault:?} seen as Unknown"),
+        )
+        .await;
         assert!(detail.contains(says), "{fault:?}: {detail}");
         assert!(
             level <= healthy_level,
@@ -125,17 +143,24 @@ async fn every_prometheus_fault_is_unknown_never_a_level_and_the_operator_recove
         let (code, body) = operator.get("/readyz", None).await.unwrap();
         assert_eq!((code, body.as_str()), (200, "ok"), "{fault:?}");
         proxy.set(Fault::Pass);
-        let (_, level, recovered) =
-            wait_state(&api, "Met", &format!("measured again after {fault:?}")).await;
+        let (_, level, recovered) = wait_state(
+            &api,
+            &name,
+            "Met",
+            &format!("measured again after {fault:?}"),
+        )
+        .await;
         assert_eq!(level, healthy_level);
         println!(
             "{fault:?}: Unknown after {seen:?} ({detail}), measured again {recovered:?} after it ended"
         );
+        api.delete(&name, &Default::default()).await.unwrap();
     }
     // A warning with the answer is not a fault: the value counts.
+    measured("warned".into()).await;
     proxy.set(Fault::Warnings);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (state, detail, _) = satisfaction(&api).await.unwrap();
+    let (state, detail, _) = satisfaction(&api, "warned").await.unwrap();
     assert_eq!(state, "Met", "{detail}");
     drop(operator);
     ctx.cleanup().await;
@@ -287,6 +312,17 @@ async fn api_server_errors_are_retried_and_a_gone_watch_lists_again() {
         "429 x3 (Retry-After: 1): evaluated after {:?}",
         since.elapsed()
     );
+
+    // The next 2 status writes: the connection reset without an answer.
+    proxy.add(Rule::new("PATCH", &status_writes, ApiFault::Reset).times(2));
+    let since = Instant::now();
+    create("reset").await;
+    eventually("evaluated after resets", Duration::from_secs(60), || {
+        evaluated("reset")
+    })
+    .await;
+    assert_eq!(proxy.count(&ApiFault::Reset), 2, "the resets were not met");
+    println!("connection reset x2: evaluated after {:?}", since.elapsed());
 
     // 503 on every status write for 5 s.
     let unavailable = ApiFault::Status {

@@ -173,9 +173,13 @@ async fn bearer_and_basic_auth_are_sent() {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("none")
             .to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
         axum::Json(serde_json::json!({
             "status": "success",
-            "data": {"resultType": "vector", "result": [{"metric": {"auth": auth}, "value": [0, "1"]}]}
+            "data": {"resultType": "vector", "result": [{"metric": {"auth": auth}, "value": [now, "1"]}]}
         }))
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -55,6 +55,10 @@ pub enum QueryError {
     Http { status: u16, body: String },
     #[error("cannot read Prometheus's answer: {0}")]
     Decode(String),
+    #[error(
+        "Prometheus answered for a time {off_seconds:.0} s away from the one asked: its clock is off, or something in front of it answers from a cache"
+    )]
+    Stale { off_seconds: f64 },
 }
 
 impl QueryError {
@@ -66,6 +70,7 @@ impl QueryError {
             QueryError::Rejected { .. } => "rejected",
             QueryError::Http { .. } => "http_error",
             QueryError::Decode(_) => "decode_error",
+            QueryError::Stale { .. } => "stale",
         }
     }
 }
@@ -157,7 +162,11 @@ pub struct PromClient {
     auth: Auth,
     permits: Arc<Semaphore>,
     metrics: Metrics,
+    clock: crate::clock::Clock,
 }
+
+/// An instant answer timestamped further than this from the time asked is not for it.
+const MAX_SKEW_SECONDS: f64 = 300.0;
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -228,6 +237,15 @@ fn parse_number(s: &str) -> Result<f64, QueryError> {
     }
 }
 
+/// Ok when an answer timestamped `at` is for the time `asked` (within the skew allowed).
+fn fresh(at: f64, asked: f64) -> Result<(), QueryError> {
+    let off = (at - asked).abs();
+    if off > MAX_SKEW_SECONDS {
+        return Err(QueryError::Stale { off_seconds: off });
+    }
+    Ok(())
+}
+
 impl PromClient {
     pub fn new(config: PromConfig, metrics: Metrics) -> Result<Self, QueryError> {
         init_tls();
@@ -258,7 +276,13 @@ impl PromClient {
             auth: config.auth,
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             metrics,
+            clock: crate::clock::Clock::system(),
         })
+    }
+
+    /// The time an instant query at `time` (None: now) is for, in unix seconds.
+    fn asked(&self, time: Option<f64>) -> f64 {
+        time.unwrap_or_else(|| self.clock.now().as_millisecond() as f64 / 1000.0)
     }
 
     pub fn url(&self) -> &str {
@@ -268,6 +292,7 @@ impl PromClient {
     /// Instant query at `time` (unix seconds) or now.
     pub async fn instant(&self, query: &str, time: Option<f64>) -> Result<Vec<Sample>, QueryError> {
         let form = instant_form(query, time);
+        let asked = self.asked(time);
         let data = self.call("query", "instant", form).await?;
         match data.result_type.as_str() {
             "vector" => {
@@ -275,6 +300,7 @@ impl PromClient {
                     .map_err(|e| QueryError::Decode(e.to_string()))?;
                 raw.into_iter()
                     .map(|s| {
+                        fresh(s.value.0, asked)?;
                         Ok(Sample {
                             labels: s.metric,
                             value: parse_number(&s.value.1)?,
@@ -283,8 +309,9 @@ impl PromClient {
                     .collect()
             }
             "scalar" => {
-                let (_, v): (f64, String) = serde_json::from_value(data.result)
+                let (at, v): (f64, String) = serde_json::from_value(data.result)
                     .map_err(|e| QueryError::Decode(e.to_string()))?;
+                fresh(at, asked)?;
                 Ok(vec![Sample {
                     labels: Labels::new(),
                     value: parse_number(&v)?,
@@ -494,6 +521,26 @@ impl PromClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_for_another_time_is_stale() {
+        assert_eq!(fresh(1_000.0, 1_000.0), Ok(()));
+        assert_eq!(fresh(1_300.0, 1_000.0), Ok(()));
+        assert_eq!(fresh(700.0, 1_000.0), Ok(()));
+        assert_eq!(
+            fresh(1_000.0 - 3_600.0, 1_000.0),
+            Err(QueryError::Stale {
+                off_seconds: 3_600.0
+            })
+        );
+        assert_eq!(
+            QueryError::Stale {
+                off_seconds: 3_600.4
+            }
+            .to_string(),
+            "Prometheus answered for a time 3600 s away from the one asked: its clock is off, or something in front of it answers from a cache"
+        );
+    }
 
     fn sample(v: f64) -> Sample {
         Sample {

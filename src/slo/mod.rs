@@ -57,6 +57,7 @@ impl Problem {
             Problem::Query(QueryError::Rejected { .. }) => "QueryRejected",
             Problem::Query(QueryError::Http { .. }) => "PrometheusError",
             Problem::Query(QueryError::Decode(_)) => "PrometheusError",
+            Problem::Query(QueryError::Stale { .. }) => "StaleAnswer",
             Problem::Value(ValueError::Empty) => "NoData",
             Problem::Value(ValueError::NaN) => "NoData",
             Problem::Value(ValueError::Infinite { .. }) => "InvalidValue",

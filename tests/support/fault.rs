@@ -29,6 +29,9 @@ pub enum Fault {
     Empty,
     /// Two series.
     Several,
+    /// A one-series vector timestamped an hour before now (an answer not for the time
+    /// asked: a cache in front of Prometheus, or its clock off).
+    Stale,
     /// Forward, adding a warning to the answer.
     Warnings,
 }
@@ -151,10 +154,16 @@ async fn respond(stream: &mut TcpStream, code: u16, body: &str) {
 }
 
 fn vector(values: &[&str]) -> String {
+    vector_at(values, 0.0)
+}
+
+/// A vector timestamped `ago` seconds before now.
+fn vector_at(values: &[&str], ago: f64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs_f64();
+        .as_secs_f64()
+        - ago;
     let series: Vec<String> = values
         .iter()
         .enumerate()
@@ -188,6 +197,7 @@ async fn answer(mut stream: TcpStream, fault: Fault, upstream: String) {
         Fault::Value(v) => respond(&mut stream, 200, &vector(&[v])).await,
         Fault::Empty => respond(&mut stream, 200, &vector(&[])).await,
         Fault::Several => respond(&mut stream, 200, &vector(&["1", "2"])).await,
+        Fault::Stale => respond(&mut stream, 200, &vector_at(&["5"], 3600.0)).await,
         Fault::Pass | Fault::Delay(_) | Fault::Warnings => {
             if let Fault::Delay(d) = fault {
                 tokio::time::sleep(d).await;
