@@ -9,34 +9,11 @@ mod support;
 
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use maturity_operator::api::MaturityAssessment;
-use serde_json::json;
-use support::cluster::TestContext;
+use support::cluster::{TestContext, apply_assessment, assessment_level};
 use support::eventually;
 use support::operator::Operator;
-
-async fn apply(api: &Api<MaturityAssessment>, name: &str) {
-    let a: MaturityAssessment = serde_json::from_value(json!({
-        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
-        "metadata": {"name": name}, "spec": {"scope": {}}
-    }))
-    .unwrap();
-    api.patch(
-        name,
-        &PatchParams::apply("cluster-wide-test"),
-        &Patch::Apply(&a),
-    )
-    .await
-    .unwrap();
-}
-
-async fn level(api: &Api<MaturityAssessment>, name: &str) -> Result<i32, String> {
-    let a = api.get(name).await.map_err(|e| e.to_string())?;
-    a.status
-        .and_then(|s| s.level)
-        .ok_or_else(|| "not evaluated yet".to_string())
-}
 
 #[tokio::test]
 async fn a_panicking_or_churning_object_in_one_namespace_does_not_stop_another_namespace() {
@@ -58,8 +35,8 @@ async fn a_panicking_or_churning_object_in_one_namespace_does_not_stop_another_n
     );
     let bad_api: Api<MaturityAssessment> = Api::namespaced(bad.client.clone(), &bad.namespace);
     let good_api: Api<MaturityAssessment> = Api::namespaced(good.client.clone(), &good.namespace);
-    apply(&bad_api, &boom).await;
-    apply(&bad_api, &churn).await;
+    apply_assessment(&bad_api, &boom).await;
+    apply_assessment(&bad_api, &churn).await;
     eventually(
         "the panicking one's InternalError",
         Duration::from_secs(60),
@@ -94,11 +71,11 @@ async fn a_panicking_or_churning_object_in_one_namespace_does_not_stop_another_n
     )
     .await;
     // While both exist, an assessment in another namespace is evaluated.
-    apply(&good_api, "fine").await;
+    apply_assessment(&good_api, "fine").await;
     let got = eventually(
         "the other namespace's assessment evaluated",
         Duration::from_secs(60),
-        || level(&good_api, "fine"),
+        || assessment_level(&good_api, "fine"),
     )
     .await;
     assert!((0..=5).contains(&got), "{got}");

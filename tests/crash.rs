@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use maturity_operator::api::canary_policy::RolloutPhase;
-use maturity_operator::api::drill_schedule::{DrillPhase, RunResult};
+use maturity_operator::api::drill_schedule::{DrillPhase, RunRecord, RunResult};
 use maturity_operator::api::{CanaryPolicy, DrillSchedule};
 use maturity_operator::synthetic::SyntheticExporter;
 use maturity_operator::synthetic::follow::{Behaviour, follow};
@@ -132,6 +132,38 @@ async fn wait_drill_phase(api: &Api<DrillSchedule>, want: DrillPhase) {
     .await;
 }
 
+/// Waits until Deployment web has `want` replicas in its spec.
+async fn wait_replicas(api: &Api<Deployment>, want: i32) {
+    eventually(
+        &format!("web at {want} replicas"),
+        Duration::from_secs(20),
+        || async {
+            match replicas(api, "web").await {
+                n if n == want => Ok(()),
+                n => Err(n.to_string()),
+            }
+        },
+    )
+    .await;
+}
+
+/// Waits up to `secs` for the drill's run to be recorded (none under way), and returns it.
+async fn wait_recorded(drills: &Api<DrillSchedule>, what: &str, secs: u64) -> RunRecord {
+    eventually(what, Duration::from_secs(secs), || async {
+        let s = drills
+            .get("crash")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
+        match (s.active, s.runs.first()) {
+            (None, Some(run)) => Ok(run.clone()),
+            (a, _) => Err(format!("{:?}", a.map(|a| a.phase))),
+        }
+    })
+    .await
+}
+
 async fn replicas(api: &Api<Deployment>, name: &str) -> i32 {
     api.get(name)
         .await
@@ -188,13 +220,7 @@ async fn a_drill_killed_in_every_phase_restores_exactly_and_records_the_run() {
     );
     let operator = r.start().await;
     wait_drill_phase(&drills, DrillPhase::Holding).await;
-    eventually("scaled down to 1", Duration::from_secs(20), || async {
-        match replicas(&deployments, "web").await {
-            1 => Ok(()),
-            n => Err(n.to_string()),
-        }
-    })
-    .await;
+    wait_replicas(&deployments, 1).await;
     r.kill_in(operator, "Holding", phase).await;
 
     // Restoring: recorded, and the patch back to 3 replicas held.
@@ -223,19 +249,7 @@ async fn a_drill_killed_in_every_phase_restores_exactly_and_records_the_run() {
 
     let restarted = Instant::now();
     let _operator = r.start().await;
-    let run = eventually("the run recorded", Duration::from_secs(60), || async {
-        let s = drills
-            .get("crash")
-            .await
-            .unwrap()
-            .status
-            .unwrap_or_default();
-        match (s.active, s.runs.first()) {
-            (None, Some(run)) => Ok(run.clone()),
-            (a, _) => Err(format!("{:?}", a.map(|a| a.phase))),
-        }
-    })
-    .await;
+    let run = wait_recorded(&drills, "the run recorded", 60).await;
     println!(
         "drill: kills landed in {:?}; after the last restart the run was recorded in {:?}: {:?}",
         r.landed,
@@ -544,26 +558,15 @@ async fn the_lease_lost_mid_drill_the_successor_restores_and_the_old_leader_does
     .unwrap();
     drills.create(&PostParams::default(), &d).await.unwrap();
     wait_drill_phase(&drills, DrillPhase::Holding).await;
-    assert_eq!(replicas(&deployments, "web").await, 1);
+    // Holding is recorded before the scale-down is sent.
+    wait_replicas(&deployments, 1).await;
 
     a.signal("STOP");
     let frozen = Instant::now();
     assert_eq!(drill_phase(&drills).await, "Holding", "frozen mid-drill");
     wait_leads(&b, "b").await;
     let took_over = frozen.elapsed();
-    let run = eventually("the run recorded by b", Duration::from_secs(90), || async {
-        let s = drills
-            .get("crash")
-            .await
-            .unwrap()
-            .status
-            .unwrap_or_default();
-        match (s.active, s.runs.first()) {
-            (None, Some(run)) => Ok(run.clone()),
-            (a, _) => Err(format!("{:?}", a.map(|a| a.phase))),
-        }
-    })
-    .await;
+    let run = wait_recorded(&drills, "the run recorded by b", 90).await;
     assert_eq!(run.result, RunResult::Passed, "{run:?}");
     assert!(
         run.reason
@@ -649,19 +652,7 @@ async fn sigterm_mid_restore_exits_cleanly_and_the_next_operator_restores() {
     proxy.clear();
     let restarted = Instant::now();
     let _operator = r.start().await;
-    let run = eventually("the run recorded", Duration::from_secs(60), || async {
-        let s = drills
-            .get("crash")
-            .await
-            .unwrap()
-            .status
-            .unwrap_or_default();
-        match (s.active, s.runs.first()) {
-            (None, Some(run)) => Ok(run.clone()),
-            (a, _) => Err(format!("{:?}", a.map(|a| a.phase))),
-        }
-    })
-    .await;
+    let run = wait_recorded(&drills, "the run recorded", 60).await;
     println!(
         "SIGTERM mid-restore: exited in {stopped_in:?}; the next operator recorded the run {:?} later",
         restarted.elapsed()

@@ -13,7 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use maturity_operator::api::MaturityAssessment;
 use maturity_operator::synthetic::{SyntheticExporter, labels};
 use serde_json::json;
-use support::cluster::TestContext;
+use support::cluster::{TestContext, apply_assessment, assessment_level};
 use support::eventually;
 use support::fault::{Fault, FaultProxy};
 use support::operator::Operator;
@@ -57,6 +57,31 @@ async fn wait_state(
     })
     .await;
     (detail, level, since.elapsed())
+}
+
+/// The operator (assessments every second) with `kubeconfig`, once it has evaluated an
+/// assessment "before" through it; the assessments of the test's namespace.
+async fn operator_through(
+    ctx: &TestContext,
+    kubeconfig: &str,
+) -> (Operator, Api<MaturityAssessment>) {
+    let operator = Operator::start_with_env(
+        &ctx.env,
+        &ctx.namespace,
+        &ctx.env.prometheus_url,
+        "2s",
+        &["--assessment-interval=1s".to_string()],
+        &[("KUBECONFIG", kubeconfig)],
+    );
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    apply_assessment(&api, "before").await;
+    eventually(
+        "evaluated through the faulty link",
+        Duration::from_secs(60),
+        || assessment_level(&api, "before"),
+    )
+    .await;
+    (operator, api)
 }
 
 #[tokio::test]
@@ -173,52 +198,14 @@ async fn every_prometheus_fault_is_unknown_never_a_level_and_the_operator_recove
 async fn the_api_server_cut_off_then_partitioned_then_back_and_the_operator_goes_on() {
     use support::fault::{Link, LinkProxy};
     let ctx = TestContext::new("apifault").await;
-    let ns = ctx.namespace.clone();
     let link = LinkProxy::start(&ctx.env.kubeconfig).await;
     let kubeconfig = link.kubeconfig.to_str().unwrap().to_string();
-    let mut operator = Operator::start_with_env(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &["--assessment-interval=1s".to_string()],
-        &[("KUBECONFIG", kubeconfig.as_str())],
-    );
-    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
-    let create = |name: &'static str| {
-        let api = api.clone();
-        async move {
-            let a: MaturityAssessment = serde_json::from_value(json!({
-                "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
-                "metadata": {"name": name}, "spec": {"scope": {}}
-            }))
-            .unwrap();
-            api.patch(name, &PatchParams::apply("faults-test"), &Patch::Apply(&a))
-                .await
-                .unwrap();
-        }
-    };
-    let evaluated = |name: &'static str| {
-        let api = api.clone();
-        async move {
-            let a = api.get(name).await.map_err(|e| e.to_string())?;
-            a.status
-                .and_then(|s| s.level)
-                .ok_or_else(|| "not evaluated yet".to_string())
-        }
-    };
-    create("before").await;
-    eventually(
-        "evaluated through the proxy",
-        Duration::from_secs(30),
-        || evaluated("before"),
-    )
-    .await;
+    let (mut operator, api) = operator_through(&ctx, &kubeconfig).await;
 
     link.set(Link::Cut);
     tokio::time::sleep(Duration::from_secs(5)).await;
     link.set(Link::Blackhole);
-    create("during").await;
+    apply_assessment(&api, "during").await;
     tokio::time::sleep(Duration::from_secs(15)).await;
     assert!(
         api.get("during").await.unwrap().status.is_none(),
@@ -230,7 +217,7 @@ async fn the_api_server_cut_off_then_partitioned_then_back_and_the_operator_goes
     eventually(
         "the object made during the outage evaluated",
         Duration::from_secs(90),
-        || evaluated("during"),
+        || assessment_level(&api, "during"),
     )
     .await;
     println!(
@@ -255,44 +242,7 @@ async fn api_server_errors_are_retried_and_a_gone_watch_lists_again() {
     let ns = ctx.namespace.clone();
     let proxy = ApiProxy::start(&ctx.env).await;
     let kubeconfig = proxy.kubeconfig_var();
-    let mut operator = Operator::start_with_env(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &["--assessment-interval=1s".to_string()],
-        &[("KUBECONFIG", kubeconfig.as_str())],
-    );
-    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
-    let create = |name: &'static str| {
-        let api = api.clone();
-        async move {
-            let a: MaturityAssessment = serde_json::from_value(json!({
-                "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
-                "metadata": {"name": name}, "spec": {"scope": {}}
-            }))
-            .unwrap();
-            api.patch(name, &PatchParams::apply("faults-test"), &Patch::Apply(&a))
-                .await
-                .unwrap();
-        }
-    };
-    let evaluated = |name: &'static str| {
-        let api = api.clone();
-        async move {
-            let a = api.get(name).await.map_err(|e| e.to_string())?;
-            a.status
-                .and_then(|s| s.level)
-                .ok_or_else(|| "not evaluated yet".to_string())
-        }
-    };
-    create("before").await;
-    eventually(
-        "evaluated through the proxy",
-        Duration::from_secs(30),
-        || evaluated("before"),
-    )
-    .await;
+    let (mut operator, api) = operator_through(&ctx, &kubeconfig).await;
     let status_writes = format!("/namespaces/{ns}/maturityassessments/");
 
     // 429 Too Many Requests with Retry-After: 1, for the next 3 status writes.
@@ -302,9 +252,9 @@ async fn api_server_errors_are_retried_and_a_gone_watch_lists_again() {
     };
     proxy.add(Rule::new("PATCH", &status_writes, throttled.clone()).times(3));
     let since = Instant::now();
-    create("throttled").await;
+    apply_assessment(&api, "throttled").await;
     eventually("evaluated after 429s", Duration::from_secs(60), || {
-        evaluated("throttled")
+        assessment_level(&api, "throttled")
     })
     .await;
     assert_eq!(proxy.count(&throttled), 3, "the 429s were not met");
@@ -316,9 +266,9 @@ async fn api_server_errors_are_retried_and_a_gone_watch_lists_again() {
     // The next 2 status writes: the connection reset without an answer.
     proxy.add(Rule::new("PATCH", &status_writes, ApiFault::Reset).times(2));
     let since = Instant::now();
-    create("reset").await;
+    apply_assessment(&api, "reset").await;
     eventually("evaluated after resets", Duration::from_secs(60), || {
-        evaluated("reset")
+        assessment_level(&api, "reset")
     })
     .await;
     assert_eq!(proxy.count(&ApiFault::Reset), 2, "the resets were not met");
@@ -330,7 +280,7 @@ async fn api_server_errors_are_retried_and_a_gone_watch_lists_again() {
         retry_after: None,
     };
     proxy.add(Rule::new("PATCH", &status_writes, unavailable.clone()));
-    create("unavailable").await;
+    apply_assessment(&api, "unavailable").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(proxy.count(&unavailable) >= 1, "no write met the 503");
     assert!(
@@ -340,7 +290,7 @@ async fn api_server_errors_are_retried_and_a_gone_watch_lists_again() {
     proxy.clear();
     let since = Instant::now();
     eventually("evaluated after the 503s", Duration::from_secs(60), || {
-        evaluated("unavailable")
+        assessment_level(&api, "unavailable")
     })
     .await;
     println!(
@@ -356,11 +306,11 @@ async fn api_server_errors_are_retried_and_a_gone_watch_lists_again() {
         ApiFault::Delay(Duration::from_millis(1500)),
     ));
     let since = Instant::now();
-    create("slow").await;
+    apply_assessment(&api, "slow").await;
     eventually(
         "evaluated with slow answers",
         Duration::from_secs(60),
-        || evaluated("slow"),
+        || assessment_level(&api, "slow"),
     )
     .await;
     println!("answers 1.5 s late: evaluated after {:?}", since.elapsed());
@@ -380,11 +330,11 @@ async fn api_server_errors_are_retried_and_a_gone_watch_lists_again() {
     })
     .await;
     let since = Instant::now();
-    create("after-gone").await;
+    apply_assessment(&api, "after-gone").await;
     eventually(
         "evaluated after the relist",
         Duration::from_secs(60),
-        || evaluated("after-gone"),
+        || assessment_level(&api, "after-gone"),
     )
     .await;
     println!(
@@ -525,51 +475,13 @@ async fn a_burst_of_a_thousand_objects_keeps_prometheus_and_the_api_server_load_
 async fn the_api_server_stopped_and_started_again_and_the_operator_goes_on() {
     use support::fault::SecondApiServer;
     let ctx = TestContext::new("apirestart").await;
-    let ns = ctx.namespace.clone();
     let mut second = SecondApiServer::start(&ctx.env);
     let kubeconfig = second.kubeconfig.to_str().unwrap().to_string();
-    let mut operator = Operator::start_with_env(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &["--assessment-interval=1s".to_string()],
-        &[("KUBECONFIG", kubeconfig.as_str())],
-    );
-    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
-    let create = |name: &'static str| {
-        let api = api.clone();
-        async move {
-            let a: MaturityAssessment = serde_json::from_value(json!({
-                "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
-                "metadata": {"name": name}, "spec": {"scope": {}}
-            }))
-            .unwrap();
-            api.patch(name, &PatchParams::apply("faults-test"), &Patch::Apply(&a))
-                .await
-                .unwrap();
-        }
-    };
-    let evaluated = |name: &'static str| {
-        let api = api.clone();
-        async move {
-            let a = api.get(name).await.map_err(|e| e.to_string())?;
-            a.status
-                .and_then(|s| s.level)
-                .ok_or_else(|| "not evaluated yet".to_string())
-        }
-    };
-    create("before").await;
-    eventually(
-        "evaluated through the second API server",
-        Duration::from_secs(60),
-        || evaluated("before"),
-    )
-    .await;
+    let (mut operator, api) = operator_through(&ctx, &kubeconfig).await;
     let stopped = Instant::now();
     second.stop();
     println!("the second API server stopped in {:?}", stopped.elapsed());
-    create("during").await;
+    apply_assessment(&api, "during").await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(
         api.get("during").await.unwrap().status.is_none(),
@@ -585,7 +497,7 @@ async fn the_api_server_stopped_and_started_again_and_the_operator_goes_on() {
     eventually(
         "evaluated after the restart",
         Duration::from_secs(90),
-        || evaluated("during"),
+        || assessment_level(&api, "during"),
     )
     .await;
     println!(

@@ -13,7 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use maturity_operator::api::DrillSchedule;
 use maturity_operator::api::drill_schedule::{RunRecord, RunResult};
 use serde_json::json;
-use support::cluster::TestContext;
+use support::cluster::{TestContext, apply_assessment, assessment_level};
 use support::eventually;
 use support::operator::{Operator, remove_webhook, webhook_flags};
 
@@ -234,22 +234,9 @@ async fn a_status_that_changes_on_every_pass_is_written_within_its_budget() {
         &[("MATURITY_FAILPOINT_CHURN", "churner")],
     );
     let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
-    let apply = |name: &'static str| {
-        let api = api.clone();
-        async move {
-            let a: MaturityAssessment = serde_json::from_value(json!({
-                "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
-                "metadata": {"name": name}, "spec": {"scope": {}}
-            }))
-            .unwrap();
-            api.patch(name, &PatchParams::apply("hostile-test"), &Patch::Apply(&a))
-                .await
-                .unwrap();
-        }
-    };
     let writes = r#"maturity_operator_status_writes_total{kind="MaturityAssessment"}"#;
     let deferred = r#"maturity_operator_status_writes_deferred_total{kind="MaturityAssessment"}"#;
-    apply("churner").await;
+    apply_assessment(&api, "churner").await;
     // The burst: 5 writes in a row, then deferred.
     eventually("writes deferred", Duration::from_secs(30), || async {
         match operator.metric(deferred).await {
@@ -264,16 +251,11 @@ async fn a_status_that_changes_on_every_pass_is_written_within_its_budget() {
     );
     assert!(w0 <= 5.0, "{w0} writes before the first deferral");
     // Another assessment, created during the storm, is evaluated.
-    apply("calm").await;
+    apply_assessment(&api, "calm").await;
     eventually(
         "the calm assessment evaluated",
         Duration::from_secs(20),
-        || async {
-            let a = api.get("calm").await.map_err(|e| e.to_string())?;
-            a.status
-                .and_then(|s| s.level)
-                .ok_or_else(|| "not evaluated yet".to_string())
-        },
+        || assessment_level(&api, "calm"),
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;

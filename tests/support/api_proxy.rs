@@ -98,11 +98,7 @@ pub struct ApiProxy {
 impl ApiProxy {
     pub async fn start(env: &ClusterEnv) -> Self {
         let text = std::fs::read_to_string(&env.kubeconfig).expect("read the kubeconfig");
-        let server = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("server: "))
-            .expect("a server in the kubeconfig")
-            .trim()
+        let server = super::cluster::kubeconfig_server(&text)
             .trim_end_matches('/')
             .to_string();
         let pki = env.dir.join("pki");
@@ -238,16 +234,16 @@ struct Shared {
 }
 
 /// A request as read off the connection.
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(super) struct Request {
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Vec<u8>,
 }
 
-/// Reads one request (bodies with a Content-Length only: the Kubernetes client sends no
-/// other kind).
-async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+/// Reads one request (bodies with a Content-Length only: the Kubernetes client and the
+/// Prometheus one send no other kind).
+pub(super) async fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {

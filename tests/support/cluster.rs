@@ -398,3 +398,39 @@ where
     })
     .await;
 }
+
+/// Applies (server-side) MaturityAssessment `name` with an empty scope: the whole
+/// namespace, nothing declared.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn apply_assessment(api: &Api<maturity_operator::api::MaturityAssessment>, name: &str) {
+    let a: maturity_operator::api::MaturityAssessment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+        "metadata": {"name": name}, "spec": {"scope": {}}
+    }))
+    .expect("a MaturityAssessment");
+    api.patch(name, &PatchParams::apply("tests"), &Patch::Apply(&a))
+        .await
+        .expect("apply the MaturityAssessment");
+}
+
+/// The level in assessment `name`'s status, or why there is none yet.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn assessment_level(
+    api: &Api<maturity_operator::api::MaturityAssessment>,
+    name: &str,
+) -> Result<i32, String> {
+    let a = api.get(name).await.map_err(|e| e.to_string())?;
+    a.status
+        .and_then(|s| s.level)
+        .ok_or_else(|| "not evaluated yet".to_string())
+}
+
+/// The `server:` of a kubeconfig's text (the local one has one cluster).
+#[allow(dead_code)] // not every test binary uses it
+pub fn kubeconfig_server(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("a server in the kubeconfig")
+        .trim()
+        .to_string()
+}

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// How the proxy answers.
@@ -108,40 +108,10 @@ impl Drop for FaultProxy {
     }
 }
 
-/// The request's method, path with query, and body (Content-Length bodies only).
+/// The request's method, path with query, and body.
 async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut first = head.lines().next()?.split_whitespace();
-    let (method, path) = (first.next()?.to_string(), first.next()?.to_string());
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some((method, path, body))
+    let r = super::api_proxy::read_request(stream).await?;
+    Some((r.method, r.path, r.body))
 }
 
 async fn respond(stream: &mut TcpStream, code: u16, body: &str) {
@@ -248,12 +218,7 @@ pub struct LinkProxy {
 impl LinkProxy {
     pub async fn start(kubeconfig: &std::path::Path) -> Self {
         let text = std::fs::read_to_string(kubeconfig).expect("read the kubeconfig");
-        let server = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("server: "))
-            .expect("a server in the kubeconfig")
-            .trim()
-            .to_string();
+        let server = super::cluster::kubeconfig_server(&text);
         let upstream = server.trim_start_matches("https://").to_string();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -349,12 +314,7 @@ impl SecondApiServer {
         let port = super::prom::free_port();
         let dir = tempfile::tempdir().unwrap();
         let text = std::fs::read_to_string(&env.kubeconfig).expect("read the kubeconfig");
-        let server = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("server: "))
-            .expect("a server in the kubeconfig")
-            .trim()
-            .to_string();
+        let server = super::cluster::kubeconfig_server(&text);
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(
             &kubeconfig,
