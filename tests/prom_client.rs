@@ -289,7 +289,11 @@ async fn queries_in_flight_stay_under_the_bound() {
             p.fetch_max(c, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(150)).await;
             n.fetch_sub(1, Ordering::SeqCst);
-            axum::Json(serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}}))
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            axum::Json(serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [at, "1"]}}))
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -110,6 +110,17 @@ impl Context {
         self.settings.tenancy.scope(query, namespace)
     }
 
+    /// `query` as evidence may read it for an object of `namespace`: scoped (as
+    /// [`Self::scoped`]) and reading at least one series, or why not (a sentence).
+    pub fn evidence(&self, query: &str, namespace: &str) -> Result<String, String> {
+        if !crate::prom::enforce::reads_series(query) {
+            return Err(format!(
+                "the query {query:?} reads no series, only literals: its answer is the same whatever happens, so it is no evidence"
+            ));
+        }
+        self.scoped(query, namespace).map_err(|e| e.to_string())
+    }
+
     /// Whether the operator may do `needs` for the author of a `kind` in `namespace` with
     /// these annotations and `spec`: the author proven by the webhook's record, asked with
     /// SubjectAccessReviews (unless authors are not checked). An unknown author is denied.

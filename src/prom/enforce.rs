@@ -87,6 +87,27 @@ fn walk(e: &mut Expr, m: &Matcher) -> Result<(), EnforceError> {
     }
 }
 
+/// Whether `query` reads any series: a vector or matrix selector anywhere in it. A query of
+/// literals only (`vector(5)`, `1 > 0`, `scalar(vector(1))`) reads none, so its answer is
+/// the same whatever happens: no evidence of anything. A query that does not parse reads
+/// none either.
+pub fn reads_series(query: &str) -> bool {
+    parse(query).is_ok_and(|e| has_selector(&e))
+}
+
+fn has_selector(e: &Expr) -> bool {
+    match e {
+        Expr::Aggregate(a) => has_selector(&a.expr) || a.param.as_deref().is_some_and(has_selector),
+        Expr::Unary(u) => has_selector(&u.expr),
+        Expr::Binary(b) => has_selector(&b.lhs) || has_selector(&b.rhs),
+        Expr::Paren(p) => has_selector(&p.expr),
+        Expr::Subquery(s) => has_selector(&s.expr),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => false,
+        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => true,
+        Expr::Call(c) => c.args.args.iter().any(|a| has_selector(a)),
+    }
+}
+
 /// Could `target` (a matcher on the enforced label) select `value`? prom-label-proxy's
 /// rule for an enforced `=` matcher.
 fn compatible(target: &Matcher, value: &str) -> bool {
@@ -123,6 +144,33 @@ mod tests {
 
     fn ns(q: &str) -> Result<String, EnforceError> {
         enforce(q, "namespace", "tenant-a")
+    }
+
+    #[test]
+    fn a_query_of_literals_reads_no_series() {
+        for q in [
+            "vector(5)",
+            "1",
+            "1 > 0",
+            "scalar(vector(1)) * 3",
+            "sum(vector(2))",
+            "predict_linear((vector(5))[1h:1m], 3600)",
+            "-(vector(1))",
+            "not valid promql (",
+        ] {
+            assert!(!reads_series(q), "{q}");
+        }
+        for q in [
+            "up",
+            "vector(5) + up",
+            "avg(satisfaction_score)",
+            "predict_linear((sum(rate(x[5m])))[1h:1m], 3600)",
+            "topk(scalar(k), y)",
+            "quantile(0.9, rate(h[5m]))",
+            "absent(nothing_here)",
+        ] {
+            assert!(reads_series(q), "{q}");
+        }
     }
 
     #[test]

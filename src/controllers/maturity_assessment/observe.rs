@@ -248,7 +248,7 @@ async fn read_signals(ctx: &Context, ns: &str, signals: &Signals) -> Readings {
 
 /// (category, value) of every series (`all` when it has no category).
 async fn complaints(ctx: &Context, ns: &str, query: &str) -> Result<Vec<(String, f64)>, String> {
-    let query = ctx.scoped(query, ns).map_err(|e| e.to_string())?;
+    let query = ctx.evidence(query, ns)?;
     let samples = ctx
         .prom
         .instant(&query, None)
@@ -288,7 +288,7 @@ async fn demand(
 
 /// The single value of `query`, scoped to the assessment's namespace first.
 async fn one_value(ctx: &Context, ns: &str, query: &str) -> Result<f64, String> {
-    let query = ctx.scoped(query, ns).map_err(|e| e.to_string())?;
+    let query = ctx.evidence(query, ns)?;
     let samples = ctx
         .prom
         .instant(&query, None)
