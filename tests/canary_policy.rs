@@ -337,9 +337,24 @@ async fn a_good_version_walks_every_step_and_is_promoted_unpaused() {
         )
         .await;
     assert_eq!(r.step, 0);
-    let rs = h.replica_sets("web").await;
+    // The analysis starts once the canary's pod is ready; the old ReplicaSet's scale-down
+    // to 3 (the Deployment controller's, after the surge) may follow a moment later.
+    let rs = eventually(
+        "3 + 1 replicas at step 1",
+        Duration::from_secs(10),
+        || async {
+            let rs = h.replica_sets("web").await;
+            if rs.get("shop/web:v2") == Some(&1) && rs.get("shop/web:v1") == Some(&3) {
+                Ok(rs)
+            } else {
+                Err(format!("{rs:?}"))
+            }
+        },
+    )
+    .await;
     assert_eq!(rs.get("shop/web:v2"), Some(&1), "{rs:?}");
-    assert_eq!(rs.get("shop/web:v1"), Some(&3), "{rs:?}");
+    let still = latest(&h.policies, "web", "web").await.unwrap();
+    assert_eq!(still.step, 0, "moved on before the replicas settled");
 
     let r = h
         .wait_phase(
