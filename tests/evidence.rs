@@ -6,17 +6,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
 use maturity_operator::api::MaturityAssessment;
-use maturity_operator::synthetic::{SyntheticExporter, labels};
 use serde_json::json;
 use support::cluster::TestContext;
 use support::eventually;
 use support::operator::Operator;
-use support::prom::{Prom, ScrapeTarget};
 
 /// The state and detail of each practice of `name`'s status, and its level, once evaluated.
 async fn practices(
@@ -67,20 +64,7 @@ async fn apply(api: &Api<MaturityAssessment>, name: &str, signals: serde_json::V
 async fn signal_queries_of_literals_only_do_not_raise_the_level() {
     let ctx = TestContext::new("evconst").await;
     let ns = ctx.namespace.clone();
-    let exporter = Arc::new(
-        SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap(),
-    );
-    exporter.set_gauge("satisfaction_score", labels(&[("namespace", &ns)]), 4.6);
-    let _target = ScrapeTarget::register(&ctx.env, &ns, exporter.addr(), &[]);
-    let prom = Prom::new(ctx.env.prometheus_url.clone());
-    let q = format!("satisfaction_score{{namespace=\"{ns}\"}}");
-    eventually("satisfaction scraped", Duration::from_secs(30), || {
-        let (prom, q) = (prom.clone(), q.clone());
-        async move { prom.scalar(&q).await.map(|_| ()) }
-    })
-    .await;
+    let _signal = support::prom::satisfaction_signal(&ctx).await;
     let operator = Operator::start_with(
         &ctx.env,
         &ns,

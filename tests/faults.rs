@@ -6,18 +6,15 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, Patch, PatchParams};
 use maturity_operator::api::MaturityAssessment;
-use maturity_operator::synthetic::{SyntheticExporter, labels};
 use serde_json::json;
 use support::cluster::{TestContext, apply_assessment, assessment_level};
 use support::eventually;
 use support::fault::{Fault, FaultProxy};
 use support::operator::Operator;
-use support::prom::{Prom, ScrapeTarget};
 
 /// (state, detail) of practice CX-2.3 (customer satisfaction) and the overall level.
 async fn satisfaction(
@@ -88,20 +85,7 @@ async fn operator_through(
 async fn every_prometheus_fault_is_unknown_never_a_level_and_the_operator_recovers() {
     let ctx = TestContext::new("faults").await;
     let ns = ctx.namespace.clone();
-    let exporter = Arc::new(
-        SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap(),
-    );
-    exporter.set_gauge("satisfaction_score", labels(&[("namespace", &ns)]), 4.6);
-    let _target = ScrapeTarget::register(&ctx.env, &ns, exporter.addr(), &[]);
-    let prom = Prom::new(ctx.env.prometheus_url.clone());
-    let q = format!("satisfaction_score{{namespace=\"{ns}\"}}");
-    eventually("satisfaction scraped", Duration::from_secs(30), || {
-        let (prom, q) = (prom.clone(), q.clone());
-        async move { prom.scalar(&q).await.map(|_| ()) }
-    })
-    .await;
+    let _signal = support::prom::satisfaction_signal(&ctx).await;
 
     let proxy = FaultProxy::start(&ctx.env.prometheus_url).await;
     let operator = Operator::start_with(

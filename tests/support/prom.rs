@@ -397,3 +397,32 @@ pub fn now_unix() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
 }
+
+/// A synthetic exporter serving `satisfaction_score{namespace=<ns>} 4.6`, registered as a
+/// scrape target of the shared Prometheus, once Prometheus has scraped it: a real
+/// business signal for an assessment of `ctx`'s namespace. Keep both for the test.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn satisfaction_signal(
+    ctx: &super::cluster::TestContext,
+) -> (
+    std::sync::Arc<maturity_operator::synthetic::SyntheticExporter>,
+    ScrapeTarget,
+) {
+    use maturity_operator::synthetic::{SyntheticExporter, labels};
+    let ns = &ctx.namespace;
+    let exporter = std::sync::Arc::new(
+        SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("start the exporter"),
+    );
+    exporter.set_gauge("satisfaction_score", labels(&[("namespace", ns)]), 4.6);
+    let target = ScrapeTarget::register(&ctx.env, ns, exporter.addr(), &[]);
+    let prom = Prom::new(ctx.env.prometheus_url.clone());
+    let q = format!("satisfaction_score{{namespace=\"{ns}\"}}");
+    super::eventually("satisfaction scraped", Duration::from_secs(30), || {
+        let (prom, q) = (prom.clone(), q.clone());
+        async move { prom.scalar(&q).await.map(|_| ()) }
+    })
+    .await;
+    (exporter, target)
+}
