@@ -132,6 +132,19 @@ async fn wait_drill_phase(api: &Api<DrillSchedule>, want: DrillPhase) {
     .await;
 }
 
+/// DrillSchedule "crash": scale Deployment web down to 1 for `hold`, run now, recovered
+/// within `deadline`.
+fn scale_down_drill(hold: &str, deadline: &str) -> DrillSchedule {
+    serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+        "metadata": {"name": "crash", "annotations": {"maturity.sre.dev/run-now": "1"}},
+        "spec": {"schedule": "0 0 1 1 *", "target": {"name": "web"},
+                 "action": {"scaleDown": {"replicas": 1, "hold": hold}},
+                 "checkInterval": "1s", "recoveryDeadline": deadline}
+    }))
+    .unwrap()
+}
+
 /// Waits until Deployment web has `want` replicas in its spec.
 async fn wait_replicas(api: &Api<Deployment>, want: i32) {
     eventually(
@@ -190,14 +203,7 @@ async fn a_drill_killed_in_every_phase_restores_exactly_and_records_the_run() {
     // the scale-down) is held.
     proxy.add(Rule::new("PATCH", &status_path, ApiFault::Hold).body(r#""phase":"Holding""#));
     let operator = r.start().await;
-    let d: DrillSchedule = serde_json::from_value(json!({
-        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
-        "metadata": {"name": "crash", "annotations": {"maturity.sre.dev/run-now": "1"}},
-        "spec": {"schedule": "0 0 1 1 *", "target": {"name": "web"},
-                 "action": {"scaleDown": {"replicas": 1, "hold": "8s"}},
-                 "checkInterval": "1s", "recoveryDeadline": "60s"}
-    }))
-    .unwrap();
+    let d = scale_down_drill("8s", "60s");
     drills.create(&PostParams::default(), &d).await.unwrap();
     proxy.wait_held(Duration::from_secs(30)).await;
     r.kill_in(operator, "Injecting", phase).await;
@@ -548,14 +554,7 @@ async fn the_lease_lost_mid_drill_the_successor_restores_and_the_old_leader_does
         Some(0.0),
         "b stands by"
     );
-    let d: DrillSchedule = serde_json::from_value(json!({
-        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
-        "metadata": {"name": "crash", "annotations": {"maturity.sre.dev/run-now": "1"}},
-        "spec": {"schedule": "0 0 1 1 *", "target": {"name": "web"},
-                 "action": {"scaleDown": {"replicas": 1, "hold": "15s"}},
-                 "checkInterval": "1s", "recoveryDeadline": "90s"}
-    }))
-    .unwrap();
+    let d = scale_down_drill("15s", "90s");
     drills.create(&PostParams::default(), &d).await.unwrap();
     wait_drill_phase(&drills, DrillPhase::Holding).await;
     // Holding is recorded before the scale-down is sent.
@@ -627,14 +626,7 @@ async fn sigterm_mid_restore_exits_cleanly_and_the_next_operator_restores() {
         .body(r#""replicas":3"#),
     );
     let mut operator = r.start().await;
-    let d: DrillSchedule = serde_json::from_value(json!({
-        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
-        "metadata": {"name": "crash", "annotations": {"maturity.sre.dev/run-now": "1"}},
-        "spec": {"schedule": "0 0 1 1 *", "target": {"name": "web"},
-                 "action": {"scaleDown": {"replicas": 1, "hold": "2s"}},
-                 "checkInterval": "1s", "recoveryDeadline": "60s"}
-    }))
-    .unwrap();
+    let d = scale_down_drill("2s", "60s");
     drills.create(&PostParams::default(), &d).await.unwrap();
     proxy.wait_held(Duration::from_secs(30)).await;
     assert_eq!(drill_phase(&drills).await, "Restoring");
