@@ -105,6 +105,12 @@ pub const UNKNOWN: &str = "no author of this spec is known: it was created or ch
 #[derive(Clone)]
 pub struct Key(hmac::Key);
 
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
 impl Key {
     /// At least 32 bytes, or None.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
@@ -127,6 +133,22 @@ impl Key {
     pub fn prove(&self, kind: &str, namespace: &str, author: &Author, spec: &Value) -> String {
         let tag = hmac::sign(&self.0, &Self::message(kind, namespace, author, spec));
         format!("{PROOF_VERSION}:{}", hex(tag.as_ref()))
+    }
+
+    /// A proof of `message` (any JSON value; the caller puts what it binds in it).
+    pub fn sign(&self, message: &Value) -> String {
+        let bytes = serde_json::to_vec(&json!([PROOF_VERSION, message])).unwrap_or_default();
+        let tag = hmac::sign(&self.0, &bytes);
+        format!("{PROOF_VERSION}:{}", hex(tag.as_ref()))
+    }
+
+    /// Whether `proof` is this key's proof of `message` ([`Self::sign`]).
+    pub fn verifies(&self, message: &Value, proof: &str) -> bool {
+        let bytes = serde_json::to_vec(&json!([PROOF_VERSION, message])).unwrap_or_default();
+        proof
+            .strip_prefix(&format!("{PROOF_VERSION}:"))
+            .and_then(unhex)
+            .is_some_and(|tag| hmac::verify(&self.0, &bytes, &tag).is_ok())
     }
 
     /// The author the annotations prove for `spec`, or why there is none.

@@ -33,6 +33,11 @@ impl Clock {
         self.0.now()
     }
 
+    /// Today's date in UTC (the date of attestations, exemptions and reports).
+    pub fn today(&self) -> jiff::civil::Date {
+        self.now().to_zoned(jiff::tz::TimeZone::UTC).date()
+    }
+
     pub fn random(&self) -> u64 {
         self.0.random()
     }

@@ -27,6 +27,7 @@
 //! - `testing` (unit tests only): fluent builders of the custom resources.
 
 pub mod api;
+pub mod attest;
 pub mod authz;
 pub mod canary;
 pub mod check;

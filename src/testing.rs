@@ -299,12 +299,19 @@ pub mod assessment {
             self
         }
 
-        /// `practice` exempt until [`FAR_FUTURE`].
+        /// `practice` exempt until [`FAR_FUTURE`], requested on 2026-11-20 by `lead` and
+        /// approved by `approver` (the longest exemption ends 180 days after its request).
         pub fn exempt(mut self, practice: &str) -> Self {
             self.a.spec.exemptions.push(Exemption {
                 practice: practice.into(),
                 reason: "does not apply here".into(),
                 until: DateString::new(FAR_FUTURE),
+                approved: Some(true),
+                requested_by: Some("lead".into()),
+                requested_on: Some(DateString::new("2026-11-20")),
+                approved_by: Some("approver".into()),
+                approved_on: Some(DateString::new("2026-11-20")),
+                proof: None,
             });
             self
         }
@@ -324,10 +331,11 @@ pub mod assessment {
         pub fn attest(mut self, practice: &str, date: &str) -> Self {
             self.a.spec.attestations.push(Attestation {
                 practice: practice.into(),
-                by: "lead@example.com".into(),
+                by: Some("lead@example.com".into()),
                 evidence: "https://wiki/review".into(),
                 attested_at: DateString::new(date),
                 review_every: None,
+                proof: None,
             });
             self
         }

@@ -18,7 +18,7 @@ use maturity_operator::clock;
 use maturity_operator::drill::schedule::Schedule;
 use maturity_operator::duration::{format_duration, parse_duration};
 use maturity_operator::model::PRACTICES;
-use maturity_operator::model::evaluate::{assess, capability_level, practice_state};
+use maturity_operator::model::evaluate::{Claim, assess, capability_level, practice_state};
 use maturity_operator::prom::template::render;
 use proptest::prelude::*;
 
@@ -107,27 +107,34 @@ proptest! {
         attested in (1970i16..2100, 1i8..=12, 1i8..=31),
         review_ms in prop::option::of(0u64..(800 * 86_400_000)),
         today in (1970i16..2100, 1i8..=12, 1i8..=28),
+        recorded in any::<bool>(),
     ) {
         let p = &PRACTICES[practice];
         let attested_at = format!("{:04}-{:02}-{:02}", attested.0, attested.1, attested.2);
         let a = Attestation {
             practice: p.id.to_string(),
-            by: "alice".into(),
+            by: Some("alice".into()),
             evidence: "x".into(),
             attested_at: DateString(attested_at.clone()),
             review_every: review_ms.map(|ms| DurationString(format_duration(Duration::from_millis(ms)))),
+            proof: None,
         };
         let today = Date::new(today.0, today.1, today.2).unwrap();
-        let st = practice_state(p, None, Some(&a), None, today);
+        let st = practice_state(p, None, Some(Claim { entry: &a, recorded }), None, today);
         if st.evidence == EvidenceKind::Attested {
             prop_assert_eq!(st.state, PracticeState::Met);
+            prop_assert!(recorded, "an attestation the webhook did not record never counts");
             // Counted only on a real date, within reviewEvery (90 days when unset, at most
-            // 730) of it, and not before it was attested... by the rule, not the code:
+            // 730) and within the practice's maximum validity (180 days at levels 2-3, 120
+            // at 4, 90 at 5), and not dated after tomorrow... by the rule, not the code:
             let at: Date = attested_at.parse().expect("only a real date is counted");
             let days = review_ms.map(|ms| ms / 86_400_000).unwrap_or(90);
             prop_assert!(days <= 730, "a reviewEvery over two years never counts");
-            let expires = at.checked_add(jiff::Span::new().days(days as i64)).unwrap();
+            let max = match p.level { 2 | 3 => 180, 4 => 120, _ => 90 };
+            let expires = at.checked_add(jiff::Span::new().days(days.min(max) as i64)).unwrap();
             prop_assert!(today <= expires, "{today} is after {expires}: expired, yet counted");
+            let tomorrow = today.checked_add(jiff::Span::new().days(1)).unwrap();
+            prop_assert!(at <= tomorrow, "dated {at}, after tomorrow ({tomorrow}), yet counted");
         }
     }
 
@@ -136,7 +143,7 @@ proptest! {
         states in prop::collection::vec(
             prop::sample::select(vec![
                 PracticeState::Met, PracticeState::NotMet, PracticeState::Unknown,
-                PracticeState::Exempt, PracticeState::Expired,
+                PracticeState::Exempt, PracticeState::Expired, PracticeState::Unverified,
             ]),
             PRACTICES.len(),
         ),

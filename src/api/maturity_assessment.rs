@@ -97,16 +97,26 @@ pub struct Attestation {
     #[x_kube(validation = Rule::new(format!("self.matches('{PRACTICE_ID_PATTERN}')")).message("practice must be a practice ID of the model such as ORG-2.3 or RESP-4.1 (see `maturity-operator model`)"))]
     #[schemars(length(max = 16))]
     pub practice: String,
-    /// Who vouches for it.
-    #[schemars(length(min = 1, max = 253))]
-    pub by: String,
+    /// Who vouched for it: written by the operator's admission webhook from the user who
+    /// applied the entry (a value typed here is overwritten).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub by: Option<String>,
     /// Where the evidence is (a link or a sentence).
     #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("an attestation needs its evidence: a link or a sentence"))]
     pub evidence: String,
+    /// The day the practice was seen in place (today or earlier: a later date is refused).
     pub attested_at: DateString,
-    /// The attestation expires this long after `attestedAt` (default `90d`).
+    /// The attestation expires this long after `attestedAt` (default `90d`, at most the
+    /// practice's maximum validity in the model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_every: Option<DurationString>,
+    /// Written by the webhook: its proof that `by` applied this entry. An entry without a
+    /// valid proof is Unverified and does not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub proof: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -118,8 +128,32 @@ pub struct Exemption {
     #[x_kube(validation = Rule::new("self.trim() != ''").message("an exemption needs a reason"))]
     #[schemars(length(max = 1024))]
     pub reason: String,
-    /// The exemption lapses after this date.
+    /// The exemption lapses after this date (at most 180 days after it was requested).
     pub until: DateString,
+    /// `true`, set by the approver (a user other than the requester who may `approve`
+    /// `maturityassessments/exemptions` in the namespace), approves; the webhook checks and
+    /// records who. `false` withdraws an approval; left out, the recorded one stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<bool>,
+    /// Written by the webhook: who asked for the exemption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub requested_by: Option<String>,
+    /// Written by the webhook: the day it was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_on: Option<DateString>,
+    /// Written by the webhook: who approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub approved_by: Option<String>,
+    /// Written by the webhook: the day it was approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_on: Option<DateString>,
+    /// Written by the webhook: its proof of the request and the approval. An exemption
+    /// without a valid proof or an approval is Unverified and does not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub proof: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -175,6 +209,9 @@ pub enum PracticeState {
     Unknown,
     Exempt,
     Expired,
+    /// An attestation or exemption the operator's webhook did not record (it was bypassed
+    /// or down, or the entry was changed by hand), or an exemption not approved yet.
+    Unverified,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -199,6 +236,11 @@ pub struct MaturityAssessmentStatus {
     pub next_level: Option<NextLevel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reports: Option<ReportTimes>,
+    /// When the operator last evaluated the assessment, refreshed at least every 10 minutes
+    /// even when nothing changed: a gate (`maturity-operator check`) treats an older one as
+    /// stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<Time>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -40,6 +40,10 @@ pub enum Command {
         namespace: Option<String>,
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..=5))]
         min_level: Option<i32>,
+        /// A status whose heartbeat is older than this is stale (exit 3): the operator
+        /// refreshes it every 10 minutes.
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        max_age: std::time::Duration,
     },
     /// Print the latest weekly (or monthly) report of an assessment.
     Report {
@@ -108,7 +112,8 @@ pub async fn main(cli: Cli) -> ExitCode {
             assessment,
             namespace,
             min_level,
-        } => tools::check(assessment, namespace, min_level).await,
+            max_age,
+        } => tools::check(assessment, namespace, min_level, max_age).await,
         Command::Report {
             assessment,
             namespace,

@@ -124,12 +124,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
         prometheus.ca_file = prometheus_ca_file;
         let webhook = webhook.config(namespace.clone())?;
         let leader_election = leader.settings(api_timeout, operator_namespace.clone())?;
-        let authors = match single_tenant {
-            true => operator::AuthorsConfig::Unchecked,
-            false => operator::AuthorsConfig::Checked {
-                namespace: operator_namespace.unwrap_or_else(|| OUTSIDE_A_POD.into()),
-                secret: author_key_secret,
-            },
+        let authors = operator::AuthorsConfig {
+            checked: !single_tenant,
+            namespace: operator_namespace.unwrap_or_else(|| OUTSIDE_A_POD.into()),
+            secret: author_key_secret,
         };
         Ok((metrics, prometheus, webhook, leader_election, authors))
     })();

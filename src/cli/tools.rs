@@ -15,6 +15,7 @@ pub async fn check(
     assessment: String,
     namespace: Option<String>,
     min_level: Option<i32>,
+    max_age: std::time::Duration,
 ) -> ExitCode {
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
@@ -25,7 +26,7 @@ pub async fn check(
     };
     let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
     let (code, text) =
-        maturity_operator::check::check(client, &namespace, &assessment, min_level).await;
+        maturity_operator::check::check(client, &namespace, &assessment, min_level, max_age).await;
     print!("{text}");
     ExitCode::from(code)
 }

@@ -113,12 +113,7 @@ impl Context {
     /// `query` as evidence may read it for an object of `namespace`: scoped (as
     /// [`Self::scoped`]) and reading at least one series, or why not (a sentence).
     pub fn evidence(&self, query: &str, namespace: &str) -> Result<String, String> {
-        if !crate::prom::enforce::reads_series(query) {
-            return Err(format!(
-                "the query {query:?} reads no series, only literals: its answer is the same whatever happens, so it is no evidence"
-            ));
-        }
-        self.scoped(query, namespace).map_err(|e| e.to_string())
+        self.settings.tenancy.evidence(query, namespace)
     }
 
     /// Whether the operator may do `needs` for the author of a `kind` in `namespace` with
@@ -155,6 +150,9 @@ pub struct Settings {
     pub tenancy: Tenancy,
     /// Whose rights the operator acts with for a DrillSchedule or CanaryPolicy.
     pub authors: Authors,
+    /// The key of the webhook's records of attestations and exemptions (None: no webhook
+    /// runs, so none is recorded and none counts).
+    pub evidence_key: Option<crate::authz::Key>,
 }
 
 /// Why a reconcile did not finish.

@@ -71,6 +71,39 @@ pub async fn author_key(
     )))
 }
 
+/// Whether `user` may approve the exemptions of assessment `name` in `namespace` (the verb
+/// [`crate::attest::APPROVE_VERB`] on its subresource `exemptions`): a SubjectAccessReview,
+/// not fenced, since the webhook answers on a standby too.
+pub async fn may_approve(
+    client: &Client,
+    limit: Duration,
+    user: &Author,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, Error> {
+    use crate::attest::{APPROVE_RESOURCE, APPROVE_SUBRESOURCE, APPROVE_VERB};
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.username.clone()),
+            groups: Some(user.groups.clone()),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.into()),
+                verb: Some(APPROVE_VERB.into()),
+                group: Some(crate::api::common::GROUP.into()),
+                resource: Some(APPROVE_RESOURCE.into()),
+                subresource: Some(APPROVE_SUBRESOURCE.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let got = bounded(limit, api.create(&PostParams::default(), &review)).await?;
+    Ok(got.status.is_some_and(|s| s.allowed))
+}
+
 impl Kube {
     /// Whether `author` may do each of `needs` (a SubjectAccessReview each, the first
     /// refusal ends it): the sentence of the first thing they may not do.

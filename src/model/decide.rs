@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::PRACTICES;
-use super::evaluate;
+use super::evaluate::{self, Claim};
 use super::evidence::{
     self, CanaryFacts, DrillFact, Facts, ReportFacts, Signal, TargetFact, Workload,
 };
@@ -21,6 +21,7 @@ use crate::api::maturity_assessment::{
     MaturityAssessmentStatus, NextLevel, PracticeState, PracticeStatus,
 };
 use crate::api::names::{REPORT_NOW_ANNOTATION, report_config_map};
+use crate::attest::Verified;
 use crate::conditions::{self, Cond, Status};
 use crate::prom::AlertRule;
 
@@ -62,6 +63,8 @@ pub struct Observed {
     pub report_data: BTreeMap<String, String>,
     /// How often the assessment is evaluated again.
     pub interval: Duration,
+    /// Which attestations and exemptions the operator's webhook recorded as they are.
+    pub verified: Verified,
 }
 
 /// Reports to write into the report ConfigMap.
@@ -125,17 +128,31 @@ pub fn facts(o: &Observed, now: Timestamp) -> Facts {
 }
 
 /// Every practice's state on `now`'s date (UTC), in the catalogue's order.
-pub fn practices(a: &MaturityAssessment, facts: &Facts, now: Timestamp) -> Vec<PracticeStatus> {
+/// Attestations and exemptions count only as `verified` says the webhook recorded them.
+pub fn practices(
+    a: &MaturityAssessment,
+    facts: &Facts,
+    verified: &Verified,
+    now: Timestamp,
+) -> Vec<PracticeStatus> {
     let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
     let measured = evidence::measure(facts);
     PRACTICES
         .iter()
         .map(|p| {
+            let attestation = a.spec.attestations.iter().find(|x| x.practice == p.id);
+            let exemption = a.spec.exemptions.iter().find(|x| x.practice == p.id);
             evaluate::practice_state(
                 p,
                 measured.get(p.id),
-                a.spec.attestations.iter().find(|x| x.practice == p.id),
-                a.spec.exemptions.iter().find(|x| x.practice == p.id),
+                attestation.map(|entry| Claim {
+                    entry,
+                    recorded: verified.attestations.contains(p.id),
+                }),
+                exemption.map(|entry| Claim {
+                    entry,
+                    recorded: verified.exemptions.contains(p.id),
+                }),
                 today,
             )
         })
@@ -369,12 +386,24 @@ pub fn reports(
     })
 }
 
+/// How often the heartbeat is refreshed when nothing else changed: an idle assessment
+/// costs one status write per this long, and a gate sees a live operator.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(600);
+
+/// The heartbeat is missing, older than [`HEARTBEAT_EVERY`], or in the future (a clock
+/// that went back): refresh it.
+fn heartbeat_due(last: Option<&Time>, now: Timestamp) -> bool {
+    let Some(last) = last else { return true };
+    let age = now.duration_since(last.0);
+    age.is_negative() || age.unsigned_abs() >= HEARTBEAT_EVERY
+}
+
 /// The pass: every practice, the level, the conditions, the reports that are due, and
 /// `lastEvaluated` moved only when something changed.
 pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
     let a = &o.assessment;
     let facts = facts(o, now);
-    let practices = practices(a, &facts, now);
+    let practices = practices(a, &facts, &o.verified, now);
     let (level, capabilities, next_level) = evaluate::assess(&practices);
     let old = a.status.clone().unwrap_or_default();
     let mut status = old.clone();
@@ -396,6 +425,9 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
     if status != old {
         status.common.last_evaluated = Some(Time(now));
     }
+    if status != old || heartbeat_due(old.heartbeat.as_ref(), now) {
+        status.heartbeat = Some(Time(now));
+    }
     Outcome {
         status,
         report,
@@ -413,8 +445,23 @@ mod tests {
 
     const NOW: &str = "2026-11-25T12:00:00Z";
 
-    /// Nothing in the namespace, rules readable, no signal declared.
+    /// Nothing in the namespace, rules readable, no signal declared; every attestation and
+    /// exemption of `a` as the webhook recorded it.
     fn observed(a: MaturityAssessment) -> Observed {
+        let verified = Verified {
+            attestations: a
+                .spec
+                .attestations
+                .iter()
+                .map(|x| x.practice.clone())
+                .collect(),
+            exemptions: a
+                .spec
+                .exemptions
+                .iter()
+                .map(|x| x.practice.clone())
+                .collect(),
+        };
         Observed {
             assessment: a,
             workloads: Vec::new(),
@@ -428,6 +475,7 @@ mod tests {
             extras: ReportExtras::default(),
             report_data: BTreeMap::new(),
             interval: Duration::from_secs(300),
+            verified,
         }
     }
 
@@ -770,14 +818,25 @@ mod tests {
         let t0 = ts(NOW);
         let first = decide(&observed(AssessmentBuilder::new("a").build()), t0);
         assert_eq!(first.status.common.last_evaluated, Some(Time(t0)));
-        // An hour later nothing changed: the status is the same, lastEvaluated stays.
+        assert_eq!(first.status.heartbeat, Some(Time(t0)));
+        // Nine minutes later nothing changed: the status is the same (no write).
+        let t9 = ts("2026-11-25T12:09:00Z");
+        let a = AssessmentBuilder::new("a")
+            .status(first.status.clone())
+            .build();
+        assert_eq!(decide(&observed(a), t9).status, first.status);
+        // An hour later nothing changed: lastEvaluated stays, but the heartbeat is 10
+        // minutes old or more, so it moves (one write per 10 minutes at most).
         let t1 = ts("2026-11-25T13:00:00Z");
         let a = AssessmentBuilder::new("a")
             .status(first.status.clone())
             .build();
         let second = decide(&observed(a), t1);
-        assert_eq!(second.status, first.status);
         assert_eq!(second.status.common.last_evaluated, Some(Time(t0)));
+        assert_eq!(second.status.heartbeat, Some(Time(t1)));
+        let mut without_heartbeat = second.status.clone();
+        without_heartbeat.heartbeat = first.status.heartbeat.clone();
+        assert_eq!(without_heartbeat, first.status, "only the heartbeat moved");
         // A new generation changes observedGeneration: lastEvaluated moves.
         let t2 = ts("2026-11-25T14:00:00Z");
         let a = AssessmentBuilder::new("a")

@@ -29,8 +29,8 @@ fn date(s: &str) -> Option<Date> {
     s.parse().ok()
 }
 
-/// The longest `reviewEvery` (admission refuses longer ones): an attestation is looked at
-/// again at least every two years.
+/// The longest `reviewEvery` the API takes (two years); the practice's maximum validity
+/// ([`Practice::max_validity_days`]) bounds how long an attestation counts.
 pub const MAX_REVIEW_DAYS: u64 = 730;
 
 /// `reviewEvery` in whole days (the default when unset), or why it cannot be used.
@@ -51,17 +51,130 @@ fn review_days(r: Option<&crate::api::common::DurationString>) -> Result<i64, St
     Ok(days as i64)
 }
 
+/// An attestation or exemption of the spec, and whether the operator's webhook recorded
+/// it as it is ([`crate::attest::verify`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a, T> {
+    pub entry: &'a T,
+    pub recorded: bool,
+}
+
+/// `d` plus `days` (the last date when it overflows).
+fn plus_days(d: Date, days: i64) -> Date {
+    jiff::Span::new()
+        .try_days(days)
+        .ok()
+        .and_then(|span| d.checked_add(span).ok())
+        .unwrap_or(Date::MAX)
+}
+
+/// The sentence of an entry the webhook did not record.
+fn not_recorded(what: &str, id: &str) -> String {
+    format!(
+        "the {what} of {id} was not recorded by the operator's admission webhook (it was bypassed or down, or the entry was changed by hand since): it does not count; apply the entry again while the operator runs"
+    )
+}
+
+/// Why a lapsed claim does not count: Expired or Unverified, with the sentence.
+type Lapsed = Option<(PracticeState, String)>;
+
+/// An exemption's state: Exempt (with the sentence), or why it does not count.
+fn exemption_state(
+    id: &str,
+    claim: Claim<Exemption>,
+    today: Date,
+) -> Result<String, (PracticeState, String)> {
+    let e = claim.entry;
+    if !claim.recorded {
+        return Err((PracticeState::Unverified, not_recorded("exemption", id)));
+    }
+    let requester = e.requested_by.as_deref().unwrap_or("nobody");
+    let asked = e.requested_on.as_ref().and_then(|d| date(d.as_str()));
+    let Some(approver) = e.approved_by.as_deref() else {
+        return Err((
+            PracticeState::Unverified,
+            format!(
+                "the exemption of {id} was requested by {requester} and is not approved yet: a user other than {requester} who may approve exemptions sets approved: true"
+            ),
+        ));
+    };
+    let (Some(until), Some(asked)) = (date(e.until.as_str()), asked) else {
+        return Err((
+            PracticeState::Expired,
+            format!("the exemption's date {:?} is not a date", e.until.as_str()),
+        ));
+    };
+    // The webhook refuses a longer one; an older record is held to the same bound.
+    let until = until.min(plus_days(asked, crate::attest::MAX_EXEMPTION_DAYS));
+    if until < today {
+        return Err((
+            PracticeState::Expired,
+            format!("the exemption lapsed on {until}"),
+        ));
+    }
+    let on = e
+        .approved_on
+        .as_ref()
+        .map(|d| format!(" on {}", d.as_str()))
+        .unwrap_or_default();
+    Ok(format!(
+        "exempt until {until} (requested by {requester} on {asked}, approved by {approver}{on}): {}",
+        e.reason
+    ))
+}
+
+/// An attestation's state: Met (with the sentence), or why it does not count.
+fn attestation_state(
+    p: &Practice,
+    claim: Claim<Attestation>,
+    today: Date,
+) -> Result<String, (PracticeState, String)> {
+    let a = claim.entry;
+    if !claim.recorded {
+        return Err((PracticeState::Unverified, not_recorded("attestation", p.id)));
+    }
+    let by = a.by.as_deref().unwrap_or("nobody");
+    let expired = |why: String| Err((PracticeState::Expired, why));
+    let review = match review_days(a.review_every.as_ref()) {
+        Ok(r) => r.min(p.max_validity_days()),
+        Err(why) => return expired(format!("the attestation by {by} does not count: {why}")),
+    };
+    let Some(at) = date(a.attested_at.as_str()) else {
+        return expired(format!(
+            "the attestation's date {:?} is not a date",
+            a.attested_at.as_str()
+        ));
+    };
+    if at > plus_days(today, crate::attest::CLOCK_SKEW_DAYS) {
+        return Err((
+            PracticeState::Unverified,
+            format!("the attestation by {by} is dated {at}, in the future: it does not count"),
+        ));
+    }
+    let expires = plus_days(at, review);
+    if expires < today {
+        return expired(format!(
+            "attested by {by} on {at}, review due {expires} has passed"
+        ));
+    }
+    Ok(format!(
+        "attested by {by} on {at} (review by {expires}): {}",
+        a.evidence
+    ))
+}
+
 /// The state of one practice on `today`.
 ///
-/// Order of precedence: a running exemption; a measurement that decided (Met or NotMet: a
-/// measured NotMet is not overridden by an attestation); a current attestation; then
-/// Expired (a lapsed attestation or exemption and nothing else), Unknown (the signal could
-/// not be read) or NotMet.
+/// Order of precedence: a running, recorded and approved exemption; a measurement that
+/// decided (Met or NotMet: a measured NotMet is not overridden by an attestation); a
+/// current recorded attestation; then Expired or Unverified (a lapsed or unrecorded
+/// attestation or exemption and nothing else), Unknown (the signal could not be read) or
+/// NotMet.
 pub fn practice_state(
     p: &Practice,
     measured: Option<&Measurement>,
-    attestation: Option<&Attestation>,
-    exemption: Option<&Exemption>,
+    attestation: Option<Claim<Attestation>>,
+    exemption: Option<Claim<Exemption>>,
     today: Date,
 ) -> PracticeStatus {
     let status = |state, evidence, detail: String| PracticeStatus {
@@ -70,23 +183,11 @@ pub fn practice_state(
         evidence,
         detail: Some(detail),
     };
-    let mut lapsed = None;
+    let mut lapsed: Lapsed = None;
     if let Some(e) = exemption {
-        match date(e.until.as_str()) {
-            Some(until) if until >= today => {
-                return status(
-                    PracticeState::Exempt,
-                    EvidenceKind::Exempted,
-                    format!("exempt until {until}: {}", e.reason),
-                );
-            }
-            Some(until) => lapsed = Some(format!("the exemption lapsed on {until}")),
-            None => {
-                lapsed = Some(format!(
-                    "the exemption's date {:?} is not a date",
-                    e.until.as_str()
-                ))
-            }
+        match exemption_state(p.id, e, today) {
+            Ok(why) => return status(PracticeState::Exempt, EvidenceKind::Exempted, why),
+            Err(why) => lapsed = Some(why),
         }
     }
     match measured {
@@ -99,42 +200,13 @@ pub fn practice_state(
         _ => {}
     }
     if let Some(a) = attestation {
-        let review = review_days(a.review_every.as_ref());
-        match (date(a.attested_at.as_str()), review) {
-            (_, Err(why)) => {
-                lapsed = Some(format!("the attestation by {} does not count: {why}", a.by))
-            }
-            (Some(at), Ok(review)) => {
-                let expires = jiff::Span::new()
-                    .try_days(review)
-                    .ok()
-                    .and_then(|span| at.checked_add(span).ok())
-                    .unwrap_or(jiff::civil::Date::MAX);
-                if expires >= today {
-                    return status(
-                        PracticeState::Met,
-                        EvidenceKind::Attested,
-                        format!(
-                            "attested by {} on {at} (review by {expires}): {}",
-                            a.by, a.evidence
-                        ),
-                    );
-                }
-                lapsed = Some(format!(
-                    "attested by {} on {at}, review due {expires} has passed",
-                    a.by
-                ));
-            }
-            (None, Ok(_)) => {
-                lapsed = Some(format!(
-                    "the attestation's date {:?} is not a date",
-                    a.attested_at.as_str()
-                ))
-            }
+        match attestation_state(p, a, today) {
+            Ok(why) => return status(PracticeState::Met, EvidenceKind::Attested, why),
+            Err(why) => lapsed = Some(why),
         }
     }
-    if let Some(why) = lapsed {
-        return status(PracticeState::Expired, EvidenceKind::None, why);
+    if let Some((state, why)) = lapsed {
+        return status(state, EvidenceKind::None, why);
     }
     match measured {
         Some(Measurement::Unknown(why)) => {
@@ -238,19 +310,35 @@ mod tests {
     fn attest(id: &str, at: &str, review: Option<&str>) -> Attestation {
         Attestation {
             practice: id.into(),
-            by: "lead@example.com".into(),
+            by: Some("lead@example.com".into()),
             evidence: "https://wiki/review".into(),
             attested_at: DateString::new(at),
             review_every: review.map(DurationString::new),
+            proof: None,
         }
     }
 
+    /// Requested on 2026-11-01, approved by another user.
     fn exempt(id: &str, until: &str) -> Exemption {
         Exemption {
             practice: id.into(),
             reason: "no customers of that kind".into(),
             until: DateString::new(until),
+            approved: Some(true),
+            requested_by: Some("alice".into()),
+            requested_on: Some(DateString::new("2026-11-01")),
+            approved_by: Some("bob".into()),
+            approved_on: Some(DateString::new("2026-11-02")),
+            proof: None,
         }
+    }
+
+    /// An entry as the webhook recorded it.
+    fn proven<T>(entry: &T) -> Option<Claim<'_, T>> {
+        Some(Claim {
+            entry,
+            recorded: true,
+        })
     }
 
     fn p(id: &str) -> &'static Practice {
@@ -262,7 +350,7 @@ mod tests {
         let s = practice_state(
             p("ORG-2.4"),
             None,
-            Some(&attest("ORG-2.4", "2026-10-01", None)),
+            proven(&attest("ORG-2.4", "2026-10-01", None)),
             None,
             today(),
         );
@@ -273,7 +361,7 @@ mod tests {
         let s = practice_state(
             p("ORG-2.4"),
             None,
-            Some(&attest("ORG-2.4", "2026-08-01", None)),
+            proven(&attest("ORG-2.4", "2026-08-01", None)),
             None,
             today(),
         );
@@ -281,7 +369,7 @@ mod tests {
         let s = practice_state(
             p("ORG-2.4"),
             None,
-            Some(&attest("ORG-2.4", "2026-11-01", Some("7d"))),
+            proven(&attest("ORG-2.4", "2026-11-01", Some("7d"))),
             None,
             today(),
         );
@@ -290,7 +378,7 @@ mod tests {
             p("COMM-5.2"),
             None,
             None,
-            Some(&exempt("COMM-5.2", "2026-11-25")),
+            proven(&exempt("COMM-5.2", "2026-11-25")),
             today(),
         );
         assert_eq!(
@@ -301,12 +389,87 @@ mod tests {
             p("COMM-5.2"),
             None,
             None,
-            Some(&exempt("COMM-5.2", "2026-11-24")),
+            proven(&exempt("COMM-5.2", "2026-11-24")),
             today(),
         );
         assert_eq!(s.state, PracticeState::Expired);
         let s = practice_state(p("COMM-5.2"), None, None, None, today());
         assert_eq!(s.state, PracticeState::NotMet);
+    }
+
+    #[test]
+    fn only_what_the_webhook_recorded_counts_and_within_the_models_bounds() {
+        fn unrecorded<T>(entry: &T) -> Option<Claim<'_, T>> {
+            Some(Claim {
+                entry,
+                recorded: false,
+            })
+        }
+        let a = attest("ORG-2.4", "2026-11-20", None);
+        let s = practice_state(p("ORG-2.4"), None, unrecorded(&a), None, today());
+        assert_eq!(
+            (s.state, s.evidence),
+            (PracticeState::Unverified, EvidenceKind::None)
+        );
+        assert!(
+            s.detail
+                .unwrap()
+                .contains("not recorded by the operator's admission webhook")
+        );
+        let e = exempt("COMM-5.2", "2026-12-31");
+        let s = practice_state(p("COMM-5.2"), None, None, unrecorded(&e), today());
+        assert_eq!(s.state, PracticeState::Unverified);
+        // Recorded but not approved.
+        let mut asked = exempt("COMM-5.2", "2026-12-31");
+        asked.approved_by = None;
+        let s = practice_state(p("COMM-5.2"), None, None, proven(&asked), today());
+        assert_eq!(s.state, PracticeState::Unverified);
+        assert!(
+            s.detail
+                .unwrap()
+                .contains("requested by alice and is not approved yet")
+        );
+        // Approved: who asked, who approved, until when.
+        let s = practice_state(p("COMM-5.2"), None, None, proven(&e), today());
+        assert_eq!(s.state, PracticeState::Exempt);
+        assert_eq!(
+            s.detail.unwrap(),
+            "exempt until 2026-12-31 (requested by alice on 2026-11-01, approved by bob on 2026-11-02): no customers of that kind"
+        );
+        // Requested 2026-05-01 until 2027-01-01: it counts 180 days from the request, to
+        // 2026-10-28 (May 30 + Jun 30 + Jul 31 + Aug 31 + Sep 30 + Oct 28 = 180), lapsed by today.
+        let mut old = exempt("COMM-5.2", "2027-01-01");
+        old.requested_on = Some(DateString::new("2026-05-01"));
+        let s = practice_state(p("COMM-5.2"), None, None, proven(&old), today());
+        assert_eq!(
+            (s.state, s.detail.as_deref()),
+            (
+                PracticeState::Expired,
+                Some("the exemption lapsed on 2026-10-28")
+            )
+        );
+        // A level-5 practice counts 90 days at most, whatever reviewEvery says: attested
+        // 2026-08-20, review 700d, expired on 2026-11-18 (Aug 11 + Sep 30 + Oct 31 + Nov 18 = 90).
+        let long = attest("ORG-5.4", "2026-08-20", Some("700d"));
+        let s = practice_state(p("ORG-5.4"), None, proven(&long), None, today());
+        assert_eq!(s.state, PracticeState::Expired, "{:?}", s.detail);
+        assert!(
+            s.detail
+                .unwrap()
+                .contains("review due 2026-11-18 has passed")
+        );
+        // A level-2 practice with the same dates still counts (180 days: to 2027-02-16).
+        let long = attest("ORG-2.4", "2026-08-20", Some("700d"));
+        let s = practice_state(p("ORG-2.4"), None, proven(&long), None, today());
+        assert_eq!(s.state, PracticeState::Met);
+        assert!(s.detail.unwrap().contains("review by 2027-02-16"));
+        // Dated after tomorrow: does not count.
+        let future = attest("ORG-2.4", "2026-11-27", None);
+        let s = practice_state(p("ORG-2.4"), None, proven(&future), None, today());
+        assert_eq!(s.state, PracticeState::Unverified);
+        let tomorrow = attest("ORG-2.4", "2026-11-26", None);
+        let s = practice_state(p("ORG-2.4"), None, proven(&tomorrow), None, today());
+        assert_eq!(s.state, PracticeState::Met);
     }
 
     #[test]
@@ -321,7 +484,7 @@ mod tests {
         let s = practice_state(
             p("ORG-2.1"),
             Some(&Measurement::NotMet("x".into())),
-            Some(&attest("ORG-2.1", "2026-11-01", None)),
+            proven(&attest("ORG-2.1", "2026-11-01", None)),
             None,
             today(),
         );
@@ -330,7 +493,7 @@ mod tests {
         let s = practice_state(
             p("ORG-2.1"),
             Some(&Measurement::Unknown("Prometheus unreachable".into())),
-            Some(&attest("ORG-2.1", "2026-11-01", None)),
+            proven(&attest("ORG-2.1", "2026-11-01", None)),
             None,
             today(),
         );

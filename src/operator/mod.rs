@@ -111,13 +111,14 @@ pub struct RunConfig {
     pub authors: AuthorsConfig,
 }
 
-/// Whose rights drills and canaries act with.
+/// Whose rights drills and canaries act with, and where the key of the webhook's proofs is.
 #[derive(Debug, Clone)]
-pub enum AuthorsConfig {
-    /// `--single-tenant`: the operator's own.
-    Unchecked,
-    /// The proven author's; the proofs' key is in Secret `secret` of `namespace`.
-    Checked { namespace: String, secret: String },
+pub struct AuthorsConfig {
+    /// false (`--single-tenant`): act for drills and canaries with the operator's own rights.
+    pub checked: bool,
+    /// The Secret with the key of the proofs (of authors, attestations and exemptions).
+    pub namespace: String,
+    pub secret: String,
 }
 
 /// Which controllers run (the chart has a switch for each).
@@ -263,20 +264,32 @@ fn static_str(name: std::borrow::Cow<'static, str>) -> &'static str {
 pub async fn run(config: RunConfig) -> Result<(), Error> {
     let client = Client::try_default().await.map_err(Error::Config)?;
     check_crds(&client, config.api_timeout).await?;
-    let authors = match &config.authors {
-        AuthorsConfig::Checked { namespace, secret }
-            if config.controllers.drills || config.controllers.canaries =>
-        {
-            let key = crate::k8s::authz::author_key(&client, namespace, secret, config.api_timeout)
+    // The key proves authors (drills and canaries, unless single-tenant) and the webhook's
+    // records of attestations and exemptions (assessments, when the webhook runs).
+    let a = &config.authors;
+    let check_authors = a.checked && (config.controllers.drills || config.controllers.canaries);
+    let record_evidence = config.controllers.assessments && config.webhook.is_some();
+    let key = match check_authors || record_evidence {
+        true => Some(
+            crate::k8s::authz::author_key(&client, &a.namespace, &a.secret, config.api_timeout)
                 .await
                 .map_err(|source| Error::AuthorKey {
-                    secret: format!("{namespace}/{secret}"),
+                    secret: format!("{}/{}", a.namespace, a.secret),
                     source,
-                })?;
-            Authors::Checked(key)
-        }
+                })?,
+        ),
+        false => None,
+    };
+    let authors = match (&key, check_authors) {
+        (Some(key), true) => Authors::Checked(key.clone()),
         _ => Authors::Unchecked,
     };
+    let evidence_key = key.filter(|_| record_evidence);
+    if config.controllers.assessments && config.webhook.is_none() {
+        tracing::warn!(
+            "no admission webhook (--webhook-addr): no attestation or exemption is recorded, so none counts toward the level"
+        );
+    }
     if matches!(authors, Authors::Checked(_)) && config.webhook.is_none() {
         tracing::warn!(
             "no admission webhook (--webhook-addr): no author is recorded, so no drill runs and no canary acts; give --webhook-addr, or --single-tenant"
@@ -314,7 +327,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     if let Some(w) = config
         .webhook
         .as_ref()
-        .filter(|_| on.canaries || (on.drills && record_authors))
+        .filter(|_| on.canaries || (on.drills && record_authors) || evidence_key.is_some())
     {
         shared.expected.fetch_add(1, Ordering::SeqCst);
         let (policies, task) = spawn_reflector::<CanaryPolicy>(&client, ns, &shared, &stop_rx);
@@ -341,6 +354,11 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                 operator: Some(me),
                 authors: authors.clone(),
                 tenancy: config.tenancy.clone(),
+                evidence: evidence_key.clone().map(|key| crate::webhook::Evidence {
+                    key,
+                    client: client.clone(),
+                    timeout: config.api_timeout,
+                }),
             },
             stop_rx.clone(),
         )
@@ -350,8 +368,11 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             &client,
             &w.settings,
             &certs.ca_pem,
-            on.canaries,
-            record_authors,
+            crate::webhook::Duties {
+                canaries: on.canaries,
+                authors: record_authors,
+                evidence: evidence_key.is_some(),
+            },
         )
         .await?;
         tracing::info!(configuration = %w.settings.configuration, "admission webhook registered");
@@ -415,6 +436,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                 default_interval: config.default_interval,
                 tenancy: config.tenancy.clone(),
                 authors: authors.clone(),
+                evidence_key: evidence_key.clone(),
             },
         ));
         start_controllers(&config, &ctx, &shared, &stop_rx, &mut watchers);

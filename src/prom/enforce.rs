@@ -87,6 +87,20 @@ fn walk(e: &mut Expr, m: &Matcher) -> Result<(), EnforceError> {
     }
 }
 
+impl Tenancy {
+    /// `query` as evidence of a practice for an object of `namespace`: scoped (as
+    /// [`Tenancy::scope`]) and reading at least one series, or why not (a sentence). The
+    /// controller sends only such a query; the webhook refuses any other at admission.
+    pub fn evidence(&self, query: &str, namespace: &str) -> Result<String, String> {
+        if !reads_series(query) {
+            return Err(format!(
+                "the query {query:?} reads no series, only literals: its answer is the same whatever happens, so it is no evidence"
+            ));
+        }
+        self.scope(query, namespace).map_err(|e| e.to_string())
+    }
+}
+
 /// Whether `query` reads any series: a vector or matrix selector anywhere in it. A query of
 /// literals only (`vector(5)`, `1 > 0`, `scalar(vector(1))`) reads none, so its answer is
 /// the same whatever happens: no evidence of anything. A query that does not parse reads

@@ -1,9 +1,12 @@
 //! The admission webhook server: HTTPS with a certificate the operator makes itself (or
 //! one mounted from a Secret), registered by the operator in a
 //! MutatingWebhookConfiguration that carries its CA. It serves two hooks: on Deployment
-//! updates, whose decision is [`crate::canary::admission::hold_patch`]; and on creates and
+//! updates, whose decision is [`crate::canary::admission::hold_patch`]; on creates and
 //! updates of DrillSchedules and CanaryPolicies, which records who wrote the spec
-//! ([`crate::authz::record`]).
+//! ([`crate::authz::record`]); and on creates and updates of MaturityAssessments, which
+//! records who attested, who requested and who approved an exemption
+//! ([`crate::attest::record`], approvals checked with a SubjectAccessReview) and refuses
+//! signal queries that are no evidence.
 
 use std::net::SocketAddr;
 
@@ -25,8 +28,9 @@ use kube::runtime::reflector::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::maturity_assessment::MaturityAssessmentSpec;
 use crate::api::names::FIELD_MANAGER;
-use crate::api::{CanaryPolicy, DrillSchedule};
+use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment};
 use crate::authz::{Author, Authors, Seen};
 use crate::canary::admission::hold_patch;
 use crate::metrics::Metrics;
@@ -41,6 +45,8 @@ pub const DEPLOYMENT_PATH: &str = "/mutate/deployments";
 const POLICIES_SYNC: std::time::Duration = std::time::Duration::from_secs(3);
 /// Path of the hook that records the author of a DrillSchedule's or CanaryPolicy's spec.
 pub const AUTHORS_PATH: &str = "/mutate/authors";
+/// Path of the hook that records attestations and exemptions of MaturityAssessments.
+pub const ASSESSMENTS_PATH: &str = "/mutate/assessments";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -97,6 +103,28 @@ pub struct Checks {
     /// How users' queries are scoped: a drill or policy whose query would read another
     /// namespace is refused at admission.
     pub tenancy: Tenancy,
+    /// Records attestations and exemptions of assessments (None: not recorded).
+    pub evidence: Option<Evidence>,
+}
+
+/// What the assessments' hook needs: the proofs' key, and the API server to ask whether an
+/// approver may approve.
+#[derive(Clone)]
+pub struct Evidence {
+    pub key: crate::authz::Key,
+    pub client: Client,
+    pub timeout: std::time::Duration,
+}
+
+/// Which hooks are registered.
+#[derive(Debug, Clone, Copy)]
+pub struct Duties {
+    /// Hold new templates of governed Deployments for their canary.
+    pub canaries: bool,
+    /// Record the authors of DrillSchedules and CanaryPolicies.
+    pub authors: bool,
+    /// Record attestations and exemptions of MaturityAssessments.
+    pub evidence: bool,
 }
 
 #[derive(Clone)]
@@ -126,6 +154,7 @@ pub async fn serve(
     let app = Router::new()
         .route(DEPLOYMENT_PATH, post(mutate_deployment))
         .route(AUTHORS_PATH, post(record_author))
+        .route(ASSESSMENTS_PATH, post(record_evidence))
         .with_state(Hook {
             policies,
             metrics,
@@ -334,17 +363,123 @@ async fn record_author(
     patched(&hook, &request, ops, "author-recorded")
 }
 
-/// Creates or updates the MutatingWebhookConfiguration so the API server sends Deployment
-/// updates (with `hold_canaries`) and creates and updates of DrillSchedules and
-/// CanaryPolicies (with `record_authors`) to this operator, and trusts its certificate.
+/// The assessment of an admission request's object, or None (another kind, or not one the
+/// operator can read: the API server's validation answers for it).
+fn assessment(o: &DynamicObject) -> Option<MaturityAssessment> {
+    serde_json::from_value(serde_json::to_value(o).ok()?).ok()
+}
+
+/// Why `spec`'s signals may not be admitted: a query that reads no series, or one that
+/// would read another namespace.
+fn signals_refusal(spec: &MaturityAssessmentSpec, tenancy: &Tenancy, ns: &str) -> Option<String> {
+    let s = spec.signals.as_ref()?;
+    let queries = [
+        (
+            "satisfaction.query",
+            s.satisfaction.as_ref().map(|x| &x.query),
+        ),
+        ("complaints.query", s.complaints.as_ref().map(|x| &x.query)),
+        ("demand.query", s.demand.as_ref().map(|x| &x.query)),
+        ("demand.capacity", s.demand.as_ref().map(|x| &x.capacity)),
+    ];
+    queries.into_iter().find_map(|(field, q)| {
+        let why = tenancy.evidence(q?.as_str(), ns).err()?;
+        Some(format!("spec.signals.{field}: {why}"))
+    })
+}
+
+async fn record_evidence(
+    State(hook): State<Hook>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => return Json(AdmissionResponse::invalid(format!("{e:?}")).into_review()),
+    };
+    let response = AdmissionResponse::from(&request);
+    let (Some(evidence), Some(new)) = (
+        &hook.checks.evidence,
+        request.object.as_ref().and_then(assessment),
+    ) else {
+        return Json(response.into_review());
+    };
+    let old = request.old_object.as_ref().and_then(assessment);
+    let ns = request.namespace.clone().unwrap_or_default();
+    let refuse = |why: String| {
+        hook.metrics
+            .webhook_requests
+            .with_label_values(&["refused"])
+            .inc();
+        Json(AdmissionResponse::from(&request).deny(why).into_review())
+    };
+    if old.as_ref().map(|o| &o.spec.signals) != Some(&new.spec.signals)
+        && let Some(why) = signals_refusal(&new.spec, &hook.checks.tenancy, &ns)
+    {
+        return refuse(why);
+    }
+    let Some(user) = request.user_info.username.clone() else {
+        return Json(response.into_review());
+    };
+    let name = new
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| request.name.clone());
+    let recorder = crate::attest::Recorder {
+        key: &evidence.key,
+        namespace: &ns,
+        name: &name,
+        user: &user,
+        today: crate::clock::Clock::system().today(),
+    };
+    let recording = match crate::attest::record(&recorder, old.as_ref().map(|o| &o.spec), &new.spec)
+    {
+        Ok(r) => r,
+        Err(why) => return refuse(why),
+    };
+    let approver = Author {
+        username: user.clone(),
+        groups: request.user_info.groups.clone().unwrap_or_default(),
+    };
+    for practice in &recording.approvals {
+        match crate::k8s::authz::may_approve(
+            &evidence.client,
+            evidence.timeout,
+            &approver,
+            &ns,
+            &name,
+        )
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return refuse(format!(
+                    "{user} may not approve the exemption of {practice}: approving needs the verb approve on maturityassessments/exemptions in namespace {ns} (the chart's ClusterRole maturity-operator-exemption-approver, bound by a RoleBinding)"
+                ));
+            }
+            Err(e) => {
+                return refuse(format!(
+                    "cannot check whether {user} may approve the exemption of {practice} (a SubjectAccessReview): {e}; try again"
+                ));
+            }
+        }
+    }
+    if recording.ops.is_empty() {
+        return Json(response.into_review());
+    }
+    patched(&hook, &request, recording.ops, "evidence-recorded")
+}
+
+/// Creates or updates the MutatingWebhookConfiguration so the API server sends this
+/// operator what its `duties` need (Deployment updates; creates and updates of
+/// DrillSchedules and CanaryPolicies; of MaturityAssessments), and trusts its certificate.
 pub async fn register(
     client: &Client,
     settings: &Settings,
     ca_pem: &str,
-    hold_canaries: bool,
-    record_authors: bool,
+    duties: Duties,
 ) -> Result<(), Error> {
-    let config = configuration(settings, ca_pem, hold_canaries, record_authors);
+    let config = configuration(settings, ca_pem, duties);
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     api.patch(
         &settings.configuration,
@@ -386,8 +521,7 @@ fn client_config(settings: &Settings, ca_pem: &str, path: &str) -> WebhookClient
 fn configuration(
     settings: &Settings,
     ca_pem: &str,
-    hold_canaries: bool,
-    record_authors: bool,
+    duties: Duties,
 ) -> MutatingWebhookConfiguration {
     let namespace_selector = match &settings.namespace {
         Some(ns) => LabelSelector {
@@ -419,7 +553,7 @@ fn configuration(
         ..Default::default()
     };
     let mut webhooks = Vec::new();
-    if hold_canaries {
+    if duties.canaries {
         webhooks.push(hook(
             "canary.maturity.sre.dev",
             DEPLOYMENT_PATH,
@@ -432,7 +566,7 @@ fn configuration(
             },
         ));
     }
-    if record_authors {
+    if duties.authors {
         webhooks.push(hook(
             "authors.maturity.sre.dev",
             AUTHORS_PATH,
@@ -441,6 +575,19 @@ fn configuration(
                 api_versions: Some(vec!["*".into()]),
                 operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
                 resources: Some(vec!["drillschedules".into(), "canarypolicies".into()]),
+                scope: Some("Namespaced".into()),
+            },
+        ));
+    }
+    if duties.evidence {
+        webhooks.push(hook(
+            "assessments.maturity.sre.dev",
+            ASSESSMENTS_PATH,
+            RuleWithOperations {
+                api_groups: Some(vec![crate::api::common::GROUP.into()]),
+                api_versions: Some(vec!["*".into()]),
+                operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
+                resources: Some(vec!["maturityassessments".into()]),
                 scope: Some("Namespaced".into()),
             },
         ));
@@ -475,7 +622,12 @@ mod tests {
             failure_policy: "Ignore".into(),
         };
         let names = |canaries, authors| -> Vec<(String, String)> {
-            configuration(&settings, "", canaries, authors)
+            let duties = Duties {
+                canaries,
+                authors,
+                evidence: false,
+            };
+            configuration(&settings, "", duties)
                 .webhooks
                 .unwrap_or_default()
                 .into_iter()
@@ -493,5 +645,24 @@ mod tests {
         assert_eq!(names(true, true), vec![canary.clone(), authors.clone()]);
         assert_eq!(names(true, false), vec![canary]);
         assert_eq!(names(false, true), vec![authors]);
+        let all = Duties {
+            canaries: true,
+            authors: true,
+            evidence: true,
+        };
+        let hooks = configuration(&settings, "", all)
+            .webhooks
+            .unwrap_or_default();
+        let evidence = hooks.last().unwrap();
+        assert_eq!(evidence.name, "assessments.maturity.sre.dev");
+        assert_eq!(
+            evidence.client_config.url.as_deref(),
+            Some("https://127.0.0.1:9443/mutate/assessments")
+        );
+        let rule = &evidence.rules.as_ref().unwrap()[0];
+        assert_eq!(
+            rule.resources.as_deref(),
+            Some(&["maturityassessments".to_string()][..])
+        );
     }
 }

@@ -11,7 +11,14 @@ use crate::api::maturity_assessment::{MaturityAssessmentStatus, PracticeState};
 use crate::metrics::Metrics;
 use crate::model::Capability;
 
-const STATES: [&str; 5] = ["met", "not_met", "unknown", "exempt", "expired"];
+const STATES: [&str; 6] = [
+    "met",
+    "not_met",
+    "unknown",
+    "exempt",
+    "expired",
+    "unverified",
+];
 
 type MissingSeries = HashMap<(String, String), Vec<[String; 5]>>;
 
@@ -34,6 +41,7 @@ fn state_label(s: PracticeState) -> &'static str {
         PracticeState::Unknown => "unknown",
         PracticeState::Exempt => "exempt",
         PracticeState::Expired => "expired",
+        PracticeState::Unverified => "unverified",
     }
 }
 
@@ -52,7 +60,7 @@ impl MaturityMetrics {
             ),
             practices: m.int_gauges(
                 "maturity_practices",
-                "Practices of the model by state (met, not_met, unknown, exempt, expired).",
+                "Practices of the model by state (met, not_met, unknown, exempt, expired, unverified).",
                 &["namespace", "assessment", "state"],
             ),
             next_level_missing: m.int_gauges(

@@ -50,7 +50,9 @@ pub async fn observe(
             .and_then(|c| c.data)
             .unwrap_or_default()
     };
+    let verified = crate::attest::verify(ctx.settings.evidence_key.as_ref(), &ns, &name, &a.spec);
     Ok(Some(Observed {
+        verified,
         assessment: a,
         workloads,
         targets,
