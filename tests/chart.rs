@@ -105,11 +105,13 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             drills,
             "{extra:?}: pod delete only with drills"
         );
-        // The webhook holds canaries and records the authors of drills and canaries; a
-        // single-tenant operator acts with its own rights, so drills alone need no webhook.
+        // The webhook holds canaries, records the authors of drills and canaries, and the
+        // attestations and exemption approvals of assessments; a single-tenant operator acts
+        // with its own rights, so drills alone need no webhook.
         let single = extra.iter().any(|s| s == "tenancy.singleTenant=true");
         let authors = (canaries || drills) && !single;
-        let webhook = canaries || authors;
+        let webhook = canaries || authors || assessments;
+        let proofs = authors || assessments;
         assert_eq!(
             yaml.contains("mutatingwebhookconfigurations"),
             webhook,
@@ -125,15 +127,26 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             yaml.contains(&format!(
                 "resourceNames: [{release}-maturity-operator-author-key]"
             )),
-            authors,
-            "{extra:?}: the author key Secret's Role"
+            proofs,
+            "{extra:?}: the proofs' key Secret's Role"
         );
         assert_eq!(
             yaml.contains(&format!(
                 "--author-key-secret={release}-maturity-operator-author-key"
             )),
-            authors,
+            proofs,
             "{extra:?}"
+        );
+        // The approvers' ClusterRole ships with assessments, bound to nobody.
+        assert_eq!(
+            yaml.contains(&format!("name: {release}-maturity-operator-exemption-approver")),
+            assessments,
+            "{extra:?}"
+        );
+        assert_eq!(
+            yaml.matches("-exemption-approver").count(),
+            usize::from(assessments),
+            "{extra:?}: the approver ClusterRole is not bound"
         );
         let client_ca = extra
             .iter()

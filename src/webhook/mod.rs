@@ -454,7 +454,7 @@ async fn record_evidence(
             Ok(true) => {}
             Ok(false) => {
                 return refuse(format!(
-                    "{user} may not approve the exemption of {practice}: approving needs the verb approve on maturityassessments/exemptions in namespace {ns} (the chart's ClusterRole maturity-operator-exemption-approver, bound by a RoleBinding)"
+                    "{user} may not approve the exemption of {practice}: approving needs the verb approve on maturityassessments/exemptions in namespace {ns} (the chart's ClusterRole <release>-exemption-approver, bound to the approver by a RoleBinding)"
                 ));
             }
             Err(e) => {

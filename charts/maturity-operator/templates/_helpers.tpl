@@ -28,10 +28,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- join "," $c -}}
 {{- end -}}
 
-{{/* "true" when the admission webhook runs: it holds canaries' rollouts and records the
-authors of drills and canaries (not needed for drills alone when single-tenant). */}}
+{{/* "true" when the admission webhook runs: it holds canaries' rollouts, records the
+authors of drills and canaries (not needed for drills alone when single-tenant), and records
+the attestations and exemption approvals of assessments. */}}
 {{- define "mo.webhook" -}}
-{{- if or .Values.controllers.canaries (and .Values.controllers.drills (not .Values.tenancy.singleTenant)) -}}
+{{- if or .Values.controllers.canaries (and .Values.controllers.drills (not .Values.tenancy.singleTenant)) .Values.controllers.assessments -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the operator keeps the key of its proofs (authors; attestations and exemptions). */}}
+{{- define "mo.proofs" -}}
+{{- if or (eq (include "mo.authors" .) "true") .Values.controllers.assessments -}}
 true
 {{- end -}}
 {{- end -}}
