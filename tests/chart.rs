@@ -139,7 +139,9 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         );
         // The approvers' ClusterRole ships with assessments, bound to nobody.
         assert_eq!(
-            yaml.contains(&format!("name: {release}-maturity-operator-exemption-approver")),
+            yaml.contains(&format!(
+                "name: {release}-maturity-operator-exemption-approver"
+            )),
             assessments,
             "{extra:?}"
         );

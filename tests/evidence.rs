@@ -129,3 +129,444 @@ async fn signal_queries_of_literals_only_do_not_raise_the_level() {
     drop(operator);
     ctx.cleanup().await;
 }
+
+/// The operator's run flags with its webhook (records attestations and exemptions).
+fn start_recording(ctx: &TestContext) -> Operator {
+    let mut flags = support::operator::webhook_flags(&ctx.namespace);
+    flags.push("--assessment-interval=1s".into());
+    Operator::start_with(
+        &ctx.env,
+        &ctx.namespace,
+        &ctx.env.prometheus_url,
+        "2s",
+        &flags,
+    )
+}
+
+/// Waits until the API server sends the namespace's assessments to the operator's webhook:
+/// a dry-run create comes back with its attestation's identity recorded.
+async fn assessments_recorded(api: &Api<MaturityAssessment>) {
+    let probe = assessment(
+        "webhook-probe",
+        json!({"attestations": [attestation("ORG-2.4", "the CEO", &today())]}),
+    );
+    eventually(
+        "the webhook records attestations",
+        Duration::from_secs(30),
+        || {
+            let (api, probe) = (api.clone(), probe.clone());
+            async move {
+                let dry = kube::api::PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                };
+                let got = api.create(&dry, &probe).await.map_err(|e| e.to_string())?;
+                match got.spec.attestations[0].proof {
+                    Some(_) => Ok(()),
+                    None => Err("not recorded yet".to_string()),
+                }
+            }
+        },
+    )
+    .await;
+}
+
+fn today() -> String {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string()
+}
+
+fn days_from_today(n: i64) -> String {
+    let t = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    t.checked_add(jiff::Span::new().days(n))
+        .unwrap()
+        .to_string()
+}
+
+fn attestation(practice: &str, by: &str, at: &str) -> serde_json::Value {
+    json!({"practice": practice, "by": by, "evidence": "https://wiki.example/awareness", "attestedAt": at})
+}
+
+fn assessment(name: &str, spec: serde_json::Value) -> MaturityAssessment {
+    serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap()
+}
+
+/// The message of an API server refusal, or why there was none.
+fn refusal<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> String {
+    match r {
+        Err(kube::Error::Api(s)) => s.message,
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+/// An attestation counts only as the webhook recorded it: the identity of whoever applied it
+/// (a typed `by` is overwritten), with a proof. One made while the webhook was not there,
+/// with a typed identity and a made-up proof, is Unverified and does not count. Dates in
+/// the future and reviews longer than the practice's maximum validity are refused.
+#[tokio::test]
+async fn attestations_count_only_as_the_webhook_recorded_them() {
+    let ctx = TestContext::new("evattest").await;
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    // No operator, no webhook yet: the API server stores what was typed.
+    let mut forged = attestation("ORG-2.4", "the CEO", &today());
+    forged["proof"] = json!(format!("v1:{}", "ab".repeat(32)));
+    api.create(
+        &Default::default(),
+        &assessment("bypassed", json!({"attestations": [forged]})),
+    )
+    .await
+    .unwrap();
+    let operator = start_recording(&ctx);
+    assessments_recorded(&api).await;
+    let me = maturity_operator::k8s::identity(&ctx.client, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let admitted = api
+        .create(
+            &Default::default(),
+            &assessment(
+                "recorded",
+                json!({"attestations": [attestation("ORG-2.4", "the CEO", &today())]}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        admitted.spec.attestations[0].by.as_deref(),
+        Some(me.as_str()),
+        "the typed identity is overwritten"
+    );
+
+    let (recorded, _) = eventually("recorded evaluated", Duration::from_secs(30), || {
+        practices(&api, "recorded")
+    })
+    .await;
+    let (state, detail) = &recorded["ORG-2.4"];
+    assert_eq!(state, "Met", "{detail}");
+    assert!(
+        detail.starts_with(&format!("attested by {me} on {}", today())),
+        "{detail}"
+    );
+    let (bypassed, level) = eventually("bypassed evaluated", Duration::from_secs(30), || {
+        practices(&api, "bypassed")
+    })
+    .await;
+    let (state, detail) = &bypassed["ORG-2.4"];
+    assert_eq!(state, "Unverified", "{detail}");
+    assert!(
+        detail.contains("was not recorded by the operator's admission webhook"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("the CEO"),
+        "a typed identity is never shown as the attester: {detail}"
+    );
+    // Nothing in the namespace: every capability misses level-2 practices, so level 1.
+    assert_eq!(level, 1);
+
+    // Dated after tomorrow: refused with the sentence.
+    let e = refusal(
+        api.create(
+            &Default::default(),
+            &assessment(
+                "future",
+                json!({"attestations": [attestation("ORG-2.4", "me", "2099-01-01")]}),
+            ),
+        )
+        .await,
+    );
+    assert!(
+        e.contains(&format!(
+            "the attestation of ORG-2.4 is dated 2099-01-01, in the future (today is {})",
+            today()
+        )),
+        "{e}"
+    );
+    // Reviewed less often than ORG-5.4's (level 5) maximum validity of 90 days: refused.
+    let mut long = attestation("ORG-5.4", "me", &today());
+    long["reviewEvery"] = json!("365d");
+    let e = refusal(
+        api.create(
+            &Default::default(),
+            &assessment("long", json!({"attestations": [long]})),
+        )
+        .await,
+    );
+    assert!(
+        e.contains("reviewEvery 365d is longer than the practice's maximum validity of 90d"),
+        "{e}"
+    );
+    drop(operator);
+    support::operator::remove_webhook(&ctx.client, &ctx.namespace).await;
+    ctx.cleanup().await;
+}
+
+/// An exemption asked for by the team counts only once another user, one who holds the
+/// approver permission (`approve` on `maturityassessments/exemptions`), approves it; the
+/// team cannot approve its own, nor can a user without the permission; status shows who
+/// asked, who approved and until when; longer than 180 days is refused.
+#[tokio::test]
+async fn an_exemption_counts_only_once_another_user_with_the_permission_approves_it() {
+    let ctx = TestContext::new("evexempt").await;
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let operator = start_recording(&ctx);
+    assessments_recorded(&api).await;
+    let edit = json!([{"apiGroups": ["maturity.sre.dev"], "resources": ["maturityassessments"], "verbs": ["get", "list", "create", "patch", "update"]}]);
+    let team = ctx.service_account("team", edit.clone());
+    let peer = ctx.service_account("peer", edit);
+    let approver = ctx.service_account("approver", json!([
+        {"apiGroups": ["maturity.sre.dev"], "resources": ["maturityassessments/exemptions"], "verbs": ["approve"]},
+        {"apiGroups": ["maturity.sre.dev"], "resources": ["maturityassessments"], "verbs": ["get", "patch"]}
+    ]));
+    let until = days_from_today(30);
+    // The team asks, and types approved: true and an approver: recorded as a request only.
+    let asked = json!({"apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+        "metadata": {"name": "exempted", "namespace": ctx.namespace},
+        "spec": {"exemptions": [{"practice": "ORG-2.4", "reason": "no customers yet", "until": until,
+                                  "approved": true, "approvedBy": "the CEO"}]}});
+    let out = ctx.kubectl_as(&team, &["create", "-f", "-"], &asked.to_string());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = api.get("exempted").await.unwrap();
+    let e = &a.spec.exemptions[0];
+    assert_eq!(
+        (
+            e.requested_by.as_deref(),
+            e.approved_by.as_deref(),
+            e.approved
+        ),
+        (Some(team.as_str()), None, None)
+    );
+    let (p, _) = eventually("exempted evaluated", Duration::from_secs(30), || {
+        practices(&api, "exempted")
+    })
+    .await;
+    assert_eq!(p["ORG-2.4"].0, "Unverified", "{:?}", p["ORG-2.4"]);
+    assert!(
+        p["ORG-2.4"]
+            .1
+            .contains(&format!("requested by {team} and is not approved yet")),
+        "{:?}",
+        p["ORG-2.4"]
+    );
+
+    let approve = r#"[{"op": "add", "path": "/spec/exemptions/0/approved", "value": true}]"#;
+    let patch = |user: &str| {
+        ctx.kubectl_as(
+            user,
+            &[
+                "patch",
+                "maturityassessment",
+                "exempted",
+                "--type=json",
+                "-p",
+                approve,
+            ],
+            "",
+        )
+    };
+    // The requester may not approve its own.
+    let out = patch(&team);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{team} requested the exemption of ORG-2.4, so may not approve it"
+        )),
+        "{err}"
+    );
+    // Another user of the team, without the approver permission, may not either.
+    let out = patch(&peer);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{peer} may not approve the exemption of ORG-2.4: approving needs the verb approve on maturityassessments/exemptions")), "{err}");
+    assert_eq!(
+        practices(&api, "exempted").await.unwrap().0["ORG-2.4"].0,
+        "Unverified"
+    );
+    // The approver may.
+    let out = patch(&approver);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (p, _) = eventually("exempt", Duration::from_secs(30), || async {
+        let (p, level) = practices(&api, "exempted").await?;
+        match p["ORG-2.4"].0.as_str() {
+            "Exempt" => Ok((p, level)),
+            _ => Err(format!("{:?}", p["ORG-2.4"])),
+        }
+    })
+    .await;
+    assert_eq!(
+        p["ORG-2.4"].1,
+        format!(
+            "exempt until {until} (requested by {team} on {}, approved by {approver} on {}): no customers yet",
+            today(),
+            today()
+        )
+    );
+    // Longer than 180 days: refused.
+    let far = json!({"apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+        "metadata": {"name": "far", "namespace": ctx.namespace},
+        "spec": {"exemptions": [{"practice": "COMM-5.2", "reason": "never", "until": days_from_today(181)}]}});
+    let out = ctx.kubectl_as(&team, &["create", "-f", "-"], &far.to_string());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("more than 180 days from today ({})", today())),
+        "{err}"
+    );
+    drop(operator);
+    support::operator::remove_webhook(&ctx.client, &ctx.namespace).await;
+    ctx.cleanup().await;
+}
+
+/// With the webhook, a signal query of literals is refused at admission with the sentence
+/// (without it, the controller leaves its practices Unknown: the test above).
+#[tokio::test]
+async fn signal_queries_of_literals_are_refused_at_admission() {
+    let ctx = TestContext::new("evadmit").await;
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let operator = start_recording(&ctx);
+    assessments_recorded(&api).await;
+    for (signals, field, query) in [
+        (
+            json!({"satisfaction": {"query": "vector(5)", "min": 1}}),
+            "satisfaction.query",
+            "vector(5)",
+        ),
+        (
+            json!({"complaints": {"query": "vector(1) > 0"}}),
+            "complaints.query",
+            "vector(1) > 0",
+        ),
+        (
+            json!({"demand": {"query": "sum(rate(requests_total[5m]))", "capacity": "1e9", "horizon": "7d"}}),
+            "demand.capacity",
+            "1e9",
+        ),
+    ] {
+        let e = refusal(
+            api.create(
+                &Default::default(),
+                &assessment("constants", json!({"signals": signals})),
+            )
+            .await,
+        );
+        assert!(
+            e.contains(&format!(
+                "spec.signals.{field}: the query {query:?} reads no series, only literals"
+            )),
+            "{e}"
+        );
+    }
+    // Another namespace's series: refused too.
+    let e = refusal(api.create(&Default::default(), &assessment("other", json!({"signals": {"satisfaction": {"query": "avg(satisfaction_score{namespace=\"kube-system\"})", "min": 1}}}))).await);
+    assert!(
+        e.contains("spec.signals.satisfaction.query:") && e.contains("kube-system"),
+        "{e}"
+    );
+    // A real series is admitted.
+    api.create(
+        &Default::default(),
+        &assessment(
+            "real",
+            json!({"signals": {"satisfaction": {"query": "avg(satisfaction_score)", "min": 1}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    drop(operator);
+    support::operator::remove_webhook(&ctx.client, &ctx.namespace).await;
+    ctx.cleanup().await;
+}
+
+/// `check` exits 3 on a stale status: the operator stopped and its heartbeat 42 minutes old,
+/// or a spec generation the operator has not evaluated. While the operator runs it is 0.
+#[tokio::test]
+async fn a_stale_status_makes_check_exit_3() {
+    let ctx = TestContext::new("evstale").await;
+    let ns = ctx.namespace.clone();
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let operator = Operator::start_with(
+        &ctx.env,
+        &ns,
+        &ctx.env.prometheus_url,
+        "2s",
+        &["--assessment-interval=1s".to_string()],
+    );
+    api.create(
+        &Default::default(),
+        &assessment("gate", json!({"targetLevel": 1})),
+    )
+    .await
+    .unwrap();
+    eventually("gate evaluated", Duration::from_secs(30), || {
+        practices(&api, "gate")
+    })
+    .await;
+    let check = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+            .args(["check", "gate", "-n", &ns])
+            .env("KUBECONFIG", &ctx.env.kubeconfig)
+            .output()
+            .expect("run check");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = check();
+    assert_eq!(code, 0, "{text}");
+    drop(operator);
+    // The operator is gone; its last heartbeat ages (written here as 42 minutes ago).
+    let aged = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(42);
+    api.patch_status(
+        "gate",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"heartbeat": aged.to_string()}})),
+    )
+    .await
+    .unwrap();
+    let (code, text) = check();
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("stale: last evaluated 42 min ago"), "{text}");
+    // A fresh heartbeat, but a spec the operator never saw.
+    api.patch_status(
+        "gate",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"heartbeat": jiff::Timestamp::now().to_string()}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(check().0, 0, "fresh again");
+    api.patch(
+        "gate",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"targetLevel": 2}})),
+    )
+    .await
+    .unwrap();
+    let (code, text) = check();
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains(
+            "stale: the spec's generation 2 was not evaluated yet (the status is of generation 1)"
+        ),
+        "{text}"
+    );
+    ctx.cleanup().await;
+}
