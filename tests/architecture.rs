@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 /// The pure cores: decisions from plain values.
 const CORES: &[&str] = &["slo", "canary", "drill", "model"];
 /// Plain modules outside the cores that the cores import: as plain as the cores.
-const PLAIN: &[&str] = &["authz.rs", "prom/enforce.rs", "prom/template.rs"];
+const PLAIN: &[&str] = &[
+    "attest.rs",
+    "authz.rs",
+    "prom/enforce.rs",
+    "prom/template.rs",
+];
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -570,3 +570,68 @@ async fn a_stale_status_makes_check_exit_3() {
     );
     ctx.cleanup().await;
 }
+
+/// A rule anyone can write with the two labels of the operator's burn-rate alerts
+/// (`vector(0) > 1`, labelled `namespace` and `response_time_target`) is not the operator's
+/// alert: RESP-2.3 and COMM-2.2 stay NotMet. (`tests/maturity_assessment.rs` loads the
+/// operator's own rules into the same Prometheus and shows them Met.)
+#[tokio::test]
+async fn a_rule_with_the_labels_of_a_burn_rate_alert_is_not_one() {
+    let ctx = TestContext::new("evburn").await;
+    let ns = ctx.namespace.clone();
+    let rtt: maturity_operator::api::ResponseTimeTarget = serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "ResponseTimeTarget",
+        "metadata": {"name": "pay"},
+        "spec": {"service": "pay", "requestClass": "all", "objective": 99.9, "window": "1h",
+                 "indicator": {"ratio": {"good": "http_requests_total{code!~\"5..\"}", "total": "http_requests_total"}},
+                 "alerting": {"burnRateAlerts": true}}
+    }))
+    .unwrap();
+    Api::namespaced(ctx.client.clone(), &ns)
+        .create(&Default::default(), &rtt)
+        .await
+        .unwrap();
+    let file = ctx.env.rules_dir.join(format!("{ns}.yml"));
+    std::fs::write(
+        &file,
+        format!(
+            "groups:\n- name: fake-{ns}\n  rules:\n  - alert: ErrorBudgetBurn\n    expr: vector(0) > 1\n    labels: {{namespace: {ns}, response_time_target: pay, severity: page}}\n"
+        ),
+    )
+    .unwrap();
+    let prom = ctx.env.prometheus_url.clone();
+    let http = reqwest::Client::new();
+    http.post(format!("{prom}/-/reload")).send().await.unwrap();
+    eventually("the fake rule loaded", Duration::from_secs(30), || {
+        let (http, prom, ns) = (http.clone(), prom.clone(), ns.clone());
+        async move {
+            let body = http
+                .get(format!("{prom}/api/v1/rules?type=alert"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            body.contains(&format!("fake-{ns}"))
+                .then_some(())
+                .ok_or_else(|| "not yet".to_string())
+        }
+    })
+    .await;
+    let operator = Operator::start_with(&ctx.env, &ns, &prom, "2s", &["--assessment-interval=1s".to_string()]);
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    api.create(&Default::default(), &assessment("burn", json!({})))
+        .await
+        .unwrap();
+    let (p, _) = eventually("burn evaluated", Duration::from_secs(30), || practices(&api, "burn")).await;
+    for id in ["RESP-2.3", "COMM-2.2"] {
+        let (state, detail) = &p[id];
+        assert_eq!(state, "NotMet", "{id}: {detail}");
+        assert!(detail.contains("no burn-rate alert of the operator loaded for pay"), "{id}: {detail}");
+    }
+    drop(operator);
+    let _ = std::fs::remove_file(&file);
+    let _ = http.post(format!("{prom}/-/reload")).send().await;
+    ctx.cleanup().await;
+}

@@ -105,8 +105,7 @@ fn run_check(env: &ClusterEnv, ns: &str, name: &str, extra: &[&str]) -> (i32, St
 
 /// Loads the burn-rate alert rules of `rtt_manifest` (as `maturity-operator rules` prints
 /// them) into the shared Prometheus and waits until it serves them.
-/// Returns (alerting rules with a runbook_url, alerting rules) of the file loaded.
-async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) -> (usize, usize) {
+async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rtt.yaml");
     std::fs::write(&file, rtt_manifest).unwrap();
@@ -127,17 +126,6 @@ async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) -> (usize, u
     ))
     .unwrap();
     rules["groups"].as_sequence_mut().unwrap().push(own);
-    let (mut with_runbook, mut total) = (0, 0);
-    for g in rules["groups"].as_sequence().unwrap() {
-        for r in g["rules"].as_sequence().unwrap() {
-            if r.get("alert").is_some() {
-                total += 1;
-                if r["annotations"].get("runbook_url").is_some() {
-                    with_runbook += 1;
-                }
-            }
-        }
-    }
     std::fs::write(
         env.rules_dir.join(format!("{ns}.yml")),
         serde_yaml::to_string(&rules).unwrap(),
@@ -170,7 +158,6 @@ async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) -> (usize, u
         }
     })
     .await;
-    (with_runbook, total)
 }
 
 struct Scenario {
@@ -180,8 +167,6 @@ struct Scenario {
     _target: ScrapeTarget,
     assessments: Api<MaturityAssessment>,
     deployments: Api<Deployment>,
-    /// (alerting rules with a runbook_url, alerting rules) loaded for the namespace.
-    runbooks: (usize, usize),
 }
 
 impl Scenario {
@@ -246,11 +231,9 @@ spec:
             .create(&PostParams::default(), &obj)
             .await
             .unwrap();
-        let runbooks = if prometheus_url.is_none() {
-            load_rules(&ctx.env, &ns, &rtt).await
-        } else {
-            (0, 0)
-        };
+        if prometheus_url.is_none() {
+            load_rules(&ctx.env, &ns, &rtt).await;
+        }
         // A canary policy over the team's Deployments (no rollout analysed yet) and an
         // unannounced pod-kill drill run once now (its history).
         let cpol: maturity_operator::api::CanaryPolicy = serde_json::from_value(json!({
@@ -280,7 +263,6 @@ spec:
         Self {
             assessments: Api::namespaced(ctx.client.clone(), &ns),
             deployments,
-            runbooks,
             ctx,
             operator,
             _exporter: exporter,
@@ -383,28 +365,26 @@ async fn the_scenario_reaches_the_level_the_model_gives_and_each_piece_of_eviden
             "{id}"
         );
     }
-    // The rest of the evidence is there too, each with its own state.
+    // The rest of the evidence is there too, each with its own state. The drill passed,
+    // but it ran because run-now asked for it: not an unannounced drill (ORG-5.4). The
+    // operator's burn-rate alerts carry the target's runbook, but they are the operator's:
+    // the team has one alerting rule of its own, without a runbook, so 0 of 1 (BIZ-3.1).
     let api = s.assessments.clone();
-    let (with_runbook, rules) = s.runbooks;
-    let runbook_state = if with_runbook as f64 >= 0.8 * rules as f64 {
-        PracticeState::Met
-    } else {
-        PracticeState::NotMet
-    };
     let st = eventually("drill history and canary coverage measured", Duration::from_secs(60), || {
         let api = api.clone();
         async move {
             let st = api.get("payments").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
             let state = |id: &str| {
-                st.capabilities.iter().flat_map(|c| &c.practices).find(|p| p.id == id).map(|p| (p.state, p.detail.clone()))
+                st.capabilities.iter().flat_map(|c| &c.practices).find(|p| p.id == id).map(|p| (p.state, p.detail.clone().unwrap_or_default()))
             };
             let (org54, d54) = state("ORG-5.4").unwrap();
             let (cx43, d43) = state("CX-4.3").unwrap();
             let (biz31, d31) = state("BIZ-3.1").unwrap();
-            if org54 == PracticeState::Met && cx43 == PracticeState::NotMet && biz31 == runbook_state {
-                assert!(d43.unwrap_or_default().contains("no rollout was analysed"));
-                let want = format!("{with_runbook} of {rules} alerting rules with a runbook_url");
-                assert!(d31.clone().unwrap_or_default().contains(&want), "{d31:?} lacks {want}");
+            if d54.contains("only runs asked for with run-now") && cx43 == PracticeState::NotMet {
+                assert_eq!(org54, PracticeState::NotMet, "{d54}");
+                assert!(d43.contains("no rollout was analysed"), "{d43}");
+                assert_eq!(biz31, PracticeState::NotMet, "{d31}");
+                assert!(d31.starts_with("0 of 1 alerting rules (not the operator's) with a runbook_url"), "{d31}");
                 Ok(st)
             } else {
                 Err(format!("ORG-5.4 {org54:?} {d54:?}; CX-4.3 {cx43:?} {d43:?}; BIZ-3.1 {biz31:?} {d31:?}"))

@@ -284,6 +284,10 @@ pub struct ActiveRun {
     pub instance: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed: Option<String>,
+    /// Started by the `maturity.sre.dev/run-now` annotation, not by the schedule: such a
+    /// run is announced by whoever asked for it, so it never counts as unannounced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run_now: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -317,6 +321,9 @@ pub struct RunRecord {
     pub finished_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Started by the run-now annotation (see [`ActiveRun::run_now`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run_now: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

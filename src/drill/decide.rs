@@ -466,6 +466,7 @@ fn skipped(now: Timestamp, why: String) -> RunRecord {
         restore_seconds: None,
         finished_at: Some(Time(now)),
         reason: Some(why),
+        run_now: false,
     }
 }
 
@@ -524,7 +525,7 @@ fn scheduled(
     out: &mut Outcome,
 ) -> Result<(), String> {
     let slot = slot(o, sched, stopped, now, draws.jitter)?;
-    if let Some(token) = slot.run_now {
+    if let Some(token) = slot.run_now.clone() {
         status.last_run_now = Some(token);
     }
     status.next_window = slot.next_window;
@@ -536,7 +537,16 @@ fn scheduled(
     }
     out.planned = slot.planned;
     if slot.due {
-        let step = start(o, plan, now, draws.start);
+        let mut step = start(o, plan, now, draws.start);
+        // A run asked for with run-now is marked so: it is not an unannounced drill.
+        if slot.run_now.is_some() {
+            if let Some(a) = step.active.as_mut() {
+                a.run_now = true;
+            }
+            if let Some(r) = step.finished.as_mut() {
+                r.run_now = true;
+            }
+        }
         take(status, &step, &o.drill);
         out.notes = step.notes;
         out.requeue = MIN_REQUEUE;
@@ -738,6 +748,7 @@ mod tests {
             abort_reason: None,
             instance: "i".into(),
             resumed: None,
+            run_now: false,
         }
     }
 
@@ -788,6 +799,15 @@ mod tests {
             abort_reason: None,
             instance: "i".into(),
             resumed: None,
+            run_now: false,
+        }
+    }
+
+    /// [`started`], asked for with run-now.
+    fn asked(now: Timestamp) -> ActiveRun {
+        ActiveRun {
+            run_now: true,
+            ..started(now)
         }
     }
 
@@ -800,6 +820,7 @@ mod tests {
             restore_seconds: None,
             finished_at: Some(Time(now)),
             reason: Some(why.into()),
+            run_now: false,
         }
     }
 
@@ -1046,7 +1067,8 @@ mod tests {
         assert!(start_due(&o, now, &DRAW_4));
         o.start = found();
         let out = decide(&o, now, &DRAW_4);
-        assert_eq!(out.status.active, Some(started(now)));
+        // Marked as asked for: it never counts as an unannounced drill.
+        assert_eq!(out.status.active, Some(asked(now)));
         assert_eq!(out.status.last_run_now.as_deref(), Some("1"));
         let next = ts("2026-12-26T10:00:00Z");
         assert_eq!(out.status.next_window, Some(window(next, next, None)));
@@ -1081,7 +1103,7 @@ mod tests {
         assert!(start_due(&o, now, &DRAW_4));
         o.start = found();
         let out = decide(&o, now, &DRAW_4);
-        assert_eq!(out.status.active, Some(started(now)));
+        assert_eq!(out.status.active, Some(asked(now)));
         assert_eq!(out.status.last_run_now.as_deref(), Some("1"));
         assert_eq!(out.status.next_window, None);
         assert_eq!(ready(&out).1, "Suspended");
@@ -1189,7 +1211,7 @@ mod tests {
         o.start = found();
         let out = decide(&o, now, &DRAW_4);
         assert_eq!(out.status.last_run_now.as_deref(), Some("2"));
-        assert_eq!(out.status.active, Some(started(now)));
+        assert_eq!(out.status.active, Some(asked(now)));
         assert_eq!(
             out.status.next_window,
             Some(window(tomorrow, tomorrow, None)),
@@ -1307,7 +1329,11 @@ mod tests {
 
     fn assert_skipped(out: &Outcome, target: Option<&str>, why: &str) {
         let now = at("10:00:05");
-        assert_eq!(out.status.runs, vec![skipped_at(now, target, why)]);
+        let asked = RunRecord {
+            run_now: true,
+            ..skipped_at(now, target, why)
+        };
+        assert_eq!(out.status.runs, vec![asked]);
         assert_eq!(out.notes, vec![Note::warning("DrillSkipped", why)]);
         assert!(out.status.active.is_none());
         assert_eq!(out.status.summary.as_ref().map(|s| s.skipped), Some(1));
@@ -1577,6 +1603,7 @@ mod tests {
                 restore_seconds: Some(10.0),
                 finished_at: Some(Time(now)),
                 reason: Some("stopped by hand".into()),
+                run_now: false,
             }]
         );
         assert_eq!(
@@ -1611,6 +1638,7 @@ mod tests {
                 reason: Some(
                     "Deployment/web was deleted during the drill; nothing left to restore".into()
                 ),
+                run_now: false,
             }]
         );
         assert_eq!(out.effect, None);
@@ -1643,6 +1671,7 @@ mod tests {
                 restore_seconds: None,
                 finished_at: Some(Time(now)),
                 reason: Some("recovered in 4.00 s (deadline 60 s)".into()),
+                run_now: false,
             }]
         );
         assert_eq!(

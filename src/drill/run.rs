@@ -142,6 +142,7 @@ pub fn start(
             restore_seconds: None,
             finished_at: Some(Time(now)),
             reason: Some(why.clone()),
+            run_now: false,
         }),
         notes: vec![Note {
             reason: "DrillSkipped".into(),
@@ -212,6 +213,7 @@ pub fn start(
         abort_reason: None,
         instance: instance.to_string(),
         resumed: None,
+        run_now: false,
     };
     Step {
         active: Some(active),
@@ -476,6 +478,7 @@ fn finish(
         restore_seconds: None,
         finished_at: Some(Time(now)),
         reason,
+        run_now: a.run_now,
     }
 }
 
@@ -819,6 +822,7 @@ mod tests {
             restore_seconds: None,
             finished_at: Some(Time(t(1))),
             reason: None,
+            run_now: false,
         };
         for r in [
             RunResult::Passed,

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 use super::evaluate::Measurement;
+use crate::api::drill_schedule::RunResult;
+use crate::api::{DrillSchedule, ResponseTimeTarget};
 use crate::prom::AlertRule;
+use crate::prom::enforce::Tenancy;
 
 /// Share of workloads that must carry an owner label (ORG-2.1).
 pub const OWNER_SHARE: f64 = 0.9;
@@ -22,7 +25,7 @@ pub const RUNBOOK_SHARE: f64 = 0.8;
 pub const SEVERITY_SHARE: f64 = 0.9;
 /// Share of Deployments governed by a CanaryPolicy (CX-4.3).
 pub const CANARY_SHARE: f64 = 0.8;
-/// How recent a passed drill must be (ORG-5.4, RESP-5.1, ORG-5.1), in days.
+/// How recent a passed drill must be (ORG-5.4, RESP-5.1), in days.
 pub const DRILL_PERIOD_DAYS: i64 = 35;
 
 /// A workload in scope and what it declares.
@@ -40,6 +43,9 @@ pub struct TargetFact {
     pub name: String,
     /// `ObjectiveMet`: Some(true/false), None while unknown.
     pub objective_met: Option<bool>,
+    /// The burn-rate alert expressions the operator generates for it, in canonical form
+    /// ([`crate::prom::enforce::canonical`]); empty when it asks for none.
+    pub burn_alerts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -52,9 +58,11 @@ pub struct CanaryFacts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrillFact {
     pub name: String,
-    /// Unannounced: `announce: false` with a jitter window.
+    /// `announce: false` with a jitter: nobody knows when the schedule starts a run.
     pub unannounced: bool,
     pub last_passed: Option<Timestamp>,
+    /// The last passed run the schedule started (not the run-now annotation).
+    pub last_scheduled_pass: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -85,6 +93,45 @@ pub struct Facts {
     /// (forecast at the horizon, capacity)
     pub demand: Signal<(f64, f64)>,
     pub reports: ReportFacts,
+}
+
+/// The facts of a DrillSchedule: unannounced (`announce: false` with a jitter), its last
+/// pass, and its last pass of a run its schedule started.
+pub fn drill_fact(d: &DrillSchedule) -> DrillFact {
+    let status = d.status.clone().unwrap_or_default();
+    DrillFact {
+        name: d.metadata.name.clone().unwrap_or_default(),
+        unannounced: !d.spec.announce
+            && d.spec
+                .jitter
+                .as_ref()
+                .and_then(|j| j.parse().ok())
+                .is_some_and(|j: std::time::Duration| !j.is_zero()),
+        last_passed: status
+            .summary
+            .as_ref()
+            .and_then(|s| s.last_passed.as_ref())
+            .map(|t| t.0),
+        last_scheduled_pass: status
+            .runs
+            .iter()
+            .filter(|r| r.result == RunResult::Passed && !r.run_now)
+            .map(|r| r.finished_at.as_ref().unwrap_or(&r.started_at).0)
+            .max(),
+    }
+}
+
+/// The burn-rate alert expressions the operator generates for `target` (as the
+/// ResponseTimeTarget controller does, scoped by `tenancy`), in canonical form.
+pub fn burn_alerts(target: &ResponseTimeTarget, tenancy: &Tenancy) -> Vec<String> {
+    match crate::slo::rules::burn_rate_group(target, tenancy) {
+        Ok(Some(group)) => group
+            .rules
+            .iter()
+            .filter_map(|r| crate::prom::enforce::canonical(&r.expr))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn share(n: usize, of: usize) -> f64 {
@@ -179,34 +226,52 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
             }
         }
         Ok(rules) => {
+            let canonical: Vec<Option<String>> = rules
+                .iter()
+                .map(|r| crate::prom::enforce::canonical(&r.query))
+                .collect();
+            let loaded = |expr: &String| {
+                rules
+                    .iter()
+                    .zip(&canonical)
+                    .any(|(r, c)| c.as_ref() == Some(expr) && r.health != "err")
+            };
             let burn = if t.is_empty() {
                 Measurement::NotMet("no ResponseTimeTarget, so no burn-rate alerts".into())
             } else {
+                // The operator's own rule for the target, matched by its expression (two
+                // labels anyone can type are not enough), loaded and evaluating.
                 let missing: Vec<&str> = t
                     .iter()
-                    .filter(|x| {
-                        !rules.iter().any(|r| {
-                            r.labels.get("namespace") == Some(&f.namespace)
-                                && r.labels.get("response_time_target") == Some(&x.name)
-                        })
-                    })
+                    .filter(|x| x.burn_alerts.is_empty() || !x.burn_alerts.iter().all(loaded))
                     .map(|x| x.name.as_str())
                     .collect();
                 if missing.is_empty() {
                     Measurement::Met(format!(
-                        "burn-rate alerts are loaded for all {} ResponseTimeTargets",
+                        "the operator's burn-rate alerts are loaded for all {} ResponseTimeTargets",
                         t.len()
                     ))
                 } else {
                     Measurement::NotMet(format!(
-                        "no burn-rate alert loaded for {}",
+                        "no burn-rate alert of the operator loaded for {} (a rule counts only with the expression the operator generates for the target, see `maturity-operator rules`)",
                         missing.join(", ")
                     ))
                 }
             };
             m.insert("RESP-2.3", burn.clone());
             m.insert("COMM-2.2", burn);
-            let runbooks = rules
+            // The team's own rules: the operator's generated ones always carry a severity
+            // and the target's runbook, so they would make the shares by themselves.
+            let own: std::collections::BTreeSet<&String> =
+                t.iter().flat_map(|x| &x.burn_alerts).collect();
+            let team: Vec<&AlertRule> = rules
+                .iter()
+                .zip(&canonical)
+                .filter(|(_, c)| !c.as_ref().is_some_and(|c| own.contains(c)))
+                .map(|(r, _)| r)
+                .collect();
+            let what = |w: &str| format!("alerting rules (not the operator's) with {w}");
+            let runbooks = team
                 .iter()
                 .filter(|r| {
                     r.annotations
@@ -216,23 +281,13 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
                 .count();
             m.insert(
                 "BIZ-3.1",
-                share_check(
-                    "alerting rules with a runbook_url",
-                    runbooks,
-                    rules.len(),
-                    RUNBOOK_SHARE,
-                ),
+                share_check(&what("a runbook_url"), runbooks, team.len(), RUNBOOK_SHARE),
             );
-            let severity = rules
+            let severity = team
                 .iter()
                 .filter(|r| r.labels.contains_key("severity"))
                 .count();
-            let sev = share_check(
-                "alerting rules with a severity",
-                severity,
-                rules.len(),
-                SEVERITY_SHARE,
-            );
+            let sev = share_check(&what("a severity"), severity, team.len(), SEVERITY_SHARE);
             m.insert("BIZ-4.2", sev.clone());
             m.insert("CX-2.4", sev);
         }
@@ -282,13 +337,21 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
         d.last_passed
             .is_some_and(|p| days_since(f.now, p) <= DRILL_PERIOD_DAYS)
     };
+    let scheduled = |d: &DrillFact| {
+        d.last_scheduled_pass
+            .is_some_and(|p| days_since(f.now, p) <= DRILL_PERIOD_DAYS)
+    };
     let drill = if f.drills.is_empty() {
         Measurement::NotMet("no DrillSchedule in scope".into())
-    } else if let Some(d) = f.drills.iter().find(|d| d.unannounced && recent(d)) {
+    } else if let Some(d) = f.drills.iter().find(|d| d.unannounced && scheduled(d)) {
         Measurement::Met(format!(
-            "unannounced drill {} passed within the last {DRILL_PERIOD_DAYS} days",
+            "unannounced drill {} passed within the last {DRILL_PERIOD_DAYS} days, started by its schedule",
             d.name
         ))
+    } else if f.drills.iter().any(|d| d.unannounced && recent(d)) {
+        Measurement::NotMet(
+            "unannounced drills passed recently, but only runs asked for with run-now, which someone announced by asking; the schedule must start one".into(),
+        )
     } else if f.drills.iter().any(recent) {
         Measurement::NotMet(
             "drills passed recently, but none is unannounced (announce: false with a jitter)"
@@ -301,16 +364,17 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     };
     m.insert("ORG-5.4", drill.clone());
     m.insert("RESP-5.1", drill);
+    // A remediation the operator made: a canary rolled back. A drill's recovery is the
+    // ReplicaSet recreating pods, which Kubernetes does for everyone: not a remediation.
     m.insert(
         "ORG-5.1",
-        if c.rolled_back > 0 || f.drills.iter().any(recent) {
+        if c.rolled_back > 0 {
             Measurement::Met(format!(
-                "automatic remediation observed: {} canary rollbacks, {} drills recovered without a person recently",
-                c.rolled_back,
-                f.drills.iter().filter(|d| recent(d)).count()
+                "automatic remediation by the operator: {} canary rollouts rolled back",
+                c.rolled_back
             ))
         } else {
-            Measurement::NotMet("no automatic remediation observed (no canary rollback, no recent passed drill)".into())
+            Measurement::NotMet("no automatic remediation observed: no canary rollout was rolled back by the operator (pods Kubernetes recreated, after a drill or a crash, are not a remediation)".into())
         },
     );
 
@@ -388,6 +452,9 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
 mod tests {
     use super::*;
 
+    /// The canonical form of the operator's alert for target `t` in [`facts`].
+    const BURN: &str = "(x) > 0.0144 and (y) > 0.0144";
+
     fn facts() -> Facts {
         let now: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
         let wl = |n: &str| Workload {
@@ -397,14 +464,16 @@ mod tests {
             gitops: true,
             canary_governed: true,
         };
-        let rule = |target: &str| AlertRule {
-            name: "Burn".into(),
+        let rule = |name: &str, query: &str| AlertRule {
+            name: name.into(),
+            query: query.into(),
             labels: BTreeMap::from([
                 ("namespace".into(), "shop".into()),
-                ("response_time_target".into(), target.into()),
+                ("response_time_target".into(), "t".into()),
                 ("severity".into(), "page".into()),
             ]),
             annotations: BTreeMap::from([("runbook_url".into(), "https://wiki".into())]),
+            health: "ok".into(),
         };
         Facts {
             now,
@@ -412,6 +481,7 @@ mod tests {
             targets: vec![TargetFact {
                 name: "t".into(),
                 objective_met: Some(true),
+                burn_alerts: vec![BURN.into()],
             }],
             canary: CanaryFacts {
                 policies: 1,
@@ -422,8 +492,13 @@ mod tests {
                 name: "d".into(),
                 unannounced: true,
                 last_passed: Some(now),
+                last_scheduled_pass: Some(now),
             }],
-            rules: Ok(vec![rule("t")]),
+            // The operator's burn-rate alert (printed as Prometheus would) and the team's own.
+            rules: Ok(vec![
+                rule("ErrorBudgetBurn", "(x) > 0.0144 and (y) > 0.0144"),
+                rule("HighLatency", "histogram_quantile(0.99, rate(h[5m])) > 1"),
+            ]),
             namespace: "shop".into(),
             satisfaction: Some(Ok((4.5, 4.0))),
             complaints: Some(Ok(3)),
@@ -472,14 +547,74 @@ mod tests {
         assert!(not("CX-4.3").contains("governed by a CanaryPolicy"));
         assert!(not("RESP-4.1").contains("miss their objective"));
         assert!(not("ORG-5.4").contains("unannounced"));
-        assert!(not("RESP-2.3").contains("no burn-rate alert loaded for t"));
-        assert!(not("BIZ-3.1").contains("no alerting rules"));
+        assert!(not("RESP-2.3").contains("no burn-rate alert of the operator loaded for t"));
+        assert!(
+            not("BIZ-3.1").contains("no alerting rules (not the operator's) with a runbook_url")
+        );
         assert!(not("CX-2.3").contains("no satisfaction signal"));
         assert!(not("COMM-3.2").contains("overdue"));
         assert!(
             matches!(m["CX-3.4"], Measurement::Met(_)),
             "the weekly report is on time"
         );
+    }
+
+    #[test]
+    fn nothing_the_operator_made_itself_or_anyone_could_type_counts() {
+        let team_rule = |f: &Facts| f.rules.as_ref().unwrap()[1].clone();
+        // Two labels on a constant rule are not the operator's burn-rate alert.
+        let mut f = facts();
+        let mut fake = team_rule(&f);
+        fake.query = "vector(0) > 1".into();
+        f.rules = Ok(vec![fake.clone(), team_rule(&f)]);
+        let m = measure(&f);
+        assert!(
+            matches!(&m["RESP-2.3"], Measurement::NotMet(w) if w.contains("no burn-rate alert of the operator loaded for t")),
+            "{:?}",
+            m["RESP-2.3"]
+        );
+        // The operator's alert failing to evaluate is not loaded either.
+        let mut f = facts();
+        if let Ok(r) = f.rules.as_mut() {
+            r[0].health = "err".into();
+        }
+        assert!(matches!(measure(&f)["RESP-2.3"], Measurement::NotMet(_)));
+        // Only the operator's alerts: no rule of the team's, so no share (it would be 100%).
+        let mut f = facts();
+        if let Ok(r) = f.rules.as_mut() {
+            r.truncate(1);
+        }
+        let m = measure(&f);
+        assert!(matches!(m["RESP-2.3"], Measurement::Met(_)));
+        for id in ["BIZ-3.1", "BIZ-4.2", "CX-2.4"] {
+            assert!(
+                matches!(&m[id], Measurement::NotMet(w) if w.starts_with("no alerting rules (not the operator's)")),
+                "{id}: {:?}",
+                m[id]
+            );
+        }
+        // The team's rule without a runbook: 0 of 1, whatever the operator's alerts carry.
+        let mut f = facts();
+        if let Ok(r) = f.rules.as_mut() {
+            r[1].annotations.clear();
+        }
+        assert!(
+            matches!(&measure(&f)["BIZ-3.1"], Measurement::NotMet(w) if w.starts_with("0 of 1 "))
+        );
+        // A drill that passed only when asked for with run-now is no unannounced drill.
+        let mut f = facts();
+        f.drills[0].last_scheduled_pass = None;
+        let m = measure(&f);
+        assert!(
+            matches!(&m["ORG-5.4"], Measurement::NotMet(w) if w.contains("run-now")),
+            "{:?}",
+            m["ORG-5.4"]
+        );
+        assert!(matches!(m["RESP-5.1"], Measurement::NotMet(_)));
+        // A passed drill (Kubernetes recreated the pods) is no remediation; a rollback is.
+        let mut f = facts();
+        f.canary.rolled_back = 0;
+        assert!(matches!(measure(&f)["ORG-5.1"], Measurement::NotMet(_)));
     }
 
     #[test]

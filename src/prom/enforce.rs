@@ -101,6 +101,13 @@ impl Tenancy {
     }
 }
 
+/// `query` in one canonical form (parsed and printed again), so two spellings of one
+/// expression compare equal (Prometheus's rules API prints a rule's expression its own way);
+/// None when it does not parse.
+pub fn canonical(query: &str) -> Option<String> {
+    parse(query).ok().map(|e| e.to_string())
+}
+
 /// Whether `query` reads any series: a vector or matrix selector anywhere in it. A query of
 /// literals only (`vector(5)`, `1 > 0`, `scalar(vector(1))`) reads none, so its answer is
 /// the same whatever happens: no evidence of anything. A query that does not parse reads
@@ -233,6 +240,19 @@ mod tests {
             );
         }
         assert!(matches!(ns("sum(").unwrap_err(), EnforceError::Parse(_)));
+    }
+
+    #[test]
+    fn two_spellings_of_one_expression_are_one_canonical_form() {
+        let a =
+            canonical("(sum(rate(x{a=\"1\"}[5m])) / sum(rate(x[5m]))) > 0.0144\nand\n(y) > 0.0144");
+        let b = canonical(
+            "(sum(rate(x{a=\"1\"}[300s])) / sum(rate(x[5m]))) > 1.44e-2 and (y) > 0.0144",
+        );
+        assert!(a.is_some());
+        assert_eq!(a, b);
+        assert_ne!(canonical("vector(0) > 1"), a);
+        assert_eq!(canonical("sum("), None);
     }
 
     #[test]

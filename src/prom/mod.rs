@@ -31,8 +31,12 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRule {
     pub name: String,
+    /// The rule's expression, as Prometheus prints it.
+    pub query: String,
     pub labels: Labels,
     pub annotations: Labels,
+    /// `ok`, `err` (its evaluation fails) or `unknown` (not evaluated yet).
+    pub health: String,
 }
 
 /// One series of a range query: (unix seconds, value) points.
@@ -429,6 +433,10 @@ impl PromClient {
         struct RawRule {
             name: String,
             #[serde(default)]
+            query: String,
+            #[serde(default)]
+            health: String,
+            #[serde(default)]
             labels: Labels,
             #[serde(default)]
             annotations: Labels,
@@ -444,8 +452,10 @@ impl PromClient {
             .filter(|r| r.kind.is_empty() || r.kind == "alerting")
             .map(|r| AlertRule {
                 name: r.name,
+                query: r.query,
                 labels: r.labels,
                 annotations: r.annotations,
+                health: r.health,
             })
             .collect())
     }

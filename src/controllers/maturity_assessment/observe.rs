@@ -4,7 +4,6 @@
 //! declared signals, and the report ConfigMap when a report is due.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -18,7 +17,7 @@ use crate::api::names::{CONTACT_ANNOTATIONS, GITOPS_MARKS, OWNER_LABELS, report_
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
 use crate::conditions;
 use crate::model::decide::{self, Observed, ReportExtras};
-use crate::model::evidence::{CanaryFacts, DrillFact, Signal, TargetFact, Workload};
+use crate::model::evidence::{self, CanaryFacts, DrillFact, Signal, TargetFact, Workload};
 use crate::model::report::{DrillFigures, TargetFigures};
 use crate::prom::{AlertRule, single_value};
 
@@ -147,6 +146,7 @@ async fn targets(ctx: &Context, ns: &str) -> Result<(Vec<TargetFact>, Vec<Target
         .map(|r| TargetFact {
             name: r.name_any(),
             objective_met: objective_met(r),
+            burn_alerts: evidence::burn_alerts(r, &ctx.settings.tenancy),
         })
         .collect();
     Ok((facts, figures))
@@ -186,24 +186,7 @@ async fn drills(ctx: &Context, ns: &str) -> Result<(Vec<DrillFact>, Vec<DrillFig
             }
         })
         .collect();
-    let facts = schedules
-        .iter()
-        .map(|d| DrillFact {
-            name: d.name_any(),
-            unannounced: !d.spec.announce
-                && d.spec
-                    .jitter
-                    .as_ref()
-                    .and_then(|j| j.parse().ok())
-                    .is_some_and(|j: Duration| !j.is_zero()),
-            last_passed: d
-                .status
-                .as_ref()
-                .and_then(|s| s.summary.as_ref())
-                .and_then(|s| s.last_passed.as_ref())
-                .map(|t| t.0),
-        })
-        .collect();
+    let facts = schedules.iter().map(evidence::drill_fact).collect();
     Ok((facts, figures))
 }
 
