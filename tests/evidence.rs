@@ -619,16 +619,28 @@ async fn a_rule_with_the_labels_of_a_burn_rate_alert_is_not_one() {
         }
     })
     .await;
-    let operator = Operator::start_with(&ctx.env, &ns, &prom, "2s", &["--assessment-interval=1s".to_string()]);
+    let operator = Operator::start_with(
+        &ctx.env,
+        &ns,
+        &prom,
+        "2s",
+        &["--assessment-interval=1s".to_string()],
+    );
     let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
     api.create(&Default::default(), &assessment("burn", json!({})))
         .await
         .unwrap();
-    let (p, _) = eventually("burn evaluated", Duration::from_secs(30), || practices(&api, "burn")).await;
+    let (p, _) = eventually("burn evaluated", Duration::from_secs(30), || {
+        practices(&api, "burn")
+    })
+    .await;
     for id in ["RESP-2.3", "COMM-2.2"] {
         let (state, detail) = &p[id];
         assert_eq!(state, "NotMet", "{id}: {detail}");
-        assert!(detail.contains("no burn-rate alert of the operator loaded for pay"), "{id}: {detail}");
+        assert!(
+            detail.contains("no burn-rate alert of the operator loaded for pay"),
+            "{id}: {detail}"
+        );
     }
     drop(operator);
     let _ = std::fs::remove_file(&file);

@@ -126,13 +126,23 @@ pub fn model_text(output: &str) -> String {
                 out.push_str(&format!("{} {} ({})\n", c.id(), c.title(), c.title_zh()));
                 for p in PRACTICES.iter().filter(|p| p.capability == c) {
                     out.push_str(&format!(
-                        "  {:<8} L{} {:<22} {:<9} {}\n",
+                        "  {:<8} L{} {:<22} {:<9} {:>4}d {}\n",
                         p.id,
                         p.level,
                         level_name(p.level),
                         format!("{:?}", p.evidence),
+                        p.max_validity_days(),
                         p.title
                     ));
+                    // The signal it is measured from, or what an attestation shows.
+                    let how = if p.signal.is_empty() {
+                        p.attestation
+                    } else {
+                        p.signal
+                    };
+                    if !how.is_empty() {
+                        out.push_str(&format!("{:>48}{how}\n", ""));
+                    }
                 }
             }
             out

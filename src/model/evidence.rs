@@ -528,6 +528,24 @@ mod tests {
         assert_eq!(m.len(), 24);
     }
 
+    /// The model's Measured and Both practices are exactly the ones measured here: none
+    /// silently falls back to attestation (docs/model.md says which signal each uses).
+    #[test]
+    fn every_practice_the_model_says_is_measured_is_measured() {
+        let measured: std::collections::BTreeSet<&str> = measure(&facts()).into_keys().collect();
+        let claimed: std::collections::BTreeSet<&str> = super::super::PRACTICES
+            .iter()
+            .filter(|p| p.evidence != super::super::Evidence::Attested)
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(
+            claimed.difference(&measured).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "the model says measured, nothing measures them"
+        );
+        assert_eq!(claimed, measured);
+    }
+
     #[test]
     fn each_missing_piece_says_what_is_missing() {
         let mut f = facts();
