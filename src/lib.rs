@@ -34,6 +34,7 @@ pub mod check;
 pub mod clock;
 pub mod conditions;
 pub mod controllers;
+pub mod delivery;
 pub mod drill;
 pub mod duration;
 pub mod k8s;

@@ -289,6 +289,13 @@ pub mod assessment {
             self
         }
 
+        /// Reports delivered to `url`.
+        pub fn report_webhook(mut self, url: &str) -> Self {
+            self.reports().webhook =
+                Some(crate::api::maturity_assessment::ReportWebhook { url: url.into() });
+            self
+        }
+
         /// The report-now annotation set to `token`.
         pub fn report_now(mut self, token: &str) -> Self {
             self.a

@@ -647,3 +647,142 @@ async fn a_rule_with_the_labels_of_a_burn_rate_alert_is_not_one() {
     let _ = http.post(format!("{prom}/-/reload")).send().await;
     ctx.cleanup().await;
 }
+
+/// A loopback receiver of reports: answers `code` (changeable), keeps every body.
+struct Receiver {
+    url: String,
+    code: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        let code = std::sync::Arc::new(AtomicU16::new(500));
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, b) = (code.clone(), bodies.clone());
+        let app = axum::Router::new().route(
+            "/in",
+            axum::routing::post(move |body: String| {
+                let (c, b) = (c.clone(), b.clone());
+                async move {
+                    b.lock()
+                        .unwrap()
+                        .push(serde_json::from_str(&body).unwrap_or_default());
+                    axum::http::StatusCode::from_u16(c.load(Ordering::SeqCst)).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/in", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, code, bodies }
+    }
+}
+
+/// The state and detail of `id`, and the status's last delivery, once `ok` holds.
+async fn delivery(
+    api: &Api<MaturityAssessment>,
+    name: &str,
+    id: &str,
+    ok: impl Fn(&str, &str, &serde_json::Value) -> bool,
+) -> (String, String, serde_json::Value) {
+    eventually(&format!("{name} {id}"), Duration::from_secs(30), || {
+        let api = api.clone();
+        let ok = &ok;
+        async move {
+            let (p, _) = practices(&api, name).await?;
+            let a = serde_json::to_value(api.get(name).await.map_err(|e| e.to_string())?).unwrap();
+            let last = a["status"]["reports"]["lastDelivery"].clone();
+            let (state, detail) = p[id].clone();
+            match ok(&state, &detail, &last) {
+                true => Ok((state, detail, last)),
+                false => Err(format!("{state} {detail}; last delivery {last}")),
+            }
+        }
+    })
+    .await
+}
+
+/// A report counts for CX-3.4 when it was delivered, not when it was produced: enabled
+/// without a receiver it is NotMet; a receiver answering 500 is recorded and NotMet; once
+/// it answers 2xx it is Met. A receiver on a host the operator does not allow is never sent to.
+#[tokio::test]
+async fn a_report_counts_when_it_was_delivered_not_when_it_was_produced() {
+    let ctx = TestContext::new("evreport").await;
+    let ns = ctx.namespace.clone();
+    let receiver = Receiver::start().await;
+    let flags = [
+        "--assessment-interval=1s".to_string(),
+        "--report-webhook-hosts=127.0.0.1".to_string(),
+    ];
+    let operator = Operator::start_with(&ctx.env, &ns, &ctx.env.prometheus_url, "2s", &flags);
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let elsewhere = receiver.url.replace("127.0.0.1", "127.0.0.2");
+    for (name, reports) in [
+        ("unsent", json!({"weekly": true})),
+        (
+            "sent",
+            json!({"weekly": true, "webhook": {"url": receiver.url}}),
+        ),
+        (
+            "elsewhere",
+            json!({"weekly": true, "webhook": {"url": elsewhere}}),
+        ),
+    ] {
+        api.create(
+            &Default::default(),
+            &assessment(name, json!({"reports": reports})),
+        )
+        .await
+        .unwrap();
+    }
+    let (_, detail, _) = delivery(&api, "unsent", "CX-3.4", |s, _, _| s == "NotMet").await;
+    assert_eq!(
+        detail,
+        "weekly reports are produced but delivered to nobody: a report counts once spec.reports.webhook answered 2xx"
+    );
+    let (_, _, last) = delivery(&api, "sent", "CX-3.4", |s, _, l| {
+        s == "NotMet" && l["result"] == "HTTP 500"
+    })
+    .await;
+    assert_eq!(
+        (last["period"].as_str(), last["delivered"].as_bool()),
+        (Some("weekly"), Some(false))
+    );
+    let (_, _, last) = delivery(&api, "elsewhere", "CX-3.4", |s, _, l| {
+        s == "NotMet" && !l.is_null()
+    })
+    .await;
+    let refused = last["result"].as_str().unwrap();
+    assert!(
+        refused.starts_with("host 127.0.0.2 is not one the operator delivers reports to"),
+        "{refused}"
+    );
+    // The receiver answers 204 now; a report asked for at once is delivered.
+    receiver
+        .code
+        .store(204, std::sync::atomic::Ordering::SeqCst);
+    api.patch(
+        "sent",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"maturity.sre.dev/report-now": "1"}}})),
+    )
+    .await
+    .unwrap();
+    let (_, detail, _) = delivery(&api, "sent", "CX-3.4", |s, _, _| s == "Met").await;
+    assert!(
+        detail.starts_with("weekly report delivered at "),
+        "{detail}"
+    );
+    let bodies = receiver.bodies.lock().unwrap().clone();
+    assert!(bodies.len() >= 2, "{bodies:?}");
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b["assessment"] == "sent" && b["period"] == "weekly"),
+        "only the allowed receiver was sent to: {bodies:?}"
+    );
+    drop(operator);
+    ctx.cleanup().await;
+}

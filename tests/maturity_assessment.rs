@@ -524,25 +524,37 @@ async fn the_scenario_reaches_the_level_the_model_gives_and_each_piece_of_eviden
         }
     })
     .await;
-    // The on-time weekly report counts for CX-3.4.
+    // Produced on time, but delivered to nobody (no spec.reports.webhook): CX-3.4 does not
+    // count it (tests/evidence.rs delivers one).
     let api = s.assessments.clone();
-    eventually("CX-3.4 measured Met", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move {
-            let a = api.get("payments").await.map_err(|e| e.to_string())?;
-            let p = a
-                .status
-                .unwrap_or_default()
-                .capabilities
-                .into_iter()
-                .flat_map(|c| c.practices)
-                .find(|p| p.id == "CX-3.4");
-            match p {
-                Some(p) if p.state == PracticeState::Met => Ok(()),
-                other => Err(format!("{other:?}")),
+    eventually(
+        "CX-3.4 NotMet: not delivered",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let a = api.get("payments").await.map_err(|e| e.to_string())?;
+                let p = a
+                    .status
+                    .unwrap_or_default()
+                    .capabilities
+                    .into_iter()
+                    .flat_map(|c| c.practices)
+                    .find(|p| p.id == "CX-3.4");
+                match p {
+                    Some(p)
+                        if p.state == PracticeState::NotMet
+                            && p.detail
+                                .as_deref()
+                                .is_some_and(|d| d.contains("delivered to nobody")) =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 
     // Take away one measured piece: an owner label. Only ORG drops, and nextLevel names it.

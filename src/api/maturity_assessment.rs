@@ -200,6 +200,20 @@ pub struct Reports {
     pub weekly: bool,
     #[serde(default)]
     pub monthly: bool,
+    /// Where each report is delivered (an HTTP POST of its JSON). A report counts for the
+    /// level (CX-3.4, COMM-3.2) once delivered: the receiver answered 2xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<ReportWebhook>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportWebhook {
+    /// `https://` or `http://` URL of the receiver; its host must be one the operator
+    /// allows (`--report-webhook-hosts`).
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("reports.webhook.url must be an http:// or https:// URL"))]
+    pub url: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -291,4 +305,23 @@ pub struct ReportTimes {
     /// The last `maturity.sre.dev/report-now` annotation value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_report_now: Option<String>,
+    /// When the last weekly report was delivered to `spec.reports.webhook` (answered 2xx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekly_delivered: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_delivered: Option<Time>,
+    /// The last delivery attempt and its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery: Option<DeliveryRecord>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRecord {
+    /// `weekly` or `monthly`.
+    pub period: String,
+    pub at: Time,
+    /// The receiver's answer (`HTTP 204`) or why there was none.
+    pub result: String,
+    pub delivered: bool,
 }

@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// at the first start.
     #[arg(long, default_value = maturity_operator::api::names::AUTHOR_KEY_SECRET)]
     author_key_secret: String,
+    /// Hosts (`host` or `host:port`, comma-separated) that assessments' reports may be
+    /// delivered to (`spec.reports.webhook`); empty: none, so no report counts as delivered.
+    #[arg(long, env = "MATURITY_REPORT_WEBHOOK_HOSTS", value_delimiter = ',')]
+    report_webhook_hosts: Vec<String>,
     #[command(flatten)]
     webhook: WebhookArgs,
     #[command(flatten)]
@@ -105,6 +109,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         single_tenant,
         operator_namespace,
         author_key_secret,
+        report_webhook_hosts,
         webhook,
         leader,
     } = args;
@@ -152,6 +157,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         leader_election,
         tenancy: super::tenancy(single_tenant, tenant_label),
         authors,
+        report_hosts: report_webhook_hosts,
     })
     .await
     {

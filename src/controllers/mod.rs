@@ -33,6 +33,8 @@ pub struct Context {
     pub instance: String,
     /// Each object's status-write budget.
     pub writes: writes::WriteBudget,
+    /// Delivers assessments' reports to their receivers.
+    pub deliverer: crate::delivery::Deliverer,
 }
 
 /// What [`Context::write_status`] did.
@@ -55,7 +57,9 @@ impl Context {
         settings: Settings,
     ) -> Self {
         let instance = format!("{:016x}", clock.random());
+        let deliverer = crate::delivery::Deliverer::new(settings.report_hosts.clone());
         Self {
+            deliverer,
             kube,
             prom,
             metrics,
@@ -153,6 +157,8 @@ pub struct Settings {
     /// The key of the webhook's records of attestations and exemptions (None: no webhook
     /// runs, so none is recorded and none counts).
     pub evidence_key: Option<crate::authz::Key>,
+    /// Hosts reports may be delivered to (`host` or `host:port`).
+    pub report_hosts: Vec<String>,
 }
 
 /// Why a reconcile did not finish.

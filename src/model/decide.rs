@@ -18,7 +18,7 @@ use super::evidence::{
 use super::report::{self, Period};
 use crate::api::MaturityAssessment;
 use crate::api::maturity_assessment::{
-    MaturityAssessmentStatus, NextLevel, PracticeState, PracticeStatus,
+    DeliveryRecord, MaturityAssessmentStatus, NextLevel, PracticeState, PracticeStatus,
 };
 use crate::api::names::{REPORT_NOW_ANNOTATION, report_config_map};
 use crate::attest::Verified;
@@ -77,13 +77,128 @@ pub struct ReportWrite {
     pub periods: Vec<Period>,
 }
 
+/// A report to POST to the assessment's receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub period: Period,
+    pub url: String,
+    /// The report's JSON.
+    pub body: String,
+}
+
 /// What to do after a pass.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// Written after the reports: it records their times.
     pub status: MaturityAssessmentStatus,
     pub report: Option<ReportWrite>,
+    /// Reports to deliver after the ConfigMap is written; [`delivered`] records the answers
+    /// into `status` before it is written.
+    pub deliveries: Vec<Delivery>,
     pub requeue: Duration,
+}
+
+/// How long after a failed delivery it is tried again.
+pub const DELIVERY_RETRY: Duration = Duration::from_secs(300);
+
+/// The reports to deliver now: each one produced in this pass, and one produced earlier
+/// but not delivered yet when the last attempt is [`DELIVERY_RETRY`] old.
+pub fn deliveries(
+    a: &MaturityAssessment,
+    status: &MaturityAssessmentStatus,
+    data: &BTreeMap<String, String>,
+    now: Timestamp,
+) -> Vec<Delivery> {
+    let Some(hook) = a.spec.reports.as_ref().and_then(|r| r.webhook.as_ref()) else {
+        return Vec::new();
+    };
+    let old = a
+        .status
+        .as_ref()
+        .and_then(|s| s.reports.clone())
+        .unwrap_or_default();
+    let new = status.reports.clone().unwrap_or_default();
+    let retry = old
+        .last_delivery
+        .as_ref()
+        .is_none_or(|d| now.as_second() - d.at.0.as_second() >= DELIVERY_RETRY.as_secs() as i64);
+    [
+        (
+            Period::Weekly,
+            &old.last_weekly,
+            &new.last_weekly,
+            &new.weekly_delivered,
+        ),
+        (
+            Period::Monthly,
+            &old.last_monthly,
+            &new.last_monthly,
+            &new.monthly_delivered,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, before, produced, delivered)| {
+        let fresh = produced.is_some() && produced != before;
+        let undelivered = match (produced, delivered) {
+            (Some(p), Some(d)) => d.0 < p.0,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        fresh || (undelivered && retry)
+    })
+    .filter_map(|(period, ..)| {
+        Some(Delivery {
+            period,
+            url: hook.url.clone(),
+            body: data.get(&format!("{}.json", period.key()))?.clone(),
+        })
+    })
+    .collect()
+}
+
+/// The answers of [`deliveries`] into `status`: a 2xx answer is a delivery.
+pub fn delivered(
+    status: &mut MaturityAssessmentStatus,
+    answers: &[(Period, Result<u16, String>)],
+    now: Timestamp,
+) {
+    let mut times = status.reports.clone().unwrap_or_default();
+    for (period, answer) in answers {
+        let ok = matches!(answer, Ok(code) if (200..300).contains(code));
+        times.last_delivery = Some(DeliveryRecord {
+            period: period.key().into(),
+            at: Time(now),
+            result: match answer {
+                Ok(code) => format!("HTTP {code}"),
+                Err(why) => why.clone(),
+            },
+            delivered: ok,
+        });
+        if ok {
+            match period {
+                Period::Weekly => times.weekly_delivered = Some(Time(now)),
+                Period::Monthly => times.monthly_delivered = Some(Time(now)),
+            }
+        }
+    }
+    status.reports = Some(times);
+}
+
+/// Whether the pass needs the report ConfigMap's data: a report is due, or one waits to be
+/// delivered again.
+pub fn report_data_needed(a: &MaturityAssessment, now: Timestamp) -> bool {
+    let status = a.status.clone().unwrap_or_default();
+    !reports_due(a, now).is_empty()
+        || !deliveries(
+            a,
+            &status,
+            &BTreeMap::from([
+                ("weekly.json".into(), String::new()),
+                ("monthly.json".into(), String::new()),
+            ]),
+            now,
+        )
+        .is_empty()
 }
 
 fn name_of(a: &MaturityAssessment) -> String {
@@ -123,6 +238,12 @@ pub fn facts(o: &Observed, now: Timestamp) -> Facts {
             monthly: wanted.monthly,
             last_weekly: times.last_weekly.map(|t| t.0),
             last_monthly: times.last_monthly.map(|t| t.0),
+            receiver: wanted.webhook.is_some(),
+            weekly_delivered: times.weekly_delivered.map(|t| t.0),
+            monthly_delivered: times.monthly_delivered.map(|t| t.0),
+            last_delivery: times
+                .last_delivery
+                .map(|d| format!("{} at {}: {}", d.period, d.at.0, d.result)),
         },
     }
 }
@@ -418,6 +539,8 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
         status.next_level.as_ref(),
     );
     let report = reports(o, now, &mut status);
+    let data = report.as_ref().map(|r| &r.data).unwrap_or(&o.report_data);
+    let deliveries = deliveries(a, &status, data, now);
     let generation = a.metadata.generation;
     status.common.conditions =
         conditions::merge(&status.common.conditions, &conds, generation, &Time(now));
@@ -431,6 +554,7 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
     Outcome {
         status,
         report,
+        deliveries,
         requeue: o.interval,
     }
 }
@@ -495,6 +619,71 @@ mod tests {
             (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
             (status, reason, message)
         );
+    }
+
+    #[test]
+    fn a_produced_report_is_delivered_and_a_failed_delivery_retried_after_five_minutes() {
+        // Produced in this pass: delivered in this pass.
+        let a = AssessmentBuilder::new("a")
+            .weekly()
+            .report_webhook("https://reports.example/in")
+            .build();
+        let out = decide(&observed(a.clone()), ts(NOW));
+        assert_eq!(out.deliveries.len(), 1);
+        let d = &out.deliveries[0];
+        assert_eq!(
+            (d.period, d.url.as_str()),
+            (Period::Weekly, "https://reports.example/in")
+        );
+        let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+        assert_eq!(body["period"], "weekly");
+        // The receiver answers 500: recorded, not delivered.
+        let mut failed = out.status.clone();
+        delivered(&mut failed, &[(Period::Weekly, Ok(500))], ts(NOW));
+        let r = failed.reports.clone().unwrap();
+        assert_eq!(r.weekly_delivered, None);
+        let last = r.last_delivery.unwrap();
+        assert_eq!((last.result.as_str(), last.delivered), ("HTTP 500", false));
+        // Four minutes later: not again; five minutes later: again, from the ConfigMap.
+        let data = out.report.clone().unwrap().data;
+        let later = |t: &str| {
+            let a = AssessmentBuilder::new("a")
+                .weekly()
+                .report_webhook("https://reports.example/in")
+                .status(failed.clone())
+                .build();
+            let mut o = observed(a);
+            o.report_data = data.clone();
+            decide(&o, ts(t)).deliveries
+        };
+        assert!(later("2026-11-25T12:04:00Z").is_empty());
+        let again = later("2026-11-25T12:05:00Z");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].body, data["weekly.json"]);
+        // A 2xx answer is the delivery; nothing is sent again until the next report.
+        let mut ok = failed.clone();
+        delivered(
+            &mut ok,
+            &[(Period::Weekly, Ok(204))],
+            ts("2026-11-25T12:05:00Z"),
+        );
+        assert_eq!(
+            ok.reports.as_ref().unwrap().weekly_delivered,
+            Some(Time(ts("2026-11-25T12:05:00Z")))
+        );
+        let a = AssessmentBuilder::new("a")
+            .weekly()
+            .report_webhook("https://reports.example/in")
+            .status(ok)
+            .build();
+        assert!(
+            decide(&observed(a), ts("2026-11-26T12:00:00Z"))
+                .deliveries
+                .is_empty()
+        );
+        // Without a receiver nothing is delivered.
+        let a = AssessmentBuilder::new("a").weekly().build();
+        assert!(decide(&observed(a), ts(NOW)).deliveries.is_empty());
     }
 
     #[test]

@@ -71,6 +71,13 @@ pub struct ReportFacts {
     pub monthly: bool,
     pub last_weekly: Option<Timestamp>,
     pub last_monthly: Option<Timestamp>,
+    /// `spec.reports.webhook` is set.
+    pub receiver: bool,
+    /// When a report was last delivered (the receiver answered 2xx).
+    pub weekly_delivered: Option<Timestamp>,
+    pub monthly_delivered: Option<Timestamp>,
+    /// The last attempt and its answer, as a sentence.
+    pub last_delivery: Option<String>,
 }
 
 /// A declared business signal: None when not declared; Err when it could not be read.
@@ -419,26 +426,39 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     m.insert("RESP-4.4", demand.clone());
     m.insert("CX-4.5", demand);
 
-    // Reports on time.
+    // Reports delivered on time: produced is not enough, a receiver must have taken it.
     let r = &f.reports;
-    let on_time =
-        |enabled: bool, last: Option<Timestamp>, days: i64, what: &str| match (enabled, last) {
-            (false, _) => {
-                Measurement::NotMet(format!("{what} reports are not enabled (spec.reports)"))
-            }
-            (true, None) => Measurement::NotMet(format!("no {what} report produced yet")),
-            (true, Some(t)) if days_since(f.now, t) <= days => {
-                Measurement::Met(format!("{what} report produced at {t}"))
-            }
-            (true, Some(t)) => {
-                Measurement::NotMet(format!("the last {what} report ({t}) is overdue"))
-            }
-        };
-    let weekly = on_time(r.weekly, r.last_weekly, 8, "weekly");
-    let monthly = on_time(r.monthly, r.last_monthly, 32, "monthly");
+    let attempt = r
+        .last_delivery
+        .as_ref()
+        .map(|d| format!(" (last attempt: {d})"))
+        .unwrap_or_default();
+    let on_time = |enabled: bool, delivered: Option<Timestamp>, days: i64, what: &str| match (
+        enabled, r.receiver, delivered,
+    ) {
+        (false, ..) => {
+            Measurement::NotMet(format!("{what} reports are not enabled (spec.reports)"))
+        }
+        (true, false, _) => Measurement::NotMet(format!(
+            "{what} reports are produced but delivered to nobody: a report counts once spec.reports.webhook answered 2xx"
+        )),
+        (true, true, None) => {
+            Measurement::NotMet(format!("no {what} report delivered yet{attempt}"))
+        }
+        (true, true, Some(t)) if days_since(f.now, t) <= days => {
+            Measurement::Met(format!("{what} report delivered at {t}"))
+        }
+        (true, true, Some(t)) => Measurement::NotMet(format!(
+            "the last {what} report delivered ({t}) is overdue{attempt}"
+        )),
+    };
+    let weekly = on_time(r.weekly, r.weekly_delivered, 8, "weekly");
+    let monthly = on_time(r.monthly, r.monthly_delivered, 32, "monthly");
+    // CX-3.4: either report; when neither counts, why the enabled one does not.
+    let met = |x: &Measurement| matches!(x, Measurement::Met(_));
     m.insert(
         "CX-3.4",
-        if matches!(weekly, Measurement::Met(_)) {
+        if met(&weekly) || (!met(&monthly) && r.weekly) {
             weekly
         } else {
             monthly.clone()
@@ -508,6 +528,10 @@ mod tests {
                 monthly: true,
                 last_weekly: Some(now),
                 last_monthly: Some(now),
+                receiver: true,
+                weekly_delivered: Some(now),
+                monthly_delivered: Some(now),
+                last_delivery: None,
             },
         }
     }
@@ -555,7 +579,7 @@ mod tests {
         f.drills[0].unannounced = false;
         f.rules = Ok(vec![]);
         f.satisfaction = None;
-        f.reports.last_monthly = Some("2026-09-01T00:00:00Z".parse().unwrap());
+        f.reports.monthly_delivered = Some("2026-09-01T00:00:00Z".parse().unwrap());
         let m = measure(&f);
         let not = |id: &str| match &m[id] {
             Measurement::NotMet(why) => why.clone(),
@@ -629,6 +653,23 @@ mod tests {
             m["ORG-5.4"]
         );
         assert!(matches!(m["RESP-5.1"], Measurement::NotMet(_)));
+        // Reports produced but delivered to nobody, or never taken by the receiver.
+        let mut f = facts();
+        f.reports.receiver = false;
+        let m = measure(&f);
+        for id in ["CX-3.4", "COMM-3.2"] {
+            assert!(
+                matches!(&m[id], Measurement::NotMet(w) if w.contains("delivered to nobody")),
+                "{id}: {:?}",
+                m[id]
+            );
+        }
+        let mut f = facts();
+        (f.reports.weekly_delivered, f.reports.monthly_delivered) = (None, None);
+        f.reports.last_delivery = Some("weekly at 2026-11-25T12:00:00Z: HTTP 500".into());
+        assert!(
+            matches!(&measure(&f)["CX-3.4"], Measurement::NotMet(w) if w == "no weekly report delivered yet (last attempt: weekly at 2026-11-25T12:00:00Z: HTTP 500)")
+        );
         // A passed drill (Kubernetes recreated the pods) is no remediation; a rollback is.
         let mut f = facts();
         f.canary.rolled_back = 0;

@@ -109,6 +109,8 @@ pub struct RunConfig {
     pub tenancy: crate::prom::enforce::Tenancy,
     /// Whose rights drills and canaries act with.
     pub authors: AuthorsConfig,
+    /// Hosts assessments' reports may be delivered to (`host` or `host:port`).
+    pub report_hosts: Vec<String>,
 }
 
 /// Whose rights drills and canaries act with, and where the key of the webhook's proofs is.
@@ -437,6 +439,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                 tenancy: config.tenancy.clone(),
                 authors: authors.clone(),
                 evidence_key: evidence_key.clone(),
+                report_hosts: config.report_hosts.clone(),
             },
         ));
         start_controllers(&config, &ctx, &shared, &stop_rx, &mut watchers);

@@ -13,7 +13,8 @@ use super::super::{Context, Error, Written};
 use super::metrics::MaturityMetrics;
 use crate::api::MaturityAssessment;
 use crate::api::names::{MANAGED_BY, MANAGED_BY_LABEL};
-use crate::model::decide::{Observed, Outcome, ReportWrite};
+use crate::model::decide::{self, Delivery, Observed, Outcome, ReportWrite};
+use crate::model::report::Period;
 
 pub async fn act(
     ctx: &Context,
@@ -27,12 +28,41 @@ pub async fn act(
     if let Some(report) = &outcome.report {
         write_report(ctx, a, &ns, &name, report).await?;
     }
+    // Delivered after the ConfigMap holds the report, recorded with the status: a crash in
+    // between delivers it again (at least once).
+    let mut status = outcome.status;
+    if !outcome.deliveries.is_empty() {
+        let answers = deliver(ctx, &ns, &name, &outcome.deliveries).await;
+        decide::delivered(&mut status, &answers, ctx.clock.now());
+    }
     let old = a.status.clone().unwrap_or_default();
-    if let Written::Deferred(wait) = ctx.write_status(a, &old, &outcome.status, false).await? {
+    if let Written::Deferred(wait) = ctx.write_status(a, &old, &status, false).await? {
         return Ok(Action::requeue(wait));
     }
-    metrics.export(&ns, &name, &outcome.status);
+    metrics.export(&ns, &name, &status);
     Ok(Action::requeue(outcome.requeue))
+}
+
+/// POSTs each report to its receiver: the answers, in order.
+async fn deliver(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    deliveries: &[Delivery],
+) -> Vec<(Period, Result<u16, String>)> {
+    let mut answers = Vec::new();
+    for d in deliveries {
+        let answer = ctx.deliverer.post(&d.url, d.body.clone()).await;
+        tracing::info!(
+            namespace = ns,
+            assessment = name,
+            period = d.period.key(),
+            ?answer,
+            "report delivery"
+        );
+        answers.push((d.period, answer));
+    }
+    answers
 }
 
 /// The reports into the ConfigMap `<assessment>-report`, owned by the assessment.

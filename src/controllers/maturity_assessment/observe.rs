@@ -40,7 +40,7 @@ pub async fn observe(
     let rules = rules(ctx, &ns).await;
     let signals = a.spec.signals.clone().unwrap_or_default();
     let (satisfaction, complaints, demand) = read_signals(ctx, &ns, &signals).await;
-    let report_data = if decide::reports_due(&a, now).is_empty() {
+    let report_data = if !decide::report_data_needed(&a, now) {
         BTreeMap::new()
     } else {
         ctx.kube
