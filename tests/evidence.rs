@@ -786,3 +786,71 @@ async fn a_report_counts_when_it_was_delivered_not_when_it_was_produced() {
     drop(operator);
     ctx.cleanup().await;
 }
+
+/// An old value is no evidence: `max_over_time(satisfaction_score[3650d])` keeps answering
+/// 4.6 from Prometheus after the exporter is gone, but the operator sends it guarded by the
+/// series being live, so CX-2.3 turns Unknown ("no live data").
+#[tokio::test]
+async fn a_signal_whose_series_stopped_is_unknown_not_met() {
+    let ctx = TestContext::new("evstale-signal").await;
+    let ns = ctx.namespace.clone();
+    let (_exporter, target) = support::prom::satisfaction_signal(&ctx).await;
+    let operator = Operator::start_with(
+        &ctx.env,
+        &ns,
+        &ctx.env.prometheus_url,
+        "2s",
+        &["--assessment-interval=1s".to_string()],
+    );
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    let kept = "max_over_time(satisfaction_score[3650d])";
+    api.create(
+        &Default::default(),
+        &assessment(
+            "kept",
+            json!({"signals": {"satisfaction": {"query": kept, "min": 4.0}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let met = |want: &'static str| {
+        let api = api.clone();
+        move || {
+            let api = api.clone();
+            async move {
+                let (p, _) = practices(&api, "kept").await?;
+                match p["CX-2.3"].0 == want {
+                    true => Ok(p["CX-2.3"].1.clone()),
+                    false => Err(format!("{:?}", p["CX-2.3"])),
+                }
+            }
+        }
+    };
+    let detail = eventually(
+        "CX-2.3 Met while the series is live",
+        Duration::from_secs(30),
+        met("Met"),
+    )
+    .await;
+    assert_eq!(detail, "satisfaction 4.6 (target at least 4)");
+    // The target is removed: Prometheus stops scraping and marks its series stale.
+    drop(target);
+    let detail = eventually(
+        "CX-2.3 Unknown once the series stopped",
+        Duration::from_secs(60),
+        met("Unknown"),
+    )
+    .await;
+    assert!(detail.contains("no live data"), "{detail}");
+    // Prometheus alone still answers the query with the old value: the guard is what stops it.
+    let prom = support::prom::Prom::new(ctx.env.prometheus_url.clone());
+    let old = prom
+        .scalar(&format!(
+            "max_over_time(satisfaction_score{{namespace=\"{ns}\"}}[3650d])"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(old, 4.6);
+    drop(operator);
+    ctx.cleanup().await;
+}

@@ -141,6 +141,15 @@ pub fn burn_alerts(target: &ResponseTimeTarget, tenancy: &Tenancy) -> Vec<String
     }
 }
 
+/// How much history a demand forecast `horizon` ahead is fitted on (and needs): a quarter
+/// of the horizon, at least an hour, at most a week.
+pub fn forecast_window(horizon: std::time::Duration) -> std::time::Duration {
+    (horizon / 4).clamp(
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_secs(7 * 86_400),
+    )
+}
+
 fn share(n: usize, of: usize) -> f64 {
     if of == 0 { 0.0 } else { n as f64 / of as f64 }
 }
@@ -568,6 +577,14 @@ mod tests {
             "the model says measured, nothing measures them"
         );
         assert_eq!(claimed, measured);
+    }
+
+    #[test]
+    fn a_forecast_needs_a_quarter_of_its_horizon_of_history() {
+        let h = |s| forecast_window(std::time::Duration::from_secs(s)).as_secs();
+        assert_eq!(h(3600), 3600, "at least an hour");
+        assert_eq!(h(14 * 86_400), 302_400, "3.5 days for 14 days");
+        assert_eq!(h(90 * 86_400), 7 * 86_400, "at most a week");
     }
 
     #[test]

@@ -90,7 +90,8 @@ fn walk(e: &mut Expr, m: &Matcher) -> Result<(), EnforceError> {
 impl Tenancy {
     /// `query` as evidence of a practice for an object of `namespace`: scoped (as
     /// [`Tenancy::scope`]) and reading at least one series, or why not (a sentence). The
-    /// controller sends only such a query; the webhook refuses any other at admission.
+    /// controller sends only such a query, made [`fresh_only`]; the webhook refuses any
+    /// other at admission.
     pub fn evidence(&self, query: &str, namespace: &str) -> Result<String, String> {
         if !reads_series(query) {
             return Err(format!(
@@ -98,6 +99,59 @@ impl Tenancy {
             ));
         }
         self.scope(query, namespace).map_err(|e| e.to_string())
+    }
+}
+
+/// `query` answering only while every series it reads is live: each selector has a sample
+/// now (within Prometheus's 5-minute lookback), and, with `history`, had one `history` ago
+/// too. Without it `max_over_time(x[10y])` would keep an old value forever. The guard is
+/// folded into the query (`and on()`), so it costs no extra request. Err: it does not parse.
+pub fn fresh_only(query: &str, history: Option<std::time::Duration>) -> Result<String, String> {
+    let expr = parse(query).map_err(|e| format!("the query {query:?} does not parse: {e}"))?;
+    let mut selectors = Vec::new();
+    collect(&expr, &mut selectors);
+    if selectors.is_empty() {
+        return Ok(query.to_string());
+    }
+    let mut guard = Vec::new();
+    for s in &selectors {
+        guard.push(format!("count({s}) * 0"));
+        if let Some(h) = history {
+            guard.push(format!("count({s} offset {}s) * 0", h.as_secs().max(1)));
+        }
+    }
+    Ok(format!("({query}) and on() ({})", guard.join(" + ")))
+}
+
+/// Every distinct selector of `e`, as an instant selector now (without range, offset, @).
+fn collect(e: &Expr, out: &mut Vec<String>) {
+    let mut add = |vs: &VectorSelector| {
+        let mut now = vs.clone();
+        now.offset = None;
+        now.at = None;
+        let text = Expr::VectorSelector(now).to_string();
+        if !out.contains(&text) {
+            out.push(text);
+        }
+    };
+    match e {
+        Expr::VectorSelector(vs) => add(vs),
+        Expr::MatrixSelector(ms) => add(&ms.vs),
+        Expr::Aggregate(a) => {
+            collect(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect(p, out);
+            }
+        }
+        Expr::Unary(u) => collect(&u.expr, out),
+        Expr::Binary(b) => {
+            collect(&b.lhs, out);
+            collect(&b.rhs, out);
+        }
+        Expr::Paren(p) => collect(&p.expr, out),
+        Expr::Subquery(s) => collect(&s.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
 }
 
@@ -240,6 +294,24 @@ mod tests {
             );
         }
         assert!(matches!(ns("sum(").unwrap_err(), EnforceError::Parse(_)));
+    }
+
+    #[test]
+    fn only_live_series_answer() {
+        assert_eq!(
+            fresh_only(r#"max_over_time(csat{namespace="a"}[3650d])"#, None).unwrap(),
+            r#"(max_over_time(csat{namespace="a"}[3650d])) and on() (count(csat{namespace="a"}) * 0)"#
+        );
+        assert_eq!(
+            fresh_only(
+                "sum(rate(x[5m] offset 1w)) / sum(y)",
+                Some(std::time::Duration::from_secs(86_400))
+            )
+            .unwrap(),
+            "(sum(rate(x[5m] offset 1w)) / sum(y)) and on() (count(x) * 0 + count(x offset 86400s) * 0 + count(y) * 0 + count(y offset 86400s) * 0)"
+        );
+        assert_eq!(fresh_only("vector(1)", None).unwrap(), "vector(1)");
+        assert!(fresh_only("sum(", None).is_err());
     }
 
     #[test]

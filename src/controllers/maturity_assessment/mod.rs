@@ -7,6 +7,7 @@
 mod act;
 pub mod metrics;
 mod observe;
+mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;

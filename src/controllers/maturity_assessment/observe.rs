@@ -12,14 +12,13 @@ use kube::ResourceExt;
 
 use super::super::{Context, Error};
 use crate::api::drill_schedule::WorkloadKind;
-use crate::api::maturity_assessment::Signals;
 use crate::api::names::{CONTACT_ANNOTATIONS, GITOPS_MARKS, OWNER_LABELS, report_config_map};
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
 use crate::conditions;
 use crate::model::decide::{self, Observed, ReportExtras};
-use crate::model::evidence::{self, CanaryFacts, DrillFact, Signal, TargetFact, Workload};
+use crate::model::evidence::{self, CanaryFacts, DrillFact, TargetFact, Workload};
 use crate::model::report::{DrillFigures, TargetFigures};
-use crate::prom::{AlertRule, single_value};
+use crate::prom::AlertRule;
 
 /// None when the assessment is gone.
 pub async fn observe(
@@ -39,7 +38,7 @@ pub async fn observe(
     let (drills, drill_figures) = drills(ctx, &ns).await?;
     let rules = rules(ctx, &ns).await;
     let signals = a.spec.signals.clone().unwrap_or_default();
-    let (satisfaction, complaints, demand) = read_signals(ctx, &ns, &signals).await;
+    let (satisfaction, complaints, demand) = super::signals::read_signals(ctx, &ns, &signals).await;
     let report_data = if !decide::report_data_needed(&a, now) {
         BTreeMap::new()
     } else {
@@ -202,82 +201,4 @@ async fn rules(ctx: &Context, ns: &str) -> Result<Vec<AlertRule>, String> {
                 .collect()
         })
         .map_err(|e| e.to_string())
-}
-
-type Readings = (
-    Signal<(f64, f64)>,
-    Signal<Vec<(String, f64)>>,
-    Signal<(f64, f64)>,
-);
-
-/// The declared business signals: satisfaction, complaints per category, demand.
-async fn read_signals(ctx: &Context, ns: &str, signals: &Signals) -> Readings {
-    let satisfaction = match &signals.satisfaction {
-        None => None,
-        Some(s) => Some(
-            one_value(ctx, ns, s.query.as_str())
-                .await
-                .map(|v| (v, s.min)),
-        ),
-    };
-    let complaints = match &signals.complaints {
-        None => None,
-        Some(s) => Some(complaints(ctx, ns, s.query.as_str()).await),
-    };
-    let demand = match &signals.demand {
-        None => None,
-        Some(d) => Some(demand(ctx, ns, d.query.as_str(), d.capacity.as_str(), &d.horizon).await),
-    };
-    (satisfaction, complaints, demand)
-}
-
-/// (category, value) of every series (`all` when it has no category).
-async fn complaints(ctx: &Context, ns: &str, query: &str) -> Result<Vec<(String, f64)>, String> {
-    let query = ctx.evidence(query, ns)?;
-    let samples = ctx
-        .prom
-        .instant(&query, None)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(samples
-        .iter()
-        .map(|x| {
-            let category = x
-                .labels
-                .get("category")
-                .cloned()
-                .unwrap_or_else(|| "all".into());
-            (category, x.value)
-        })
-        .collect())
-}
-
-/// (demand forecast at the horizon, capacity).
-async fn demand(
-    ctx: &Context,
-    ns: &str,
-    query: &str,
-    capacity: &str,
-    horizon: &crate::api::common::DurationString,
-) -> Result<(f64, f64), String> {
-    let h = horizon.parse().map_err(|e| format!("horizon: {e}"))?;
-    let forecast = format!("predict_linear(({query})[1h:1m], {})", h.as_secs());
-    match (
-        one_value(ctx, ns, &forecast).await,
-        one_value(ctx, ns, capacity).await,
-    ) {
-        (Ok(f), Ok(cap)) => Ok((f, cap)),
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    }
-}
-
-/// The single value of `query`, scoped to the assessment's namespace first.
-async fn one_value(ctx: &Context, ns: &str, query: &str) -> Result<f64, String> {
-    let query = ctx.evidence(query, ns)?;
-    let samples = ctx
-        .prom
-        .instant(&query, None)
-        .await
-        .map_err(|e| e.to_string())?;
-    single_value(&samples).map_err(|e| e.to_string())
 }
