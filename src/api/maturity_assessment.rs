@@ -255,6 +255,32 @@ pub struct MaturityAssessmentStatus {
     /// stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<Time>,
+    /// Each change of the level or of the practices that count, oldest first (the last 60):
+    /// what the reports' history of a period is made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<LevelChange>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LevelChange {
+    pub at: Time,
+    /// The overall level after the change.
+    pub level: i32,
+    /// Practices that count (Met or Exempt) since, with their evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gained: Vec<PracticeChange>,
+    /// Practices that stopped counting, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<PracticeChange>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PracticeChange {
+    pub practice: String,
+    /// The evidence (gained) or why it stopped counting (lost), shortened.
+    pub detail: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -432,7 +432,27 @@ pub fn report_content(
     data: &BTreeMap<String, String>,
 ) -> report::Report {
     let (previous_level, previous_satisfaction, previous_complaints) = previous(data, period);
+    let last = o
+        .assessment
+        .status
+        .as_ref()
+        .and_then(|s| s.reports.as_ref())
+        .and_then(|r| match period {
+            Period::Weekly => r.last_weekly.clone(),
+            Period::Monthly => r.last_monthly.clone(),
+        });
+    let from = last.map(|t| t.0).unwrap_or_else(|| {
+        crate::clock::sub(now, Duration::from_secs(period.days() as u64 * 86_400))
+    });
+    let history = super::history::period(
+        &status.changes,
+        (from, now),
+        status.level.unwrap_or(1),
+        (&o.assessment.spec, &o.verified),
+        period.days(),
+    );
     report::Report {
+        history,
         assessment: name_of(&o.assessment),
         namespace: o.assessment.metadata.namespace.clone().unwrap_or_default(),
         period,
@@ -538,6 +558,7 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
         &practices,
         status.next_level.as_ref(),
     );
+    super::history::record(&old, &mut status, now);
     let report = reports(o, now, &mut status);
     let data = report.as_ref().map(|r| &r.data).unwrap_or(&o.report_data);
     let deliveries = deliveries(a, &status, data, now);

@@ -68,6 +68,23 @@ fn plus_days(d: Date, days: i64) -> Date {
         .unwrap_or(Date::MAX)
 }
 
+/// An attestation's date and the last day it counts: `reviewEvery` (default 90 days) after
+/// it, at most the practice's maximum validity; or why it has none.
+pub fn attestation_expiry(p: &Practice, a: &Attestation) -> Result<(Date, Date), String> {
+    let review = review_days(a.review_every.as_ref())?.min(p.max_validity_days());
+    let at = date(a.attested_at.as_str())
+        .ok_or_else(|| format!("its date {:?} is not a date", a.attested_at.as_str()))?;
+    Ok((at, plus_days(at, review)))
+}
+
+/// The last day an exemption holds: its `until`, at most 180 days after its request (the
+/// webhook refuses a longer one; an older record is held to the same bound).
+pub fn exemption_end(e: &Exemption) -> Option<Date> {
+    let until = date(e.until.as_str())?;
+    let asked = e.requested_on.as_ref().and_then(|d| date(d.as_str()))?;
+    Some(until.min(plus_days(asked, crate::attest::MAX_EXEMPTION_DAYS)))
+}
+
 /// The sentence of an entry the webhook did not record.
 fn not_recorded(what: &str, id: &str) -> String {
     format!(
@@ -98,14 +115,12 @@ fn exemption_state(
             ),
         ));
     };
-    let (Some(until), Some(asked)) = (date(e.until.as_str()), asked) else {
+    let (Some(until), Some(asked)) = (exemption_end(e), asked) else {
         return Err((
             PracticeState::Expired,
             format!("the exemption's date {:?} is not a date", e.until.as_str()),
         ));
     };
-    // The webhook refuses a longer one; an older record is held to the same bound.
-    let until = until.min(plus_days(asked, crate::attest::MAX_EXEMPTION_DAYS));
     if until < today {
         return Err((
             PracticeState::Expired,
@@ -135,15 +150,9 @@ fn attestation_state(
     }
     let by = a.by.as_deref().unwrap_or("nobody");
     let expired = |why: String| Err((PracticeState::Expired, why));
-    let review = match review_days(a.review_every.as_ref()) {
-        Ok(r) => r.min(p.max_validity_days()),
+    let (at, expires) = match attestation_expiry(p, a) {
+        Ok(x) => x,
         Err(why) => return expired(format!("the attestation by {by} does not count: {why}")),
-    };
-    let Some(at) = date(a.attested_at.as_str()) else {
-        return expired(format!(
-            "the attestation's date {:?} is not a date",
-            a.attested_at.as_str()
-        ));
     };
     if at > plus_days(today, crate::attest::CLOCK_SKEW_DAYS) {
         return Err((
@@ -151,7 +160,6 @@ fn attestation_state(
             format!("the attestation by {by} is dated {at}, in the future: it does not count"),
         ));
     }
-    let expires = plus_days(at, review);
     if expires < today {
         return expired(format!(
             "attested by {by} on {at}, review due {expires} has passed"

@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod decide;
 pub mod evaluate;
 pub mod evidence;
+pub mod history;
 pub mod report;
 
 use serde::Serialize;

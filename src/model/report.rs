@@ -78,6 +78,9 @@ pub struct Report {
     /// (forecast, capacity)
     pub demand: Option<(f64, f64)>,
     pub recommendations: Vec<String>,
+    /// The period, not a snapshot: the level at its start, end and lowest, practices gained
+    /// and lost, and what expires in the next period.
+    pub history: super::history::PeriodHistory,
 }
 
 /// Recommendations in business language from what the next level misses.
@@ -118,6 +121,37 @@ fn trend(now: Option<f64>, before: Option<f64>, digits: usize) -> String {
 }
 
 impl Report {
+    fn history_markdown(&self) -> String {
+        let h = &self.history;
+        let start = h
+            .start_level
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "not recorded".into());
+        let mut out = format!(
+            "\n## The period ({} to {})\n\nLevel at the start {start}, at the end {}, lowest {}.\n",
+            h.from, h.to, h.end_level, h.lowest_level
+        );
+        for (title, list) in [("Gained", &h.gained), ("Lost", &h.lost)] {
+            if list.is_empty() {
+                out.push_str(&format!("{title}: none.\n"));
+                continue;
+            }
+            out.push_str(&format!("{title}:\n"));
+            for m in list {
+                out.push_str(&format!("- {} {}: {}\n", m.on, m.practice, m.detail));
+            }
+        }
+        if h.expiring.is_empty() {
+            out.push_str("Nothing attested or exempted ends in the next period.\n");
+        } else {
+            out.push_str("Ending in the next period (review or ask again):\n");
+            for e in &h.expiring {
+                out.push_str(&format!("- {} {} ends {}\n", e.practice, e.what, e.on));
+            }
+        }
+        out
+    }
+
     /// Complaints of every category together.
     pub fn complaints_total(&self) -> f64 {
         self.complaints.iter().map(|(_, n)| n).sum()
@@ -148,6 +182,7 @@ impl Report {
         for (c, l) in &self.capabilities {
             out.push_str(&format!("| {c} | {l} |\n"));
         }
+        out.push_str(&self.history_markdown());
         out.push_str("\n## Service levels\n\n");
         if self.targets.is_empty() {
             out.push_str("No response-time targets are declared.\n");
@@ -259,9 +294,32 @@ mod tests {
             complaints: vec![("billing".into(), 3.0)],
             demand: None,
             recommendations: recommendations(Some(&next)),
+            history: super::super::history::PeriodHistory {
+                from: "2026-11-18T00:00:00Z".into(),
+                to: "2026-11-25T00:00:00Z".into(),
+                start_level: Some(1),
+                end_level: 2,
+                lowest_level: 1,
+                gained: vec![super::super::history::Moved {
+                    on: "2026-11-20".into(),
+                    practice: "ORG-2.1".into(),
+                    detail: "2 of 2 workloads with an owner label".into(),
+                }],
+                lost: vec![],
+                expiring: vec![super::super::history::Expiring {
+                    practice: "ORG-2.3".into(),
+                    what: "attestation".into(),
+                    on: "2026-11-30".into(),
+                }],
+            },
         };
         let md = r.markdown();
         for want in [
+            "## The period (2026-11-18T00:00:00Z to 2026-11-25T00:00:00Z)",
+            "Level at the start 1, at the end 2, lowest 1.",
+            "- 2026-11-20 ORG-2.1: 2 of 2 workloads with an owner label",
+            "Lost: none.",
+            "- ORG-2.3 attestation ends 2026-11-30",
             "Level **2** (Managed) (up from 1)",
             "| pay | 99.950 | 99.9 | 0.50 | yes |",
             "3 rollouts analysed",
