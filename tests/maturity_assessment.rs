@@ -380,7 +380,12 @@ async fn the_scenario_reaches_the_level_the_model_gives_and_each_piece_of_eviden
             let (org54, d54) = state("ORG-5.4").unwrap();
             let (cx43, d43) = state("CX-4.3").unwrap();
             let (biz31, d31) = state("BIZ-3.1").unwrap();
+            // The drill passed because the ReplicaSet recreated the killed pod: that is
+            // Kubernetes, not a remediation (ORG-5.1), and no canary was rolled back.
+            let (org51, d51) = state("ORG-5.1").unwrap();
             if d54.contains("only runs asked for with run-now") && cx43 == PracticeState::NotMet {
+                assert_eq!(org51, PracticeState::NotMet, "{d51}");
+                assert!(d51.contains("no canary rollout was rolled back by the operator"), "{d51}");
                 assert_eq!(org54, PracticeState::NotMet, "{d54}");
                 assert!(d43.contains("no rollout was analysed"), "{d43}");
                 assert_eq!(biz31, PracticeState::NotMet, "{d31}");

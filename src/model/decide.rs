@@ -451,8 +451,31 @@ pub fn report_content(
         (&o.assessment.spec, &o.verified),
         period.days(),
     );
+    let state = |id: &str| {
+        status
+            .capabilities
+            .iter()
+            .flat_map(|c| &c.practices)
+            .find(|p| p.id == id)
+            .map(|p| format!("{:?}", p.state))
+            .unwrap_or_default()
+    };
+    let exemptions = o
+        .assessment
+        .spec
+        .exemptions
+        .iter()
+        .map(|e| report::ExemptionLine {
+            practice: e.practice.clone(),
+            requested_by: e.requested_by.clone(),
+            approved_by: e.approved_by.clone(),
+            until: e.until.as_str().to_string(),
+            state: state(&e.practice),
+        })
+        .collect();
     report::Report {
         history,
+        exemptions,
         assessment: name_of(&o.assessment),
         namespace: o.assessment.metadata.namespace.clone().unwrap_or_default(),
         period,

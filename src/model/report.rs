@@ -81,6 +81,20 @@ pub struct Report {
     /// The period, not a snapshot: the level at its start, end and lowest, practices gained
     /// and lost, and what expires in the next period.
     pub history: super::history::PeriodHistory,
+    /// Every exemption of the spec: who asked, who approved, until when, and its state.
+    pub exemptions: Vec<ExemptionLine>,
+}
+
+/// An exemption as a report shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExemptionLine {
+    pub practice: String,
+    pub requested_by: Option<String>,
+    pub approved_by: Option<String>,
+    pub until: String,
+    /// Exempt, Unverified (not recorded or not approved) or Expired.
+    pub state: String,
 }
 
 /// Recommendations in business language from what the next level misses.
@@ -183,6 +197,20 @@ impl Report {
             out.push_str(&format!("| {c} | {l} |\n"));
         }
         out.push_str(&self.history_markdown());
+        if !self.exemptions.is_empty() {
+            out.push_str("\n## Exemptions\n\n| practice | requested by | approved by | until | state |\n|---|---|---|---|---|\n");
+            for e in &self.exemptions {
+                let who = |w: &Option<String>| w.clone().unwrap_or_else(|| "-".into());
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} |\n",
+                    e.practice,
+                    who(&e.requested_by),
+                    who(&e.approved_by),
+                    e.until,
+                    e.state
+                ));
+            }
+        }
         out.push_str("\n## Service levels\n\n");
         if self.targets.is_empty() {
             out.push_str("No response-time targets are declared.\n");
@@ -312,6 +340,13 @@ mod tests {
                     on: "2026-11-30".into(),
                 }],
             },
+            exemptions: vec![ExemptionLine {
+                practice: "COMM-5.2".into(),
+                requested_by: Some("alice".into()),
+                approved_by: Some("bob".into()),
+                until: "2027-01-01".into(),
+                state: "Exempt".into(),
+            }],
         };
         let md = r.markdown();
         for want in [
@@ -320,6 +355,7 @@ mod tests {
             "- 2026-11-20 ORG-2.1: 2 of 2 workloads with an owner label",
             "Lost: none.",
             "- ORG-2.3 attestation ends 2026-11-30",
+            "| COMM-5.2 | alice | bob | 2027-01-01 | Exempt |",
             "Level **2** (Managed) (up from 1)",
             "| pay | 99.950 | 99.9 | 0.50 | yes |",
             "3 rollouts analysed",
