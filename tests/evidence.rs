@@ -143,6 +143,22 @@ fn start_recording(ctx: &TestContext) -> Operator {
     )
 }
 
+/// A test namespace and an operator whose webhook records its assessments' evidence.
+async fn recording(prefix: &str) -> (TestContext, Api<MaturityAssessment>, Operator) {
+    let ctx = TestContext::new(prefix).await;
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let operator = start_recording(&ctx);
+    assessments_recorded(&api).await;
+    (ctx, api, operator)
+}
+
+/// Stops the operator, removes its webhook registration and the namespace.
+async fn finish(ctx: TestContext, operator: Operator) {
+    drop(operator);
+    support::operator::remove_webhook(&ctx.client, &ctx.namespace).await;
+    ctx.cleanup().await;
+}
+
 /// Waits until the API server sends the namespace's assessments to the operator's webhook:
 /// a dry-run create comes back with its attestation's identity recorded.
 async fn assessments_recorded(api: &Api<MaturityAssessment>) {
@@ -304,9 +320,7 @@ async fn attestations_count_only_as_the_webhook_recorded_them() {
         e.contains("reviewEvery 365d is longer than the practice's maximum validity of 90d"),
         "{e}"
     );
-    drop(operator);
-    support::operator::remove_webhook(&ctx.client, &ctx.namespace).await;
-    ctx.cleanup().await;
+    finish(ctx, operator).await;
 }
 
 /// An exemption asked for by the team counts only once another user, one who holds the
@@ -315,10 +329,7 @@ async fn attestations_count_only_as_the_webhook_recorded_them() {
 /// asked, who approved and until when; longer than 180 days is refused.
 #[tokio::test]
 async fn an_exemption_counts_only_once_another_user_with_the_permission_approves_it() {
-    let ctx = TestContext::new("evexempt").await;
-    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let operator = start_recording(&ctx);
-    assessments_recorded(&api).await;
+    let (ctx, api, operator) = recording("evexempt").await;
     let edit = json!([{"apiGroups": ["maturity.sre.dev"], "resources": ["maturityassessments"], "verbs": ["get", "list", "create", "patch", "update"]}]);
     let team = ctx.service_account("team", edit.clone());
     let peer = ctx.service_account("peer", edit);
@@ -429,19 +440,14 @@ async fn an_exemption_counts_only_once_another_user_with_the_permission_approves
         err.contains(&format!("more than 180 days from today ({})", today())),
         "{err}"
     );
-    drop(operator);
-    support::operator::remove_webhook(&ctx.client, &ctx.namespace).await;
-    ctx.cleanup().await;
+    finish(ctx, operator).await;
 }
 
 /// With the webhook, a signal query of literals is refused at admission with the sentence
 /// (without it, the controller leaves its practices Unknown: the test above).
 #[tokio::test]
 async fn signal_queries_of_literals_are_refused_at_admission() {
-    let ctx = TestContext::new("evadmit").await;
-    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let operator = start_recording(&ctx);
-    assessments_recorded(&api).await;
+    let (ctx, api, operator) = recording("evadmit").await;
     for (signals, field, query) in [
         (
             json!({"satisfaction": {"query": "vector(5)", "min": 1}}),
@@ -489,9 +495,7 @@ async fn signal_queries_of_literals_are_refused_at_admission() {
     )
     .await
     .unwrap();
-    drop(operator);
-    support::operator::remove_webhook(&ctx.client, &ctx.namespace).await;
-    ctx.cleanup().await;
+    finish(ctx, operator).await;
 }
 
 /// `check` exits 3 on a stale status: the operator stopped and its heartbeat 42 minutes old,
@@ -592,33 +596,11 @@ async fn a_rule_with_the_labels_of_a_burn_rate_alert_is_not_one() {
         .await
         .unwrap();
     let file = ctx.env.rules_dir.join(format!("{ns}.yml"));
-    std::fs::write(
-        &file,
-        format!(
-            "groups:\n- name: fake-{ns}\n  rules:\n  - alert: ErrorBudgetBurn\n    expr: vector(0) > 1\n    labels: {{namespace: {ns}, response_time_target: pay, severity: page}}\n"
-        ),
-    )
-    .unwrap();
+    let rules = format!(
+        "groups:\n- name: fake-{ns}\n  rules:\n  - alert: ErrorBudgetBurn\n    expr: vector(0) > 1\n    labels: {{namespace: {ns}, response_time_target: pay, severity: page}}\n"
+    );
+    support::prom::load_rule_file(&ctx.env, &ns, &rules, &format!("fake-{ns}")).await;
     let prom = ctx.env.prometheus_url.clone();
-    let http = reqwest::Client::new();
-    http.post(format!("{prom}/-/reload")).send().await.unwrap();
-    eventually("the fake rule loaded", Duration::from_secs(30), || {
-        let (http, prom, ns) = (http.clone(), prom.clone(), ns.clone());
-        async move {
-            let body = http
-                .get(format!("{prom}/api/v1/rules?type=alert"))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .text()
-                .await
-                .map_err(|e| e.to_string())?;
-            body.contains(&format!("fake-{ns}"))
-                .then_some(())
-                .ok_or_else(|| "not yet".to_string())
-        }
-    })
-    .await;
     let operator = Operator::start_with(
         &ctx.env,
         &ns,
@@ -644,7 +626,10 @@ async fn a_rule_with_the_labels_of_a_burn_rate_alert_is_not_one() {
     }
     drop(operator);
     let _ = std::fs::remove_file(&file);
-    let _ = http.post(format!("{prom}/-/reload")).send().await;
+    let _ = reqwest::Client::new()
+        .post(format!("{prom}/-/reload"))
+        .send()
+        .await;
     ctx.cleanup().await;
 }
 

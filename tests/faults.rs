@@ -127,7 +127,7 @@ async fn every_prometheus_fault_is_unknown_never_a_level_and_the_operator_recove
         (Fault::Garbage, "cannot read Prometheus's answer"),
         (Fault::Value("NaN"), "returned NaN"),
         (Fault::Value("+Inf"), "returned +Inf"),
-        (Fault::Empty, "returned no data"),
+        (Fault::Empty, "no live data: the query returned nothing"),
         (Fault::Several, "returned 2 series"),
         (Fault::Stale, "answered for a time 3600 s away"),
     ]

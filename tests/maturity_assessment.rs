@@ -126,38 +126,8 @@ async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) {
     ))
     .unwrap();
     rules["groups"].as_sequence_mut().unwrap().push(own);
-    std::fs::write(
-        env.rules_dir.join(format!("{ns}.yml")),
-        serde_yaml::to_string(&rules).unwrap(),
-    )
-    .unwrap();
-    let prom = env.prometheus_url.clone();
-    let client = reqwest::Client::new();
-    client
-        .post(format!("{prom}/-/reload"))
-        .send()
-        .await
-        .expect("reload Prometheus");
-    let ns = ns.to_string();
-    eventually("burn-rate rules loaded", Duration::from_secs(30), || {
-        let (client, prom, ns) = (client.clone(), prom.clone(), ns.clone());
-        async move {
-            let body = client
-                .get(format!("{prom}/api/v1/rules?type=alert"))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .text()
-                .await
-                .map_err(|e| e.to_string())?;
-            if body.contains(&format!("\"namespace\":\"{ns}\"")) {
-                Ok(())
-            } else {
-                Err("not yet".into())
-            }
-        }
-    })
-    .await;
+    let text = serde_yaml::to_string(&rules).unwrap();
+    support::prom::load_rule_file(env, ns, &text, &format!("\"namespace\":\"{ns}\"")).await;
 }
 
 struct Scenario {
@@ -534,36 +504,8 @@ async fn the_scenario_reaches_the_level_the_model_gives_and_each_piece_of_eviden
     .await;
     // Produced on time, but delivered to nobody (no spec.reports.webhook): CX-3.4 does not
     // count it (tests/evidence.rs delivers one).
-    let api = s.assessments.clone();
-    eventually(
-        "CX-3.4 NotMet: not delivered",
-        Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move {
-                let a = api.get("payments").await.map_err(|e| e.to_string())?;
-                let p = a
-                    .status
-                    .unwrap_or_default()
-                    .capabilities
-                    .into_iter()
-                    .flat_map(|c| c.practices)
-                    .find(|p| p.id == "CX-3.4");
-                match p {
-                    Some(p)
-                        if p.state == PracticeState::NotMet
-                            && p.detail
-                                .as_deref()
-                                .is_some_and(|d| d.contains("delivered to nobody")) =>
-                    {
-                        Ok(())
-                    }
-                    other => Err(format!("{other:?}")),
-                }
-            }
-        },
-    )
-    .await;
+    let (_, detail) = wait_practice(&s.assessments, "CX-3.4", PracticeState::NotMet).await;
+    assert!(detail.contains("delivered to nobody"), "{detail}");
 
     // Take away one measured piece: an owner label. Only ORG drops, and nextLevel names it.
     s.deployments

@@ -178,11 +178,9 @@ async fn mutate_deployment(
     State(hook): State<Hook>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+    let request = match admission(review) {
         Ok(r) => r,
-        Err(e) => {
-            return Json(AdmissionResponse::invalid(format!("{e:?}")).into_review());
-        }
+        Err(answer) => return *answer,
     };
     let response = AdmissionResponse::from(&request);
     let (Some(new), Some(old)) = (&request.object, &request.old_object) else {
@@ -288,13 +286,24 @@ impl Authored {
     }
 }
 
+/// The request of an AdmissionReview, or the answer to one that has none.
+fn admission(
+    review: AdmissionReview<DynamicObject>,
+) -> Result<AdmissionRequest<DynamicObject>, Box<Json<AdmissionReview<DynamicObject>>>> {
+    review.try_into().map_err(|e| {
+        Box::new(Json(
+            AdmissionResponse::invalid(format!("{e:?}")).into_review(),
+        ))
+    })
+}
+
 async fn record_author(
     State(hook): State<Hook>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+    let request = match admission(review) {
         Ok(r) => r,
-        Err(e) => return Json(AdmissionResponse::invalid(format!("{e:?}")).into_review()),
+        Err(answer) => return *answer,
     };
     let response = AdmissionResponse::from(&request);
     let (Authors::Checked(key), Some(new)) = (&hook.checks.authors, &request.object) else {
@@ -392,9 +401,9 @@ async fn record_evidence(
     State(hook): State<Hook>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+    let request = match admission(review) {
         Ok(r) => r,
-        Err(e) => return Json(AdmissionResponse::invalid(format!("{e:?}")).into_review()),
+        Err(answer) => return *answer,
     };
     let response = AdmissionResponse::from(&request);
     let (Some(evidence), Some(new)) = (

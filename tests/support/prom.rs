@@ -426,3 +426,40 @@ pub async fn satisfaction_signal(
     .await;
     (exporter, target)
 }
+
+/// Writes `rules` (a Prometheus rule file) as `<namespace>.yml` into the shared Prometheus's
+/// rules directory, reloads it, and waits until its rules API answers with `needle`.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn load_rule_file(
+    env: &super::cluster::ClusterEnv,
+    namespace: &str,
+    rules: &str,
+    needle: &str,
+) {
+    std::fs::write(env.rules_dir.join(format!("{namespace}.yml")), rules)
+        .expect("write the rule file");
+    let prom = env.prometheus_url.clone();
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{prom}/-/reload"))
+        .send()
+        .await
+        .expect("reload Prometheus");
+    super::eventually("the rules loaded", Duration::from_secs(30), || {
+        let (client, prom) = (client.clone(), prom.clone());
+        async move {
+            let body = client
+                .get(format!("{prom}/api/v1/rules?type=alert"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            body.contains(needle)
+                .then_some(())
+                .ok_or_else(|| "not yet".to_string())
+        }
+    })
+    .await;
+}
