@@ -90,15 +90,8 @@ async fn signal_queries_of_literals_only_do_not_raise_the_level() {
         json!({"satisfaction": {"query": "avg(satisfaction_score)", "min": 4.0}}),
     )
     .await;
-    let (plain, plain_level) = eventually("plain evaluated", Duration::from_secs(30), || {
-        practices(&api, "plain")
-    })
-    .await;
-    let (constants, constants_level) =
-        eventually("constants evaluated", Duration::from_secs(30), || {
-            practices(&api, "constants")
-        })
-        .await;
+    let (plain, plain_level) = evaluated(&api, "plain").await;
+    let (constants, constants_level) = evaluated(&api, "constants").await;
     // Every practice the three signals decide (docs/maturity.md, "Measured evidence").
     for id in [
         "CX-2.3", "ORG-3.5", "COMM-2.4", "CX-3.3", "CX-4.2", "RESP-4.4", "CX-4.5",
@@ -141,6 +134,19 @@ fn start_recording(ctx: &TestContext) -> Operator {
         "2s",
         &flags,
     )
+}
+
+/// The practices and level of `name` once the operator has evaluated it.
+async fn evaluated(
+    api: &Api<MaturityAssessment>,
+    name: &str,
+) -> (BTreeMap<String, (String, String)>, i64) {
+    eventually(
+        &format!("{name} evaluated"),
+        Duration::from_secs(30),
+        || practices(api, name),
+    )
+    .await
 }
 
 /// A test namespace and an operator whose webhook records its assessments' evidence.
@@ -261,20 +267,14 @@ async fn attestations_count_only_as_the_webhook_recorded_them() {
         "the typed identity is overwritten"
     );
 
-    let (recorded, _) = eventually("recorded evaluated", Duration::from_secs(30), || {
-        practices(&api, "recorded")
-    })
-    .await;
+    let (recorded, _) = evaluated(&api, "recorded").await;
     let (state, detail) = &recorded["ORG-2.4"];
     assert_eq!(state, "Met", "{detail}");
     assert!(
         detail.starts_with(&format!("attested by {me} on {}", today())),
         "{detail}"
     );
-    let (bypassed, level) = eventually("bypassed evaluated", Duration::from_secs(30), || {
-        practices(&api, "bypassed")
-    })
-    .await;
+    let (bypassed, level) = evaluated(&api, "bypassed").await;
     let (state, detail) = &bypassed["ORG-2.4"];
     assert_eq!(state, "Unverified", "{detail}");
     assert!(
@@ -359,10 +359,7 @@ async fn an_exemption_counts_only_once_another_user_with_the_permission_approves
         ),
         (Some(team.as_str()), None, None)
     );
-    let (p, _) = eventually("exempted evaluated", Duration::from_secs(30), || {
-        practices(&api, "exempted")
-    })
-    .await;
+    let (p, _) = evaluated(&api, "exempted").await;
     assert_eq!(p["ORG-2.4"].0, "Unverified", "{:?}", p["ORG-2.4"]);
     assert!(
         p["ORG-2.4"]
@@ -518,10 +515,7 @@ async fn a_stale_status_makes_check_exit_3() {
     )
     .await
     .unwrap();
-    eventually("gate evaluated", Duration::from_secs(30), || {
-        practices(&api, "gate")
-    })
-    .await;
+    evaluated(&api, "gate").await;
     let check = || {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
             .args(["check", "gate", "-n", &ns])
@@ -612,10 +606,7 @@ async fn a_rule_with_the_labels_of_a_burn_rate_alert_is_not_one() {
     api.create(&Default::default(), &assessment("burn", json!({})))
         .await
         .unwrap();
-    let (p, _) = eventually("burn evaluated", Duration::from_secs(30), || {
-        practices(&api, "burn")
-    })
-    .await;
+    let (p, _) = evaluated(&api, "burn").await;
     for id in ["RESP-2.3", "COMM-2.2"] {
         let (state, detail) = &p[id];
         assert_eq!(state, "NotMet", "{id}: {detail}");
