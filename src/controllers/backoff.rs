@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use super::runtime::Kind;
-
 /// The retry after `failures` failures in a row: `backoff × 2^(failures-1)`, at most
-/// `max_backoff`, then 80-120 % of that by `random`.
-pub fn retry(kind: &Kind, failures: u32, random: u64) -> Duration {
+/// `max_backoff`, then 80-120 % of that by `random` (a kind's `backoff` and `max_backoff`).
+pub fn retry(backoff: Duration, max_backoff: Duration, failures: u32, random: u64) -> Duration {
     let doubling = 2u32.saturating_pow(failures.saturating_sub(1).min(30));
-    let d = kind.backoff.saturating_mul(doubling).min(kind.max_backoff);
+    let d = backoff.saturating_mul(doubling).min(max_backoff);
     let jitter = 0.8 + 0.4 * ((random % 1001) as f64 / 1000.0);
     d.mul_f64(jitter)
 }
@@ -52,29 +50,30 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 mod tests {
     use super::*;
 
-    const KIND: Kind = Kind {
-        name: "Test",
-        finalizer: None,
-        concurrency: 1,
-        backoff: Duration::from_secs(2),
-        max_backoff: Duration::from_secs(60),
-        waiting: Duration::from_millis(250),
-    };
+    /// A kind's backoff: 2 s, at most 60 s.
+    fn retry_of(failures: u32, random: u64) -> Duration {
+        retry(
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+            failures,
+            random,
+        )
+    }
 
     #[test]
     fn backoff_doubles_per_failure_up_to_the_cap_with_a_fifth_of_jitter() {
         // random % 1001 == 500: no jitter (factor 1.0).
         let mid = 500;
-        assert_eq!(retry(&KIND, 1, mid), Duration::from_secs(2));
-        assert_eq!(retry(&KIND, 2, mid), Duration::from_secs(4));
-        assert_eq!(retry(&KIND, 3, mid), Duration::from_secs(8));
-        assert_eq!(retry(&KIND, 5, mid), Duration::from_secs(32));
-        assert_eq!(retry(&KIND, 6, mid), Duration::from_secs(60));
-        assert_eq!(retry(&KIND, u32::MAX, mid), Duration::from_secs(60));
+        assert_eq!(retry_of(1, mid), Duration::from_secs(2));
+        assert_eq!(retry_of(2, mid), Duration::from_secs(4));
+        assert_eq!(retry_of(3, mid), Duration::from_secs(8));
+        assert_eq!(retry_of(5, mid), Duration::from_secs(32));
+        assert_eq!(retry_of(6, mid), Duration::from_secs(60));
+        assert_eq!(retry_of(u32::MAX, mid), Duration::from_secs(60));
         // The extremes of the jitter: 80 % and 120 %.
-        assert_eq!(retry(&KIND, 1, 0), Duration::from_millis(1600));
-        assert_eq!(retry(&KIND, 1, 1000), Duration::from_millis(2400));
-        assert_eq!(retry(&KIND, 9, 1000), Duration::from_secs(72));
+        assert_eq!(retry_of(1, 0), Duration::from_millis(1600));
+        assert_eq!(retry_of(1, 1000), Duration::from_millis(2400));
+        assert_eq!(retry_of(9, 1000), Duration::from_secs(72));
     }
 
     #[test]

@@ -178,7 +178,12 @@ fn error_policy<K: Namespaced>(obj: Arc<K>, e: &Error, r: Arc<Runner<K>>) -> Act
         }
         Err(_) => 1,
     };
-    let delay = super::backoff::retry(&r.kind, failures, r.ctx.clock.random());
+    let delay = super::backoff::retry(
+        r.kind.backoff,
+        r.kind.max_backoff,
+        failures,
+        r.ctx.clock.random(),
+    );
     tracing::warn!(
         kind = r.kind.name,
         namespace = obj.namespace().unwrap_or_default(),
