@@ -60,6 +60,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             "webhook.failurePolicy=Fail",
             "webhook.clientCASecret=apiserver-webhook-client-ca",
             "metrics.certSecret=metrics-tls",
+            "reportWebhookHosts={reports.example.com,127.0.0.1:8080}",
         ],
         &[
             "dashboards.enabled=false",
@@ -164,6 +165,13 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             yaml.contains("resources: [configmaps]"),
             assessments,
             "{extra:?}: report ConfigMaps only with assessments"
+        );
+        // Report receivers only when the value lists some.
+        let receivers = extra.iter().any(|s| s.starts_with("reportWebhookHosts="));
+        assert_eq!(
+            yaml.contains("--report-webhook-hosts=reports.example.com,127.0.0.1:8080"),
+            receivers,
+            "{extra:?}"
         );
         let controllers: Vec<&str> = [
             (rtt, "response-time-targets"),
