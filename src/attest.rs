@@ -133,7 +133,6 @@ pub fn record(
         admissible_attestation(a, r.today)?;
         let mut recorded = a.clone();
         recorded.by = Some(r.user.to_string());
-        recorded.proof = None;
         recorded.proof = Some(
             r.key
                 .sign(&attestation_message(r.namespace, r.name, &recorded)),
@@ -168,6 +167,12 @@ fn proven_exemption(r: &Recorder, e: &Exemption) -> bool {
     })
 }
 
+/// `e` with the webhook's proof of it (the proof binds every other field).
+fn sealed(r: &Recorder, mut e: Exemption) -> Exemption {
+    e.proof = Some(r.key.sign(&exemption_message(r.namespace, r.name, &e)));
+    e
+}
+
 /// The same exemption asked for: practice, reason and date unchanged.
 fn same_request(a: &Exemption, b: &Exemption) -> bool {
     a.practice == b.practice && a.reason == b.reason && a.until == b.until
@@ -175,14 +180,6 @@ fn same_request(a: &Exemption, b: &Exemption) -> bool {
 
 fn date(d: &DateString) -> Option<Date> {
     d.as_str().parse().ok()
-}
-
-fn days_after(d: Date, days: i64) -> Date {
-    jiff::Span::new()
-        .try_days(days)
-        .ok()
-        .and_then(|s| d.checked_add(s).ok())
-        .unwrap_or(Date::MAX)
 }
 
 /// An attestation may be admitted: dated today or earlier (within the clock skew), and
@@ -195,7 +192,7 @@ fn admissible_attestation(a: &Attestation, today: Date) -> Result<(), String> {
             a.attested_at.as_str()
         ));
     };
-    if at > days_after(today, CLOCK_SKEW_DAYS) {
+    if at > crate::clock::add_days(today, CLOCK_SKEW_DAYS) {
         return Err(format!(
             "the attestation of {p} is dated {at}, in the future (today is {today}): an attestation records what was seen, so date it today or earlier"
         ));
@@ -229,7 +226,7 @@ fn requested(r: &Recorder, e: &Exemption) -> Result<Exemption, String> {
             e.until.as_str()
         ));
     };
-    let latest = days_after(r.today, MAX_EXEMPTION_DAYS);
+    let latest = crate::clock::add_days(r.today, MAX_EXEMPTION_DAYS);
     if until > latest {
         return Err(format!(
             "the exemption of {p} runs until {until}, more than {MAX_EXEMPTION_DAYS} days from today ({today}): an exemption lasts at most {MAX_EXEMPTION_DAYS} days, then it is asked for again (until {latest} at the latest)",
@@ -242,12 +239,7 @@ fn requested(r: &Recorder, e: &Exemption) -> Result<Exemption, String> {
     recorded.approved = None;
     recorded.approved_by = None;
     recorded.approved_on = None;
-    recorded.proof = None;
-    recorded.proof = Some(
-        r.key
-            .sign(&exemption_message(r.namespace, r.name, &recorded)),
-    );
-    Ok(recorded)
+    Ok(sealed(r, recorded))
 }
 
 /// The same request as `before` (recorded), approved or withdrawn now, or only retyped.
@@ -281,12 +273,7 @@ fn decided(
         // they are written back as recorded.
         _ => return Ok(recorded),
     }
-    recorded.proof = None;
-    recorded.proof = Some(
-        r.key
-            .sign(&exemption_message(r.namespace, r.name, &recorded)),
-    );
-    Ok(recorded)
+    Ok(sealed(r, recorded))
 }
 
 #[cfg(test)]

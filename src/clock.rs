@@ -35,7 +35,7 @@ impl Clock {
 
     /// Today's date in UTC (the date of attestations, exemptions and reports).
     pub fn today(&self) -> jiff::civil::Date {
-        self.now().to_zoned(jiff::tz::TimeZone::UTC).date()
+        utc_date(self.now())
     }
 
     pub fn random(&self) -> u64 {
@@ -113,6 +113,20 @@ impl Source for Arc<ManualClock> {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
+}
+
+/// The UTC date of `t` (the dates of attestations, exemptions and reports).
+pub fn utc_date(t: Timestamp) -> jiff::civil::Date {
+    t.to_zoned(jiff::tz::TimeZone::UTC).date()
+}
+
+/// `d` plus `days`, saturating at the last date.
+pub fn add_days(d: jiff::civil::Date, days: i64) -> jiff::civil::Date {
+    jiff::Span::new()
+        .try_days(days)
+        .ok()
+        .and_then(|span| d.checked_add(span).ok())
+        .unwrap_or(jiff::civil::Date::MAX)
 }
 
 /// `t + d`, saturating at the largest timestamp.

@@ -65,13 +65,7 @@ async fn signal_queries_of_literals_only_do_not_raise_the_level() {
     let ctx = TestContext::new("evconst").await;
     let ns = ctx.namespace.clone();
     let _signal = support::prom::satisfaction_signal(&ctx).await;
-    let operator = Operator::start_with(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &["--assessment-interval=1s".to_string()],
-    );
+    let operator = operator(&ctx, &[]);
     let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
     apply(&api, "plain", json!({})).await;
     apply(
@@ -123,10 +117,11 @@ async fn signal_queries_of_literals_only_do_not_raise_the_level() {
     ctx.cleanup().await;
 }
 
-/// The operator's run flags with its webhook (records attestations and exemptions).
-fn start_recording(ctx: &TestContext) -> Operator {
-    let mut flags = support::operator::webhook_flags(&ctx.namespace);
-    flags.push("--assessment-interval=1s".into());
+/// The operator for the test's namespace, evaluating assessments every second, with `extra`
+/// flags.
+fn operator(ctx: &TestContext, extra: &[String]) -> Operator {
+    let mut flags = vec!["--assessment-interval=1s".to_string()];
+    flags.extend_from_slice(extra);
     Operator::start_with(
         &ctx.env,
         &ctx.namespace,
@@ -134,6 +129,11 @@ fn start_recording(ctx: &TestContext) -> Operator {
         "2s",
         &flags,
     )
+}
+
+/// The operator with its webhook (records attestations and exemptions).
+fn start_recording(ctx: &TestContext) -> Operator {
+    operator(ctx, &support::operator::webhook_flags(&ctx.namespace))
 }
 
 /// The practices and level of `name` once the operator has evaluated it.
@@ -502,13 +502,7 @@ async fn a_stale_status_makes_check_exit_3() {
     let ctx = TestContext::new("evstale").await;
     let ns = ctx.namespace.clone();
     let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
-    let operator = Operator::start_with(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &["--assessment-interval=1s".to_string()],
-    );
+    let operator = operator(&ctx, &[]);
     api.create(
         &Default::default(),
         &assessment("gate", json!({"targetLevel": 1})),
@@ -595,13 +589,7 @@ async fn a_rule_with_the_labels_of_a_burn_rate_alert_is_not_one() {
     );
     support::prom::load_rule_file(&ctx.env, &ns, &rules, &format!("fake-{ns}")).await;
     let prom = ctx.env.prometheus_url.clone();
-    let operator = Operator::start_with(
-        &ctx.env,
-        &ns,
-        &prom,
-        "2s",
-        &["--assessment-interval=1s".to_string()],
-    );
+    let operator = operator(&ctx, &[]);
     let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
     api.create(&Default::default(), &assessment("burn", json!({})))
         .await
@@ -688,11 +676,7 @@ async fn a_report_counts_when_it_was_delivered_not_when_it_was_produced() {
     let ctx = TestContext::new("evreport").await;
     let ns = ctx.namespace.clone();
     let receiver = Receiver::start().await;
-    let flags = [
-        "--assessment-interval=1s".to_string(),
-        "--report-webhook-hosts=127.0.0.1".to_string(),
-    ];
-    let operator = Operator::start_with(&ctx.env, &ns, &ctx.env.prometheus_url, "2s", &flags);
+    let operator = operator(&ctx, &["--report-webhook-hosts=127.0.0.1".to_string()]);
     let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
     let elsewhere = receiver.url.replace("127.0.0.1", "127.0.0.2");
     for (name, reports) in [
@@ -771,13 +755,7 @@ async fn a_signal_whose_series_stopped_is_unknown_not_met() {
     let ctx = TestContext::new("evstale-signal").await;
     let ns = ctx.namespace.clone();
     let (_exporter, target) = support::prom::satisfaction_signal(&ctx).await;
-    let operator = Operator::start_with(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &["--assessment-interval=1s".to_string()],
-    );
+    let operator = operator(&ctx, &[]);
     let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
     let kept = "max_over_time(satisfaction_score[3650d])";
     api.create(

@@ -101,17 +101,21 @@ pub struct Outcome {
 /// How long after a failed delivery it is tried again.
 pub const DELIVERY_RETRY: Duration = Duration::from_secs(300);
 
-/// The reports to deliver now: each one produced in this pass, and one produced earlier
-/// but not delivered yet when the last attempt is [`DELIVERY_RETRY`] old.
-pub fn deliveries(
+/// The periods of the reports to deliver now: each one produced in this pass, and one
+/// produced earlier but not delivered yet when the last attempt is [`DELIVERY_RETRY`] old.
+fn delivery_periods(
     a: &MaturityAssessment,
     status: &MaturityAssessmentStatus,
-    data: &BTreeMap<String, String>,
     now: Timestamp,
-) -> Vec<Delivery> {
-    let Some(hook) = a.spec.reports.as_ref().and_then(|r| r.webhook.as_ref()) else {
+) -> Vec<Period> {
+    if a.spec
+        .reports
+        .as_ref()
+        .and_then(|r| r.webhook.as_ref())
+        .is_none()
+    {
         return Vec::new();
-    };
+    }
     let old = a
         .status
         .as_ref()
@@ -146,14 +150,31 @@ pub fn deliveries(
         };
         fresh || (undelivered && retry)
     })
-    .filter_map(|(period, ..)| {
-        Some(Delivery {
-            period,
-            url: hook.url.clone(),
-            body: data.get(&format!("{}.json", period.key()))?.clone(),
-        })
-    })
+    .map(|(period, ..)| period)
     .collect()
+}
+
+/// The reports to deliver now ([`delivery_periods`]), their bodies from the ConfigMap's
+/// `data`.
+pub fn deliveries(
+    a: &MaturityAssessment,
+    status: &MaturityAssessmentStatus,
+    data: &BTreeMap<String, String>,
+    now: Timestamp,
+) -> Vec<Delivery> {
+    let Some(hook) = a.spec.reports.as_ref().and_then(|r| r.webhook.as_ref()) else {
+        return Vec::new();
+    };
+    delivery_periods(a, status, now)
+        .into_iter()
+        .filter_map(|period| {
+            Some(Delivery {
+                period,
+                url: hook.url.clone(),
+                body: data.get(&format!("{}.json", period.key()))?.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The answers of [`deliveries`] into `status`: a 2xx answer is a delivery.
@@ -188,17 +209,7 @@ pub fn delivered(
 /// delivered again.
 pub fn report_data_needed(a: &MaturityAssessment, now: Timestamp) -> bool {
     let status = a.status.clone().unwrap_or_default();
-    !reports_due(a, now).is_empty()
-        || !deliveries(
-            a,
-            &status,
-            &BTreeMap::from([
-                ("weekly.json".into(), String::new()),
-                ("monthly.json".into(), String::new()),
-            ]),
-            now,
-        )
-        .is_empty()
+    !reports_due(a, now).is_empty() || !delivery_periods(a, &status, now).is_empty()
 }
 
 fn name_of(a: &MaturityAssessment) -> String {
@@ -256,7 +267,7 @@ pub fn practices(
     verified: &Verified,
     now: Timestamp,
 ) -> Vec<PracticeStatus> {
-    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let today = crate::clock::utc_date(now);
     let measured = evidence::measure(facts);
     PRACTICES
         .iter()

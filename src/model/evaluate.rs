@@ -59,22 +59,13 @@ pub struct Claim<'a, T> {
     pub recorded: bool,
 }
 
-/// `d` plus `days` (the last date when it overflows).
-fn plus_days(d: Date, days: i64) -> Date {
-    jiff::Span::new()
-        .try_days(days)
-        .ok()
-        .and_then(|span| d.checked_add(span).ok())
-        .unwrap_or(Date::MAX)
-}
-
 /// An attestation's date and the last day it counts: `reviewEvery` (default 90 days) after
 /// it, at most the practice's maximum validity; or why it has none.
 pub fn attestation_expiry(p: &Practice, a: &Attestation) -> Result<(Date, Date), String> {
     let review = review_days(a.review_every.as_ref())?.min(p.max_validity_days());
     let at = date(a.attested_at.as_str())
         .ok_or_else(|| format!("its date {:?} is not a date", a.attested_at.as_str()))?;
-    Ok((at, plus_days(at, review)))
+    Ok((at, crate::clock::add_days(at, review)))
 }
 
 /// The last day an exemption holds: its `until`, at most 180 days after its request (the
@@ -82,7 +73,10 @@ pub fn attestation_expiry(p: &Practice, a: &Attestation) -> Result<(Date, Date),
 pub fn exemption_end(e: &Exemption) -> Option<Date> {
     let until = date(e.until.as_str())?;
     let asked = e.requested_on.as_ref().and_then(|d| date(d.as_str()))?;
-    Some(until.min(plus_days(asked, crate::attest::MAX_EXEMPTION_DAYS)))
+    Some(until.min(crate::clock::add_days(
+        asked,
+        crate::attest::MAX_EXEMPTION_DAYS,
+    )))
 }
 
 /// The sentence of an entry the webhook did not record.
@@ -154,7 +148,7 @@ fn attestation_state(
         Ok(x) => x,
         Err(why) => return expired(format!("the attestation by {by} does not count: {why}")),
     };
-    if at > plus_days(today, crate::attest::CLOCK_SKEW_DAYS) {
+    if at > crate::clock::add_days(today, crate::attest::CLOCK_SKEW_DAYS) {
         return Err((
             PracticeState::Unverified,
             format!("the attestation by {by} is dated {at}, in the future: it does not count"),

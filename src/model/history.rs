@@ -142,7 +142,7 @@ pub fn period(
             .iter()
             .flat_map(|c| {
                 pick(c).iter().map(|p| Moved {
-                    on: date(c.at.0).to_string(),
+                    on: crate::clock::utc_date(c.at.0).to_string(),
                     practice: p.practice.clone(),
                     detail: p.detail.clone(),
                 })
@@ -157,12 +157,8 @@ pub fn period(
         lowest_level: lowest,
         gained: moved(|c| &c.gained),
         lost: moved(|c| &c.lost),
-        expiring: expiring(spec, verified, date(to), next_days),
+        expiring: expiring(spec, verified, crate::clock::utc_date(to), next_days),
     }
-}
-
-fn date(t: Timestamp) -> Date {
-    t.to_zoned(jiff::tz::TimeZone::UTC).date()
 }
 
 /// Recorded attestations and approved exemptions that end in `[today, today + days]`.
@@ -172,9 +168,7 @@ pub fn expiring(
     today: Date,
     days: i64,
 ) -> Vec<Expiring> {
-    let last = today
-        .checked_add(jiff::Span::new().days(days))
-        .unwrap_or(Date::MAX);
+    let last = crate::clock::add_days(today, days);
     let soon = |d: Date| d >= today && d <= last;
     let mut out: Vec<Expiring> = spec
         .attestations
