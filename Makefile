@@ -16,6 +16,10 @@ demo: ## Build what is needed, start the local cluster + Prometheus, run the ope
 test: fmt-check clippy ## The full suite: fmt, clippy, unit tests, integration tests against the local cluster
 	hack/test.sh
 
+.PHONY: bench
+bench: ## Benchmark (not part of make test): 1,000 and 10,000 targets, release build; writes docs/bench.md
+	hack/bench.sh
+
 .PHONY: unit
 unit: ## Unit tests only (no cluster)
 	$(CARGO) test --lib --bins --test crds

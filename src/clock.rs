@@ -157,6 +157,22 @@ pub fn round(v: f64, digits: i32) -> f64 {
     (v * f).round() / f
 }
 
+/// `v` rounded down to `digits` decimals (a hair of float noise above a boundary still
+/// counts as the boundary: 98.99999999999999 from an exact 99 stays 99).
+pub fn floor(v: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    ((v * f) + 1e-6).floor() / f
+}
+
+/// `v` rounded to `digits` significant digits (0 stays 0; non-finite values unchanged).
+pub fn significant(v: f64, digits: i32) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    round(v, digits - 1 - magnitude)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +203,13 @@ mod tests {
             Duration::from_secs(2)
         );
         assert_eq!(round(1.23456, 2), 1.23);
+        assert_eq!(floor(98.996, 2), 98.99);
+        assert_eq!(floor(98.999_999_999_999_99, 2), 99.0);
+        assert_eq!(significant(0.823_4, 2), 0.82);
+        assert_eq!(significant(-1.549, 2), -1.5);
+        assert_eq!(significant(0.004_137, 2), 0.0041);
+        assert_eq!(significant(1_234_567.0, 3), 1_230_000.0);
+        assert_eq!(significant(0.0, 2), 0.0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use maturity_operator::api::response_time_target::ResponseTimeTargetSpec;
 use maturity_operator::conditions::Status;
 use maturity_operator::metrics::Metrics;
+use maturity_operator::prom::enforce::Tenancy;
 use maturity_operator::prom::{PromClient, PromConfig};
 use maturity_operator::slo::batch::{group_query, membership, split_answer};
 use maturity_operator::slo::{OBJECTIVE_MET, State, Target, evaluate};
@@ -78,7 +79,7 @@ async fn batched_attainment_matches_the_generated_history() {
     let specs = [spec("healthy"), spec("degraded")];
     let members: Vec<_> = specs
         .iter()
-        .map(|s| membership("shop", s).unwrap())
+        .map(|s| membership("shop", s, &Tenancy::Single).unwrap())
         .collect();
     assert_eq!(members[0].key, members[1].key, "one group");
     let values: Vec<&[String]> = members.iter().map(|m| m.values.as_slice()).collect();

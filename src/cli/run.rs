@@ -50,6 +50,13 @@ pub struct RunArgs {
     /// Evaluation interval of ResponseTimeTargets that set none.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     default_interval: Duration,
+    /// A ResponseTimeTarget's status is written at most once per this period while no
+    /// condition changes (figures that only moved wait; a transition is written at once).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    status_period: Duration,
+    /// ResponseTimeTarget status writes in flight at most.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    status_writes_in_flight: u16,
     /// Watch and act in this namespace only (default: every namespace).
     #[arg(long, env = "MATURITY_NAMESPACE")]
     namespace: Option<String>,
@@ -102,6 +109,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         prometheus_username,
         tick,
         default_interval,
+        status_period,
+        status_writes_in_flight,
         namespace,
         assessment_interval,
         controllers,
@@ -150,6 +159,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         prometheus,
         tick,
         default_interval,
+        status_period,
+        status_writes_in_flight,
         namespace,
         assessment_interval,
         controllers,

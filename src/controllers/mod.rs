@@ -150,6 +150,11 @@ pub struct Settings {
     pub tick: Duration,
     /// Evaluation interval of targets that set none.
     pub default_interval: Duration,
+    /// How long a ResponseTimeTarget's moved figures wait for a write
+    /// ([`crate::slo::decide::STATUS_PERIOD`] by default).
+    pub status_period: Duration,
+    /// ResponseTimeTarget status writes in flight at most.
+    pub status_writes_in_flight: u16,
     /// How a query written by a user is scoped to its object's namespace.
     pub tenancy: Tenancy,
     /// Whose rights the operator acts with for a DrillSchedule or CanaryPolicy.

@@ -8,12 +8,12 @@ mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, ListParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -94,6 +94,10 @@ pub struct RunConfig {
     pub tick: Duration,
     /// Evaluation interval of targets that set none.
     pub default_interval: Duration,
+    /// How long a ResponseTimeTarget's moved figures wait for a write.
+    pub status_period: Duration,
+    /// ResponseTimeTarget status writes in flight at most.
+    pub status_writes_in_flight: u16,
     /// Watch and act in this namespace only (None: every namespace).
     pub namespace: Option<String>,
     /// How often each MaturityAssessment is evaluated again.
@@ -332,7 +336,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         .filter(|_| on.canaries || (on.drills && record_authors) || evidence_key.is_some())
     {
         shared.expected.fetch_add(1, Ordering::SeqCst);
-        let (policies, task) = spawn_reflector::<CanaryPolicy>(&client, ns, &shared, &stop_rx);
+        let (policies, _, task) = spawn_reflector::<CanaryPolicy>(&client, ns, &shared, &stop_rx);
         watchers.push(task);
         let certs = match &w.cert_dir {
             Some(dir) => crate::webhook::Certs::from_dir("webhook", dir, true)?,
@@ -436,6 +440,8 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                 assessment_interval: config.assessment_interval,
                 tick: config.tick,
                 default_interval: config.default_interval,
+                status_period: config.status_period,
+                status_writes_in_flight: config.status_writes_in_flight,
                 tenancy: config.tenancy.clone(),
                 authors: authors.clone(),
                 evidence_key: evidence_key.clone(),
@@ -491,7 +497,7 @@ fn start_controllers(
     .count();
     shared.expected.fetch_add(expected, Ordering::SeqCst);
     if on.response_time_targets {
-        let (rtt_store, rtt_watch) = spawn_reflector::<ResponseTimeTarget>(
+        let (rtt_store, rtt_changes, rtt_watch) = spawn_reflector::<ResponseTimeTarget>(
             ctx.kube.client(),
             config.namespace.as_deref(),
             shared,
@@ -502,7 +508,7 @@ fn start_controllers(
             "response-time-targets",
             shared,
             stop_rx,
-            rtt::Controller::new(ctx.clone(), rtt_store).run(stop_rx.clone()),
+            rtt::Controller::new(ctx.clone(), rtt_store, rtt_changes).run(stop_rx.clone()),
         ));
     }
     if on.canaries {
@@ -553,14 +559,17 @@ fn supervised(
     })
 }
 
-/// Caches one kind (a reflector): keeps its object count in the metrics and marks the
-/// kind synced after its first complete list. Controllers read the returned store.
+/// Caches one kind (a reflector) without what no controller reads (`managedFields`, the
+/// `last-applied-configuration` annotation: often larger than the rest of the object):
+/// keeps its object count in the metrics, counts its changes (every watch event moves the
+/// returned counter) and marks the kind synced after its first complete list. Controllers
+/// read the returned store.
 fn spawn_reflector<K>(
     client: &Client,
     namespace: Option<&str>,
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
-) -> (Store<K>, tokio::task::JoinHandle<()>)
+) -> (Store<K>, Arc<AtomicU64>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -579,10 +588,12 @@ where
     let reader = store.clone();
     let shared = shared.clone();
     let mut stop = stop.clone();
+    let changes = Arc::new(AtomicU64::new(0));
+    let counted = changes.clone();
     let task = tokio::spawn(async move {
         let stream = reflector::reflector(
             writer,
-            watcher::watcher(api, watcher::Config::default().any_semantic()),
+            watcher::watcher(api, watcher::Config::default().any_semantic()).modify(prune),
         );
         let mut stream = std::pin::pin!(stream);
         let mut synced_once = false;
@@ -603,6 +614,7 @@ where
                 }
                 None => return,
             }
+            counted.fetch_add(1, Ordering::SeqCst);
             shared
                 .metrics
                 .watched_resources
@@ -610,7 +622,16 @@ where
                 .set(reader.state().len() as i64);
         }
     });
-    (store, task)
+    (store, changes, task)
+}
+
+/// What no controller reads of a cached object.
+pub fn prune<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// Marks a controller's own store synced once its first list completed, and keeps its

@@ -1,9 +1,13 @@
-//! Batching: targets of one namespace whose indicators have the same shape (same metric,
-//! threshold, window and matchers, differing only in the values of equality matchers,
-//! e.g. `{service="a"}` and `{service="b"}`) are answered by one query per cycle. That
-//! query sums `by` the varying labels, and asks for the window's good and total events and
-//! every burn window's rates at once, each part tagged with a `mo_q` label. Pure: planning
-//! and splitting the answer are unit-tested without Prometheus.
+//! Batching: targets whose indicators have the same shape (same metric, threshold, window
+//! and matchers, differing only in the values of equality matchers, e.g. `{service="a"}`
+//! and `{service="b"}`) are answered by one query per cycle, across namespaces. Each
+//! target's selector is scoped to its namespace first (the tenancy label becomes one of
+//! its equality matchers, `namespace="shop"`), so the one query reads only the members'
+//! namespaces (`namespace=~"shop|web"`) and its answer, summed `by` the varying labels
+//! (the namespace among them), splits back per member. The query asks for the window's
+//! good and total events and every burn window's rates at once, each part tagged with a
+//! `mo_q` label. Pure: planning and splitting the answer are unit-tested without
+//! Prometheus.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +16,7 @@ use promql_parser::parser::{Expr, parse};
 use super::queries::le_matcher;
 use super::{BURN_WINDOWS, Counts, Observations, Problem};
 use crate::api::response_time_target::ResponseTimeTargetSpec;
+use crate::prom::enforce::Tenancy;
 use crate::prom::{Sample, ValueError};
 
 /// Label that tags each part of a batched answer.
@@ -82,13 +87,11 @@ pub fn split_selector(
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GroupKey {
     Latency {
-        namespace: String,
         window: String,
         le: String,
         shape: SelectorShape,
     },
     Ratio {
-        namespace: String,
         window: String,
         good: SelectorShape,
         total: SelectorShape,
@@ -111,17 +114,35 @@ pub struct Membership {
     pub values: Vec<String>,
 }
 
-/// The group of a target, or why it cannot be evaluated (an invalid selector is a spec error).
-pub fn membership(namespace: &str, spec: &ResponseTimeTargetSpec) -> Result<Membership, Problem> {
+/// The group of a target of `namespace`, or why it cannot be evaluated (an invalid
+/// selector is a spec error; one that reads another namespace is not allowed).
+pub fn membership(
+    namespace: &str,
+    spec: &ResponseTimeTargetSpec,
+    tenancy: &Tenancy,
+) -> Result<Membership, Problem> {
     let invalid = |e: String| Problem::InvalidSpec(e);
+    // The selector as it may be sent for this namespace: `namespace="..."` is then one of
+    // its equality matchers, so the group query reads only its members' namespaces.
+    let scoped = |field: &str, text: String| {
+        tenancy
+            .scope(&text, namespace)
+            .map_err(|e| Problem::QueryNotAllowed(format!("{field}: {e}")))
+    };
     if let Some(l) = &spec.indicator.latency {
         let threshold = l.threshold.parse().map_err(|e| invalid(e.to_string()))?;
+        let selector = l.selector.as_deref().map(str::trim).unwrap_or("");
+        let text = format!(
+            "{}{}",
+            l.histogram,
+            if selector.is_empty() { "{}" } else { selector }
+        );
+        // Checked as written first, so an error names what the user wrote.
+        split_selector(None, &text).map_err(invalid)?;
         let (shape, values) =
-            split_selector(Some(&l.histogram), l.selector.as_deref().unwrap_or("{}"))
-                .map_err(invalid)?;
+            split_selector(None, &scoped("latency selector", text)?).map_err(invalid)?;
         return Ok(Membership {
             key: GroupKey::Latency {
-                namespace: namespace.to_string(),
                 window: spec.window.to_string(),
                 le: le_matcher(threshold.as_secs_f64()),
                 shape,
@@ -130,8 +151,14 @@ pub fn membership(namespace: &str, spec: &ResponseTimeTargetSpec) -> Result<Memb
         });
     }
     if let Some(r) = &spec.indicator.ratio {
-        let (good, good_values) = split_selector(None, r.good.as_str()).map_err(invalid)?;
-        let (total, total_values) = split_selector(None, r.total.as_str()).map_err(invalid)?;
+        split_selector(None, r.good.as_str()).map_err(invalid)?;
+        split_selector(None, r.total.as_str()).map_err(invalid)?;
+        let (good, good_values) =
+            split_selector(None, &scoped("ratio.good", r.good.as_str().to_string())?)
+                .map_err(invalid)?;
+        let (total, total_values) =
+            split_selector(None, &scoped("ratio.total", r.total.as_str().to_string())?)
+                .map_err(invalid)?;
         if good.eq_labels != total.eq_labels || good_values != total_values {
             return Err(invalid(
                 "ratio.good and ratio.total must match the same labels with '=' and the same values (e.g. both {service=\"checkout\"})".into(),
@@ -139,7 +166,6 @@ pub fn membership(namespace: &str, spec: &ResponseTimeTargetSpec) -> Result<Memb
         }
         return Ok(Membership {
             key: GroupKey::Ratio {
-                namespace: namespace.to_string(),
                 window: spec.window.to_string(),
                 good,
                 total,
@@ -357,28 +383,95 @@ mod tests {
 
     #[test]
     fn targets_differing_only_in_equality_values_share_a_group() {
-        let a = membership("shop", &latency("a")).unwrap();
-        let b = membership("shop", &latency("b")).unwrap();
+        let a = membership("shop", &latency("a"), &Tenancy::Single).unwrap();
+        let b = membership("shop", &latency("b"), &Tenancy::Single).unwrap();
         assert_eq!(a.key, b.key);
         assert_eq!(
             (a.values.clone(), b.values.clone()),
             (vec!["a".to_string()], vec!["b".to_string()])
         );
-        assert_ne!(
+        assert_eq!(
             a.key,
-            membership("other", &latency("a")).unwrap().key,
-            "groups stay within a namespace"
+            membership("other", &latency("a"), &Tenancy::Single)
+                .unwrap()
+                .key,
+            "one tenant: namespaces do not matter"
         );
         let mut slower = latency("a");
         slower.indicator.latency.as_mut().unwrap().threshold =
             crate::api::common::DurationString::new("1s");
-        assert_ne!(a.key, membership("shop", &slower).unwrap().key);
+        assert_ne!(
+            a.key,
+            membership("shop", &slower, &Tenancy::Single).unwrap().key
+        );
+    }
+
+    #[test]
+    fn groups_span_namespaces_and_their_query_reads_only_the_members_namespaces() {
+        let tenancy = Tenancy::default();
+        let shop = membership("shop", &latency("a"), &tenancy).unwrap();
+        let web = membership("web", &latency("a"), &tenancy).unwrap();
+        assert_eq!(shop.key, web.key, "one group across namespaces");
+        // The namespace is a varying label, before `service` (labels sorted).
+        assert_eq!(shop.values, ["shop", "a"]);
+        assert_eq!(web.values, ["web", "a"]);
+        let q = group_query(&shop.key, &[&shop.values, &web.values]);
+        assert!(
+            q.contains(r#"sum by (namespace, service) (increase(h_bucket{route!="/healthz", namespace=~"shop|web", service="a", le="0.3"}[28d]))"#),
+            "{q}"
+        );
+        // Every selector of the query carries the namespace matcher.
+        assert_eq!(
+            q.matches("h_").count(),
+            q.matches(r#"namespace=~"shop|web""#).count()
+        );
+        // A selector naming another namespace is not allowed, whatever the group.
+        let mut other = latency("a");
+        other.indicator.latency.as_mut().unwrap().selector =
+            Some(r#"{service="a", route!="/healthz", namespace="web"}"#.into());
+        assert!(matches!(
+            membership("shop", &other, &tenancy),
+            Err(Problem::QueryNotAllowed(m)) if m.starts_with("latency selector:")
+        ));
+        // A regex of the namespace label is one the enforcement replaces by the namespace.
+        other.indicator.latency.as_mut().unwrap().selector =
+            Some(r#"{service="a", route!="/healthz", namespace=~"sh.*"}"#.into());
+        assert_eq!(membership("shop", &other, &tenancy).unwrap(), shop);
+        // Answers split by namespace too: the same service in two namespaces stays apart.
+        let sample = |ns: &str, part: &str, v: f64| {
+            let mut labels = Labels::new();
+            labels.insert("namespace".into(), ns.into());
+            labels.insert("service".into(), "a".into());
+            labels.insert(PART_LABEL.into(), part.into());
+            Sample { labels, value: v }
+        };
+        let answer = vec![
+            sample("shop", "good", 99.0),
+            sample("shop", "total", 100.0),
+            sample("web", "good", 50.0),
+            sample("web", "total", 100.0),
+        ];
+        let obs = split_answer(&shop.key, &[&shop.values, &web.values], &answer);
+        assert_eq!(
+            obs[0].counts,
+            Ok(Counts {
+                good: 99.0,
+                total: 100.0
+            })
+        );
+        assert_eq!(
+            obs[1].counts,
+            Ok(Counts {
+                good: 50.0,
+                total: 100.0
+            })
+        );
     }
 
     #[test]
     fn one_query_covers_the_group_and_splits_back() {
-        let a = membership("shop", &latency("a")).unwrap();
-        let b = membership("shop", &latency("b.x")).unwrap();
+        let a = membership("shop", &latency("a"), &Tenancy::Single).unwrap();
+        let b = membership("shop", &latency("b.x"), &Tenancy::Single).unwrap();
         let members: Vec<&[String]> = vec![&a.values, &b.values];
         let q = group_query(&a.key, &members);
         assert!(q.contains(r#"label_replace(sum by (service) (increase(h_bucket{route!="/healthz", service=~"a|b\\.x", le="0.3"}[28d])), "mo_q", "good", "", "")"#), "{q}");
@@ -439,8 +532,8 @@ mod tests {
                    indicator: {{ratio: {{good: 'http_requests_total{{service="{svc}", code!~"5.."}}', total: 'http_requests_total{{service="{svc}"}}'}}}}}}"#
             ))
         };
-        let a = membership("shop", &r("a")).unwrap();
-        let b = membership("shop", &r("b")).unwrap();
+        let a = membership("shop", &r("a"), &Tenancy::Single).unwrap();
+        let b = membership("shop", &r("b"), &Tenancy::Single).unwrap();
         assert_eq!(a.key, b.key);
         let q = group_query(&a.key, &[&a.values, &b.values]);
         assert!(
@@ -453,7 +546,7 @@ mod tests {
                indicator: {ratio: {good: 'x_total{service="a"}', total: 'y_total{job="b"}'}}}"#,
         );
         assert!(matches!(
-            membership("shop", &mismatched),
+            membership("shop", &mismatched, &Tenancy::Single),
             Err(Problem::InvalidSpec(_))
         ));
     }

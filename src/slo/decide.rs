@@ -13,7 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::queries::{EventQueries, LatencyQueries, RatioQueries, bucket_boundaries};
 use super::resolution::Handling;
-use super::{Evaluation, OBJECTIVE_MET, Observations, READY, Target, evaluate};
+use super::{
+    Evaluation, OBJECTIVE_MET, Observations, READY, Target, evaluate, shown_attainment,
+    shown_events, shown_ratio,
+};
 use crate::api::ResponseTimeTarget;
 use crate::api::common::CommonStatus;
 use crate::api::response_time_target::{EventCounts, ResolutionFigures, ResponseTimeTargetStatus};
@@ -35,13 +38,22 @@ pub struct Outcome {
     pub notes: Vec<Note>,
 }
 
-/// Evaluates `t` from `obs`. `figures` are set for an alertResolution target.
+/// How long a target's status keeps figures that moved while no condition changed (the
+/// default of `--status-period`): a person or a gate reads status; the exact, fresh
+/// figures are in the metrics.
+pub const STATUS_PERIOD: Duration = Duration::from_secs(300);
+
+/// Evaluates `t` from `obs`. `figures` are set for an alertResolution target. The status
+/// changes at once when what a gate reads changes (a condition's status or reason, the
+/// generation described, the queries, a figure appearing or going); figures and messages
+/// that only moved wait until `period` after the last write.
 pub fn decide(
     t: &ResponseTimeTarget,
     obs: &Observations,
     queries: BTreeMap<String, String>,
     figures: Option<ResolutionFigures>,
     now: Timestamp,
+    period: Duration,
 ) -> Outcome {
     let target = Target {
         objective: t.spec.objective,
@@ -59,6 +71,9 @@ pub fn decide(
     let mut status = desired_status(t, &evaluation, queries, &old, &now);
     status.resolution = figures;
     status.common.last_evaluated = old.common.last_evaluated.clone();
+    if status != old && !gate_changed(&old, &status) && !period_over(&old, &now, period) {
+        status = old.clone();
+    }
     let notes = if status == old {
         Vec::new()
     } else {
@@ -70,6 +85,52 @@ pub fn decide(
         evaluation,
         notes,
     }
+}
+
+/// What a gate or a person acts on: each condition's type, status and reason (not its
+/// message, which carries figures), the generation described, the queries, and which
+/// figures there are.
+fn gate_changed(old: &ResponseTimeTargetStatus, new: &ResponseTimeTargetStatus) -> bool {
+    signature(old) != signature(new)
+}
+
+/// The parts of a status [`gate_changed`] compares.
+type Signature<'a> = (
+    Vec<(&'a str, &'a str, &'a str)>,
+    Option<i64>,
+    [bool; 4],
+    Vec<&'a String>,
+    &'a BTreeMap<String, String>,
+);
+
+fn signature(s: &ResponseTimeTargetStatus) -> Signature<'_> {
+    let conditions = s
+        .common
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+        .collect();
+    let present = [
+        s.attainment.is_some(),
+        s.error_budget_remaining.is_some(),
+        s.events.is_some(),
+        s.resolution.is_some(),
+    ];
+    (
+        conditions,
+        s.common.observed_generation,
+        present,
+        s.burn_rates.keys().collect(),
+        &s.queries,
+    )
+}
+
+/// Whether the last write is `period` old (or there was none).
+fn period_over(old: &ResponseTimeTargetStatus, now: &Time, period: Duration) -> bool {
+    old.common
+        .last_evaluated
+        .as_ref()
+        .is_none_or(|t| crate::clock::until(t.0, now.0) >= period)
 }
 
 /// An Event for each of `Ready` and `ObjectiveMet` whose status changed.
@@ -111,16 +172,18 @@ fn desired_status(
                 now,
             ),
         },
-        attainment: eval.attainment.map(|a| round(a, 4)),
-        error_budget_remaining: eval.error_budget_remaining.map(|b| round(b, 4)),
+        attainment: eval
+            .attainment
+            .map(|a| shown_attainment(a, t.spec.objective)),
+        error_budget_remaining: eval.error_budget_remaining.map(shown_ratio),
         burn_rates: eval
             .burn_rates
             .iter()
-            .map(|(w, b)| (w.clone(), round(*b, 3)))
+            .map(|(w, b)| (w.clone(), shown_ratio(*b)))
             .collect(),
         events: eval.counts.map(|c| EventCounts {
-            good: c.good.round(),
-            total: c.total.round(),
+            good: shown_events(c.good),
+            total: shown_events(c.total),
         }),
         resolution: None,
         queries,
@@ -176,13 +239,16 @@ pub fn urgent(t: &ResponseTimeTarget) -> bool {
     t.status.as_ref().and_then(|s| s.common.observed_generation) != t.metadata.generation
 }
 
-/// Where in its interval a group (or a single target, by `key`) is first due, so that
-/// groups do not all fire together.
-pub fn phase(key: &impl Hash, interval: Duration) -> Duration {
+/// How long from `now` until `key`'s next slot. A key's slots are `interval` apart at a
+/// phase of the wall clock derived from the key: stable across restarts and replicas (no
+/// herd of evaluations after a restart), and spread over the interval across keys.
+pub fn next_slot(key: &impl Hash, interval: Duration, now: Timestamp) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
-    let ms = interval.as_millis().max(1) as u64;
-    Duration::from_millis(h.finish() % ms)
+    let ms = interval.as_millis().clamp(1, u64::MAX as u128) as i128;
+    let phase = h.finish() as i128 % ms;
+    let into = (now.as_millisecond() as i128 - phase).rem_euclid(ms);
+    Duration::from_millis((ms - into) as u64)
 }
 
 #[cfg(test)]
@@ -212,7 +278,14 @@ mod tests {
     fn a_first_evaluation_writes_rounded_figures_and_announces_each_condition() {
         let t = TargetBuilder::new("t").build();
         // 9,950 of 10,000 good: 99.5 % against 99 %; 0.5 % bad of a 1 % budget leaves half.
-        let out = decide(&t, &counts(9_950.0, 10_000.0), BTreeMap::new(), None, at(0));
+        let out = decide(
+            &t,
+            &counts(9_950.0, 10_000.0),
+            BTreeMap::new(),
+            None,
+            at(0),
+            STATUS_PERIOD,
+        );
         let s = &out.status;
         assert_eq!(s.attainment, Some(99.5));
         assert_eq!(s.error_budget_remaining, Some(0.5));
@@ -237,10 +310,104 @@ mod tests {
         assert_eq!(reasons, ["Evaluated", "WithinObjective"]);
         assert!(out.notes.iter().all(|n| !n.warning));
         assert!(
-            out.notes[1]
-                .message
-                .starts_with("ObjectiveMet=True: attainment 99.500%")
+            out.notes[1].message.starts_with(
+                "ObjectiveMet=True: attainment 99.5% (objective 99%), 50% of the error budget left"
+            ),
+            "{}",
+            out.notes[1].message
         );
+    }
+
+    #[test]
+    fn figures_that_only_moved_wait_for_the_period_and_a_transition_is_written_at_once() {
+        let first = decide(
+            &TargetBuilder::new("t").build(),
+            &counts(9_950.0, 10_000.0),
+            BTreeMap::new(),
+            None,
+            at(0),
+            STATUS_PERIOD,
+        );
+        let t = TargetBuilder::new("t").status(&first.status).build();
+        // 99.6 % a minute later: the same conditions (Met), so the status stays as written.
+        let moved = decide(
+            &t,
+            &counts(9_960.0, 10_000.0),
+            BTreeMap::new(),
+            None,
+            at(60),
+            STATUS_PERIOD,
+        );
+        assert_eq!(moved.status, first.status);
+        assert!(moved.notes.is_empty());
+        // Five minutes after the last write the moved figures are written.
+        let later = decide(
+            &t,
+            &counts(9_960.0, 10_000.0),
+            BTreeMap::new(),
+            None,
+            at(300),
+            STATUS_PERIOD,
+        );
+        assert_eq!(later.status.attainment, Some(99.6));
+        assert_eq!(later.status.common.last_evaluated, Some(Time(at(300))));
+        assert!(later.notes.is_empty(), "no condition changed status");
+        // 98 % ten seconds after the first write: ObjectiveMet turns False, written at once.
+        let missed = decide(
+            &t,
+            &counts(9_800.0, 10_000.0),
+            BTreeMap::new(),
+            None,
+            at(10),
+            STATUS_PERIOD,
+        );
+        assert_eq!(missed.status.attainment, Some(98.0));
+        assert_eq!(missed.status.common.last_evaluated, Some(Time(at(10))));
+        assert_eq!(
+            cond(&missed.status, OBJECTIVE_MET),
+            ("False".into(), "ObjectiveMissed".into())
+        );
+    }
+
+    #[test]
+    fn status_figures_have_a_documented_precision_and_a_miss_never_reads_as_met() {
+        let t = TargetBuilder::new("t").build();
+        // 987,654 of 1,000,000 good against 99 %: 98.7654 % shown as 98.76 (rounded down);
+        // 1.2346 % bad of a 1 % budget: -0.2346 left, two digits -0.23; events to three
+        // significant digits.
+        let out = decide(
+            &t,
+            &counts(987_654.0, 1_000_000.0),
+            BTreeMap::new(),
+            None,
+            at(0),
+            STATUS_PERIOD,
+        );
+        assert_eq!(out.status.attainment, Some(98.76));
+        assert_eq!(out.status.error_budget_remaining, Some(-0.23));
+        assert_eq!(
+            out.status.events,
+            Some(EventCounts {
+                good: 988_000.0,
+                total: 1_000_000.0
+            })
+        );
+        // 98.9999 % against 99 %: missed, shown 98.99, not 99.00.
+        let near = decide(
+            &t,
+            &counts(989_999.0, 1_000_000.0),
+            BTreeMap::new(),
+            None,
+            at(0),
+            STATUS_PERIOD,
+        );
+        assert_eq!(near.status.attainment, Some(98.99));
+        assert_eq!(
+            cond(&near.status, OBJECTIVE_MET),
+            ("False".into(), "ObjectiveMissed".into())
+        );
+        // The 1h burn rate 0.002 / 0.01 = 0.2: two significant digits stay 0.2.
+        assert_eq!(near.status.burn_rates.get("1h"), Some(&0.2));
     }
 
     #[test]
@@ -251,6 +418,7 @@ mod tests {
             BTreeMap::new(),
             None,
             at(0),
+            STATUS_PERIOD,
         );
         let t = TargetBuilder::new("t").status(&first.status).build();
         // 9,950.4 good rounds to the same status: no write, no new lastEvaluated, no Event.
@@ -260,6 +428,7 @@ mod tests {
             BTreeMap::new(),
             None,
             at(60),
+            STATUS_PERIOD,
         );
         assert_eq!(same.status, first.status);
         assert!(same.notes.is_empty());
@@ -270,6 +439,7 @@ mod tests {
             BTreeMap::new(),
             None,
             at(120),
+            STATUS_PERIOD,
         );
         assert_eq!(missed.status.common.last_evaluated, Some(Time(at(120))));
         assert_eq!(
@@ -285,7 +455,14 @@ mod tests {
     fn low_traffic_and_query_problems_say_why_and_an_incident_target_has_no_traffic_floor() {
         // 28 days = 2,419,200 s; 100 events is 0.00004 requests/s, below 0.01.
         let t = TargetBuilder::new("t").min_request_rate(0.01).build();
-        let low = decide(&t, &counts(100.0, 100.0), BTreeMap::new(), None, at(0));
+        let low = decide(
+            &t,
+            &counts(100.0, 100.0),
+            BTreeMap::new(),
+            None,
+            at(0),
+            STATUS_PERIOD,
+        );
         assert_eq!(
             cond(&low.status, READY),
             ("True".into(), "LowTraffic".into())
@@ -306,6 +483,7 @@ mod tests {
             BTreeMap::new(),
             Some(figures.clone()),
             at(0),
+            STATUS_PERIOD,
         );
         assert_eq!(
             cond(&incidents.status, OBJECTIVE_MET),
@@ -323,6 +501,7 @@ mod tests {
             BTreeMap::new(),
             None,
             at(0),
+            STATUS_PERIOD,
         );
         assert_eq!(cond(&out.status, READY).0, "False");
         assert_eq!(out.evaluation.state, State::Error);
@@ -333,7 +512,14 @@ mod tests {
     fn a_target_is_urgent_until_its_status_describes_its_generation() {
         let t = TargetBuilder::new("t").generation(2).build();
         assert!(urgent(&t));
-        let out = decide(&t, &counts(1.0, 1.0), BTreeMap::new(), None, at(0));
+        let out = decide(
+            &t,
+            &counts(1.0, 1.0),
+            BTreeMap::new(),
+            None,
+            at(0),
+            STATUS_PERIOD,
+        );
         assert!(!urgent(
             &TargetBuilder::new("t")
                 .generation(2)
@@ -344,8 +530,37 @@ mod tests {
             interval_of(&t, Duration::from_secs(30)),
             Duration::from_secs(30)
         );
-        assert!(phase(&"uid", Duration::from_secs(30)) < Duration::from_secs(30));
-        assert_eq!(phase(&"uid", Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_key_keeps_its_slots_on_the_wall_clock() {
+        let minute = Duration::from_secs(60);
+        // From any moment, the next slot is within one interval, and the slot after it is
+        // one interval later: the same phase of the clock whenever the loop starts.
+        let first = next_slot(&"group-a", minute, at(1_000));
+        assert!(first > Duration::ZERO && first <= minute);
+        let slot = 1_000_000 + first.as_millis() as i64;
+        let from_slot = next_slot(
+            &"group-a",
+            minute,
+            Timestamp::from_millisecond(slot).unwrap(),
+        );
+        assert_eq!(from_slot, minute, "at a slot, the next is one interval on");
+        let later = next_slot(&"group-a", minute, at(1_000 + 17));
+        assert_eq!(
+            (1_017_000 + later.as_millis() as i64 - slot).rem_euclid(60_000),
+            0,
+            "a restart 17 s later keeps the phase"
+        );
+        // Keys are spread: 100 keys do not share one slot.
+        let slots: std::collections::BTreeSet<u128> = (0..100)
+            .map(|i| next_slot(&format!("g{i}"), minute, at(0)).as_millis())
+            .collect();
+        assert!(slots.len() > 90, "{}", slots.len());
+        assert_eq!(
+            next_slot(&"k", Duration::ZERO, at(5)),
+            Duration::from_millis(1)
+        );
     }
 
     #[test]

@@ -150,8 +150,30 @@ pub fn burn_rate(error_ratio: f64, objective_percent: f64) -> f64 {
     error_ratio / error_budget(objective_percent)
 }
 
-fn pct(v: f64) -> String {
-    format!("{v:.3}%")
+/// Decimals of an attainment as status and messages show it: 0.01 pp, or as many as the
+/// objective has when it has more (99.995 → 0.001 pp).
+pub fn attainment_decimals(objective: f64) -> i32 {
+    let text = format!("{objective}");
+    let decimals = text.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
+    decimals.clamp(2, 6)
+}
+
+/// An attainment as status and messages show it: rounded down to
+/// [`attainment_decimals`], so a missed objective never reads as met.
+pub fn shown_attainment(attainment: f64, objective: f64) -> f64 {
+    crate::clock::floor(attainment, attainment_decimals(objective))
+}
+
+/// A remaining error budget (a fraction) or a burn rate as status and messages show it:
+/// two significant digits.
+pub fn shown_ratio(v: f64) -> f64 {
+    crate::clock::significant(v, 2)
+}
+
+/// Event counts as status shows them: three significant digits (the exact counts are in
+/// Prometheus; a status that moved with every request would be written every cycle).
+pub fn shown_events(v: f64) -> f64 {
+    crate::clock::significant(v.round(), 3)
 }
 
 /// Turns observations into figures and conditions.
@@ -226,7 +248,10 @@ pub fn evaluate(target: &Target, obs: &Observations) -> Evaluation {
     let (budget_remaining, budget_text) = if budget_remaining.is_finite() {
         (
             Some(budget_remaining),
-            format!("{:.1}% of the error budget left", budget_remaining * 100.0),
+            format!(
+                "{}% of the error budget left",
+                shown_ratio(budget_remaining * 100.0)
+            ),
         )
     } else {
         (
@@ -235,17 +260,17 @@ pub fn evaluate(target: &Target, obs: &Observations) -> Evaluation {
         )
     };
     let measured = format!(
-        "attainment {} over {} events (objective {}), {budget_text}",
-        pct(attainment),
-        counts.total.round(),
-        pct(target.objective),
+        "attainment {}% (objective {}%), {budget_text}",
+        shown_attainment(attainment, target.objective),
+        target.objective,
     );
 
     if let Some(min) = target.min_request_rate
         && rate < min
     {
         let msg = format!(
-            "low traffic: {rate:.4} requests/s over the window, below minRequestRate {min}; {measured}"
+            "low traffic: {} requests/s over the window, below minRequestRate {min}; {measured}",
+            shown_ratio(rate)
         );
         return Evaluation {
             attainment: Some(attainment),
@@ -359,7 +384,12 @@ mod tests {
             (c.status, c.reason.as_str()),
             (Status::False, "ObjectiveMissed")
         );
-        assert!(c.message.contains("attainment 98.000%"), "{}", c.message);
+        assert!(
+            c.message
+                .contains("attainment 98% (objective 99.5%), -300% of the error budget left"),
+            "{}",
+            c.message
+        );
     }
 
     #[test]

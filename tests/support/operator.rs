@@ -65,6 +65,18 @@ impl Operator {
         Self::spawn(env, None, &env.prometheus_url, "2s", extra, vars)
     }
 
+    /// The operator in every namespace against `prometheus_url`, with `extra` flags after
+    /// the tests' own (a later flag wins): for the benchmark.
+    #[allow(dead_code)] // only the benchmark uses it
+    pub fn start_all_namespaces(
+        env: &ClusterEnv,
+        prometheus_url: &str,
+        interval: &str,
+        extra: &[String],
+    ) -> Self {
+        Self::spawn(env, None, prometheus_url, interval, extra, &[])
+    }
+
     fn spawn(
         env: &ClusterEnv,
         namespace: Option<&str>,

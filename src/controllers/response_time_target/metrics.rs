@@ -22,6 +22,9 @@ pub struct RttMetrics {
     burn_rate: GaugeVec,
     /// As above plus `state` (met, missed, unknown, error): 1 for the current state.
     state: GaugeVec,
+    /// Units of evaluation the loop holds: `batched` groups (one query per batch of
+    /// members) and targets evaluated `alone` (alertResolution).
+    pub groups: prometheus::IntGaugeVec,
     /// Label sets exported per target uid, so a deleted target's series can be removed.
     exported: HashMap<String, [String; 4]>,
 }
@@ -66,6 +69,11 @@ impl RttMetrics {
                 "maturity_rtt_state",
                 "1 for the target's current state (met, missed, unknown, error), 0 for the others.",
                 &["state"],
+            ),
+            groups: m.int_gauges(
+                "maturity_rtt_groups",
+                "ResponseTimeTarget groups the loop evaluates: batched (one query per batch of members of one indicator shape, across namespaces) and alone (alertResolution targets).",
+                &["kind"],
             ),
             exported: HashMap::new(),
         }

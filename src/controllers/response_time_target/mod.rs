@@ -1,22 +1,28 @@
 //! The ResponseTimeTarget controller: a periodic, batched evaluation loop.
 //!
-//! Every tick it looks at the targets in its cache, groups them by indicator shape within
-//! a namespace (`slo::batch`), and evaluates each group that is due: `observe` makes one
-//! bucket check for latency groups and one query for the whole group, `slo::decide` makes
-//! each member's status, `act` writes what changed. A group is due every evaluation
-//! interval (the shortest of its members'), at a phase derived from its shape so that
-//! groups do not all fire together; a target whose spec changed (or that has no status
-//! yet) makes its group due at once. Burn-rate alerts go to PrometheusRules (`rules`).
+//! The loop keeps an [`index`] of its targets, brought up to date only when the cache
+//! changed: each target's group (targets of one indicator shape, across namespaces, see
+//! `slo::batch`) and scoped queries are made when its spec changes. Every tick it takes
+//! the groups that are due: `observe` asks Prometheus (a bucket check for latency groups,
+//! cached for a while, and one query per batch of members), `slo::decide` makes each
+//! member's status, `act` writes what a reader would see change, several writes in
+//! flight. A group is due every evaluation interval (the shortest of its members'), at a
+//! stable phase of the wall clock derived from its shape; a target whose spec changed (or
+//! that has no status yet) makes its group due at once. Burn-rate alerts go to
+//! PrometheusRules (`rules`).
 
 mod act;
+mod index;
 pub mod metrics;
 mod observe;
 pub mod rules;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
@@ -24,25 +30,42 @@ use tokio::sync::watch;
 use super::Context;
 use super::runtime;
 use crate::api::ResponseTimeTarget;
-use crate::slo::batch::{self, GroupKey, Membership};
-use crate::slo::decide::{interval_of, phase, resolved_queries, urgent};
+use crate::slo::batch::{self, GroupKey};
 use crate::slo::{Observations, Problem};
+use index::{Index, Plan, Unit};
+pub use observe::MAX_BATCH;
 
 /// The `controller` label of this loop's metrics.
 pub const KIND: &str = "ResponseTimeTarget";
 
-/// A target and its values of its group's varying labels.
-type Member = (Arc<ResponseTimeTarget>, Vec<String>);
+/// Groups (or alertResolution targets) observed at once; Prometheus's own limit
+/// (`--prometheus-max-in-flight`) applies below this.
+const OBSERVING: usize = 8;
+
+/// A target with its values of its group's varying labels and its scoped queries.
+pub struct Member {
+    pub target: Arc<ResponseTimeTarget>,
+    pub values: Vec<String>,
+    pub queries: Arc<BTreeMap<String, String>>,
+}
+
+/// One evaluation to act on.
+pub struct Evaluated {
+    pub member: Member,
+    pub obs: Observations,
+    pub figures: Option<crate::api::response_time_target::ResolutionFigures>,
+}
 
 pub struct Controller {
     ctx: Arc<Context>,
     store: Store<ResponseTimeTarget>,
-    next_due: HashMap<GroupKey, Instant>,
-    /// Targets evaluated on their own (alertResolution), by uid.
-    next_due_single: HashMap<String, Instant>,
-    /// Each target's scoped queries, by uid, for the generation they were made from: the
-    /// queries are parsed and scoped when a spec changes, not on every tick.
-    scoped: HashMap<String, (Option<i64>, Scoped)>,
+    /// The cache's change count (moved by every watch event).
+    changes: Arc<AtomicU64>,
+    /// The change count the index was last brought up to date at, and when.
+    seen: Option<(u64, Instant)>,
+    index: Index,
+    /// Bucket boundaries per latency group, as last checked.
+    buckets: HashMap<GroupKey, observe::Buckets>,
     rules: rules::RuleSync,
     metrics: metrics::RttMetrics,
 }
@@ -55,25 +78,14 @@ pub struct CycleReport {
     pub writes: usize,
 }
 
-/// The targets of one cycle, sorted by how they are evaluated.
-#[derive(Default)]
-struct Sorted {
-    groups: BTreeMap<GroupKey, Vec<Member>>,
-    invalid: Vec<(Arc<ResponseTimeTarget>, Problem)>,
-    single: Vec<Arc<ResponseTimeTarget>>,
-}
-
-/// The target's own queries as they are sent: scoped to its namespace. A query that would
-/// read another namespace makes the target invalid.
 /// A target's scoped queries, or why it may not be evaluated.
 type Scoped = Result<BTreeMap<String, String>, Problem>;
 
-pub fn scoped_queries(
-    ctx: &Context,
-    t: &ResponseTimeTarget,
-) -> Result<BTreeMap<String, String>, Problem> {
+/// The target's own queries as they are sent: scoped to its namespace. A query that would
+/// read another namespace makes the target invalid.
+pub fn scoped_queries(ctx: &Context, t: &ResponseTimeTarget) -> Scoped {
     let ns = t.namespace().unwrap_or_default();
-    let mut queries = resolved_queries(t);
+    let mut queries = crate::slo::decide::resolved_queries(t);
     if let Some(ind) = &t.spec.indicator.alert_resolution {
         let firing = crate::slo::resolution::firing_query(&ind.selector, t.spec.window.as_str());
         queries.insert("firing".into(), firing);
@@ -87,39 +99,38 @@ pub fn scoped_queries(
         .collect()
 }
 
-fn sort(
-    targets: Vec<Arc<ResponseTimeTarget>>,
-    scoped: &HashMap<String, (Option<i64>, Scoped)>,
-) -> Sorted {
-    let mut s = Sorted::default();
-    for t in targets {
-        if let Some((_, Err(p))) = t.uid().and_then(|u| scoped.get(&u)) {
-            s.invalid.push((t.clone(), p.clone()));
-            continue;
-        }
+impl index::Planner for Context {
+    fn plan(&self, t: &ResponseTimeTarget) -> (Plan, BTreeMap<String, String>) {
+        let queries = match scoped_queries(self, t) {
+            Ok(q) => q,
+            Err(p) => return (Plan::Invalid(p), BTreeMap::new()),
+        };
         if t.spec.indicator.alert_resolution.is_some() {
-            s.single.push(t);
-            continue;
+            return (Plan::Single, queries);
         }
         let ns = t.namespace().unwrap_or_default();
-        match batch::membership(&ns, &t.spec) {
-            Ok(Membership { key, values }) => s.groups.entry(key).or_default().push((t, values)),
-            Err(p) => s.invalid.push((t, p)),
+        match batch::membership(&ns, &t.spec, &self.settings.tenancy) {
+            Ok(m) => (Plan::Group(m), queries),
+            Err(p) => (Plan::Invalid(p), BTreeMap::new()),
         }
     }
-    s
 }
 
 impl Controller {
-    pub fn new(ctx: Arc<Context>, store: Store<ResponseTimeTarget>) -> Self {
+    pub fn new(
+        ctx: Arc<Context>,
+        store: Store<ResponseTimeTarget>,
+        changes: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             rules: rules::RuleSync::new(ctx.kube.clone(), ctx.settings.tenancy.clone()),
             metrics: metrics::RttMetrics::new(&ctx.metrics),
             ctx,
             store,
-            next_due: HashMap::new(),
-            next_due_single: HashMap::new(),
-            scoped: HashMap::new(),
+            changes,
+            seen: None,
+            index: Index::default(),
+            buckets: HashMap::new(),
         }
     }
 
@@ -138,124 +149,139 @@ impl Controller {
         }
     }
 
-    /// One pass: evaluates every due group and writes what changed.
+    /// One pass: brings the index up to date if the cache changed, evaluates every due
+    /// group and writes what changed.
     pub async fn cycle(&mut self) -> CycleReport {
         let now = Instant::now();
-        let targets = self.store.state();
-        self.metrics.forget_deleted(&targets);
         let mut report = CycleReport {
-            writes: self.rules.sync(&targets).await,
+            writes: self.refresh(now).await,
             ..CycleReport::default()
         };
-        self.rescope(&targets);
-        let sorted = sort(targets, &self.scoped);
-        self.next_due.retain(|k, _| sorted.groups.contains_key(k));
-        let live: HashSet<String> = sorted.single.iter().filter_map(|t| t.uid()).collect();
-        self.next_due_single.retain(|uid, _| live.contains(uid));
-        for t in sorted.single {
-            if !self.single_due(&t, now) {
-                continue;
-            }
-            report.groups_evaluated += 1;
-            report.targets_evaluated += 1;
-            let (obs, queries, figures) = observe::resolution(&self.ctx, &t).await;
-            report.writes +=
-                act::evaluated(&self.ctx, &self.metrics, &t, &obs, queries, figures).await as usize;
-        }
-        for (t, problem) in sorted.invalid {
-            // Evaluated when the spec changed, or when the status does not say this problem
-            // yet (a target that became invalid without a spec change, e.g. on an upgrade).
-            let said = t.status.as_ref().is_some_and(|s| {
-                s.common
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == crate::slo::READY && c.reason == problem.reason())
-            });
-            if urgent(&t) || !said {
-                let obs = Observations {
-                    counts: Err(problem),
-                    error_ratios: BTreeMap::new(),
-                };
-                report.targets_evaluated += 1;
-                report.writes +=
-                    act::evaluated(&self.ctx, &self.metrics, &t, &obs, BTreeMap::new(), None).await
-                        as usize;
+        let mut evaluated = self.invalid();
+        let due = self.index.due(now, self.ctx.clock.now());
+        let jobs = self.jobs(&due);
+        report.groups_evaluated = jobs.len();
+        let ctx = &self.ctx;
+        let results: Vec<observe::Observed> = futures::stream::iter(jobs)
+            .map(|job| observe::job(ctx, job))
+            .buffer_unordered(OBSERVING)
+            .collect()
+            .await;
+        for (done, buckets) in results {
+            evaluated.extend(done);
+            if let Some((key, b)) = buckets {
+                self.buckets.insert(key, b);
             }
         }
-        for (key, members) in sorted.groups {
-            if !self.group_due(&key, &members, now) {
-                continue;
-            }
-            report.groups_evaluated += 1;
-            report.targets_evaluated += members.len();
-            let observations = observe::group(&self.ctx, &key, &members).await;
-            for ((t, _), obs) in members.iter().zip(observations) {
-                let Some(obs) = obs else { continue };
-                let queries = self.queries(t);
-                report.writes +=
-                    act::evaluated(&self.ctx, &self.metrics, t, &obs, queries, None).await as usize;
+        report.targets_evaluated = evaluated.len();
+        let in_flight = usize::from(self.ctx.settings.status_writes_in_flight.max(1));
+        let metrics = &self.metrics;
+        let outcomes: Vec<(String, bool, Option<bool>)> = futures::stream::iter(evaluated)
+            .map(|e| async move {
+                let uid = e.member.target.uid().unwrap_or_default();
+                let invalid = e.obs.counts.as_ref().is_err_and(|p| p.is_spec_error());
+                let written = act::evaluated(ctx, metrics, &e).await;
+                (uid, invalid, written)
+            })
+            .buffer_unordered(in_flight)
+            .collect()
+            .await;
+        for (uid, invalid, written) in outcomes {
+            report.writes += usize::from(written.is_some_and(|w| w));
+            if invalid && written.is_none() {
+                self.index.again(&uid);
             }
         }
         report
     }
 
-    /// Scopes the queries of targets that are new or whose spec changed; forgets those gone.
-    fn rescope(&mut self, targets: &[Arc<ResponseTimeTarget>]) {
-        let live: HashSet<String> = targets.iter().filter_map(|t| t.uid()).collect();
-        self.scoped.retain(|uid, _| live.contains(uid));
-        for t in targets {
-            let (Some(uid), generation) = (t.uid(), t.metadata.generation) else {
-                continue;
-            };
-            if self.scoped.get(&uid).is_none_or(|(g, _)| *g != generation) {
-                self.scoped
-                    .insert(uid, (generation, scoped_queries(&self.ctx, t)));
+    /// Brings the index, the rules and the exported series up to date when the cache
+    /// changed (or the rules are due a check); returns the rule writes made.
+    async fn refresh(&mut self, now: Instant) -> usize {
+        let changes = self.changes.load(Ordering::SeqCst);
+        let recheck = self
+            .seen
+            .is_none_or(|(_, at)| now.duration_since(at) >= rules::RECHECK);
+        if self.seen.is_some_and(|(c, _)| c == changes) && !recheck {
+            return 0;
+        }
+        let targets = self.store.state();
+        self.index
+            .refresh(&targets, &*self.ctx, self.ctx.settings.default_interval);
+        self.metrics.forget_deleted(&targets);
+        let (groups, alone, _) = self.index.sizes();
+        self.metrics
+            .groups
+            .with_label_values(&["batched"])
+            .set(groups as i64);
+        self.metrics
+            .groups
+            .with_label_values(&["alone"])
+            .set(alone as i64);
+        let at = match self.seen {
+            Some((_, at)) if !recheck => at,
+            _ => now,
+        };
+        self.seen = Some((changes, at));
+        let live: std::collections::HashSet<GroupKey> = self.index.group_keys().collect();
+        self.buckets.retain(|k, _| live.contains(k));
+        self.rules.sync(&targets).await
+    }
+
+    /// Invalid targets whose status must say why.
+    fn invalid(&mut self) -> Vec<Evaluated> {
+        let store = &self.store;
+        self.index
+            .take_invalid()
+            .into_iter()
+            .filter_map(|(_, e)| {
+                let Plan::Invalid(p) = &e.plan else {
+                    return None;
+                };
+                Some(Evaluated {
+                    member: Member {
+                        target: store.get(&e.at)?,
+                        values: Vec::new(),
+                        queries: e.queries.clone(),
+                    },
+                    obs: Observations {
+                        counts: Err(p.clone()),
+                        error_ratios: BTreeMap::new(),
+                    },
+                    figures: None,
+                })
+            })
+            .collect()
+    }
+
+    /// What to observe for the due units: a latency or ratio group in batches of at most
+    /// [`MAX_BATCH`] members, or one alertResolution target.
+    fn jobs(&self, due: &[Unit]) -> Vec<observe::Job> {
+        let mut jobs = Vec::new();
+        for unit in due {
+            let members: Vec<Member> = self
+                .index
+                .members(unit)
+                .into_iter()
+                .filter_map(|e| {
+                    Some(Member {
+                        target: self.store.get(&e.at)?,
+                        values: match &e.plan {
+                            Plan::Group(m) => m.values.clone(),
+                            _ => Vec::new(),
+                        },
+                        queries: e.queries.clone(),
+                    })
+                })
+                .collect();
+            match unit {
+                Unit::Single(_) => jobs.extend(members.into_iter().map(observe::Job::Single)),
+                Unit::Group(key) => {
+                    let cached = self.buckets.get(key).cloned();
+                    jobs.extend(observe::batches(key, members, cached));
+                }
             }
         }
-    }
-
-    /// The scoped queries of a target that may be evaluated (empty if unknown).
-    fn queries(&self, t: &ResponseTimeTarget) -> BTreeMap<String, String> {
-        t.uid()
-            .and_then(|u| self.scoped.get(&u))
-            .and_then(|(_, q)| q.as_ref().ok())
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// An alertResolution target is due every interval (first at a phase of its uid), or now
-    /// when its spec changed; being due moves its next time.
-    fn single_due(&mut self, t: &ResponseTimeTarget, now: Instant) -> bool {
-        let uid = t.uid().unwrap_or_default();
-        let interval = interval_of(t, self.ctx.settings.default_interval);
-        let due = *self
-            .next_due_single
-            .entry(uid.clone())
-            .or_insert_with(|| now + phase(&uid, interval));
-        if now < due && !urgent(t) {
-            return false;
-        }
-        self.next_due_single.insert(uid, now + interval);
-        true
-    }
-
-    /// A group is due every shortest interval of its members (first at a phase of its
-    /// shape), or now when a member's spec changed; being due moves its next time.
-    fn group_due(&mut self, key: &GroupKey, members: &[Member], now: Instant) -> bool {
-        let default = self.ctx.settings.default_interval;
-        let interval: Duration = members
-            .iter()
-            .map(|(t, _)| interval_of(t, default))
-            .min()
-            .unwrap_or(default);
-        let due = *self
-            .next_due
-            .entry(key.clone())
-            .or_insert_with(|| now + phase(key, interval));
-        if now < due && !members.iter().any(|(t, _)| urgent(t)) {
-            return false;
-        }
-        self.next_due.insert(key.clone(), now + interval);
-        true
+        jobs
     }
 }

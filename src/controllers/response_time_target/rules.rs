@@ -18,7 +18,8 @@ use crate::slo::rules::burn_rate_group;
 use crate::api::names::{MANAGED_BY, MANAGED_BY_LABEL, MANAGED_BY_SELECTOR};
 use crate::k8s::Kube;
 
-const RECHECK: Duration = Duration::from_secs(300);
+/// How often the PrometheusRule CRD is looked for again.
+pub const RECHECK: Duration = Duration::from_secs(300);
 
 /// Name of the PrometheusRule of a target.
 pub fn rule_name(target: &str) -> String {
@@ -39,6 +40,9 @@ pub struct RuleSync {
     served: Option<(bool, Instant)>,
     /// Hash of what was last applied, by target uid (0: a rule of ours exists, content unknown).
     applied: HashMap<String, u64>,
+    /// The generation each target's rule is in line with, by uid: a target is looked at
+    /// again only when its spec changed.
+    synced: HashMap<String, Option<i64>>,
 }
 
 impl RuleSync {
@@ -48,6 +52,7 @@ impl RuleSync {
             tenancy,
             served: None,
             applied: HashMap::new(),
+            synced: HashMap::new(),
         }
     }
 
@@ -65,6 +70,7 @@ impl RuleSync {
         if self.served.map(|(s, _)| s) != Some(served) {
             tracing::info!(served, "PrometheusRule CRD (monitoring.coreos.com/v1)");
             self.applied.clear();
+            self.synced.clear();
             if served {
                 // Rules of ours that exist already (e.g. from before a restart), by owner.
                 if let Ok(list) = self
@@ -92,9 +98,13 @@ impl RuleSync {
         let live: std::collections::HashSet<String> =
             targets.iter().filter_map(|t| t.uid()).collect();
         self.applied.retain(|uid, _| live.contains(uid));
+        self.synced.retain(|uid, _| live.contains(uid));
         let mut writes = 0;
         for t in targets {
             let Some(uid) = t.uid() else { continue };
+            if self.synced.get(&uid) == Some(&t.metadata.generation) {
+                continue;
+            }
             let group = burn_rate_group(t, &self.tenancy).ok().flatten();
             let hash = group.as_ref().map(|g| {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -127,7 +137,8 @@ impl RuleSync {
                         .await
                     {
                         Ok(_) => {
-                            self.applied.insert(uid, hash);
+                            self.applied.insert(uid.clone(), hash);
+                            self.synced.insert(uid, t.metadata.generation);
                             writes += 1;
                         }
                         Err(e) => {
@@ -139,6 +150,7 @@ impl RuleSync {
                     match self.kube.dynamic_delete(&ns, &name, &api_resource()).await {
                         Ok(_) | Err(crate::k8s::Error::Api(kube::Error::Api(_))) => {
                             self.applied.remove(&uid);
+                            self.synced.insert(uid, t.metadata.generation);
                             writes += 1;
                         }
                         Err(e) => {
@@ -146,7 +158,9 @@ impl RuleSync {
                         }
                     }
                 }
-                _ => {}
+                _ => {
+                    self.synced.insert(uid, t.metadata.generation);
+                }
             }
         }
         writes

@@ -1,0 +1,613 @@
+//! `make bench`: the operator (release build) on 1,000 and 10,000 ResponseTimeTargets in
+//! 10 and 100 namespaces of the local control plane, four indicator shapes, with live
+//! traffic from an exporter in this process scraped by a Prometheus of the bench's own.
+//! For each size it prints, and writes to `docs/bench.md`:
+//! - the floor: the same number of bare status patches, of the size the operator writes,
+//!   sent with one client and the operator's concurrency (the apiserver's own limit);
+//! - the time from the operator's start to every target measured;
+//! - steady and peak memory (RSS, VmHWM), operator CPU per minute with steady traffic and
+//!   with moving traffic, status writes per minute, Prometheus queries per minute, and
+//!   Prometheus's own CPU per minute.
+//!
+//! Not part of `make test` (it takes about half an hour); `make test` checks the counts
+//! behind these figures (queries per cycle, writes per idle period, groups per shape).
+//! Sizes: `MATURITY_BENCH_SIZES=1000,10000` (the default).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use maturity_operator::api::ResponseTimeTarget;
+use support::cluster::{ClusterEnv, client, ensure_cluster, install_crds, repo_dir};
+use support::operator::Operator;
+use support::prom::free_port;
+
+/// Status writes in flight, for the floor and the operator alike.
+const IN_FLIGHT: usize = 16;
+/// Targets per namespace.
+const PER_NAMESPACE: usize = 100;
+/// How often the bench's Prometheus scrapes the exporter.
+const SCRAPE: u64 = 15;
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("scale: skipped (a benchmark, not a test: run `make bench`)");
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(run());
+}
+
+/// One service's traffic: requests per second and the share of good ones.
+#[derive(Clone)]
+struct Service {
+    namespace: String,
+    name: String,
+    rate: f64,
+    share: f64,
+    good: f64,
+    total: f64,
+    fast: f64,
+}
+
+/// What the exporter serves; counters move at each scrape by the time since the last.
+#[derive(Default)]
+struct Traffic {
+    services: Vec<Service>,
+    last: Option<Instant>,
+    /// Moving traffic: each scrape's share of good requests varies.
+    noisy: bool,
+    scrapes: u64,
+}
+
+impl Traffic {
+    fn advance(&mut self) {
+        let now = Instant::now();
+        let dt = self
+            .last
+            .map_or(0.0, |l| now.duration_since(l).as_secs_f64());
+        self.last = Some(now);
+        self.scrapes += 1;
+        let wobble = if self.noisy {
+            // A share that moves by up to ±0.4 pp from scrape to scrape, the same for all.
+            ((self.scrapes * 7919) % 9) as f64 * 0.001 - 0.004
+        } else {
+            0.0
+        };
+        for s in &mut self.services {
+            let n = s.rate * dt;
+            let share = (s.share + wobble).clamp(0.0, 1.0);
+            s.total += n;
+            s.good += n * share;
+            s.fast += n * (share - 0.01).max(0.0);
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::with_capacity(self.services.len() * 400);
+        out.push_str("# TYPE bench_request_duration_seconds histogram\n");
+        for s in &self.services {
+            let l = format!("namespace=\"{}\",service=\"{}\"", s.namespace, s.name);
+            for (le, v) in [("0.1", s.fast), ("0.3", s.good), ("+Inf", s.total)] {
+                out.push_str(&format!(
+                    "bench_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {v}\n"
+                ));
+            }
+            out.push_str(&format!(
+                "bench_request_duration_seconds_count{{{l}}} {}\n",
+                s.total
+            ));
+        }
+        out.push_str("# TYPE bench_requests_total counter\n");
+        for s in &self.services {
+            let l = format!("namespace=\"{}\",service=\"{}\"", s.namespace, s.name);
+            out.push_str(&format!(
+                "bench_requests_total{{{l},code=\"200\"}} {}\n",
+                s.good
+            ));
+            out.push_str(&format!(
+                "bench_requests_total{{{l},code=\"500\"}} {}\n",
+                s.total - s.good
+            ));
+        }
+        out
+    }
+}
+
+async fn exporter(traffic: Arc<Mutex<Traffic>>) -> SocketAddr {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let traffic = traffic.clone();
+            async move {
+                let mut t = traffic.lock().unwrap();
+                t.advance();
+                t.render()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A Prometheus of the bench's own, scraping the exporter and itself.
+struct BenchPrometheus {
+    url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for BenchPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn prometheus(env: &ClusterEnv, exporter: SocketAddr) -> BenchPrometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        "global: {{scrape_interval: {SCRAPE}s, evaluation_interval: 1m}}\n\
+         scrape_configs:\n\
+         - job_name: bench\n  honor_labels: true\n  static_configs: [{{targets: ['{exporter}']}}]\n\
+         - job_name: prometheus\n  static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    );
+    let file = dir.path().join("prometheus.yml");
+    std::fs::write(&file, config).unwrap();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let child = Command::new(env.tool("prometheus"))
+        .arg(format!("--config.file={}", file.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    let p = BenchPrometheus {
+        url: format!("http://127.0.0.1:{port}"),
+        child,
+        _dir: dir,
+    };
+    let ready = format!("{}/-/ready", p.url);
+    support::eventually("bench Prometheus ready", Duration::from_secs(60), || {
+        let ready = ready.clone();
+        async move {
+            match reqwest::get(&ready).await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(r.status().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    p
+}
+
+/// CPU seconds (user + system) a process used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // After the command: state is field 0, utime 11, stime 12 (fields 14 and 15 of stat).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A `/proc/<pid>/status` field in MiB (VmRSS, VmHWM).
+fn memory_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// The sum of a metric's series in a `/metrics` text whose labels contain all of `must`.
+fn metric(text: &str, name: &str, must: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| must.iter().all(|m| l.contains(m)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn text(url: &str) -> String {
+    match reqwest::get(url).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The spec of target `i` of a namespace: four shapes (latency at 300 ms and at 100 ms
+/// over 28 days, latency at 300 ms over 7 days, a ratio of codes over 28 days).
+fn target(namespace: &str, i: usize) -> ResponseTimeTarget {
+    let service = format!("svc-{i:03}");
+    let indicator = match i % 4 {
+        0 => serde_json::json!({"latency": {"histogram": "bench_request_duration_seconds",
+            "selector": format!("{{service=\"{service}\"}}"), "threshold": "300ms"}}),
+        1 => serde_json::json!({"latency": {"histogram": "bench_request_duration_seconds",
+            "selector": format!("{{service=\"{service}\"}}"), "threshold": "100ms"}}),
+        2 => serde_json::json!({"latency": {"histogram": "bench_request_duration_seconds",
+            "selector": format!("{{service=\"{service}\"}}"), "threshold": "300ms"}}),
+        _ => serde_json::json!({"ratio": {
+            "good": format!("bench_requests_total{{service=\"{service}\", code!~\"5..\"}}"),
+            "total": format!("bench_requests_total{{service=\"{service}\"}}")}}),
+    };
+    let window = if i % 4 == 2 { "7d" } else { "28d" };
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1",
+        "kind": "ResponseTimeTarget",
+        "metadata": {"name": service, "namespace": namespace},
+        "spec": {"service": service, "requestClass": "interactive", "objective": 99.0,
+                 "window": window, "indicator": indicator}
+    }))
+    .unwrap()
+}
+
+/// A status of the size the operator writes, with `observedGeneration` 0 so that the
+/// operator still evaluates the target at once.
+fn floor_status(t: &ResponseTimeTarget) -> serde_json::Value {
+    let msg = "attainment 99.12% (objective 99%), 12% of the error budget left";
+    let cond = |type_: &str, reason: &str| {
+        serde_json::json!({"type": type_, "status": "True", "reason": reason, "message": msg,
+            "lastTransitionTime": "2026-12-01T00:00:00Z", "observedGeneration": 0})
+    };
+    let q = format!(
+        "sum(increase(bench_request_duration_seconds_bucket{{namespace=\"{}\",service=\"{}\",le=\"0.3\"}}[28d]))",
+        t.namespace().unwrap_or_default(),
+        t.name_any()
+    );
+    serde_json::json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "ResponseTimeTarget",
+        "metadata": {"name": t.name_any(), "namespace": t.namespace()},
+        "status": {
+            "observedGeneration": 0, "lastEvaluated": "2026-12-01T00:00:00Z",
+            "conditions": [cond("DataAvailable", "Measured"), cond("ObjectiveMet", "WithinObjective"), cond("Ready", "Evaluated")],
+            "attainment": 99.12, "errorBudgetRemaining": 0.12,
+            "burnRates": {"5m": 0.9, "1h": 0.88, "6h": 0.9, "1d": 0.87, "3d": 0.88},
+            "events": {"good": 99100.0, "total": 100000.0},
+            "queries": {"buckets": q.clone(), "good": q.clone(), "total": q.clone(), "errorRatio1h": q}
+        }
+    })
+}
+
+/// One size's figures.
+#[derive(Default)]
+struct Figures {
+    targets: usize,
+    namespaces: usize,
+    create_s: f64,
+    floor_s: f64,
+    first_s: f64,
+    rss_steady: f64,
+    rss_peak: f64,
+    cpu_idle: f64,
+    cpu_live: f64,
+    writes_idle: f64,
+    writes_live: f64,
+    queries: f64,
+    prom_cpu: f64,
+}
+
+/// Counters read from the operator and Prometheus at one moment.
+struct Reading {
+    at: Instant,
+    cpu: f64,
+    writes: f64,
+    queries: f64,
+    prom_cpu: f64,
+}
+
+async fn reading(op: &Operator, prom_url: &str) -> Reading {
+    let m = text(&op.metrics_url).await;
+    let p = text(&format!("{prom_url}/metrics")).await;
+    Reading {
+        at: Instant::now(),
+        cpu: cpu_seconds(op.pid()),
+        writes: metric(
+            &m,
+            "maturity_operator_status_writes_total",
+            &["ResponseTimeTarget"],
+        ),
+        queries: metric(&m, "maturity_operator_prometheus_queries_total", &[]),
+        prom_cpu: metric(&p, "process_cpu_seconds_total", &[]),
+    }
+}
+
+/// Per minute between two readings: (operator CPU s, writes, queries, Prometheus CPU s).
+fn per_minute(a: &Reading, b: &Reading) -> (f64, f64, f64, f64) {
+    let minutes = b.at.duration_since(a.at).as_secs_f64() / 60.0;
+    (
+        (b.cpu - a.cpu) / minutes,
+        (b.writes - a.writes) / minutes,
+        (b.queries - a.queries) / minutes,
+        (b.prom_cpu - a.prom_cpu) / minutes,
+    )
+}
+
+async fn create_targets(client: &Client, namespaces: &[String]) -> Vec<ResponseTimeTarget> {
+    let mut all = Vec::new();
+    for ns in namespaces {
+        let n: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns, "labels": {"maturity-bench": "true"}}
+        }))
+        .unwrap();
+        let _ = Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &n)
+            .await;
+        all.extend((0..PER_NAMESPACE).map(|i| target(ns, i)));
+    }
+    let created: Vec<ResponseTimeTarget> = futures::stream::iter(all)
+        .map(|t| {
+            let api: Api<ResponseTimeTarget> =
+                Api::namespaced(client.clone(), &t.namespace().unwrap_or_default());
+            async move {
+                api.create(&PostParams::default(), &t)
+                    .await
+                    .expect("create target")
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    created
+}
+
+/// Sends one bare status patch per target, `IN_FLIGHT` at a time: the floor.
+async fn floor(client: &Client, targets: &[ResponseTimeTarget]) -> Duration {
+    let started = Instant::now();
+    futures::stream::iter(targets)
+        .map(|t| {
+            let api: Api<ResponseTimeTarget> =
+                Api::namespaced(client.clone(), &t.namespace().unwrap_or_default());
+            let body = floor_status(t);
+            async move {
+                api.patch_status(
+                    &t.name_any(),
+                    &PatchParams::apply(maturity_operator::api::names::FIELD_MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .expect("floor status patch")
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await;
+    started.elapsed()
+}
+
+/// How many targets are measured: their status describes their generation, with a figure.
+async fn measured(client: &Client) -> usize {
+    let api: Api<ResponseTimeTarget> = Api::all(client.clone());
+    let mut n = 0;
+    let mut lp = ListParams::default().labels("").limit(1000);
+    loop {
+        let Ok(page) = api.list(&lp).await else {
+            return 0;
+        };
+        n += page
+            .items
+            .iter()
+            .filter(|t| {
+                t.status.as_ref().is_some_and(|s| {
+                    s.common.observed_generation == t.metadata.generation && s.attainment.is_some()
+                })
+            })
+            .count();
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => return n,
+        }
+    }
+}
+
+async fn delete_namespaces(client: &Client, namespaces: &[String]) {
+    let api = Api::<Namespace>::all(client.clone());
+    for ns in namespaces {
+        let _ = api.delete(ns, &DeleteParams::default()).await;
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(600) {
+        let left = api
+            .list(&ListParams::default().labels("maturity-bench=true"))
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0);
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn size(
+    env: &ClusterEnv,
+    client: &Client,
+    traffic: &Arc<Mutex<Traffic>>,
+    prom: &BenchPrometheus,
+    n: usize,
+) -> Figures {
+    let namespaces: Vec<String> = (0..n.div_ceil(PER_NAMESPACE))
+        .map(|i| format!("bench-{n}-{i:03}"))
+        .collect();
+    delete_namespaces(client, &namespaces).await;
+    {
+        let mut t = traffic.lock().unwrap();
+        t.noisy = false;
+        t.services = namespaces
+            .iter()
+            .flat_map(|ns| {
+                (0..PER_NAMESPACE).map(move |i| Service {
+                    namespace: ns.clone(),
+                    name: format!("svc-{i:03}"),
+                    rate: 5.0 + (i % 7) as f64,
+                    share: 0.985 + (i % 10) as f64 * 0.002,
+                    good: 0.0,
+                    total: 0.0,
+                    fast: 0.0,
+                })
+            })
+            .collect();
+    }
+    let mut f = Figures {
+        targets: n,
+        namespaces: namespaces.len(),
+        ..Figures::default()
+    };
+    let started = Instant::now();
+    let targets = create_targets(client, &namespaces).await;
+    f.create_s = started.elapsed().as_secs_f64();
+    eprintln!("{n}: created in {:.0} s", f.create_s);
+    f.floor_s = floor(client, &targets).await.as_secs_f64();
+    eprintln!("{n}: floor {:.1} s", f.floor_s);
+    drop(targets);
+    // Let every series have a few scrapes, so every rate has an answer.
+    tokio::time::sleep(Duration::from_secs(3 * SCRAPE)).await;
+
+    let extra: Vec<String> = [
+        "--controllers",
+        "response-time-targets",
+        "--tick",
+        "1s",
+        "--prometheus-timeout",
+        "30s",
+        "--status-writes-in-flight",
+        &IN_FLIGHT.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let op = Operator::start_all_namespaces(env, &prom.url, "1m", &extra);
+    let started = Instant::now();
+    loop {
+        let m = measured(client).await;
+        if m >= n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            eprintln!("{n}: only {m} measured after 15 min");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    f.first_s = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{n}: every target measured {:.1} s after the start",
+        f.first_s
+    );
+
+    // Steady traffic: let the first writes' watch events settle, then two minutes.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let a = reading(&op, &prom.url).await;
+    let mut rss = Vec::new();
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        rss.push(memory_mib(op.pid(), "VmRSS:"));
+    }
+    let b = reading(&op, &prom.url).await;
+    (f.cpu_idle, f.writes_idle, _, _) = per_minute(&a, &b);
+    // Moving traffic: six minutes, longer than the status period.
+    traffic.lock().unwrap().noisy = true;
+    let a = reading(&op, &prom.url).await;
+    for _ in 0..36 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        rss.push(memory_mib(op.pid(), "VmRSS:"));
+    }
+    let b = reading(&op, &prom.url).await;
+    (f.cpu_live, f.writes_live, f.queries, f.prom_cpu) = per_minute(&a, &b);
+    rss.sort_by(|x, y| x.total_cmp(y));
+    f.rss_steady = rss[rss.len() / 2];
+    f.rss_peak = memory_mib(op.pid(), "VmHWM:");
+    drop(op);
+    delete_namespaces(client, &namespaces).await;
+    f
+}
+
+fn table(figures: &[Figures]) -> String {
+    let mut out = String::from(
+        "| targets (namespaces) | create | floor: bare status patches | operator start → all measured | RSS steady / peak | operator CPU per min, steady / moving traffic | status writes per min, steady / moving | Prometheus queries per min | Prometheus CPU per min |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for f in figures {
+        out.push_str(&format!(
+            "| {} ({}) | {:.0} s | {:.1} s | {:.1} s ({:.2} × floor) | {:.0} / {:.0} MiB | {:.2} / {:.2} s | {:.0} / {:.0} | {:.1} | {:.2} s |\n",
+            f.targets,
+            f.namespaces,
+            f.create_s,
+            f.floor_s,
+            f.first_s,
+            f.first_s / f.floor_s.max(0.001),
+            f.rss_steady,
+            f.rss_peak,
+            f.cpu_idle,
+            f.cpu_live,
+            f.writes_idle,
+            f.writes_live,
+            f.queries,
+            f.prom_cpu,
+        ));
+    }
+    out
+}
+
+async fn run() {
+    let env = tokio::task::spawn_blocking(ensure_cluster).await.unwrap();
+    let client = client(&env).await;
+    install_crds(&client).await;
+    let sizes: Vec<usize> = std::env::var("MATURITY_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let traffic = Arc::new(Mutex::new(Traffic::default()));
+    let addr = exporter(traffic.clone()).await;
+    let prom = prometheus(&env, addr).await;
+    let mut figures = Vec::new();
+    for n in sizes {
+        figures.push(size(&env, &client, &traffic, &prom, n).await);
+        println!("{}", table(&figures));
+    }
+    let machine = BTreeMap::from([(
+        "cores",
+        std::thread::available_parallelism()
+            .map_or(0, |n| n.get())
+            .to_string(),
+    )]);
+    let doc = format!(
+        "# Benchmark\n\nWritten by `make bench` ({}; {} cores, release build, local control plane \
+         with kwok, a Prometheus scraping live traffic every {SCRAPE} s). Status writes in \
+         flight: {IN_FLIGHT}; evaluation interval 1m; status period 5m.\n\n{}\n",
+        maturity_operator::clock::Clock::system().now(),
+        machine["cores"],
+        table(&figures)
+    );
+    std::fs::write(repo_dir().join("docs/bench.md"), doc).expect("write docs/bench.md");
+    println!("wrote docs/bench.md");
+}

@@ -1,0 +1,256 @@
+//! The loop's memory of its targets, brought up to date from the cache only when the cache
+//! changed, and then only for the targets whose object changed: each target's plan (its
+//! group, evaluated alone, or invalid), scoped queries and interval are made when its
+//! generation changes, not at every tick; the groups keep their members and when they are
+//! next due. A tick in which nothing changed and nothing is due does no work per target.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::ResponseTimeTarget;
+use crate::slo::Problem;
+use crate::slo::batch::{GroupKey, Membership};
+use crate::slo::decide::{interval_of, next_slot, urgent};
+
+/// What is evaluated together: a group of one shape, or one alertResolution target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Unit {
+    Group(GroupKey),
+    Single(String),
+}
+
+/// How a target is evaluated.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// In a group, with its values of the group's varying labels.
+    Group(Membership),
+    Single,
+    Invalid(Problem),
+}
+
+/// What the index keeps of one target.
+#[derive(Debug)]
+pub struct Entry {
+    pub at: ObjectRef<ResponseTimeTarget>,
+    pub plan: Plan,
+    /// Its own queries, scoped, as status shows them.
+    pub queries: Arc<BTreeMap<String, String>>,
+    version: Option<String>,
+    generation: Option<i64>,
+    interval: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Schedule {
+    members: BTreeSet<String>,
+    interval: Duration,
+    next: Option<Instant>,
+}
+
+/// How the index makes a target's plan and queries (parsing and scoping its selectors).
+pub trait Planner {
+    fn plan(&self, t: &ResponseTimeTarget) -> (Plan, BTreeMap<String, String>);
+}
+
+#[derive(Default)]
+pub struct Index {
+    entries: HashMap<String, Entry>,
+    units: BTreeMap<Unit, Schedule>,
+    /// Due at the next tick whatever their schedule: a member is new or its spec changed.
+    now: BTreeSet<Unit>,
+    /// Invalid targets whose status must say so (uids).
+    invalid: BTreeSet<String>,
+}
+
+fn unit_of(uid: &str, plan: &Plan) -> Option<Unit> {
+    match plan {
+        Plan::Group(m) => Some(Unit::Group(m.key.clone())),
+        Plan::Single => Some(Unit::Single(uid.to_string())),
+        Plan::Invalid(_) => None,
+    }
+}
+
+impl Index {
+    /// Brings the index up to date with `targets` (the whole cache): only targets whose
+    /// object changed are looked at, only those whose generation changed are planned.
+    pub fn refresh(
+        &mut self,
+        targets: &[Arc<ResponseTimeTarget>],
+        planner: &impl Planner,
+        default_interval: Duration,
+    ) {
+        let mut live = std::collections::HashSet::with_capacity(targets.len());
+        for t in targets {
+            let Some(uid) = t.uid() else { continue };
+            live.insert(uid.clone());
+            self.update(uid, t, planner, default_interval);
+        }
+        let gone: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|u| !live.contains(*u))
+            .cloned()
+            .collect();
+        for uid in gone {
+            self.remove(&uid, default_interval);
+        }
+    }
+
+    /// Says an invalid target's problem again at the next tick (its write failed).
+    pub fn again(&mut self, uid: &str) {
+        if self.entries.contains_key(uid) {
+            self.invalid.insert(uid.to_string());
+        }
+    }
+
+    fn update(
+        &mut self,
+        uid: String,
+        t: &ResponseTimeTarget,
+        planner: &impl Planner,
+        default_interval: Duration,
+    ) {
+        let version = t.resource_version();
+        if let Some(e) = self.entries.get(&uid)
+            && e.version == version
+        {
+            return;
+        }
+        let generation = t.metadata.generation;
+        let same_spec = self
+            .entries
+            .get(&uid)
+            .is_some_and(|e| e.generation == generation);
+        if !same_spec {
+            let (plan, queries) = planner.plan(t);
+            self.remove(&uid, default_interval);
+            let entry = Entry {
+                at: ObjectRef::from_obj(t),
+                plan,
+                queries: Arc::new(queries),
+                version: None,
+                generation,
+                interval: interval_of(t, default_interval),
+            };
+            if let Some(unit) = unit_of(&uid, &entry.plan) {
+                let s = self.units.entry(unit).or_default();
+                s.members.insert(uid.clone());
+                s.interval = if s.interval.is_zero() {
+                    entry.interval
+                } else {
+                    s.interval.min(entry.interval)
+                };
+            }
+            self.entries.insert(uid.clone(), entry);
+        }
+        let Some(entry) = self.entries.get_mut(&uid) else {
+            return;
+        };
+        entry.version = version;
+        match (&entry.plan, urgent(t)) {
+            (Plan::Invalid(p), urgent) => {
+                let said = t.status.as_ref().is_some_and(|s| {
+                    s.common.conditions.iter().any(|c| {
+                        c.type_ == crate::slo::READY
+                            && c.reason == p.reason()
+                            && c.status == "False"
+                    })
+                });
+                if urgent || !said {
+                    self.invalid.insert(uid);
+                }
+            }
+            (plan, true) => {
+                if let Some(unit) = unit_of(&uid, plan) {
+                    self.now.insert(unit);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn remove(&mut self, uid: &str, default_interval: Duration) {
+        let Some(old) = self.entries.remove(uid) else {
+            return;
+        };
+        self.invalid.remove(uid);
+        let Some(unit) = unit_of(uid, &old.plan) else {
+            return;
+        };
+        let Some(s) = self.units.get_mut(&unit) else {
+            return;
+        };
+        s.members.remove(uid);
+        if s.members.is_empty() {
+            self.units.remove(&unit);
+            self.now.remove(&unit);
+            return;
+        }
+        let entries = &self.entries;
+        s.interval = s
+            .members
+            .iter()
+            .filter_map(|m| entries.get(m).map(|e| e.interval))
+            .min()
+            .unwrap_or(default_interval);
+    }
+
+    /// The units due at `now` (`clock`: the same moment on the wall clock, for each unit's
+    /// stable phase); each is next due one interval later, at its phase.
+    pub fn due(&mut self, now: Instant, clock: Timestamp) -> Vec<Unit> {
+        let mut due = Vec::new();
+        for (unit, s) in self.units.iter_mut() {
+            let next = *s
+                .next
+                .get_or_insert_with(|| now + next_slot(unit, s.interval, clock));
+            if now >= next || self.now.contains(unit) {
+                due.push(unit.clone());
+                s.next = Some(now + next_slot(unit, s.interval, clock));
+            }
+        }
+        self.now.clear();
+        due
+    }
+
+    /// Invalid targets whose status must say why, once each (until they change again).
+    pub fn take_invalid(&mut self) -> Vec<(String, &Entry)> {
+        let uids = std::mem::take(&mut self.invalid);
+        uids.into_iter()
+            .filter_map(|u| self.entries.get(&u).map(|e| (u, e)))
+            .collect()
+    }
+
+    /// The members of `unit`.
+    pub fn members(&self, unit: &Unit) -> Vec<&Entry> {
+        let Some(s) = self.units.get(unit) else {
+            return Vec::new();
+        };
+        s.members
+            .iter()
+            .filter_map(|m| self.entries.get(m))
+            .collect()
+    }
+
+    /// The groups' keys.
+    pub fn group_keys(&self) -> impl Iterator<Item = GroupKey> + '_ {
+        self.units.keys().filter_map(|u| match u {
+            Unit::Group(k) => Some(k.clone()),
+            Unit::Single(_) => None,
+        })
+    }
+
+    /// The batched groups, the targets evaluated alone, and the targets in all.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let groups = self
+            .units
+            .keys()
+            .filter(|u| matches!(u, Unit::Group(_)))
+            .count();
+        (groups, self.units.len() - groups, self.entries.len())
+    }
+}
