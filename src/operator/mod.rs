@@ -619,7 +619,7 @@ where
                 .metrics
                 .watched_resources
                 .with_label_values(&[kind])
-                .set(reader.state().len() as i64);
+                .set(reader.len() as i64);
         }
     });
     (store, changes, task)
@@ -666,7 +666,7 @@ where
                 .metrics
                 .watched_resources
                 .with_label_values(&[kind])
-                .set(store.state().len() as i64);
+                .set(store.len() as i64);
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -24,6 +24,13 @@ pub enum Unit {
     Single(String),
 }
 
+/// A unit due now: all its members, or `only` these (by uid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub unit: Unit,
+    pub only: Option<BTreeSet<String>>,
+}
+
 /// How a target is evaluated.
 #[derive(Debug, Clone)]
 pub enum Plan {
@@ -61,8 +68,9 @@ pub trait Planner {
 pub struct Index {
     entries: HashMap<String, Entry>,
     units: BTreeMap<Unit, Schedule>,
-    /// Due at the next tick whatever their schedule: a member is new or its spec changed.
-    now: BTreeSet<Unit>,
+    /// Members due at the next tick whatever their unit's schedule: new, or their spec
+    /// changed (only they are evaluated then, not their whole group).
+    now: BTreeMap<Unit, BTreeSet<String>>,
     /// Invalid targets whose status must say so (uids).
     invalid: BTreeSet<String>,
 }
@@ -167,7 +175,7 @@ impl Index {
             }
             (plan, true) => {
                 if let Some(unit) = unit_of(&uid, plan) {
-                    self.now.insert(unit);
+                    self.now.entry(unit).or_default().insert(uid);
                 }
             }
             _ => {}
@@ -186,6 +194,9 @@ impl Index {
             return;
         };
         s.members.remove(uid);
+        if let Some(now) = self.now.get_mut(&unit) {
+            now.remove(uid);
+        }
         if s.members.is_empty() {
             self.units.remove(&unit);
             self.now.remove(&unit);
@@ -200,20 +211,30 @@ impl Index {
             .unwrap_or(default_interval);
     }
 
-    /// The units due at `now` (`clock`: the same moment on the wall clock, for each unit's
-    /// stable phase); each is next due one interval later, at its phase.
-    pub fn due(&mut self, now: Instant, clock: Timestamp) -> Vec<Unit> {
+    /// What is due at `now` (`clock`: the same moment on the wall clock, for each unit's
+    /// stable phase): whole units at their slot (each then next due one interval later, at
+    /// its phase), and the new or changed members of the others.
+    pub fn due(&mut self, now: Instant, clock: Timestamp) -> Vec<Due> {
         let mut due = Vec::new();
+        let mut urgent = std::mem::take(&mut self.now);
         for (unit, s) in self.units.iter_mut() {
             let next = *s
                 .next
                 .get_or_insert_with(|| now + next_slot(unit, s.interval, clock));
-            if now >= next || self.now.contains(unit) {
-                due.push(unit.clone());
+            if now >= next {
                 s.next = Some(now + next_slot(unit, s.interval, clock));
+                urgent.remove(unit);
+                due.push(Due {
+                    unit: unit.clone(),
+                    only: None,
+                });
+            } else if let Some(only) = urgent.remove(unit).filter(|o| !o.is_empty()) {
+                due.push(Due {
+                    unit: unit.clone(),
+                    only: Some(only),
+                });
             }
         }
-        self.now.clear();
         due
     }
 
@@ -225,13 +246,14 @@ impl Index {
             .collect()
     }
 
-    /// The members of `unit`.
-    pub fn members(&self, unit: &Unit) -> Vec<&Entry> {
-        let Some(s) = self.units.get(unit) else {
+    /// The members of what is due.
+    pub fn members(&self, due: &Due) -> Vec<&Entry> {
+        let Some(s) = self.units.get(&due.unit) else {
             return Vec::new();
         };
         s.members
             .iter()
+            .filter(|m| due.only.as_ref().is_none_or(|o| o.contains(*m)))
             .filter_map(|m| self.entries.get(m))
             .collect()
     }
@@ -252,5 +274,87 @@ impl Index {
             .filter(|u| matches!(u, Unit::Group(_)))
             .count();
         (groups, self.units.len() - groups, self.entries.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::prom::enforce::Tenancy;
+    use crate::slo::batch::membership;
+    use crate::testing::{TargetBuilder, at};
+
+    /// Plans by the real batching rules, counting how often it is asked.
+    #[derive(Default)]
+    struct Counting(Cell<usize>);
+
+    impl Planner for Counting {
+        fn plan(&self, t: &ResponseTimeTarget) -> (Plan, BTreeMap<String, String>) {
+            self.0.set(self.0.get() + 1);
+            let m = membership("shop", &t.spec, &Tenancy::default()).unwrap();
+            (Plan::Group(m), BTreeMap::new())
+        }
+    }
+
+    fn target(
+        name: &str,
+        version: &str,
+        generation: i64,
+        evaluated: bool,
+    ) -> Arc<ResponseTimeTarget> {
+        let mut t = TargetBuilder::new(name).generation(generation).build();
+        t.spec.indicator = serde_json::from_value(serde_json::json!({"latency": {
+            "histogram": "h", "selector": format!("{{service=\"{name}\"}}"), "threshold": "300ms"}}))
+        .unwrap();
+        t.metadata.resource_version = Some(version.into());
+        if evaluated {
+            let mut status = crate::api::response_time_target::ResponseTimeTargetStatus::default();
+            status.common.observed_generation = Some(generation);
+            t.status = Some(status);
+        }
+        Arc::new(t)
+    }
+
+    #[test]
+    fn targets_are_planned_once_per_generation_and_only_changed_members_jump_the_queue() {
+        let minute = Duration::from_secs(60);
+        let planner = Counting::default();
+        let mut index = Index::default();
+        let (a, b) = (target("a", "1", 1, true), target("b", "1", 1, true));
+        index.refresh(&[a.clone(), b.clone()], &planner, minute);
+        assert_eq!(planner.0.get(), 2);
+        assert_eq!(index.sizes(), (1, 0, 2), "one shape: one group of two");
+
+        // Nothing is due before the group's slot; at it, the whole group is.
+        let start = Instant::now();
+        assert!(index.due(start, at(0)).is_empty());
+        let slot = next_slot(&index.units.keys().next().unwrap().clone(), minute, at(0));
+        let due = index.due(start + slot, at(0) + slot);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].only, None);
+        assert_eq!(index.members(&due[0]).len(), 2);
+
+        // A status write (new resourceVersion, same generation): looked at, not planned.
+        let a2 = target("a", "2", 1, true);
+        index.refresh(&[a2, b.clone()], &planner, minute);
+        assert_eq!(planner.0.get(), 2, "no new plan for a status change");
+        assert!(index.due(start + slot, at(0) + slot).is_empty());
+
+        // A spec change: planned again, and only that member is due at once.
+        let a3 = target("a", "3", 2, false);
+        index.refresh(&[a3, b.clone()], &planner, minute);
+        assert_eq!(planner.0.get(), 3);
+        let due = index.due(start + slot, at(0) + slot);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].only, Some(BTreeSet::from(["uid-a".to_string()])));
+        assert_eq!(index.members(&due[0]).len(), 1);
+
+        // A deleted target leaves its group; the last one takes the group with it.
+        index.refresh(&[b], &planner, minute);
+        assert_eq!(index.sizes(), (1, 0, 1));
+        index.refresh(&[], &planner, minute);
+        assert_eq!(index.sizes(), (0, 0, 0));
     }
 }

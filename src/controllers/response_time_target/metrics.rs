@@ -20,7 +20,8 @@ pub struct RttMetrics {
     error_budget_remaining: GaugeVec,
     /// As above plus `window`.
     burn_rate: GaugeVec,
-    /// As above plus `state` (met, missed, unknown, error): 1 for the current state.
+    /// As above plus `state` (met, missed, unknown, error): one series, the current
+    /// state's, at 1.
     state: GaugeVec,
     /// Units of evaluation the loop holds: `batched` groups (one query per batch of
     /// members) and targets evaluated `alone` (alertResolution).
@@ -94,12 +95,15 @@ impl RttMetrics {
             lw.push(w);
             set_or_remove(&self.burn_rate, &lw, eval.burn_rates.get(*w).copied());
         }
+        // One series per target: its current state, 1 (the others' series are removed).
         for s in slo::State::ALL {
             let mut ls = l.clone();
             ls.push(s.as_str());
-            self.state
-                .with_label_values(&ls)
-                .set(if s == eval.state { 1.0 } else { 0.0 });
+            if s == eval.state {
+                self.state.with_label_values(&ls).set(1.0);
+            } else {
+                let _ = self.state.remove_label_values(&ls);
+            }
         }
     }
 

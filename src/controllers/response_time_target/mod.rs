@@ -8,7 +8,7 @@
 //! member's status, `act` writes what a reader would see change, several writes in
 //! flight. A group is due every evaluation interval (the shortest of its members'), at a
 //! stable phase of the wall clock derived from its shape; a target whose spec changed (or
-//! that has no status yet) makes its group due at once. Burn-rate alerts go to
+//! that has no status yet) is evaluated at once, alone of its group. Burn-rate alerts go to
 //! PrometheusRules (`rules`).
 
 mod act;
@@ -32,7 +32,7 @@ use super::runtime;
 use crate::api::ResponseTimeTarget;
 use crate::slo::batch::{self, GroupKey};
 use crate::slo::{Observations, Problem};
-use index::{Index, Plan, Unit};
+use index::{Due, Index, Plan, Unit};
 pub use observe::MAX_BATCH;
 
 /// The `controller` label of this loop's metrics.
@@ -256,12 +256,12 @@ impl Controller {
 
     /// What to observe for the due units: a latency or ratio group in batches of at most
     /// [`MAX_BATCH`] members, or one alertResolution target.
-    fn jobs(&self, due: &[Unit]) -> Vec<observe::Job> {
+    fn jobs(&self, due: &[Due]) -> Vec<observe::Job> {
         let mut jobs = Vec::new();
-        for unit in due {
+        for d in due {
             let members: Vec<Member> = self
                 .index
-                .members(unit)
+                .members(d)
                 .into_iter()
                 .filter_map(|e| {
                     Some(Member {
@@ -274,7 +274,7 @@ impl Controller {
                     })
                 })
                 .collect();
-            match unit {
+            match &d.unit {
                 Unit::Single(_) => jobs.extend(members.into_iter().map(observe::Job::Single)),
                 Unit::Group(key) => {
                     let cached = self.buckets.get(key).cloned();
