@@ -151,8 +151,9 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
     );
     let budget = 1.0 - (1.0 - expected[1] / 100.0) / 0.005;
     let remaining = status.error_budget_remaining.unwrap();
+    // Status shows the budget to two significant digits.
     assert!(
-        (remaining - budget).abs() < 0.01,
+        (remaining - budget).abs() <= (budget.abs() * 0.05).max(0.01),
         "degraded: budget left {remaining} vs {budget}"
     );
     assert!(remaining < 0.0, "the degraded service overspent its budget");

@@ -133,7 +133,9 @@ fn period_over(old: &ResponseTimeTargetStatus, now: &Time, period: Duration) -> 
         .is_none_or(|t| crate::clock::until(t.0, now.0) >= period)
 }
 
-/// An Event for each of `Ready` and `ObjectiveMet` whose status changed.
+/// An Event for each of `Ready` and `ObjectiveMet` whose status changed; on a first
+/// evaluation (no such condition yet) only for a False one: ten thousand new targets that
+/// are fine make no Events.
 fn transitions(old: &ResponseTimeTargetStatus, new: &ResponseTimeTargetStatus) -> Vec<Note> {
     let mut notes = Vec::new();
     for type_ in [READY, OBJECTIVE_MET] {
@@ -141,7 +143,7 @@ fn transitions(old: &ResponseTimeTargetStatus, new: &ResponseTimeTargetStatus) -
         let Some(after) = new.common.conditions.iter().find(|c| c.type_ == type_) else {
             continue;
         };
-        if before == Some(after.status.as_str()) {
+        if before == Some(after.status.as_str()) || (before.is_none() && after.status != "False") {
             continue;
         }
         notes.push(Note {
@@ -275,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn a_first_evaluation_writes_rounded_figures_and_announces_each_condition() {
+    fn a_first_evaluation_writes_rounded_figures_and_announces_only_a_miss() {
         let t = TargetBuilder::new("t").build();
         // 9,950 of 10,000 good: 99.5 % against 99 %; 0.5 % bad of a 1 % budget leaves half.
         let out = decide(
@@ -306,16 +308,29 @@ mod tests {
             ("True".into(), "WithinObjective".into())
         );
         assert_eq!(out.evaluation.state, State::Met);
-        let reasons: Vec<&str> = out.notes.iter().map(|n| n.reason.as_str()).collect();
-        assert_eq!(reasons, ["Evaluated", "WithinObjective"]);
-        assert!(out.notes.iter().all(|n| !n.warning));
-        assert!(
-            out.notes[1].message.starts_with(
-                "ObjectiveMet=True: attainment 99.5% (objective 99%), 50% of the error budget left"
-            ),
-            "{}",
-            out.notes[1].message
+        // A first evaluation that is fine makes no Event; the message has the figures.
+        assert!(out.notes.is_empty(), "{:?}", out.notes);
+        let met = s
+            .common
+            .conditions
+            .iter()
+            .find(|c| c.type_ == OBJECTIVE_MET);
+        assert_eq!(
+            met.map(|c| c.message.as_str()),
+            Some("attainment 99.5% (objective 99%), 50% of the error budget left")
         );
+        // A first evaluation that misses is told, as a Warning.
+        let missed = decide(
+            &t,
+            &counts(9_800.0, 10_000.0),
+            BTreeMap::new(),
+            None,
+            at(0),
+            STATUS_PERIOD,
+        );
+        let reasons: Vec<&str> = missed.notes.iter().map(|n| n.reason.as_str()).collect();
+        assert_eq!(reasons, ["ObjectiveMissed"]);
+        assert!(missed.notes[0].warning);
     }
 
     #[test]
