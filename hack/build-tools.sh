@@ -2,7 +2,8 @@
 # Builds (once) every tool the local control plane needs from Go modules, pinned in
 # hack/versions.env, and caches them under ~/.cache/maturity-operator/.
 # Usage: hack/build-tools.sh [component...]   (default: all)
-# Components: kubernetes etcd kwok helm prometheus prom-label-proxy
+# Components: kubernetes etcd kwok helm prometheus prom-label-proxy (and, for `make bench`
+# only, sloth)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need_cmd go "install Go (1.24 or newer) first: the control-plane tools are built from Go modules"
@@ -173,10 +174,19 @@ build_prom_label_proxy() {
   log "prom-label-proxy $PROM_LABEL_PROXY_VERSION: built into $out"
 }
 
+# Only for `make bench`: Sloth's generated rules are the Prometheus cost we compare with.
+build_sloth() {
+  local out="$SLOTH_BIN" logfile="$LOG_DIR/build-sloth.log"
+  if [[ -x "$out/sloth" ]]; then log "sloth $SLOTH_VERSION: cached in $out"; return; fi
+  log "sloth $SLOTH_VERSION: building (log: $logfile)"; : >"$logfile"
+  go_install_into sloth "$out" "$logfile" "github.com/slok/sloth/cmd/sloth@$SLOTH_VERSION"
+  log "sloth $SLOTH_VERSION: built into $out"
+}
+
 link_tools() {
   mkdir -p "$TOOLS_BIN"
   local f
-  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/* "$PLP_BIN"/*; do
+  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/* "$PLP_BIN"/* "$SLOTH_BIN"/*; do
     [[ -f "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
   done
   return 0
@@ -193,7 +203,8 @@ for c in "${components[@]}"; do
     helm) build_helm ;;
     prometheus) build_prometheus ;;
     prom-label-proxy) build_prom_label_proxy ;;
-    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy)" ;;
+    sloth) build_sloth ;;
+    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy sloth)" ;;
   esac
 done
 link_tools

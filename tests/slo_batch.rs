@@ -11,7 +11,7 @@ use maturity_operator::conditions::Status;
 use maturity_operator::metrics::Metrics;
 use maturity_operator::prom::enforce::Tenancy;
 use maturity_operator::prom::{PromClient, PromConfig};
-use maturity_operator::slo::batch::{group_query, membership, split_answer};
+use maturity_operator::slo::batch::{Source, group_query, membership, split_answer};
 use maturity_operator::slo::{OBJECTIVE_MET, State, Target, evaluate};
 use support::cluster::ensure_cluster;
 use support::prom::{BackfilledPrometheus, OpenMetrics};
@@ -83,7 +83,7 @@ async fn batched_attainment_matches_the_generated_history() {
         .collect();
     assert_eq!(members[0].key, members[1].key, "one group");
     let values: Vec<&[String]> = members.iter().map(|m| m.values.as_slice()).collect();
-    let query = group_query(&members[0].key, &values);
+    let query = group_query(&members[0].key, &values, Source::Raw);
 
     let metrics = Metrics::new();
     let mut config = PromConfig::new(backfilled.prom.url.clone());

@@ -64,3 +64,6 @@ pub fn report_config_map(assessment: &str) -> String {
 pub fn burn_rate_rule(target: &str) -> String {
     format!("{target}-burn-rate")
 }
+
+/// The operator's own PrometheusRule: the recording rules per indicator shape.
+pub const RECORDINGS_RULE: &str = "maturity-operator-recordings";

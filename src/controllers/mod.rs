@@ -164,6 +164,9 @@ pub struct Settings {
     pub evidence_key: Option<crate::authz::Key>,
     /// Hosts reports may be delivered to (`host` or `host:port`).
     pub report_hosts: Vec<String>,
+    /// Where the operator's own PrometheusRule (the recordings per indicator shape) goes:
+    /// the watched namespace, or the operator's.
+    pub rules_namespace: String,
 }
 
 /// Why a reconcile did not finish.

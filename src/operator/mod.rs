@@ -446,6 +446,10 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                 authors: authors.clone(),
                 evidence_key: evidence_key.clone(),
                 report_hosts: config.report_hosts.clone(),
+                rules_namespace: config
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| config.authors.namespace.clone()),
             },
         ));
         start_controllers(&config, &ctx, &shared, &stop_rx, &mut watchers);

@@ -99,7 +99,8 @@ pub enum GroupKey {
 }
 
 impl GroupKey {
-    fn eq_labels(&self) -> &[String] {
+    /// The labels matched with `=` (values vary per member), sorted.
+    pub fn eq_labels(&self) -> &[String] {
         match self {
             GroupKey::Latency { shape, .. } => &shape.eq_labels,
             GroupKey::Ratio { good, .. } => &good.eq_labels,
@@ -178,10 +179,14 @@ pub fn membership(
     ))
 }
 
-/// Renders a selector of `shape` matching any of `values` (per varying label).
-fn render(shape: &SelectorShape, extra: &[&str], values: &[BTreeSet<&str>]) -> String {
+/// Renders a selector of `shape` matching any of `values` (per varying label; an empty set
+/// leaves that label unmatched).
+pub fn render(shape: &SelectorShape, extra: &[&str], values: &[BTreeSet<&str>]) -> String {
     let mut matchers: Vec<String> = shape.fixed.clone();
     for (label, vals) in shape.eq_labels.iter().zip(values) {
+        if vals.is_empty() {
+            continue;
+        }
         if vals.len() == 1 {
             matchers.push(format!(
                 "{label}=\"{}\"",
@@ -211,13 +216,82 @@ fn regex_escape(v: &str) -> String {
     out
 }
 
-/// The one query answering every member of a group.
-pub fn group_query(key: &GroupKey, members: &[&[String]]) -> String {
+/// Where a group query reads the window and the long burn windows from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// The raw series, over the whole window.
+    Raw,
+    /// The shape's recorded series ([`super::recordings`]), whose id this is.
+    Recorded(&'a str),
+}
+
+/// The one query answering every member of a group (or of a batch of it).
+pub fn group_query(key: &GroupKey, members: &[&[String]], source: Source<'_>) -> String {
     let labels = key.eq_labels();
     let values: Vec<BTreeSet<&str>> = (0..labels.len())
         .map(|i| members.iter().map(|m| m[i].as_str()).collect())
         .collect();
-    let (good, total, window) = match key {
+    let by = if labels.is_empty() {
+        String::new()
+    } else {
+        format!(" by ({})", labels.join(", "))
+    };
+    let part = |name: &str, f: &str, series: &str, w: &str| {
+        format!(
+            "label_replace(sum{by} ({f}({series}[{w}])), \"{PART_LABEL}\", \"{name}\", \"\", \"\")"
+        )
+    };
+    let (good, total, window) = raw_selectors(key, &values);
+    let mut parts = Vec::new();
+    let recorded = |record: &str, id: &str| {
+        let shape = super::recordings::recorded_shape(record, id, labels);
+        render(&shape, &[], &values)
+    };
+    match source {
+        Source::Raw => {
+            parts.push(part("good", "increase", &good, window));
+            parts.push(part("total", "increase", &total, window));
+        }
+        Source::Recorded(id) => {
+            let (rg, rt) = (
+                recorded(super::recordings::GOOD, id),
+                recorded(super::recordings::TOTAL, id),
+            );
+            parts.push(part("good", "sum_over_time", &rg, window));
+            parts.push(part("total", "sum_over_time", &rt, window));
+        }
+    }
+    for w in BURN_WINDOWS {
+        match source {
+            Source::Recorded(id) if super::recordings::RECORDED_WINDOWS.contains(w) => {
+                let seconds = crate::duration::parse_duration(w)
+                    .map(|d| d.as_secs().max(1))
+                    .unwrap_or(1);
+                for (name, record) in [
+                    ("good", super::recordings::GOOD),
+                    ("total", super::recordings::TOTAL),
+                ] {
+                    let series = recorded(record, id);
+                    parts.push(format!(
+                        "label_replace(sum{by} (sum_over_time({series}[{w}])) / {seconds}, \"{PART_LABEL}\", \"{name}_{w}\", \"\", \"\")"
+                    ));
+                }
+            }
+            _ => {
+                parts.push(part(&format!("good_{w}"), "rate", &good, w));
+                parts.push(part(&format!("total_{w}"), "rate", &total, w));
+            }
+        }
+    }
+    parts.join("\nor ")
+}
+
+/// The good and total selectors of a group's raw series (for `values`), and its window.
+pub fn raw_selectors<'k>(
+    key: &'k GroupKey,
+    values: &[BTreeSet<&str>],
+) -> (String, String, &'k str) {
+    match key {
         GroupKey::Latency {
             window, le, shape, ..
         } => {
@@ -230,8 +304,8 @@ pub fn group_query(key: &GroupKey, members: &[&[String]]) -> String {
                 ..shape.clone()
             };
             (
-                render(&bucket, &[le.as_str()], &values),
-                render(&count, &[], &values),
+                render(&bucket, &[le.as_str()], values),
+                render(&count, &[], values),
                 window,
             )
         }
@@ -241,30 +315,11 @@ pub fn group_query(key: &GroupKey, members: &[&[String]]) -> String {
             total,
             ..
         } => (
-            render(good, &[], &values),
-            render(total, &[], &values),
+            render(good, &[], values),
+            render(total, &[], values),
             window,
         ),
-    };
-    let by = if labels.is_empty() {
-        String::new()
-    } else {
-        format!(" by ({})", labels.join(", "))
-    };
-    let part = |name: &str, f: &str, series: &str, w: &str| {
-        format!(
-            "label_replace(sum{by} ({f}({series}[{w}])), \"{PART_LABEL}\", \"{name}\", \"\", \"\")"
-        )
-    };
-    let mut parts = vec![
-        part("good", "increase", &good, window),
-        part("total", "increase", &total, window),
-    ];
-    for w in BURN_WINDOWS {
-        parts.push(part(&format!("good_{w}"), "rate", &good, w));
-        parts.push(part(&format!("total_{w}"), "rate", &total, w));
     }
-    parts.join("\nor ")
 }
 
 /// The bucket boundaries of a latency group's histogram, `count by (le, <varying labels>)`
@@ -415,7 +470,7 @@ mod tests {
         // The namespace is a varying label, before `service` (labels sorted).
         assert_eq!(shop.values, ["shop", "a"]);
         assert_eq!(web.values, ["web", "a"]);
-        let q = group_query(&shop.key, &[&shop.values, &web.values]);
+        let q = group_query(&shop.key, &[&shop.values, &web.values], Source::Raw);
         assert!(
             q.contains(r#"sum by (namespace, service) (increase(h_bucket{route!="/healthz", namespace=~"shop|web", service="a", le="0.3"}[28d]))"#),
             "{q}"
@@ -473,7 +528,7 @@ mod tests {
         let a = membership("shop", &latency("a"), &Tenancy::Single).unwrap();
         let b = membership("shop", &latency("b.x"), &Tenancy::Single).unwrap();
         let members: Vec<&[String]> = vec![&a.values, &b.values];
-        let q = group_query(&a.key, &members);
+        let q = group_query(&a.key, &members, Source::Raw);
         assert!(q.contains(r#"label_replace(sum by (service) (increase(h_bucket{route!="/healthz", service=~"a|b\\.x", le="0.3"}[28d])), "mo_q", "good", "", "")"#), "{q}");
         assert!(
             q.contains(
@@ -535,7 +590,7 @@ mod tests {
         let a = membership("shop", &r("a"), &Tenancy::Single).unwrap();
         let b = membership("shop", &r("b"), &Tenancy::Single).unwrap();
         assert_eq!(a.key, b.key);
-        let q = group_query(&a.key, &[&a.values, &b.values]);
+        let q = group_query(&a.key, &[&a.values, &b.values], Source::Raw);
         assert!(
             q.contains(r#"increase(http_requests_total{code!~"5..", service=~"a|b"}[7d])"#),
             "{q}"

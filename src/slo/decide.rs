@@ -236,6 +236,16 @@ pub fn interval_of(t: &ResponseTimeTarget, default: Duration) -> Duration {
         .unwrap_or(default)
 }
 
+/// Whether `t`'s status says `problem` already (`Ready=False` with its reason).
+pub fn says(t: &ResponseTimeTarget, problem: &super::Problem) -> bool {
+    t.status.as_ref().is_some_and(|s| {
+        s.common
+            .conditions
+            .iter()
+            .any(|c| c.type_ == READY && c.reason == problem.reason() && c.status == "False")
+    })
+}
+
 /// The spec changed since the status was written (or there is no status yet): evaluate now.
 pub fn urgent(t: &ResponseTimeTarget) -> bool {
     t.status.as_ref().and_then(|s| s.common.observed_generation) != t.metadata.generation

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod decide;
 pub mod queries;
+pub mod recordings;
 pub mod resolution;
 pub mod rules;
 

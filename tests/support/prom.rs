@@ -302,6 +302,81 @@ impl BackfilledPrometheus {
     pub fn log_path(&self) -> PathBuf {
         self._dir.path().join("prometheus.log")
     }
+
+    /// Backfills recording `rules` (a rule file) from `start` to `end` (unix seconds) at
+    /// `step` with `promtool tsdb create-blocks-from rules` against this Prometheus, then
+    /// restarts it on its data with the new blocks added (same address).
+    pub async fn backfill_rules(
+        &mut self,
+        env: &ClusterEnv,
+        rules: &str,
+        start: i64,
+        end: i64,
+        step: &str,
+    ) {
+        let rules_file = self._dir.path().join("backfill-rules.yml");
+        std::fs::write(&rules_file, rules).expect("write rules");
+        let out_dir = self._dir.path().join("recorded");
+        let out = Command::new(env.tool("promtool"))
+            .args(["tsdb", "create-blocks-from", "rules"])
+            .arg(format!("--start={start}"))
+            .arg(format!("--end={end}"))
+            .arg(format!("--url={}", self.prom.url))
+            .arg(format!("--output-dir={}", out_dir.display()))
+            .arg(format!("--eval-interval={step}"))
+            .arg(&rules_file)
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool tsdb create-blocks-from rules failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data = self._dir.path().join("data");
+        for block in std::fs::read_dir(&out_dir).expect("recorded blocks") {
+            let block = block.expect("block");
+            std::fs::rename(block.path(), data.join(block.file_name())).expect("move block");
+        }
+        let port = self
+            .prom
+            .url
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let log = std::fs::File::create(self._dir.path().join("prometheus-2.log")).expect("log");
+        self.child = Command::new(env.tool("prometheus"))
+            .arg(format!(
+                "--config.file={}",
+                self._dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--storage.tsdb.retention.time=400d")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart prometheus");
+        let ready = format!("{}/-/ready", self.prom.url);
+        super::eventually(
+            "restarted Prometheus ready",
+            Duration::from_secs(60),
+            || {
+                let ready = ready.clone();
+                async move {
+                    match reqwest::get(&ready).await {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        Ok(r) => Err(format!("status {}", r.status())),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            },
+        )
+        .await;
+    }
 }
 
 impl Drop for BackfilledPrometheus {

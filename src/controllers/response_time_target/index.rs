@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use crate::api::ResponseTimeTarget;
 use crate::slo::Problem;
 use crate::slo::batch::{GroupKey, Membership};
-use crate::slo::decide::{interval_of, next_slot, urgent};
+use crate::slo::decide::{interval_of, next_slot, says, urgent};
 
 /// What is evaluated together: a group of one shape, or one alertResolution target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,6 +73,8 @@ pub struct Index {
     now: BTreeMap<Unit, BTreeSet<String>>,
     /// Invalid targets whose status must say so (uids).
     invalid: BTreeSet<String>,
+    /// A group gained or lost a member since [`Index::take_regrouped`].
+    regrouped: bool,
 }
 
 fn unit_of(uid: &str, plan: &Plan) -> Option<Unit> {
@@ -98,12 +100,8 @@ impl Index {
             live.insert(uid.clone());
             self.update(uid, t, planner, default_interval);
         }
-        let gone: Vec<String> = self
-            .entries
-            .keys()
-            .filter(|u| !live.contains(*u))
-            .cloned()
-            .collect();
+        let known = self.entries.keys();
+        let gone: Vec<String> = known.filter(|u| !live.contains(*u)).cloned().collect();
         for uid in gone {
             self.remove(&uid, default_interval);
         }
@@ -146,9 +144,11 @@ impl Index {
                 interval: interval_of(t, default_interval),
             };
             if let Some(unit) = unit_of(&uid, &entry.plan) {
+                self.regrouped = true;
                 let s = self.units.entry(unit).or_default();
                 s.members.insert(uid.clone());
-                s.interval = if s.interval.is_zero() {
+                let first = s.members.len() == 1;
+                s.interval = if first {
                     entry.interval
                 } else {
                     s.interval.min(entry.interval)
@@ -161,17 +161,8 @@ impl Index {
         };
         entry.version = version;
         match (&entry.plan, urgent(t)) {
-            (Plan::Invalid(p), urgent) => {
-                let said = t.status.as_ref().is_some_and(|s| {
-                    s.common.conditions.iter().any(|c| {
-                        c.type_ == crate::slo::READY
-                            && c.reason == p.reason()
-                            && c.status == "False"
-                    })
-                });
-                if urgent || !said {
-                    self.invalid.insert(uid);
-                }
+            (Plan::Invalid(p), urgent) if urgent || !says(t, p) => {
+                self.invalid.insert(uid);
             }
             (plan, true) => {
                 if let Some(unit) = unit_of(&uid, plan) {
@@ -194,6 +185,7 @@ impl Index {
             return;
         };
         s.members.remove(uid);
+        self.regrouped = true;
         if let Some(now) = self.now.get_mut(&unit) {
             now.remove(uid);
         }
@@ -258,6 +250,31 @@ impl Index {
             .collect()
     }
 
+    /// Whether a group gained or lost a member since the last call.
+    pub fn take_regrouped(&mut self) -> bool {
+        std::mem::take(&mut self.regrouped)
+    }
+
+    /// Each group with its members' values of varying label `label` (their namespaces,
+    /// for the tenancy label); empty sets without a label.
+    pub fn values_of(&self, label: Option<&str>) -> Vec<(GroupKey, BTreeSet<String>)> {
+        let mut out = Vec::new();
+        for (unit, s) in &self.units {
+            let Unit::Group(key) = unit else { continue };
+            let at = label.and_then(|l| key.eq_labels().iter().position(|e| e == l));
+            let values = s
+                .members
+                .iter()
+                .filter_map(|m| match (&self.entries.get(m)?.plan, at) {
+                    (Plan::Group(g), Some(i)) => g.values.get(i).cloned(),
+                    _ => None,
+                })
+                .collect();
+            out.push((key.clone(), values));
+        }
+        out
+    }
+
     /// The groups' keys.
     pub fn group_keys(&self) -> impl Iterator<Item = GroupKey> + '_ {
         self.units.keys().filter_map(|u| match u {
@@ -278,83 +295,5 @@ impl Index {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::cell::Cell;
-
-    use super::*;
-    use crate::prom::enforce::Tenancy;
-    use crate::slo::batch::membership;
-    use crate::testing::{TargetBuilder, at};
-
-    /// Plans by the real batching rules, counting how often it is asked.
-    #[derive(Default)]
-    struct Counting(Cell<usize>);
-
-    impl Planner for Counting {
-        fn plan(&self, t: &ResponseTimeTarget) -> (Plan, BTreeMap<String, String>) {
-            self.0.set(self.0.get() + 1);
-            let m = membership("shop", &t.spec, &Tenancy::default()).unwrap();
-            (Plan::Group(m), BTreeMap::new())
-        }
-    }
-
-    fn target(
-        name: &str,
-        version: &str,
-        generation: i64,
-        evaluated: bool,
-    ) -> Arc<ResponseTimeTarget> {
-        let mut t = TargetBuilder::new(name).generation(generation).build();
-        t.spec.indicator = serde_json::from_value(serde_json::json!({"latency": {
-            "histogram": "h", "selector": format!("{{service=\"{name}\"}}"), "threshold": "300ms"}}))
-        .unwrap();
-        t.metadata.resource_version = Some(version.into());
-        if evaluated {
-            let mut status = crate::api::response_time_target::ResponseTimeTargetStatus::default();
-            status.common.observed_generation = Some(generation);
-            t.status = Some(status);
-        }
-        Arc::new(t)
-    }
-
-    #[test]
-    fn targets_are_planned_once_per_generation_and_only_changed_members_jump_the_queue() {
-        let minute = Duration::from_secs(60);
-        let planner = Counting::default();
-        let mut index = Index::default();
-        let (a, b) = (target("a", "1", 1, true), target("b", "1", 1, true));
-        index.refresh(&[a.clone(), b.clone()], &planner, minute);
-        assert_eq!(planner.0.get(), 2);
-        assert_eq!(index.sizes(), (1, 0, 2), "one shape: one group of two");
-
-        // Nothing is due before the group's slot; at it, the whole group is.
-        let start = Instant::now();
-        assert!(index.due(start, at(0)).is_empty());
-        let slot = next_slot(&index.units.keys().next().unwrap().clone(), minute, at(0));
-        let due = index.due(start + slot, at(0) + slot);
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].only, None);
-        assert_eq!(index.members(&due[0]).len(), 2);
-
-        // A status write (new resourceVersion, same generation): looked at, not planned.
-        let a2 = target("a", "2", 1, true);
-        index.refresh(&[a2, b.clone()], &planner, minute);
-        assert_eq!(planner.0.get(), 2, "no new plan for a status change");
-        assert!(index.due(start + slot, at(0) + slot).is_empty());
-
-        // A spec change: planned again, and only that member is due at once.
-        let a3 = target("a", "3", 2, false);
-        index.refresh(&[a3, b.clone()], &planner, minute);
-        assert_eq!(planner.0.get(), 3);
-        let due = index.due(start + slot, at(0) + slot);
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].only, Some(BTreeSet::from(["uid-a".to_string()])));
-        assert_eq!(index.members(&due[0]).len(), 1);
-
-        // A deleted target leaves its group; the last one takes the group with it.
-        index.refresh(&[b], &planner, minute);
-        assert_eq!(index.sizes(), (1, 0, 1));
-        index.refresh(&[], &planner, minute);
-        assert_eq!(index.sizes(), (0, 0, 0));
-    }
-}
+#[path = "index_tests.rs"]
+mod tests;

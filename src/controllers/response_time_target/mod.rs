@@ -12,6 +12,7 @@
 //! PrometheusRules (`rules`).
 
 mod act;
+mod caches;
 mod index;
 pub mod metrics;
 mod observe;
@@ -64,8 +65,8 @@ pub struct Controller {
     /// The change count the index was last brought up to date at, and when.
     seen: Option<(u64, Instant)>,
     index: Index,
-    /// Bucket boundaries per latency group, as last checked.
-    buckets: HashMap<GroupKey, observe::Buckets>,
+    /// Per group: bucket boundaries and the recordings' coverage, as last checked.
+    caches: HashMap<GroupKey, caches::Cached>,
     rules: rules::RuleSync,
     metrics: metrics::RttMetrics,
 }
@@ -130,7 +131,7 @@ impl Controller {
             changes,
             seen: None,
             index: Index::default(),
-            buckets: HashMap::new(),
+            caches: HashMap::new(),
         }
     }
 
@@ -167,10 +168,10 @@ impl Controller {
             .buffer_unordered(OBSERVING)
             .collect()
             .await;
-        for (done, buckets) in results {
+        for (done, checked) in results {
             evaluated.extend(done);
-            if let Some((key, b)) = buckets {
-                self.buckets.insert(key, b);
+            if let Some((key, c)) = checked {
+                self.caches.entry(key).or_default().merge(c);
             }
         }
         report.targets_evaluated = evaluated.len();
@@ -224,8 +225,18 @@ impl Controller {
         };
         self.seen = Some((changes, at));
         let live: std::collections::HashSet<GroupKey> = self.index.group_keys().collect();
-        self.buckets.retain(|k, _| live.contains(k));
-        self.rules.sync(&targets).await
+        self.caches.retain(|k, _| live.contains(k));
+        let mut writes = self.rules.sync(&targets).await;
+        if self.index.take_regrouped() || recheck {
+            let label = match &self.ctx.settings.tenancy {
+                crate::prom::enforce::Tenancy::Enforced { label } => Some(label.as_str()),
+                crate::prom::enforce::Tenancy::Single => None,
+            };
+            let groups = self.index.values_of(label);
+            let ns = &self.ctx.settings.rules_namespace;
+            writes += self.rules.sync_recordings(&groups, ns, label).await;
+        }
+        writes
     }
 
     /// Invalid targets whose status must say why.
@@ -277,8 +288,9 @@ impl Controller {
             match &d.unit {
                 Unit::Single(_) => jobs.extend(members.into_iter().map(observe::Job::Single)),
                 Unit::Group(key) => {
-                    let cached = self.buckets.get(key).cloned();
-                    jobs.extend(observe::batches(key, members, cached));
+                    let cached = self.caches.get(key).cloned().unwrap_or_default();
+                    let recorded = self.rules.recording();
+                    jobs.extend(observe::batches(key, members, cached, recorded));
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! checked again every few minutes). Applied with server-side apply only when the rules
 //! changed; deleted when alerts are switched off.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +15,10 @@ use kube::{Resource, ResourceExt};
 use crate::api::ResponseTimeTarget;
 use crate::slo::rules::burn_rate_group;
 
-use crate::api::names::{MANAGED_BY, MANAGED_BY_LABEL, MANAGED_BY_SELECTOR};
+use crate::api::names::{MANAGED_BY, MANAGED_BY_LABEL, MANAGED_BY_SELECTOR, RECORDINGS_RULE};
 use crate::k8s::Kube;
+use crate::slo::batch::GroupKey;
+use crate::slo::recordings;
 
 /// How often the PrometheusRule CRD is looked for again.
 pub const RECHECK: Duration = Duration::from_secs(300);
@@ -43,6 +45,8 @@ pub struct RuleSync {
     /// The generation each target's rule is in line with, by uid: a target is looked at
     /// again only when its spec changed.
     synced: HashMap<String, Option<i64>>,
+    /// Hash of the recordings last applied (None: none known).
+    recordings: Option<u64>,
 }
 
 impl RuleSync {
@@ -53,6 +57,7 @@ impl RuleSync {
             served: None,
             applied: HashMap::new(),
             synced: HashMap::new(),
+            recordings: None,
         }
     }
 
@@ -71,6 +76,7 @@ impl RuleSync {
             tracing::info!(served, "PrometheusRule CRD (monitoring.coreos.com/v1)");
             self.applied.clear();
             self.synced.clear();
+            self.recordings = None;
             if served {
                 // Rules of ours that exist already (e.g. from before a restart), by owner.
                 if let Ok(list) = self
@@ -88,6 +94,60 @@ impl RuleSync {
         }
         self.served = Some((served, Instant::now()));
         served
+    }
+
+    /// Whether the recordings per shape were applied (so reading them may answer).
+    pub fn recording(&self) -> bool {
+        self.recordings.is_some()
+    }
+
+    /// Brings the operator's own PrometheusRule (in `namespace`) in line with the groups:
+    /// one pair of recording rules per indicator shape, reading only its members'
+    /// `tenant_label` values. Returns the writes made.
+    pub async fn sync_recordings(
+        &mut self,
+        groups: &[(GroupKey, BTreeSet<String>)],
+        namespace: &str,
+        tenant_label: Option<&str>,
+    ) -> usize {
+        if !self.crd_served().await {
+            return 0;
+        }
+        let group = recording_group(groups, tenant_label);
+        let hash = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            serde_json::to_string(&group)
+                .unwrap_or_default()
+                .hash(&mut h);
+            h.finish()
+        };
+        if self.recordings == Some(hash) {
+            return 0;
+        }
+        let object = serde_json::json!({
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": {
+                "name": RECORDINGS_RULE,
+                "namespace": namespace,
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+            },
+            "spec": {"groups": [group]},
+        });
+        match self
+            .kube
+            .dynamic_apply(namespace, RECORDINGS_RULE, &api_resource(), &object)
+            .await
+        {
+            Ok(_) => {
+                self.recordings = Some(hash);
+                1
+            }
+            Err(e) => {
+                tracing::warn!(namespace, error = %e, "applying the recordings PrometheusRule failed");
+                0
+            }
+        }
     }
 
     /// Brings every target's PrometheusRule in line with its spec; returns the writes made.
@@ -165,4 +225,28 @@ impl RuleSync {
         }
         writes
     }
+}
+
+/// The rule group of the recordings: one pair per shape (groups of one shape and other
+/// windows share it), every namespace of the shape's members, evaluated every 5 minutes.
+pub fn recording_group(
+    groups: &[(GroupKey, BTreeSet<String>)],
+    tenant_label: Option<&str>,
+) -> serde_json::Value {
+    let mut shapes: BTreeMap<String, (&GroupKey, BTreeSet<&str>)> = BTreeMap::new();
+    for (key, tenants) in groups {
+        let e = shapes
+            .entry(recordings::shape_id(key))
+            .or_insert((key, BTreeSet::new()));
+        e.1.extend(tenants.iter().map(String::as_str));
+    }
+    let rules: Vec<recordings::Recording> = shapes
+        .values()
+        .flat_map(|(key, tenants)| recordings::rules(key, tenant_label, tenants))
+        .collect();
+    serde_json::json!({
+        "name": RECORDINGS_RULE,
+        "interval": crate::duration::format_duration(recordings::STEP),
+        "rules": rules,
+    })
 }

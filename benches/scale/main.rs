@@ -9,11 +9,16 @@
 //!   with moving traffic, status writes per minute, Prometheus queries per minute, and
 //!   Prometheus's own CPU per minute.
 //!
-//! Not part of `make test` (it takes about half an hour); `make test` checks the counts
+//! Then the Prometheus cost of 50 objectives with 28 days of history, the operator's
+//! against Sloth's generated rules ([`prometheus_cost`]).
+//!
+//! Not part of `make test` (it takes about 45 minutes); `make test` checks the counts
 //! behind these figures (queries per cycle, writes per idle period, groups per shape).
-//! Sizes: `MATURITY_BENCH_SIZES=1000,10000` (the default).
+//! Sizes: `MATURITY_BENCH_SIZES=1000,10000` (the default; `0` skips them);
+//! `MATURITY_BENCH_COST=0` skips the Prometheus cost.
 
-#[path = "../tests/support/mod.rs"]
+mod prometheus_cost;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
@@ -429,9 +434,20 @@ async fn measured(client: &Client) -> usize {
     }
 }
 
+/// Deletes `namespaces` (none given: every namespace the bench made) and waits until no
+/// namespace of the bench is left.
 async fn delete_namespaces(client: &Client, namespaces: &[String]) {
     let api = Api::<Namespace>::all(client.clone());
-    for ns in namespaces {
+    let labelled = ListParams::default().labels("maturity-bench=true");
+    let all: Vec<String> = match namespaces.is_empty() {
+        true => api
+            .list(&labelled)
+            .await
+            .map(|l| l.items.iter().map(|n| n.name_any()).collect())
+            .unwrap_or_default(),
+        false => namespaces.to_vec(),
+    };
+    for ns in &all {
         let _ = api.delete(ns, &DeleteParams::default()).await;
     }
     let started = Instant::now();
@@ -577,6 +593,35 @@ fn table(figures: &[Figures]) -> String {
     out
 }
 
+/// The PrometheusRule CRD as a permissive stand-in (the operator writes its recordings
+/// there; the bench loads them into its Prometheus itself).
+async fn install_prometheus_rule_crd(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "prometheusrules.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"kind": "PrometheusRule", "plural": "prometheusrules", "singular": "prometheusrule", "listKind": "PrometheusRuleList"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]
+        }
+    }))
+    .unwrap();
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .patch(
+            "prometheusrules.monitoring.coreos.com",
+            &PatchParams::apply("maturity-bench").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("install the PrometheusRule CRD");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
 async fn run() {
     let env = tokio::task::spawn_blocking(ensure_cluster).await.unwrap();
     let client = client(&env).await;
@@ -586,14 +631,27 @@ async fn run() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    install_prometheus_rule_crd(&client).await;
     let traffic = Arc::new(Mutex::new(Traffic::default()));
     let addr = exporter(traffic.clone()).await;
     let prom = prometheus(&env, addr).await;
     let mut figures = Vec::new();
-    for n in sizes {
+    for n in sizes.into_iter().filter(|n| *n > 0) {
         figures.push(size(&env, &client, &traffic, &prom, n).await);
         println!("{}", table(&figures));
     }
+    drop(prom);
+    let mut costs = Vec::new();
+    if std::env::var("MATURITY_BENCH_COST").as_deref() != Ok("0") {
+        for layout in [
+            prometheus_cost::Layout::Shared,
+            prometheus_cost::Layout::Alone,
+        ] {
+            costs.push(prometheus_cost::layout(&env, &client, layout).await);
+            println!("{}", prometheus_cost::table(&costs));
+        }
+    }
+    delete_namespaces(&client, &[]).await;
     let machine = BTreeMap::from([(
         "cores",
         std::thread::available_parallelism()
@@ -602,11 +660,17 @@ async fn run() {
     )]);
     let doc = format!(
         "# Benchmark\n\nWritten by `make bench` ({}; {} cores, release build, local control plane \
-         with kwok, a Prometheus scraping live traffic every {SCRAPE} s). Status writes in \
-         flight: {IN_FLIGHT}; evaluation interval 1m; status period 5m.\n\n{}\n",
+         with kwok).\n\n## Targets at scale\n\nA Prometheus scraping live traffic every \
+         {SCRAPE} s; four indicator shapes; status writes in flight: {IN_FLIGHT}; evaluation \
+         interval 1m; status period 5m. Steady traffic keeps each service's share of good \
+         requests; moving traffic changes it at every scrape.\n\n{}\n\
+         ## Prometheus cost against Sloth\n\n{} objectives, 28 days of 1-minute history, \
+         both tools' recordings backfilled; Prometheus CPU per minute over 5 minutes.\n\n{}\n",
         maturity_operator::clock::Clock::system().now(),
         machine["cores"],
-        table(&figures)
+        table(&figures),
+        prometheus_cost::OBJECTIVES,
+        prometheus_cost::table(&costs),
     );
     std::fs::write(repo_dir().join("docs/bench.md"), doc).expect("write docs/bench.md");
     println!("wrote docs/bench.md");
