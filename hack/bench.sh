@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: builds the tools (cached) and the operator in release, starts the local
-# cluster (or reuses a running one), and runs benches/scale.rs, which prints its figures
+# cluster (or reuses a running one), and runs tests/bench/scale.rs, which prints its figures
 # and writes docs/bench.md. Not part of `make test`.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_DIR"

@@ -9,10 +9,15 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// Text appended to `/metrics` after the registry's families (families kept outside the
+/// registry, e.g. the per-target ones, which are cheaper as plain rows than as series).
+pub type Renderer = std::sync::Arc<dyn Fn(&mut String) + Send + Sync>;
+
 /// Every metric the operator exports, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    renderers: std::sync::Arc<std::sync::Mutex<Vec<Renderer>>>,
     /// Objects of each kind the operator sees, by kind.
     pub watched_resources: IntGaugeVec,
     /// Prometheus queries by kind (instant, range, get) and outcome (ok or the error category).
@@ -141,6 +146,7 @@ impl Metrics {
         }
         Self {
             registry,
+            renderers: Default::default(),
             watched_resources,
             prometheus_queries,
             prometheus_query_duration,
@@ -189,12 +195,29 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Adds families rendered by `r` to `/metrics`.
+    pub fn add_renderer(&self, r: Renderer) {
+        self.renderers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(r);
+    }
+
     /// The current values in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for the text encoder.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        let mut text = String::from_utf8(buf).unwrap_or_default();
+        let renderers = self
+            .renderers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for r in renderers {
+            r(&mut text);
+        }
+        text
     }
 }
 

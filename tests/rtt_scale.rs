@@ -47,6 +47,8 @@ fn metric(text: &str, name: &str, must: &[&str]) -> f64 {
 #[tokio::test]
 async fn two_hundred_targets_cost_a_handful_of_queries_and_no_idle_writes() {
     let ctx = TestContext::new("scale").await;
+    // The operator writes its recordings where PrometheusRules are served.
+    support::cluster::install_prometheus_rule_stand_in(&ctx.client).await;
     let count = targets();
     // Two hours of history that ended ten minutes ago, with a constant share of good
     // requests per service: every figure is the same at every later evaluation.
@@ -220,6 +222,32 @@ async fn two_hundred_targets_cost_a_handful_of_queries_and_no_idle_writes() {
         metric(&text, "maturity_rtt_groups", &["kind=\"batched\""]),
         1.0,
         "{count} targets of one shape are one group"
+    );
+    // One pair of recording rules for the shape, not one per target.
+    let rules: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &ctx.namespace,
+        &maturity_operator::controllers::response_time_target::rules::api_resource(),
+    );
+    let recordings = rules
+        .get(maturity_operator::api::names::RECORDINGS_RULE)
+        .await
+        .expect("the recordings PrometheusRule");
+    let group = &recordings.data["spec"]["groups"][0];
+    assert_eq!(group["interval"], "5m", "{group}");
+    let records: Vec<&str> = group["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["record"].as_str())
+        .collect();
+    assert_eq!(
+        records,
+        [
+            maturity_operator::slo::recordings::GOOD,
+            maturity_operator::slo::recordings::TOTAL
+        ],
+        "{group}"
     );
     assert_eq!(
         end.2 - start.2,

@@ -434,3 +434,48 @@ pub fn kubeconfig_server(text: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// The PrometheusRule CRD (`monitoring.coreos.com/v1`) as a permissive stand-in, so the
+/// operator writes its PrometheusRules (their content is checked by loading it into a
+/// real Prometheus, not by this schema).
+#[allow(dead_code)] // not every test binary uses it
+pub async fn install_prometheus_rule_stand_in(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "prometheusrules.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"kind": "PrometheusRule", "plural": "prometheusrules", "singular": "prometheusrule", "listKind": "PrometheusRuleList"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]
+        }
+    }))
+    .expect("CRD literal");
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .patch(
+            "prometheusrules.monitoring.coreos.com",
+            &kube::api::PatchParams::apply("maturity-tests").force(),
+            &kube::api::Patch::Apply(&crd),
+        )
+        .await
+        .expect("install the PrometheusRule CRD");
+    // Served once the API server has it in discovery.
+    for _ in 0..50 {
+        let api: Api<kube::api::DynamicObject> = Api::all_with(
+            client.clone(),
+            &kube::core::ApiResource::from_gvk_with_plural(
+                &kube::core::GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PrometheusRule"),
+                "prometheusrules",
+            ),
+        );
+        if api.list(&Default::default()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the PrometheusRule CRD is not served after 10 s");
+}

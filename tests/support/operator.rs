@@ -65,8 +65,8 @@ impl Operator {
         Self::spawn(env, None, &env.prometheus_url, "2s", extra, vars)
     }
 
-    /// The operator in every namespace against `prometheus_url`, with `extra` flags after
-    /// the tests' own (a later flag wins): for the benchmark.
+    /// The operator in every namespace against `prometheus_url`, with `extra` flags (a
+    /// `--tick` or `--prometheus-timeout` there replaces the tests' own): for the benchmark.
     #[allow(dead_code)] // only the benchmark uses it
     pub fn start_all_namespaces(
         env: &ClusterEnv,
@@ -108,13 +108,14 @@ impl Operator {
             } else {
                 &["--metrics-auth", "none"][..]
             })
-            .args([
-                "--prometheus-url",
-                prometheus_url,
-                "--prometheus-timeout",
-                "2s",
-            ])
-            .args(["--tick", "200ms", "--default-interval", interval])
+            .args(["--prometheus-url", prometheus_url])
+            .args(
+                ["--prometheus-timeout", "2s", "--tick", "200ms"]
+                    .chunks(2)
+                    .filter(|f| !extra.iter().any(|e| e == f[0]))
+                    .flatten(),
+            )
+            .args(["--default-interval", interval])
             .args(
                 namespace
                     .map(|ns| ["--namespace", ns])

@@ -2,10 +2,9 @@
 //! state per target; a deleted target's series go.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kube::ResourceExt;
-use prometheus::GaugeVec;
 
 use crate::api::ResponseTimeTarget;
 use crate::metrics::Metrics;
@@ -14,144 +13,189 @@ use crate::slo::{self, Evaluation};
 /// Labels of the per-target series.
 pub const LABELS: &[&str] = &["namespace", "name", "service", "request_class"];
 
+/// The per-target families: name, help, and the row's value (with the `state` or `window`
+/// label for the two that have one).
+const FAMILIES: [(&str, &str); 5] = [
+    (
+        "maturity_rtt_attainment_percent",
+        "Percent of good events over the target's window.",
+    ),
+    ("maturity_rtt_objective_percent", "The target's objective."),
+    (
+        "maturity_rtt_error_budget_remaining_ratio",
+        "Fraction of the window's error budget left (negative when overspent).",
+    ),
+    (
+        "maturity_rtt_burn_rate",
+        "Error budget burn rate over a lookback window (1 spends the budget exactly over the target's window).",
+    ),
+    (
+        "maturity_rtt_state",
+        "1 for the target's current state (met, missed, unknown, error); one series per target.",
+    ),
+];
+
+/// What is exported of one target: its labels (escaped) and its last figures.
+struct Row {
+    labels: String,
+    objective: f64,
+    attainment: Option<f64>,
+    budget: Option<f64>,
+    burn: Vec<Option<f64>>,
+    state: slo::State,
+}
+
+/// The per-target figures, exact at every evaluation, kept as one plain row per target
+/// and rendered straight to text on `/metrics` (a row is a few hundred bytes; nine
+/// registry series per target cost about 10 KB, and as much again at every scrape), and
+/// the loop's own gauges.
 pub struct RttMetrics {
-    attainment: GaugeVec,
-    objective: GaugeVec,
-    error_budget_remaining: GaugeVec,
-    /// As above plus `window`.
-    burn_rate: GaugeVec,
-    /// As above plus `state` (met, missed, unknown, error): one series, the current
-    /// state's, at 1.
-    state: GaugeVec,
+    rows: Arc<Mutex<HashMap<String, Row>>>,
     /// Units of evaluation the loop holds: `batched` groups (one query per batch of
     /// members) and targets evaluated `alone` (alertResolution).
     pub groups: prometheus::IntGaugeVec,
-    /// Label sets exported per target uid, so a deleted target's series can be removed.
-    exported: HashMap<String, [String; 4]>,
 }
 
-fn labels(t: &ResponseTimeTarget) -> [String; 4] {
-    [
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn labels(t: &ResponseTimeTarget) -> String {
+    let values = [
         t.namespace().unwrap_or_default(),
         t.name_any(),
         t.spec.service.clone(),
         t.spec.request_class.clone(),
-    ]
+    ];
+    LABELS
+        .iter()
+        .zip(values)
+        .map(|(l, v)| format!("{l}=\"{}\"", escape(&v)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl RttMetrics {
     pub fn new(m: &Metrics) -> Self {
-        let gauge = |name: &str, help: &str, extra: &[&str]| {
-            let l: Vec<&str> = LABELS.iter().chain(extra).copied().collect();
-            m.gauges(name, help, &l)
-        };
+        let rows: Arc<Mutex<HashMap<String, Row>>> = Arc::default();
+        let shared = rows.clone();
+        m.add_renderer(Arc::new(move |out: &mut String| {
+            render(&shared.lock().unwrap_or_else(|e| e.into_inner()), out)
+        }));
         Self {
-            attainment: gauge(
-                "maturity_rtt_attainment_percent",
-                "Percent of good events over the target's window.",
-                &[],
-            ),
-            objective: gauge(
-                "maturity_rtt_objective_percent",
-                "The target's objective.",
-                &[],
-            ),
-            error_budget_remaining: gauge(
-                "maturity_rtt_error_budget_remaining_ratio",
-                "Fraction of the window's error budget left (negative when overspent).",
-                &[],
-            ),
-            burn_rate: gauge(
-                "maturity_rtt_burn_rate",
-                "Error budget burn rate over a lookback window (1 spends the budget exactly over the target's window).",
-                &["window"],
-            ),
-            state: gauge(
-                "maturity_rtt_state",
-                "1 for the target's current state (met, missed, unknown, error), 0 for the others.",
-                &["state"],
-            ),
+            rows,
             groups: m.int_gauges(
                 "maturity_rtt_groups",
                 "ResponseTimeTarget groups the loop evaluates: batched (one query per batch of members of one indicator shape, across namespaces) and alone (alertResolution targets).",
                 &["kind"],
             ),
-            exported: HashMap::new(),
         }
     }
 
     pub fn export(&self, t: &ResponseTimeTarget, eval: &Evaluation) {
-        let labels = labels(t);
-        let l: Vec<&str> = labels.iter().map(String::as_str).collect();
-        self.objective.with_label_values(&l).set(t.spec.objective);
-        set_or_remove(&self.attainment, &l, eval.attainment);
-        set_or_remove(
-            &self.error_budget_remaining,
-            &l,
-            eval.error_budget_remaining,
-        );
-        for w in slo::BURN_WINDOWS {
-            let mut lw = l.clone();
-            lw.push(w);
-            set_or_remove(&self.burn_rate, &lw, eval.burn_rates.get(*w).copied());
-        }
-        // One series per target: its current state, 1 (the others' series are removed).
-        for s in slo::State::ALL {
-            let mut ls = l.clone();
-            ls.push(s.as_str());
-            if s == eval.state {
-                self.state.with_label_values(&ls).set(1.0);
-            } else {
-                let _ = self.state.remove_label_values(&ls);
-            }
-        }
+        let row = Row {
+            labels: labels(t),
+            objective: t.spec.objective,
+            attainment: eval.attainment,
+            budget: eval.error_budget_remaining,
+            burn: slo::BURN_WINDOWS
+                .iter()
+                .map(|w| eval.burn_rates.get(*w).copied())
+                .collect(),
+            state: eval.state,
+        };
+        let uid = t.uid().unwrap_or_default();
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid, row);
     }
 
-    /// Remembers the label sets of `targets` and removes every series of a target that is gone.
+    /// Removes the rows of targets that are gone.
     pub fn forget_deleted(&mut self, targets: &[Arc<ResponseTimeTarget>]) {
         let live: HashSet<String> = targets.iter().filter_map(|t| t.uid()).collect();
-        for t in targets {
-            if let Some(uid) = t.uid() {
-                self.exported.insert(uid, labels(t));
-            }
-        }
-        let gone: Vec<String> = self
-            .exported
-            .keys()
-            .filter(|u| !live.contains(*u))
-            .cloned()
-            .collect();
-        for uid in gone {
-            let Some(labels) = self.exported.remove(&uid) else {
-                continue;
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|uid, _| live.contains(uid));
+    }
+}
+
+/// The per-target families in the Prometheus text format.
+fn render(rows: &HashMap<String, Row>, out: &mut String) {
+    use std::fmt::Write;
+    for (i, (name, help)) in FAMILIES.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for r in rows.values() {
+            let l = &r.labels;
+            let _ = match i {
+                0 => r.attainment.map(|v| writeln!(out, "{name}{{{l}}} {v}")),
+                1 => Some(writeln!(out, "{name}{{{l}}} {}", r.objective)),
+                2 => r.budget.map(|v| writeln!(out, "{name}{{{l}}} {v}")),
+                3 => {
+                    for (w, v) in slo::BURN_WINDOWS.iter().zip(&r.burn) {
+                        if let Some(v) = v {
+                            let _ = writeln!(out, "{name}{{{l},window=\"{w}\"}} {v}");
+                        }
+                    }
+                    None
+                }
+                _ => Some(writeln!(
+                    out,
+                    "{name}{{{l},state=\"{}\"}} 1",
+                    r.state.as_str()
+                )),
             };
-            let l: Vec<&str> = labels.iter().map(String::as_str).collect();
-            for g in [
-                &self.attainment,
-                &self.objective,
-                &self.error_budget_remaining,
-            ] {
-                let _ = g.remove_label_values(&l);
-            }
-            for w in slo::BURN_WINDOWS {
-                let _ = self
-                    .burn_rate
-                    .remove_label_values(&[l[0], l[1], l[2], l[3], w]);
-            }
-            for s in slo::State::ALL {
-                let _ = self
-                    .state
-                    .remove_label_values(&[l[0], l[1], l[2], l[3], s.as_str()]);
-            }
         }
     }
 }
 
-fn set_or_remove(g: &GaugeVec, labels: &[&str], v: Option<f64>) {
-    match v {
-        Some(v) => g.with_label_values(labels).set(v),
-        None => {
-            let _ = g.remove_label_values(labels);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TargetBuilder;
+
+    #[test]
+    fn each_target_is_one_row_rendered_as_text_and_goes_with_its_target() {
+        let m = Metrics::new();
+        let mut rtt = RttMetrics::new(&m);
+        let t = Arc::new(TargetBuilder::new("a\"b").build());
+        let eval = Evaluation {
+            attainment: Some(99.5),
+            error_budget_remaining: Some(0.5),
+            burn_rates: [("1h".to_string(), 0.25)].into(),
+            counts: None,
+            state: slo::State::Met,
+            conditions: Vec::new(),
+        };
+        rtt.export(&t, &eval);
+        let text = m.render();
+        let l = r#"namespace="shop",name="a\"b""#;
+        for line in [
+            format!("maturity_rtt_attainment_percent{{{l},"),
+            format!("maturity_rtt_error_budget_remaining_ratio{{{l},"),
+        ] {
+            assert!(text.contains(&line), "{line} in {text}");
         }
+        assert!(
+            text.contains(&format!(
+                r#"maturity_rtt_attainment_percent{{{l},service="checkout",request_class="api"}} 99.5"#
+            )),
+            "{text}"
+        );
+        assert!(text.contains(r#",window="1h"} 0.25"#), "{text}");
+        assert!(
+            !text.contains(r#"window="5m""#),
+            "a window without a figure has no series"
+        );
+        assert_eq!(text.matches("maturity_rtt_state{").count(), 1, "{text}");
+        assert!(text.contains(r#",state="met"} 1"#), "{text}");
+        rtt.forget_deleted(&[]);
+        assert!(
+            !m.render().contains("maturity_rtt_state{"),
+            "gone with its target"
+        );
     }
 }

@@ -158,26 +158,23 @@ impl Controller {
             writes: self.refresh(now).await,
             ..CycleReport::default()
         };
-        let mut evaluated = self.invalid();
+        let invalid = self.invalid();
         let due = self.index.due(now, self.ctx.clock.now());
         let jobs = self.jobs(&due);
         report.groups_evaluated = jobs.len();
-        let ctx = &self.ctx;
-        let results: Vec<observe::Observed> = futures::stream::iter(jobs)
+        // One pipeline: a batch's statuses are written as soon as its answer is in, while
+        // other batches are still being asked.
+        let (ctx, metrics) = (&self.ctx, &self.metrics);
+        let in_flight = usize::from(ctx.settings.status_writes_in_flight.max(1));
+        let mut checked = Vec::new();
+        let outcomes: Vec<(String, bool, Option<bool>)> = futures::stream::iter(jobs)
             .map(|job| observe::job(ctx, job))
             .buffer_unordered(OBSERVING)
-            .collect()
-            .await;
-        for (done, checked) in results {
-            evaluated.extend(done);
-            if let Some((key, c)) = checked {
-                self.caches.entry(key).or_default().merge(c);
-            }
-        }
-        report.targets_evaluated = evaluated.len();
-        let in_flight = usize::from(self.ctx.settings.status_writes_in_flight.max(1));
-        let metrics = &self.metrics;
-        let outcomes: Vec<(String, bool, Option<bool>)> = futures::stream::iter(evaluated)
+            .flat_map(|(done, caches)| {
+                checked.extend(caches);
+                futures::stream::iter(done)
+            })
+            .chain(futures::stream::iter(invalid))
             .map(|e| async move {
                 let uid = e.member.target.uid().unwrap_or_default();
                 let invalid = e.obs.counts.as_ref().is_err_and(|p| p.is_spec_error());
@@ -187,6 +184,10 @@ impl Controller {
             .buffer_unordered(in_flight)
             .collect()
             .await;
+        for (key, c) in checked {
+            self.caches.entry(key).or_default().merge(c);
+        }
+        report.targets_evaluated = outcomes.len();
         for (uid, invalid, written) in outcomes {
             report.writes += usize::from(written.is_some_and(|w| w));
             if invalid && written.is_none() {

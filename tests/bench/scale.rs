@@ -17,8 +17,9 @@
 //! Sizes: `MATURITY_BENCH_SIZES=1000,10000` (the default; `0` skips them);
 //! `MATURITY_BENCH_COST=0` skips the Prometheus cost.
 
+#[path = "prometheus_cost.rs"]
 mod prometheus_cost;
-#[path = "../../tests/support/mod.rs"]
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
@@ -485,7 +486,10 @@ async fn size(
                     namespace: ns.clone(),
                     name: format!("svc-{i:03}"),
                     rate: 5.0 + (i % 7) as f64,
-                    share: 0.985 + (i % 10) as f64 * 0.002,
+                    // Every service meets its 99 % with room for the moving traffic's
+                    // ±0.4 pp: a figure that moves is what is measured, not a flapping
+                    // condition (a first evaluation that misses adds one Event).
+                    share: 0.995 + (i % 5) as f64 * 0.001,
                     good: 0.0,
                     total: 0.0,
                     fast: 0.0,
@@ -523,18 +527,29 @@ async fn size(
     .collect();
     let op = Operator::start_all_namespaces(env, &prom.url, "1m", &extra);
     let started = Instant::now();
+    // Watched through the operator's own count of status writes (cheap), not by listing
+    // 10,000 objects over and over while the apiserver is busy with the writes; then
+    // checked with one list.
     loop {
-        let m = measured(client).await;
-        if m >= n {
-            break;
+        let writes = metric(
+            &text(&op.metrics_url).await,
+            "maturity_operator_status_writes_total",
+            &["ResponseTimeTarget"],
+        );
+        if writes >= n as f64 {
+            f.first_s = started.elapsed().as_secs_f64();
+            let m = measured(client).await;
+            if m >= n {
+                break;
+            }
         }
         if started.elapsed() > Duration::from_secs(900) {
-            eprintln!("{n}: only {m} measured after 15 min");
+            eprintln!("{n}: not every target measured after 15 min");
+            f.first_s = started.elapsed().as_secs_f64();
             break;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    f.first_s = started.elapsed().as_secs_f64();
     eprintln!(
         "{n}: every target measured {:.1} s after the start",
         f.first_s
@@ -593,35 +608,6 @@ fn table(figures: &[Figures]) -> String {
     out
 }
 
-/// The PrometheusRule CRD as a permissive stand-in (the operator writes its recordings
-/// there; the bench loads them into its Prometheus itself).
-async fn install_prometheus_rule_crd(client: &Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "prometheusrules.monitoring.coreos.com"},
-        "spec": {
-            "group": "monitoring.coreos.com",
-            "names": {"kind": "PrometheusRule", "plural": "prometheusrules", "singular": "prometheusrule", "listKind": "PrometheusRuleList"},
-            "scope": "Namespaced",
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]
-        }
-    }))
-    .unwrap();
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .patch(
-            "prometheusrules.monitoring.coreos.com",
-            &PatchParams::apply("maturity-bench").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("install the PrometheusRule CRD");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-}
-
 async fn run() {
     let env = tokio::task::spawn_blocking(ensure_cluster).await.unwrap();
     let client = client(&env).await;
@@ -631,7 +617,7 @@ async fn run() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    install_prometheus_rule_crd(&client).await;
+    support::cluster::install_prometheus_rule_stand_in(&client).await;
     let traffic = Arc::new(Mutex::new(Traffic::default()));
     let addr = exporter(traffic.clone()).await;
     let prom = prometheus(&env, addr).await;
