@@ -31,7 +31,7 @@ const FAMILIES: [(&str, &str); 5] = [
     ),
     (
         "maturity_rtt_state",
-        "1 for the target's current state (met, missed, unknown, error); one series per target.",
+        "1 for the target's current state (met, missed, unknown, error), 0 for the others.",
     ),
 ];
 
@@ -142,11 +142,13 @@ fn render(rows: &HashMap<String, Row>, out: &mut String) {
                     }
                     None
                 }
-                _ => Some(writeln!(
-                    out,
-                    "{name}{{{l},state=\"{}\"}} 1",
-                    r.state.as_str()
-                )),
+                _ => {
+                    for state in slo::State::ALL {
+                        let v = u8::from(state == r.state);
+                        let _ = writeln!(out, "{name}{{{l},state=\"{}\"}} {v}", state.as_str());
+                    }
+                    None
+                }
             };
         }
     }
@@ -190,8 +192,9 @@ mod tests {
             !text.contains(r#"window="5m""#),
             "a window without a figure has no series"
         );
-        assert_eq!(text.matches("maturity_rtt_state{").count(), 1, "{text}");
+        assert_eq!(text.matches("maturity_rtt_state{").count(), 4, "{text}");
         assert!(text.contains(r#",state="met"} 1"#), "{text}");
+        assert!(text.contains(r#",state="missed"} 0"#), "{text}");
         rtt.forget_deleted(&[]);
         assert!(
             !m.render().contains("maturity_rtt_state{"),
