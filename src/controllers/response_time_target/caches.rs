@@ -23,6 +23,8 @@ const BUCKETS_RECHECK: Duration = Duration::from_secs(600);
 /// How long the recordings' coverage is trusted before it is checked again (a recording
 /// that covers a window keeps covering it).
 const COVERAGE_RECHECK: Duration = Duration::from_secs(3600);
+/// How soon a coverage check that failed is asked again.
+const FAILED_RECHECK: Duration = Duration::from_secs(60);
 
 /// A group's caches.
 #[derive(Debug, Clone, Default)]
@@ -82,7 +84,7 @@ impl Coverage {
 
 /// The coverage of the recordings for `members`, from the cache when it answers for all of
 /// them, else asked now (the second value: what to cache). A failed check covers nobody
-/// (the raw series are read) and is asked again next time.
+/// (the raw series are read) and is asked again a minute later.
 pub async fn coverage(
     ctx: &Context,
     key: &GroupKey,
@@ -122,12 +124,17 @@ pub async fn coverage(
         }
         Err(e) => {
             tracing::debug!(error = %e, "the recordings' coverage could not be checked");
+            // Covers nobody (the raw series are read), asked again in a minute rather than
+            // at every cycle: a Prometheus in trouble gets no extra query per cycle.
+            let at = Instant::now()
+                .checked_sub(COVERAGE_RECHECK - FAILED_RECHECK)
+                .unwrap_or_else(Instant::now);
             let none = Coverage {
-                at: Instant::now(),
+                at,
                 covered: Arc::default(),
-                asked: Arc::default(),
+                asked,
             };
-            (none, None)
+            (none.clone(), Some(none))
         }
     }
 }
