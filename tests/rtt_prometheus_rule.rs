@@ -6,7 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use maturity_operator::api::ResponseTimeTarget;
 use maturity_operator::controllers::response_time_target::rules::{api_resource, rule_name};
@@ -14,47 +13,10 @@ use support::cluster::TestContext;
 use support::eventually;
 use support::operator::Operator;
 
-async fn install_prometheus_rule_crd(client: &kube::Client) {
-    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "prometheusrules.monitoring.coreos.com"},
-        "spec": {
-            "group": "monitoring.coreos.com",
-            "names": {"kind": "PrometheusRule", "plural": "prometheusrules", "singular": "prometheusrule", "listKind": "PrometheusRuleList"},
-            "scope": "Namespaced",
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]
-        }
-    }))
-    .unwrap();
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.patch(
-        "prometheusrules.monitoring.coreos.com",
-        &PatchParams::apply("maturity-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("install the PrometheusRule CRD");
-    let rules: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource());
-    eventually("PrometheusRule served", Duration::from_secs(30), || {
-        let rules = rules.clone();
-        async move {
-            rules
-                .list_metadata(&Default::default())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn burn_rate_alerts_become_an_owned_prometheus_rule() {
     let ctx = TestContext::new("promrule").await;
-    install_prometheus_rule_crd(&ctx.client).await;
+    support::cluster::install_prometheus_rule_stand_in(&ctx.client).await;
     let _operator = Operator::start(&ctx.env, &ctx.namespace, &ctx.env.prometheus_url, "2s");
 
     let targets: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
