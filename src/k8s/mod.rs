@@ -257,20 +257,24 @@ impl Kube {
             "status": status,
         });
         let api = self.api::<K>(&ns);
-        let written = self
-            .call(api.patch_status(
+        // Only the status's keys are read back from the answer (not the whole object with
+        // its managed fields): they are all the check below needs.
+        let request = kube::core::Request::new(api.resource_url())
+            .patch_subresource(
+                "status",
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&body),
-            ))
-            .await?;
+            )
+            .map_err(|e| Error::Encode(format!("the status write: {e}")))?;
+        let written: WrittenStatus = self.call(self.client.request(request)).await?;
         self.metrics
             .status_writes
             .with_label_values(&[&K::kind(&())])
             .inc();
         // Fields another manager still holds (an operator before server-side apply wrote
         // status with merge patches) are not removed by an apply: remove them once.
-        let stale = stale_fields(&serde_json::to_value(&written).unwrap_or_default(), &status);
+        let stale = stale_fields(&written, &status);
         if !stale.is_empty() {
             let nulls: serde_json::Map<String, Value> =
                 stale.into_iter().map(|k| (k, Value::Null)).collect();
@@ -361,9 +365,16 @@ fn without_nulls(v: Value) -> Value {
     }
 }
 
+/// What a status write reads back of the object: the names of its status fields.
+#[derive(serde::Deserialize, Default)]
+struct WrittenStatus {
+    #[serde(default)]
+    status: Option<std::collections::BTreeMap<String, serde::de::IgnoredAny>>,
+}
+
 /// Top-level status fields of `written` that `applied` does not have.
-fn stale_fields(written: &Value, applied: &Value) -> Vec<String> {
-    let (Some(w), Some(a)) = (written["status"].as_object(), applied.as_object()) else {
+fn stale_fields(written: &WrittenStatus, applied: &Value) -> Vec<String> {
+    let (Some(w), Some(a)) = (&written.status, applied.as_object()) else {
         return Vec::new();
     };
     w.keys().filter(|k| !a.contains_key(*k)).cloned().collect()
@@ -380,7 +391,12 @@ mod tests {
             without_nulls(v),
             serde_json::json!({"b": {"d": 1}, "e": [{}]})
         );
-        let written = serde_json::json!({"status": {"active": {}, "runs": [], "level": 2}});
+        // As the apiserver answers: the whole object, managed fields and all.
+        let written: WrittenStatus = serde_json::from_str(
+            r#"{"metadata": {"name": "a", "managedFields": [{"manager": "x", "fieldsV1": {"f:status": {}}}]},
+                "spec": {"level": 3}, "status": {"active": {}, "runs": [], "level": 2}}"#,
+        )
+        .unwrap();
         let applied = serde_json::json!({"runs": [], "level": 2});
         assert_eq!(stale_fields(&written, &applied), vec!["active".to_string()]);
         assert!(

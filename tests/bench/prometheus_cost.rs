@@ -23,7 +23,7 @@ use maturity_operator::slo::batch::membership;
 
 use super::support::cluster::ClusterEnv;
 use super::support::operator::Operator;
-use super::support::prom::{OpenMetrics, free_port};
+use super::support::prom::{OpenMetrics, backfill_openmetrics, free_port};
 use super::{metric, text};
 
 /// Objectives compared.
@@ -231,15 +231,23 @@ fn sloth_specs(layout: Layout) -> String {
     out
 }
 
-/// The groups of the rules file `yaml` whose rules all record `record` (Sloth's 5-minute
-/// ratios), as a rules file of their own.
-fn only_record(yaml: &str, record: &str) -> String {
-    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("Sloth's rules parse");
-    let groups: Vec<serde_yaml::Value> = doc["groups"]
-        .as_sequence()
+/// The groups of Sloth's output, one YAML document per service, as one rules file's
+/// groups (Prometheus reads only the first document of a rules file).
+fn sloth_groups(yaml: &str) -> Vec<serde_yaml::Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(yaml)
+        .flat_map(|doc| {
+            let doc = serde_yaml::Value::deserialize(doc).expect("Sloth's rules parse");
+            doc["groups"].as_sequence().cloned().unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The groups whose rules all record `record` (Sloth's 5-minute ratios), as a rules file.
+fn only_record(groups: &[serde_yaml::Value], record: &str) -> String {
+    let groups: Vec<serde_yaml::Value> = groups
+        .iter()
         .cloned()
-        .unwrap_or_default()
-        .into_iter()
         .map(|mut g| {
             let rules: Vec<serde_yaml::Value> = g["rules"]
                 .as_sequence()
@@ -312,13 +320,7 @@ pub async fn layout(env: &ClusterEnv, client: &Client, layout: Layout) -> Cost {
     let om = dir.path().join("history.om");
     let started = Instant::now();
     std::fs::write(&om, history(layout, end)).unwrap();
-    run(
-        Command::new(env.tool("promtool"))
-            .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
-            .arg(&om)
-            .arg(dir.path().join("data")),
-        "promtool create-blocks-from openmetrics",
-    );
+    backfill_openmetrics(env, &om, &dir.path().join("data"));
     let _ = std::fs::remove_file(&om);
     eprintln!(
         "{layout:?}: 29 days of history in {:.0} s",
@@ -347,7 +349,20 @@ pub async fn layout(env: &ClusterEnv, client: &Client, layout: Layout) -> Cost {
             .arg(&sloth_rules),
         "sloth generate",
     );
-    let sloth_all = std::fs::read_to_string(&sloth_rules).unwrap();
+    let sloth_all = sloth_groups(&std::fs::read_to_string(&sloth_rules).unwrap());
+    eprintln!(
+        "{layout:?}: Sloth generated {} rules in {} groups",
+        sloth_all
+            .iter()
+            .map(|g| g["rules"].as_sequence().map_or(0, |r| r.len()))
+            .sum::<usize>(),
+        sloth_all.len()
+    );
+    std::fs::write(
+        &sloth_rules,
+        serde_yaml::to_string(&serde_json::json!({ "groups": sloth_all })).unwrap(),
+    )
+    .unwrap();
     let started = Instant::now();
     for (name, rules, step) in [
         ("ours", ours.clone(), "5m"),

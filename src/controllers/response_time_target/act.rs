@@ -22,8 +22,9 @@ pub async fn evaluated(ctx: &Context, metrics: &RttMetrics, e: &Evaluated) -> Op
         ctx.settings.status_period,
     );
     metrics.export(t, &outcome.evaluation);
-    let old = t.status.clone().unwrap_or_default();
-    match ctx.write_status(&**t, &old, &outcome.status, false).await {
+    let none = Default::default();
+    let old = t.status.as_ref().unwrap_or(&none);
+    match ctx.write_status(&**t, old, &outcome.status, false).await {
         Ok(written) => {
             if written == Written::Written {
                 ctx.kube.publish(&**t, "Evaluate", &outcome.notes).await;

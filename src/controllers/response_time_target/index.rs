@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::ResponseTimeTarget;
@@ -88,23 +87,30 @@ fn unit_of(uid: &str, plan: &Plan) -> Option<Unit> {
 impl Index {
     /// Brings the index up to date with `targets` (the whole cache): only targets whose
     /// object changed are looked at, only those whose generation changed are planned.
+    /// Returns the uids of the targets that are gone.
     pub fn refresh(
         &mut self,
         targets: &[Arc<ResponseTimeTarget>],
         planner: &impl Planner,
         default_interval: Duration,
-    ) {
+    ) -> Vec<String> {
         let mut live = std::collections::HashSet::with_capacity(targets.len());
         for t in targets {
-            let Some(uid) = t.uid() else { continue };
-            live.insert(uid.clone());
+            let Some(uid) = t.metadata.uid.as_deref() else {
+                continue;
+            };
+            live.insert(uid);
             self.update(uid, t, planner, default_interval);
         }
         let known = self.entries.keys();
-        let gone: Vec<String> = known.filter(|u| !live.contains(*u)).cloned().collect();
-        for uid in gone {
-            self.remove(&uid, default_interval);
+        let gone: Vec<String> = known
+            .filter(|u| !live.contains(u.as_str()))
+            .cloned()
+            .collect();
+        for uid in &gone {
+            self.remove(uid, default_interval);
         }
+        gone
     }
 
     /// Says an invalid target's problem again at the next tick (its write failed).
@@ -116,17 +122,18 @@ impl Index {
 
     fn update(
         &mut self,
-        uid: String,
+        uid: &str,
         t: &ResponseTimeTarget,
         planner: &impl Planner,
         default_interval: Duration,
     ) {
-        let version = t.resource_version();
-        if let Some(e) = self.entries.get(&uid)
-            && e.version == version
+        let version = t.metadata.resource_version.as_deref();
+        if let Some(e) = self.entries.get(uid)
+            && e.version.as_deref() == version
         {
             return;
         }
+        let uid = uid.to_string();
         let generation = t.metadata.generation;
         let same_spec = self
             .entries
@@ -159,7 +166,7 @@ impl Index {
         let Some(entry) = self.entries.get_mut(&uid) else {
             return;
         };
-        entry.version = version;
+        entry.version = version.map(str::to_string);
         match (&entry.plan, urgent(t)) {
             (Plan::Invalid(p), urgent) if urgent || !says(t, p) => {
                 self.invalid.insert(uid);

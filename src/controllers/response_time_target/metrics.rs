@@ -1,7 +1,7 @@
 //! ResponseTimeTarget's metrics: attainment, objective, error budget, burn rates and
 //! state per target; a deleted target's series go.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kube::ResourceExt;
@@ -114,12 +114,11 @@ impl RttMetrics {
     }
 
     /// Removes the rows of targets that are gone.
-    pub fn forget_deleted(&mut self, targets: &[Arc<ResponseTimeTarget>]) {
-        let live: HashSet<String> = targets.iter().filter_map(|t| t.uid()).collect();
-        self.rows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|uid, _| live.contains(uid));
+    pub fn forget(&mut self, gone: &[String]) {
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        for uid in gone {
+            rows.remove(uid);
+        }
     }
 }
 
@@ -195,7 +194,7 @@ mod tests {
         assert_eq!(text.matches("maturity_rtt_state{").count(), 4, "{text}");
         assert!(text.contains(r#",state="met"} 1"#), "{text}");
         assert!(text.contains(r#",state="missed"} 0"#), "{text}");
-        rtt.forget_deleted(&[]);
+        rtt.forget(&[t.uid().unwrap_or_default()]);
         assert!(
             !m.render().contains("maturity_rtt_state{"),
             "gone with its target"

@@ -208,9 +208,11 @@ impl Controller {
             return 0;
         }
         let targets = self.store.state();
-        self.index
+        let gone = self
+            .index
             .refresh(&targets, &*self.ctx, self.ctx.settings.default_interval);
-        self.metrics.forget_deleted(&targets);
+        self.metrics.forget(&gone);
+        self.rules.forget(&gone);
         let (groups, alone, _) = self.index.sizes();
         self.metrics
             .groups

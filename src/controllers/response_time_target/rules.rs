@@ -150,21 +150,29 @@ impl RuleSync {
         }
     }
 
+    /// Forgets what it knew of targets that are gone (their rules go with them: they are
+    /// owned by the target).
+    pub fn forget(&mut self, gone: &[String]) {
+        for uid in gone {
+            self.applied.remove(uid);
+            self.synced.remove(uid);
+        }
+    }
+
     /// Brings every target's PrometheusRule in line with its spec; returns the writes made.
     pub async fn sync(&mut self, targets: &[Arc<ResponseTimeTarget>]) -> usize {
         if !self.crd_served().await {
             return 0;
         }
-        let live: std::collections::HashSet<String> =
-            targets.iter().filter_map(|t| t.uid()).collect();
-        self.applied.retain(|uid, _| live.contains(uid));
-        self.synced.retain(|uid, _| live.contains(uid));
         let mut writes = 0;
         for t in targets {
-            let Some(uid) = t.uid() else { continue };
-            if self.synced.get(&uid) == Some(&t.metadata.generation) {
+            let Some(uid) = t.metadata.uid.as_deref() else {
+                continue;
+            };
+            if self.synced.get(uid) == Some(&t.metadata.generation) {
                 continue;
             }
+            let uid = uid.to_string();
             let group = burn_rate_group(t, &self.tenancy).ok().flatten();
             let hash = group.as_ref().map(|g| {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
