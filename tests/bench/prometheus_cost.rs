@@ -23,7 +23,7 @@ use maturity_operator::slo::batch::membership;
 
 use super::support::cluster::ClusterEnv;
 use super::support::operator::Operator;
-use super::support::prom::{OpenMetrics, backfill_openmetrics, free_port};
+use super::support::prom::{OpenMetrics, backfill_openmetrics, backfill_recordings, free_port};
 use super::{metric, text};
 
 /// Objectives compared.
@@ -375,17 +375,8 @@ pub async fn layout(env: &ClusterEnv, client: &Client, layout: Layout) -> Cost {
         let file = prom.dir.path().join(format!("backfill-{name}.yaml"));
         std::fs::write(&file, rules).unwrap();
         let out = prom.dir.path().join(format!("recorded-{name}"));
-        run(
-            Command::new(env.tool("promtool"))
-                .args(["tsdb", "create-blocks-from", "rules"])
-                .arg(format!("--start={}", end - 28 * 86_400 - 3600))
-                .arg(format!("--end={end}"))
-                .arg(format!("--url={}", prom.url))
-                .arg(format!("--output-dir={}", out.display()))
-                .arg(format!("--eval-interval={step}"))
-                .arg(&file),
-            "promtool create-blocks-from rules",
-        );
+        let range = (end - 28 * 86_400 - 3600, end);
+        backfill_recordings(env, &prom.url, &file, range, step, &out);
         for block in std::fs::read_dir(&out).unwrap() {
             let block = block.unwrap();
             std::fs::rename(

@@ -224,6 +224,48 @@ pub fn backfill_openmetrics(env: &ClusterEnv, input: &std::path::Path, data: &st
     );
 }
 
+/// Evaluates the recording rules of `rules_file` over `range` (unix seconds) at `step`
+/// (`1m`, `5m`) against the Prometheus at `url`, into blocks in `out_dir`, with
+/// `promtool tsdb create-blocks-from rules`. A block is the largest compaction range
+/// whose range query stays within Prometheus's 11,000 points per series (2 hours by
+/// default: 336 range queries per rule over 28 days).
+pub fn backfill_recordings(
+    env: &ClusterEnv,
+    url: &str,
+    rules_file: &std::path::Path,
+    range: (i64, i64),
+    step: &str,
+    out_dir: &std::path::Path,
+) {
+    let step_s: u64 = match step.split_at(step.len() - 1) {
+        (n, "m") => n.parse::<u64>().expect("a step in minutes") * 60,
+        (n, "s") => n.parse().expect("a step in seconds"),
+        _ => panic!("a step like 1m or 30s, not {step}"),
+    };
+    let block_h = [486, 162, 54, 18, 6, 2]
+        .into_iter()
+        .find(|h| h * 3600 / step_s <= 11_000)
+        .unwrap_or(2);
+    let out = Command::new(env.tool("promtool"))
+        .args(["tsdb", "create-blocks-from"])
+        .arg(format!("--max-block-duration={block_h}h"))
+        .arg("rules")
+        .arg(format!("--start={}", range.0))
+        .arg(format!("--end={}", range.1))
+        .arg(format!("--url={url}"))
+        .arg(format!("--output-dir={}", out_dir.display()))
+        .arg(format!("--eval-interval={step}"))
+        .arg(rules_file)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool tsdb create-blocks-from rules failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A Prometheus of its own, started on backfilled blocks; killed when dropped.
 pub struct BackfilledPrometheus {
     pub prom: Prom,
@@ -325,21 +367,13 @@ impl BackfilledPrometheus {
         let rules_file = self._dir.path().join("backfill-rules.yml");
         std::fs::write(&rules_file, rules).expect("write rules");
         let out_dir = self._dir.path().join("recorded");
-        let out = Command::new(env.tool("promtool"))
-            .args(["tsdb", "create-blocks-from", "rules"])
-            .arg(format!("--start={start}"))
-            .arg(format!("--end={end}"))
-            .arg(format!("--url={}", self.prom.url))
-            .arg(format!("--output-dir={}", out_dir.display()))
-            .arg(format!("--eval-interval={step}"))
-            .arg(&rules_file)
-            .output()
-            .expect("run promtool");
-        assert!(
-            out.status.success(),
-            "promtool tsdb create-blocks-from rules failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        backfill_recordings(
+            env,
+            &self.prom.url,
+            &rules_file,
+            (start, end),
+            step,
+            &out_dir,
         );
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -16,7 +16,7 @@ pub async fn evaluated(ctx: &Context, metrics: &RttMetrics, e: &Evaluated) -> Op
     let outcome = decide::decide(
         t,
         &e.obs,
-        (*e.member.queries).clone(),
+        super::plan::for_status(e.member.queries.as_deref(), t),
         e.figures.clone(),
         ctx.clock.now(),
         ctx.settings.status_period,

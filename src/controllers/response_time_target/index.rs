@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 
+use super::plan::{Plan, Planner, Queries};
 use crate::api::ResponseTimeTarget;
-use crate::slo::Problem;
-use crate::slo::batch::{GroupKey, Membership};
+use crate::slo::batch::GroupKey;
 use crate::slo::decide::{interval_of, next_slot, says, urgent};
 
 /// What is evaluated together: a group of one shape, or one alertResolution target.
@@ -30,22 +30,13 @@ pub struct Due {
     pub only: Option<BTreeSet<String>>,
 }
 
-/// How a target is evaluated.
-#[derive(Debug, Clone)]
-pub enum Plan {
-    /// In a group, with its values of the group's varying labels.
-    Group(Membership),
-    Single,
-    Invalid(Problem),
-}
-
 /// What the index keeps of one target.
 #[derive(Debug)]
 pub struct Entry {
     pub at: ObjectRef<ResponseTimeTarget>,
     pub plan: Plan,
-    /// Its own queries, scoped, as status shows them.
-    pub queries: Arc<BTreeMap<String, String>>,
+    /// Its own queries, scoped, until its status shows them.
+    pub queries: Queries,
     version: Option<String>,
     generation: Option<i64>,
     interval: Duration,
@@ -56,11 +47,6 @@ struct Schedule {
     members: BTreeSet<String>,
     interval: Duration,
     next: Option<Instant>,
-}
-
-/// How the index makes a target's plan and queries (parsing and scoping its selectors).
-pub trait Planner {
-    fn plan(&self, t: &ResponseTimeTarget) -> (Plan, BTreeMap<String, String>);
 }
 
 #[derive(Default)]
@@ -145,7 +131,7 @@ impl Index {
             let entry = Entry {
                 at: ObjectRef::from_obj(t),
                 plan,
-                queries: Arc::new(queries),
+                queries: Queries::new(queries),
                 version: None,
                 generation,
                 interval: interval_of(t, default_interval),
@@ -167,6 +153,9 @@ impl Index {
             return;
         };
         entry.version = version.map(str::to_string);
+        if !entry.queries.settle(t) {
+            entry.queries = Queries::new(planner.plan(t).1);
+        }
         match (&entry.plan, urgent(t)) {
             (Plan::Invalid(p), urgent) if urgent || !says(t, p) => {
                 self.invalid.insert(uid);

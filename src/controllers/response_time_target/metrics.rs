@@ -38,6 +38,8 @@ const FAMILIES: [(&str, &str); 5] = [
 /// What is exported of one target: its labels (escaped) and its last figures.
 struct Row {
     labels: String,
+    /// The generation the labels were made for (they change with the spec only).
+    generation: Option<i64>,
     objective: f64,
     attainment: Option<f64>,
     budget: Option<f64>,
@@ -95,22 +97,34 @@ impl RttMetrics {
     }
 
     pub fn export(&self, t: &ResponseTimeTarget, eval: &Evaluation) {
-        let row = Row {
-            labels: labels(t),
-            objective: t.spec.objective,
-            attainment: eval.attainment,
-            budget: eval.error_budget_remaining,
-            burn: slo::BURN_WINDOWS
-                .iter()
-                .map(|w| eval.burn_rates.get(*w).copied())
-                .collect(),
-            state: eval.state,
+        let uid = t.metadata.uid.as_deref().unwrap_or_default();
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let row = match rows.get_mut(uid) {
+            Some(row) => row,
+            None => rows.entry(uid.to_string()).or_insert(Row {
+                labels: String::new(),
+                generation: None,
+                objective: 0.0,
+                attainment: None,
+                budget: None,
+                burn: Vec::new(),
+                state: eval.state,
+            }),
         };
-        let uid = t.uid().unwrap_or_default();
-        self.rows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(uid, row);
+        if row.labels.is_empty() || row.generation != t.metadata.generation {
+            row.labels = labels(t);
+            row.generation = t.metadata.generation;
+        }
+        row.objective = t.spec.objective;
+        row.attainment = eval.attainment;
+        row.budget = eval.error_budget_remaining;
+        row.burn.clear();
+        row.burn.extend(
+            slo::BURN_WINDOWS
+                .iter()
+                .map(|w| eval.burn_rates.get(*w).copied()),
+        );
+        row.state = eval.state;
     }
 
     /// Removes the rows of targets that are gone.

@@ -16,6 +16,7 @@ mod caches;
 mod index;
 pub mod metrics;
 mod observe;
+mod plan;
 pub mod rules;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,10 +32,11 @@ use tokio::sync::watch;
 use super::Context;
 use super::runtime;
 use crate::api::ResponseTimeTarget;
-use crate::slo::batch::{self, GroupKey};
-use crate::slo::{Observations, Problem};
-use index::{Due, Index, Plan, Unit};
+use crate::slo::Observations;
+use crate::slo::batch::GroupKey;
+use index::{Due, Index, Unit};
 pub use observe::MAX_BATCH;
+use plan::Plan;
 
 /// The `controller` label of this loop's metrics.
 pub const KIND: &str = "ResponseTimeTarget";
@@ -43,11 +45,12 @@ pub const KIND: &str = "ResponseTimeTarget";
 /// (`--prometheus-max-in-flight`) applies below this.
 const OBSERVING: usize = 8;
 
-/// A target with its values of its group's varying labels and its scoped queries.
+/// A target with its values of its group's varying labels and its scoped queries (None:
+/// as its status shows them).
 pub struct Member {
     pub target: Arc<ResponseTimeTarget>,
     pub values: Vec<String>,
-    pub queries: Arc<BTreeMap<String, String>>,
+    pub queries: Option<Arc<BTreeMap<String, String>>>,
 }
 
 /// One evaluation to act on.
@@ -77,44 +80,6 @@ pub struct CycleReport {
     pub groups_evaluated: usize,
     pub targets_evaluated: usize,
     pub writes: usize,
-}
-
-/// A target's scoped queries, or why it may not be evaluated.
-type Scoped = Result<BTreeMap<String, String>, Problem>;
-
-/// The target's own queries as they are sent: scoped to its namespace. A query that would
-/// read another namespace makes the target invalid.
-pub fn scoped_queries(ctx: &Context, t: &ResponseTimeTarget) -> Scoped {
-    let ns = t.namespace().unwrap_or_default();
-    let mut queries = crate::slo::decide::resolved_queries(t);
-    if let Some(ind) = &t.spec.indicator.alert_resolution {
-        let firing = crate::slo::resolution::firing_query(&ind.selector, t.spec.window.as_str());
-        queries.insert("firing".into(), firing);
-    }
-    queries
-        .into_iter()
-        .map(|(k, q)| match ctx.scoped(&q, &ns) {
-            Ok(q) => Ok((k, q)),
-            Err(e) => Err(Problem::QueryNotAllowed(format!("{k} query: {e}"))),
-        })
-        .collect()
-}
-
-impl index::Planner for Context {
-    fn plan(&self, t: &ResponseTimeTarget) -> (Plan, BTreeMap<String, String>) {
-        let queries = match scoped_queries(self, t) {
-            Ok(q) => q,
-            Err(p) => return (Plan::Invalid(p), BTreeMap::new()),
-        };
-        if t.spec.indicator.alert_resolution.is_some() {
-            return (Plan::Single, queries);
-        }
-        let ns = t.namespace().unwrap_or_default();
-        match batch::membership(&ns, &t.spec, &self.settings.tenancy) {
-            Ok(m) => (Plan::Group(m), queries),
-            Err(p) => (Plan::Invalid(p), BTreeMap::new()),
-        }
-    }
 }
 
 impl Controller {
@@ -256,7 +221,7 @@ impl Controller {
                     member: Member {
                         target: store.get(&e.at)?,
                         values: Vec::new(),
-                        queries: e.queries.clone(),
+                        queries: e.queries.held(),
                     },
                     obs: Observations {
                         counts: Err(p.clone()),
@@ -284,7 +249,7 @@ impl Controller {
                             Plan::Group(m) => m.values.clone(),
                             _ => Vec::new(),
                         },
-                        queries: e.queries.clone(),
+                        queries: e.queries.held(),
                     })
                 })
                 .collect();
