@@ -10,6 +10,9 @@
 # --- build ---
 FROM docker.io/library/rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# jemalloc (the operator's allocator) is built from C with make, which the slim image lacks.
+RUN apt-get update && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 # Dependencies first, so a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \

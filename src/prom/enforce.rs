@@ -52,6 +52,15 @@ impl Tenancy {
             Tenancy::Single => Ok(query.to_string()),
         }
     }
+
+    /// [`Tenancy::scope`], parsed: the one parse of `query`.
+    pub fn scope_expr(&self, query: &str, namespace: &str) -> Result<Expr, EnforceError> {
+        let mut expr = parse(query).map_err(EnforceError::Parse)?;
+        if let Tenancy::Enforced { label } = self {
+            walk(&mut expr, &Matcher::new(MatchOp::Equal, label, namespace))?;
+        }
+        Ok(expr)
+    }
 }
 
 /// `query` with `label="value"` on every vector selector, printed back as PromQL.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
@@ -175,8 +176,9 @@ const MAX_SKEW_SECONDS: f64 = 300.0;
 #[derive(Deserialize)]
 struct Envelope {
     status: String,
+    /// Kept raw and decoded once into what the caller expects (no `Value` tree).
     #[serde(default)]
-    data: Option<serde_json::Value>,
+    data: Option<Box<RawValue>>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
@@ -187,7 +189,7 @@ struct Envelope {
 struct Data {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+    result: Box<RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -212,9 +214,9 @@ fn instant_form(query: &str, time: Option<f64>) -> Vec<(&'static str, String)> {
     form
 }
 
-fn decode_matrix(result: serde_json::Value) -> Result<Vec<Series>, QueryError> {
+fn decode_matrix(result: &RawValue) -> Result<Vec<Series>, QueryError> {
     let raw: Vec<RawSeries> =
-        serde_json::from_value(result).map_err(|e| QueryError::Decode(e.to_string()))?;
+        serde_json::from_str(result.get()).map_err(|e| QueryError::Decode(e.to_string()))?;
     raw.into_iter()
         .map(|s| {
             Ok(Series {
@@ -300,7 +302,7 @@ impl PromClient {
         let data = self.call("query", "instant", form).await?;
         match data.result_type.as_str() {
             "vector" => {
-                let raw: Vec<RawSample> = serde_json::from_value(data.result)
+                let raw: Vec<RawSample> = serde_json::from_str(data.result.get())
                     .map_err(|e| QueryError::Decode(e.to_string()))?;
                 raw.into_iter()
                     .map(|s| {
@@ -313,7 +315,7 @@ impl PromClient {
                     .collect()
             }
             "scalar" => {
-                let (at, v): (f64, String) = serde_json::from_value(data.result)
+                let (at, v): (f64, String) = serde_json::from_str(data.result.get())
                     .map_err(|e| QueryError::Decode(e.to_string()))?;
                 fresh(at, asked)?;
                 Ok(vec![Sample {
@@ -341,7 +343,7 @@ impl PromClient {
                 data.result_type
             )));
         }
-        decode_matrix(data.result)
+        decode_matrix(&data.result)
     }
 
     /// Range query from `start` to `end` (unix seconds) every `step`.
@@ -365,7 +367,7 @@ impl PromClient {
                 data.result_type
             )));
         }
-        decode_matrix(data.result)
+        decode_matrix(&data.result)
     }
 
     /// A configured URL and one of the in-flight permits.
@@ -405,7 +407,7 @@ impl PromClient {
         let data = envelope?
             .data
             .ok_or_else(|| QueryError::Decode("answer without data".into()))?;
-        serde_json::from_value(data).map_err(|e| QueryError::Decode(e.to_string()))
+        serde_json::from_str(data.get()).map_err(|e| QueryError::Decode(e.to_string()))
     }
 
     /// Every alerting rule Prometheus has loaded (`/api/v1/rules?type=alert`).
@@ -444,7 +446,7 @@ impl PromClient {
             kind: String,
         }
         let groups: Groups =
-            serde_json::from_value(data).map_err(|e| QueryError::Decode(e.to_string()))?;
+            serde_json::from_str(data.get()).map_err(|e| QueryError::Decode(e.to_string()))?;
         Ok(groups
             .groups
             .into_iter()

@@ -15,7 +15,8 @@ use promql_parser::parser::{Expr, parse};
 
 use super::queries::le_matcher;
 use super::{BURN_WINDOWS, Counts, Observations, Problem};
-use crate::api::response_time_target::ResponseTimeTargetSpec;
+use crate::api::common::PromQl;
+use crate::api::response_time_target::{Indicator, ResponseTimeTargetSpec};
 use crate::prom::enforce::Tenancy;
 use crate::prom::{Sample, ValueError};
 
@@ -53,7 +54,15 @@ pub fn split_selector(
         ),
         None => selector.trim().to_string(),
     };
-    let vs = match parse(&text) {
+    split_expr(&text, parse(&text))
+}
+
+/// [`split_selector`] of `text` parsed (`expr`).
+fn split_expr(
+    text: &str,
+    expr: Result<Expr, String>,
+) -> Result<(SelectorShape, Vec<String>), String> {
+    let vs = match expr {
         Ok(Expr::VectorSelector(vs)) if vs.offset.is_none() && vs.at.is_none() => vs,
         Ok(_) => return Err(format!("{text:?} is not a plain series selector")),
         Err(e) => return Err(format!("{text:?}: {e}")),
@@ -122,14 +131,45 @@ pub fn membership(
     spec: &ResponseTimeTargetSpec,
     tenancy: &Tenancy,
 ) -> Result<Membership, Problem> {
+    planned(namespace, spec, tenancy).map(|(m, _)| m)
+}
+
+/// A selector as it may be sent for `namespace` (`namespace="..."` is then one of its
+/// equality matchers, so a group query reads only its members' namespaces), split. Each
+/// selector is parsed and scoped once on the way that succeeds (a parse compiles its
+/// regexes, the most expensive part of planning a target); an error names what the user
+/// wrote.
+fn scoped_split(
+    field: &str,
+    text: &str,
+    namespace: &str,
+    tenancy: &Tenancy,
+) -> Result<(String, SelectorShape, Vec<String>), Problem> {
     let invalid = |e: String| Problem::InvalidSpec(e);
-    // The selector as it may be sent for this namespace: `namespace="..."` is then one of
-    // its equality matchers, so the group query reads only its members' namespaces.
-    let scoped = |field: &str, text: String| {
-        tenancy
-            .scope(&text, namespace)
-            .map_err(|e| Problem::QueryNotAllowed(format!("{field}: {e}")))
+    let as_written = || split_selector(None, text).map_err(invalid).err();
+    let scoped = match tenancy.scope_expr(text.trim(), namespace) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(
+                as_written().unwrap_or_else(|| Problem::QueryNotAllowed(format!("{field}: {e}")))
+            );
+        }
     };
+    let scoped_text = scoped.to_string();
+    match split_expr(&scoped_text, Ok(scoped)) {
+        Ok((shape, values)) => Ok((scoped_text, shape, values)),
+        Err(e) => Err(as_written().unwrap_or(Problem::InvalidSpec(e))),
+    }
+}
+
+/// The target's group, and its indicator with its selectors scoped to `namespace` (what
+/// its own queries are made of).
+pub fn planned(
+    namespace: &str,
+    spec: &ResponseTimeTargetSpec,
+    tenancy: &Tenancy,
+) -> Result<(Membership, Indicator), Problem> {
+    let invalid = |e: String| Problem::InvalidSpec(e);
     if let Some(l) = &spec.indicator.latency {
         let threshold = l.threshold.parse().map_err(|e| invalid(e.to_string()))?;
         let selector = l.selector.as_deref().map(str::trim).unwrap_or("");
@@ -138,41 +178,47 @@ pub fn membership(
             l.histogram,
             if selector.is_empty() { "{}" } else { selector }
         );
-        // Checked as written first, so an error names what the user wrote.
-        split_selector(None, &text).map_err(invalid)?;
-        let (shape, values) =
-            split_selector(None, &scoped("latency selector", text)?).map_err(invalid)?;
-        return Ok(Membership {
+        let (scoped, shape, values) = scoped_split("latency selector", &text, namespace, tenancy)?;
+        let mut indicator = spec.indicator.clone();
+        if let (Some(l), Some(matchers)) =
+            (&mut indicator.latency, scoped.strip_prefix(&l.histogram))
+        {
+            l.selector = Some(matchers.to_string());
+        }
+        let membership = Membership {
             key: GroupKey::Latency {
                 window: spec.window.to_string(),
                 le: le_matcher(threshold.as_secs_f64()),
                 shape,
             },
             values,
-        });
+        };
+        return Ok((membership, indicator));
     }
     if let Some(r) = &spec.indicator.ratio {
-        split_selector(None, r.good.as_str()).map_err(invalid)?;
-        split_selector(None, r.total.as_str()).map_err(invalid)?;
-        let (good, good_values) =
-            split_selector(None, &scoped("ratio.good", r.good.as_str().to_string())?)
-                .map_err(invalid)?;
-        let (total, total_values) =
-            split_selector(None, &scoped("ratio.total", r.total.as_str().to_string())?)
-                .map_err(invalid)?;
+        let (good_text, good, good_values) =
+            scoped_split("ratio.good", r.good.as_str(), namespace, tenancy)?;
+        let (total_text, total, total_values) =
+            scoped_split("ratio.total", r.total.as_str(), namespace, tenancy)?;
         if good.eq_labels != total.eq_labels || good_values != total_values {
             return Err(invalid(
                 "ratio.good and ratio.total must match the same labels with '=' and the same values (e.g. both {service=\"checkout\"})".into(),
             ));
         }
-        return Ok(Membership {
+        let mut indicator = spec.indicator.clone();
+        if let Some(r) = &mut indicator.ratio {
+            r.good = PromQl::new(good_text);
+            r.total = PromQl::new(total_text);
+        }
+        let membership = Membership {
             key: GroupKey::Ratio {
                 window: spec.window.to_string(),
                 good,
                 total,
             },
             values: good_values,
-        });
+        };
+        return Ok((membership, indicator));
     }
     Err(Problem::InvalidSpec(
         "alertResolution indicators are not evaluated by this version of the operator yet".into(),
@@ -414,6 +460,41 @@ mod tests {
             r#"{{service: {service}, requestClass: c, objective: 99, window: 28d,
                indicator: {{latency: {{histogram: h, selector: '{{service="{service}", route!="/healthz"}}', threshold: 300ms}}}}}}"#
         ))
+    }
+
+    #[test]
+    fn a_plan_scopes_each_selector_and_its_queries_are_made_of_the_scoped_selectors() {
+        let tenancy = Tenancy::default();
+        let (m, indicator) = planned("shop", &latency("a"), &tenancy).unwrap();
+        assert_eq!(m, membership("shop", &latency("a"), &tenancy).unwrap());
+        assert_eq!(
+            indicator.latency.as_ref().unwrap().selector.as_deref(),
+            // As the parser prints a selector: matchers sorted, no spaces.
+            Some(r#"{namespace="shop",route!="/healthz",service="a"}"#)
+        );
+        let q = crate::slo::decide::queries_of(&latency("a").window, &indicator);
+        assert_eq!(
+            q["good"],
+            r#"sum(increase(h_bucket{namespace="shop",route!="/healthz",service="a", le="0.3"}[28d]))"#
+        );
+        let ratio = spec(
+            r#"{service: a, requestClass: c, objective: 99, window: 7d,
+               indicator: {ratio: {good: 'r{service="a", code!~"5.."}', total: 'r{service="a"}'}}}"#,
+        );
+        let (_, indicator) = planned("web", &ratio, &tenancy).unwrap();
+        let r = indicator.ratio.unwrap();
+        assert_eq!(
+            r.good.as_str(),
+            r#"r{code!~"5..",namespace="web",service="a"}"#
+        );
+        assert_eq!(r.total.as_str(), r#"r{namespace="web",service="a"}"#);
+        // An error names the selector as written, not as scoped.
+        let mut bad = latency("a");
+        bad.indicator.latency.as_mut().unwrap().selector = Some(r#"{service="a""#.into());
+        assert!(matches!(
+            planned("shop", &bad, &tenancy),
+            Err(Problem::InvalidSpec(m)) if m.starts_with(r#""h{service=\"a\"""#) && !m.contains("shop")
+        ));
     }
 
     #[test]

@@ -204,16 +204,23 @@ pub fn resolution_figures(h: &Handling) -> ResolutionFigures {
 
 /// The resolved PromQL of a target's own queries, as shown in status.
 pub fn resolved_queries(t: &ResponseTimeTarget) -> BTreeMap<String, String> {
-    let window = t.spec.window.as_str();
+    queries_of(&t.spec.window, &t.spec.indicator)
+}
+
+/// The queries of `indicator` over `window`, made from its selectors as they are.
+pub fn queries_of(
+    window: &crate::api::common::DurationString,
+    indicator: &crate::api::response_time_target::Indicator,
+) -> BTreeMap<String, String> {
+    let window = window.as_str();
     let mut out = BTreeMap::new();
-    let eq: Option<Box<dyn EventQueries + '_>> = if let Some(l) = &t.spec.indicator.latency {
+    let eq: Option<Box<dyn EventQueries + '_>> = if let Some(l) = &indicator.latency {
         out.insert("buckets".to_string(), bucket_boundaries(l));
         LatencyQueries::new(l)
             .ok()
             .map(|q| Box::new(q) as Box<dyn EventQueries>)
     } else {
-        t.spec
-            .indicator
+        indicator
             .ratio
             .as_ref()
             .map(|r| Box::new(RatioQueries { indicator: r }) as Box<dyn EventQueries>)

@@ -556,7 +556,9 @@ async fn size(
             f.first_s = started.elapsed().as_secs_f64();
             break;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Once a second: a read of `/metrics` renders every target's series (about 10 MB
+        // at 10,000), so a faster poll would load the operator it measures.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     eprintln!(
         "{n}: every target measured {:.1} s after the start (first write at {:.1} s; operator CPU {:.1} s)",
@@ -654,8 +656,14 @@ async fn run() {
             .map_or(0, |n| n.get())
             .to_string(),
     )]);
+    let commit = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(repo_dir())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     let doc = format!(
-        "# Benchmark\n\nWritten by `make bench` ({}; {} cores, release build, local control plane \
+        "# Benchmark\n\nWritten by `make bench` ({}; code {commit}; {} cores, release build, local control plane \
          with kwok).\n\n## Targets at scale\n\nA Prometheus scraping live traffic every \
          {SCRAPE} s; four indicator shapes; status writes in flight: {IN_FLIGHT}; evaluation \
          interval 1m; status period 5m. Steady traffic keeps each service's share of good \

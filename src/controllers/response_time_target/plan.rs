@@ -51,17 +51,21 @@ pub fn scoped_queries(ctx: &Context, t: &ResponseTimeTarget) -> Scoped {
 }
 
 impl Planner for Context {
+    /// A group member's queries are made from its selectors as the group scoped them (each
+    /// parsed once, by `batch::planned`), an alertResolution target's by scoping each.
     fn plan(&self, t: &ResponseTimeTarget) -> (Plan, BTreeMap<String, String>) {
-        let queries = match scoped_queries(self, t) {
-            Ok(q) => q,
-            Err(p) => return (Plan::Invalid(p), BTreeMap::new()),
-        };
         if t.spec.indicator.alert_resolution.is_some() {
-            return (Plan::Single, queries);
+            return match scoped_queries(self, t) {
+                Ok(q) => (Plan::Single, q),
+                Err(p) => (Plan::Invalid(p), BTreeMap::new()),
+            };
         }
         let ns = t.namespace().unwrap_or_default();
-        match batch::membership(&ns, &t.spec, &self.settings.tenancy) {
-            Ok(m) => (Plan::Group(m), queries),
+        match batch::planned(&ns, &t.spec, &self.settings.tenancy) {
+            Ok((m, indicator)) => {
+                let queries = crate::slo::decide::queries_of(&t.spec.window, &indicator);
+                (Plan::Group(m), queries)
+            }
             Err(p) => (Plan::Invalid(p), BTreeMap::new()),
         }
     }
