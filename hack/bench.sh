@@ -18,5 +18,5 @@ log "building the control-plane tools (cached after the first run)"
 "$HACK_DIR/build-tools.sh"
 log "starting the local cluster"
 flock -o "$REPO_DIR/.cluster.lock" "$HACK_DIR/cluster-up.sh"
-log "running the benchmark (about half an hour; MATURITY_BENCH_SIZES=1000 for a short run)"
+log "running the benchmark (about 70 minutes; MATURITY_BENCH_SIZES=1000 MATURITY_BENCH_COST=0 for a short run)"
 ${CARGO:-cargo} bench --bench scale

@@ -530,18 +530,13 @@ fn helm(args: &[&str], home: &Path) -> String {
         "helm not found at {}: run hack/build-tools.sh (make test does)",
         bin.display()
     );
-    let out = Command::new(&bin)
-        .args(args)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .output()
-        .expect("run helm");
-    assert!(
-        out.status.success(),
-        "helm {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = support::run_ok(
+        Command::new(&bin)
+            .args(args)
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data")),
+        &format!("helm {args:?}"),
     );
     String::from_utf8(out.stdout).unwrap()
 }

@@ -26,6 +26,7 @@ use maturity_operator::slo::batch::membership;
 use super::support::cluster::ClusterEnv;
 use super::support::operator::Operator;
 use super::support::prom::{OpenMetrics, backfill_openmetrics, backfill_recordings, free_port};
+use super::support::run_ok;
 use super::{metric, text};
 
 /// Objectives compared.
@@ -152,16 +153,6 @@ impl Drop for Prom {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn service(i: usize) -> String {
@@ -343,7 +334,7 @@ pub async fn layout(env: &ClusterEnv, client: &Client, layout: Layout) -> Cost {
     let sloth_in = prom.dir.path().join("slos.yaml");
     std::fs::write(&sloth_in, sloth_specs(layout)).unwrap();
     let sloth_rules = prom.dir.path().join("sloth-rules.yaml");
-    run(
+    run_ok(
         Command::new(env.tool("sloth"))
             .args(["generate", "--default-slo-period=28d", "-i"])
             .arg(&sloth_in)

@@ -12,7 +12,7 @@
 //! Then the Prometheus cost of 50 objectives with 28 days of history, the operator's
 //! against Sloth's generated rules ([`prometheus_cost`]).
 //!
-//! Not part of `make test` (it takes about 45 minutes); `make test` checks the counts
+//! Not part of `make test` (it takes about 70 minutes); `make test` checks the counts
 //! behind these figures (queries per cycle, writes per idle period, groups per shape).
 //! Sizes: `MATURITY_BENCH_SIZES=1000,10000` (the default; `0` skips them);
 //! `MATURITY_BENCH_COST=0` skips the Prometheus cost.

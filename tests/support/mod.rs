@@ -16,6 +16,19 @@ pub mod prom;
 
 use std::time::Duration;
 
+/// Runs `cmd` and returns its output; fails the test with `what`, the command's stdout and
+/// its stderr when it cannot start or does not succeed.
+pub fn run_ok(cmd: &mut std::process::Command, what: &str) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Polls `check` every 250 ms until it returns `Some`, or fails the test after `timeout`
 /// with `what` and the last observation.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

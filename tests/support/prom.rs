@@ -209,18 +209,13 @@ impl OpenMetrics {
 /// (486h, a compaction range), not the default 2 hours, as promtool reads the whole input
 /// once per block (a month in 2-hour blocks is read some 350 times).
 pub fn backfill_openmetrics(env: &ClusterEnv, input: &std::path::Path, data: &std::path::Path) {
-    let out = Command::new(env.tool("promtool"))
-        .args(["tsdb", "create-blocks-from", "--max-block-duration=486h"])
-        .args(["openmetrics", "-q"])
-        .arg(input)
-        .arg(data)
-        .output()
-        .expect("run promtool");
-    assert!(
-        out.status.success(),
-        "promtool tsdb create-blocks-from openmetrics failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    super::run_ok(
+        Command::new(env.tool("promtool"))
+            .args(["tsdb", "create-blocks-from", "--max-block-duration=486h"])
+            .args(["openmetrics", "-q"])
+            .arg(input)
+            .arg(data),
+        "promtool tsdb create-blocks-from openmetrics",
     );
 }
 
@@ -246,23 +241,18 @@ pub fn backfill_recordings(
         .into_iter()
         .find(|h| h * 3600 / step_s <= 11_000)
         .unwrap_or(2);
-    let out = Command::new(env.tool("promtool"))
-        .args(["tsdb", "create-blocks-from"])
-        .arg(format!("--max-block-duration={block_h}h"))
-        .arg("rules")
-        .arg(format!("--start={}", range.0))
-        .arg(format!("--end={}", range.1))
-        .arg(format!("--url={url}"))
-        .arg(format!("--output-dir={}", out_dir.display()))
-        .arg(format!("--eval-interval={step}"))
-        .arg(rules_file)
-        .output()
-        .expect("run promtool");
-    assert!(
-        out.status.success(),
-        "promtool tsdb create-blocks-from rules failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    super::run_ok(
+        Command::new(env.tool("promtool"))
+            .args(["tsdb", "create-blocks-from"])
+            .arg(format!("--max-block-duration={block_h}h"))
+            .arg("rules")
+            .arg(format!("--start={}", range.0))
+            .arg(format!("--end={}", range.1))
+            .arg(format!("--url={url}"))
+            .arg(format!("--output-dir={}", out_dir.display()))
+            .arg(format!("--eval-interval={step}"))
+            .arg(rules_file),
+        "promtool tsdb create-blocks-from rules",
     );
 }
 
