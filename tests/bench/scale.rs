@@ -37,8 +37,15 @@ use support::cluster::{ClusterEnv, client, ensure_cluster, install_crds, repo_di
 use support::operator::Operator;
 use support::prom::free_port;
 
-/// Status writes in flight, for the floor and the operator alike.
-const IN_FLIGHT: usize = 16;
+/// Status writes in flight, for the floor and the operator alike (the operator's default;
+/// `MATURITY_BENCH_IN_FLIGHT` measures another).
+fn in_flight() -> usize {
+    std::env::var("MATURITY_BENCH_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(16)
+}
 /// Targets per namespace.
 const PER_NAMESPACE: usize = 100;
 /// How often the bench's Prometheus scrapes the exporter.
@@ -384,13 +391,13 @@ async fn create_targets(client: &Client, namespaces: &[String]) -> Vec<ResponseT
                     .expect("create target")
             }
         })
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(in_flight())
         .collect()
         .await;
     created
 }
 
-/// Sends one bare status patch per target, `IN_FLIGHT` at a time: the floor.
+/// Sends one bare status patch per target, [`in_flight`] at a time: the floor.
 async fn floor(client: &Client, targets: &[ResponseTimeTarget]) -> Duration {
     let started = Instant::now();
     futures::stream::iter(targets)
@@ -408,7 +415,7 @@ async fn floor(client: &Client, targets: &[ResponseTimeTarget]) -> Duration {
                 .expect("floor status patch")
             }
         })
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(in_flight())
         .collect::<Vec<_>>()
         .await;
     started.elapsed()
@@ -524,7 +531,7 @@ async fn size(
         "--prometheus-timeout",
         "30s",
         "--status-writes-in-flight",
-        &IN_FLIGHT.to_string(),
+        &in_flight().to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -665,13 +672,14 @@ async fn run() {
     let doc = format!(
         "# Benchmark\n\nWritten by `make bench` ({}; code {commit}; {} cores, release build, local control plane \
          with kwok).\n\n## Targets at scale\n\nA Prometheus scraping live traffic every \
-         {SCRAPE} s; four indicator shapes; status writes in flight: {IN_FLIGHT}; evaluation \
+         {SCRAPE} s; four indicator shapes; status writes in flight: {}; evaluation \
          interval 1m; status period 5m. Steady traffic keeps each service's share of good \
          requests; moving traffic changes it at every scrape.\n\n{}\n\
          ## Prometheus cost against Sloth\n\n{} objectives, 28 days of 1-minute history, \
          both tools' recordings backfilled; Prometheus CPU per minute over 5 minutes.\n\n{}\n",
         maturity_operator::clock::Clock::system().now(),
         machine["cores"],
+        in_flight(),
         table(&figures),
         prometheus_cost::OBJECTIVES,
         prometheus_cost::table(&costs),
