@@ -15,7 +15,8 @@
 //! Not part of `make test` (it takes about 70 minutes); `make test` checks the counts
 //! behind these figures (queries per cycle, writes per idle period, groups per shape).
 //! Sizes: `MATURITY_BENCH_SIZES=1000,10000` (the default; `0` skips them);
-//! `MATURITY_BENCH_COST=0` skips the Prometheus cost.
+//! `MATURITY_BENCH_COST=0` skips the Prometheus cost; `MATURITY_BENCH_IN_FLIGHT` (16) sets
+//! the status writes in flight of the floor and the operator alike.
 
 #[path = "prometheus_cost.rs"]
 mod prometheus_cost;
