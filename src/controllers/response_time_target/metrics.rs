@@ -99,11 +99,12 @@ impl RttMetrics {
     pub fn export(&self, t: &ResponseTimeTarget, eval: &Evaluation) {
         let uid = t.metadata.uid.as_deref().unwrap_or_default();
         let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked up by reference first: no uid copy per evaluation of a known target.
         let row = match rows.get_mut(uid) {
             Some(row) => row,
             None => rows.entry(uid.to_string()).or_insert(Row {
-                labels: String::new(),
-                generation: None,
+                labels: labels(t),
+                generation: t.metadata.generation,
                 objective: 0.0,
                 attainment: None,
                 budget: None,
@@ -111,7 +112,7 @@ impl RttMetrics {
                 state: eval.state,
             }),
         };
-        if row.labels.is_empty() || row.generation != t.metadata.generation {
+        if row.generation != t.metadata.generation {
             row.labels = labels(t);
             row.generation = t.metadata.generation;
         }

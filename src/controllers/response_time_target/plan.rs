@@ -95,11 +95,11 @@ impl Queries {
     /// Lets go of the queries once `t`'s status shows them. False when they are neither
     /// held nor shown (they must be made again).
     pub fn settle(&mut self, t: &ResponseTimeTarget) -> bool {
-        let shown = t.status.as_ref().map(|s| hash(&s.queries));
-        if shown == Some(self.hash) {
+        if t.status.as_ref().map(|s| hash(&s.queries)) == Some(self.hash) {
             self.held = None;
+            return true;
         }
-        self.held.is_some() || shown == Some(self.hash)
+        self.held.is_some()
     }
 
     /// The held queries; None when the status shows them.
