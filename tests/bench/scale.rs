@@ -102,7 +102,9 @@ impl Traffic {
             let share = (s.share + wobble).clamp(0.0, 1.0);
             s.total += n;
             s.good += n * share;
-            s.fast += n * (share - 0.01).max(0.0);
+            // Under 100 ms: all but 0.05 pp of the good ones, so that the 100 ms shape meets
+            // its 99 % too (its lowest share, 0.995 - 0.004 - 0.0005, is still above 0.99).
+            s.fast += n * (share - 0.0005).max(0.0);
         }
     }
 
@@ -318,6 +320,13 @@ struct Figures {
     namespaces: usize,
     create_s: f64,
     floor_s: f64,
+    /// The floor again with a watch on every target open.
+    watched_s: f64,
+    /// CPU seconds of the apiserver and etcd during the floor, the watched floor and the
+    /// operator's first evaluation.
+    floor_cp: (f64, f64),
+    watched_cp: (f64, f64),
+    first_cp: (f64, f64),
     first_s: f64,
     /// Operator start → its first status write.
     first_write_s: f64,
@@ -325,6 +334,10 @@ struct Figures {
     first_cpu: f64,
     rss_steady: f64,
     rss_peak: f64,
+    /// RSS before the apiserver restarted and the peak while the operator listed every
+    /// target again (NaN: no relist seen).
+    rss_before_relist: f64,
+    rss_relist_peak: f64,
     cpu_idle: f64,
     cpu_live: f64,
     writes_idle: f64,
@@ -356,6 +369,11 @@ async fn reading(op: &Operator, prom_url: &str) -> Reading {
         queries: metric(&m, "maturity_operator_prometheus_queries_total", &[]),
         prom_cpu: metric(&p, "process_cpu_seconds_total", &[]),
     }
+}
+
+/// CPU used between two [`control_plane`] readings.
+fn since(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+    (b.0 - a.0, b.1 - a.1)
 }
 
 /// Per minute between two readings: (operator CPU s, writes, queries, Prometheus CPU s).
@@ -399,13 +417,15 @@ async fn create_targets(client: &Client, namespaces: &[String]) -> Vec<ResponseT
 }
 
 /// Sends one bare status patch per target, [`in_flight`] at a time: the floor.
-async fn floor(client: &Client, targets: &[ResponseTimeTarget]) -> Duration {
+/// `evaluated` goes into each status, so that a second pass changes every object.
+async fn floor(client: &Client, targets: &[ResponseTimeTarget], evaluated: &str) -> Duration {
     let started = Instant::now();
     futures::stream::iter(targets)
         .map(|t| {
             let api: Api<ResponseTimeTarget> =
                 Api::namespaced(client.clone(), &t.namespace().unwrap_or_default());
-            let body = floor_status(t);
+            let mut body = floor_status(t);
+            body["status"]["lastEvaluated"] = evaluated.into();
             async move {
                 api.patch_status(
                     &t.name_any(),
@@ -420,6 +440,205 @@ async fn floor(client: &Client, targets: &[ResponseTimeTarget]) -> Duration {
         .collect::<Vec<_>>()
         .await;
     started.elapsed()
+}
+
+/// The floor again while a watch on every target is open and drained, decoded as the
+/// operator's cache decodes it: the cost of the watch events each write makes. Returns the
+/// time and the watch events received while the patches were sent.
+async fn floor_watched(client: &Client, targets: &[ResponseTimeTarget]) -> (Duration, usize) {
+    use kube::runtime::watcher;
+    let api: Api<ResponseTimeTarget> = Api::all(client.clone());
+    let (ready, listed) = tokio::sync::oneshot::channel();
+    let events = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = events.clone();
+    let watch = tokio::spawn(async move {
+        let mut ready = Some(ready);
+        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default().any_semantic()));
+        while let Some(e) = stream.next().await {
+            match e {
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Ok(watcher::Event::Apply(_)) => {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    });
+    let _ = listed.await;
+    let took = floor(client, targets, "2026-12-01T00:00:01Z").await;
+    let received = events.load(std::sync::atomic::Ordering::Relaxed);
+    watch.abort();
+    (took, received)
+}
+
+/// CPU seconds the local control plane's `component` (kube-apiserver, etcd) used so far.
+fn component_cpu(env: &ClusterEnv, component: &str) -> f64 {
+    std::fs::read_to_string(env.dir.join("pids").join(format!("{component}.pid")))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .map_or(f64::NAN, cpu_seconds)
+}
+
+/// CPU seconds of the apiserver and of etcd so far.
+fn control_plane(env: &ClusterEnv) -> (f64, f64) {
+    (
+        component_cpu(env, "kube-apiserver"),
+        component_cpu(env, "etcd"),
+    )
+}
+
+/// The apiserver's requests so far, by verb and resource (`PATCH responsetimetargets/status`),
+/// from its own `apiserver_request_total`.
+async fn apiserver_requests(client: &Client) -> BTreeMap<String, f64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let label = |k: &str| {
+            l.split_once(&format!(",{k}=\""))
+                .or_else(|| l.split_once(&format!("{{{k}=\"")))
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map_or("", |(v, _)| v)
+                .to_string()
+        };
+        let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        let sub = label("subresource");
+        let key = format!(
+            "{} {}{}",
+            label("verb"),
+            label("resource"),
+            if sub.is_empty() {
+                String::new()
+            } else {
+                format!("/{sub}")
+            }
+        );
+        *out.entry(key).or_default() += v;
+    }
+    out
+}
+
+/// The requests made between two [`apiserver_requests`] readings, most first, those of at
+/// least `min`.
+fn requests_since(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>, min: f64) -> String {
+    let mut d: Vec<(&String, f64)> = b
+        .iter()
+        .map(|(k, v)| (k, v - a.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v >= min)
+        .collect();
+    d.sort_by(|x, y| y.1.total_cmp(&x.1));
+    d.iter()
+        .map(|(k, v)| format!("{k} {v:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Restarts the cluster's kube-apiserver as an upgrade or a crash would (SIGTERM, then the
+/// same flags on the same port): every open watch ends, and the new apiserver's cache starts
+/// after the resource versions the watchers last saw, so they list again.
+async fn restart_apiserver(env: &ClusterEnv) {
+    let pidfile = env.dir.join("pids/kube-apiserver.pid");
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .expect("the apiserver's pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let until = Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    let args: Vec<String> = std::fs::read_to_string(env.dir.join("apiserver.args"))
+        .expect("apiserver.args (written by hack/cluster-up.sh)")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    let server = support::cluster::kubeconfig_server(
+        &std::fs::read_to_string(&env.kubeconfig).expect("the kubeconfig"),
+    );
+    let port = server.rsplit(':').next().expect("a port").to_string();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(env.dir.join("logs/kube-apiserver.log"))
+        .unwrap();
+    // setsid, as hack/cluster-up.sh starts it: `make cluster-down` stops it by its pid file.
+    let child = Command::new("setsid")
+        .arg(env.tool("kube-apiserver"))
+        .args(&args)
+        .arg(format!("--secure-port={port}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start kube-apiserver again");
+    std::fs::write(&pidfile, child.id().to_string()).unwrap();
+    // Reaped when it exits (`make cluster-down` stops it).
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+    let ready = format!("{server}/readyz");
+    support::eventually(
+        "kube-apiserver ready again",
+        Duration::from_secs(90),
+        || {
+            let ready = ready.clone();
+            async move {
+                let out = Command::new("curl")
+                    .args(["-fsSk", "--max-time", "2", &ready])
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(String::from_utf8_lossy(&out.stderr).to_string())
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// The relist after an apiserver restart: the operator's RSS just before, and its peak
+/// from then until its list of every target is done and 20 s more (NaN when it did not
+/// list again within two minutes).
+async fn relist(env: &ClusterEnv, client: &Client, op: &Operator) -> (f64, f64) {
+    let pid = op.pid();
+    // Resets VmHWM to the RSS of now (proc(5), clear_refs).
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
+    let before = memory_mib(pid, "VmRSS:");
+    restart_apiserver(env).await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        // The new apiserver counts from zero.
+        let lists = apiserver_requests(client)
+            .await
+            .get("LIST responsetimetargets")
+            .copied()
+            .unwrap_or(0.0);
+        if lists >= 1.0 {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            return (before, memory_mib(pid, "VmHWM:"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    (before, f64::NAN)
 }
 
 /// How many targets are measured: their status describes their generation, with a figure.
@@ -518,8 +737,27 @@ async fn size(
     let targets = create_targets(client, &namespaces).await;
     f.create_s = started.elapsed().as_secs_f64();
     eprintln!("{n}: created in {:.0} s", f.create_s);
-    f.floor_s = floor(client, &targets).await.as_secs_f64();
-    eprintln!("{n}: floor {:.1} s", f.floor_s);
+    let cp = control_plane(env);
+    let reqs = apiserver_requests(client).await;
+    f.floor_s = floor(client, &targets, "2026-12-01T00:00:00Z")
+        .await
+        .as_secs_f64();
+    f.floor_cp = since(cp, control_plane(env));
+    eprintln!(
+        "{n}: floor {:.1} s (apiserver {:.1} s CPU, etcd {:.1} s; requests: {})",
+        f.floor_s,
+        f.floor_cp.0,
+        f.floor_cp.1,
+        requests_since(&reqs, &apiserver_requests(client).await, 10.0)
+    );
+    let cp = control_plane(env);
+    let (watched, events) = floor_watched(client, &targets).await;
+    f.watched_s = watched.as_secs_f64();
+    f.watched_cp = since(cp, control_plane(env));
+    eprintln!(
+        "{n}: floor with a watch open {:.1} s ({events} events; apiserver {:.1} s CPU, etcd {:.1} s)",
+        f.watched_s, f.watched_cp.0, f.watched_cp.1
+    );
     drop(targets);
     // Let every series have a few scrapes, so every rate has an answer.
     tokio::time::sleep(Duration::from_secs(3 * SCRAPE)).await;
@@ -537,6 +775,8 @@ async fn size(
     .iter()
     .map(|s| s.to_string())
     .collect();
+    let cp = control_plane(env);
+    let reqs = apiserver_requests(client).await;
     let op = Operator::start_all_namespaces(env, &prom.url, "1m", &extra);
     let started = Instant::now();
     // Watched through the operator's own count of status writes (cheap), not by listing
@@ -554,6 +794,7 @@ async fn size(
         if writes >= n as f64 {
             f.first_s = started.elapsed().as_secs_f64();
             f.first_cpu = cpu_seconds(op.pid());
+            f.first_cp = since(cp, control_plane(env));
             let m = measured(client).await;
             if m >= n {
                 break;
@@ -569,8 +810,13 @@ async fn size(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     eprintln!(
-        "{n}: every target measured {:.1} s after the start (first write at {:.1} s; operator CPU {:.1} s)",
-        f.first_s, f.first_write_s, f.first_cpu
+        "{n}: every target measured {:.1} s after the start (first write at {:.1} s; operator CPU {:.1} s; apiserver {:.1} s, etcd {:.1} s; requests: {})",
+        f.first_s,
+        f.first_write_s,
+        f.first_cpu,
+        f.first_cp.0,
+        f.first_cp.1,
+        requests_since(&reqs, &apiserver_requests(client).await, 10.0)
     );
 
     // Steady traffic: let the first writes' watch events settle, then two minutes.
@@ -595,6 +841,11 @@ async fn size(
     rss.sort_by(|x, y| x.total_cmp(y));
     f.rss_steady = rss[rss.len() / 2];
     f.rss_peak = memory_mib(op.pid(), "VmHWM:");
+    (f.rss_before_relist, f.rss_relist_peak) = relist(env, client, &op).await;
+    eprintln!(
+        "{n}: relist after an apiserver restart: RSS {:.0} MiB before, peak {:.0} MiB",
+        f.rss_before_relist, f.rss_relist_peak
+    );
     drop(op);
     delete_namespaces(client, &namespaces).await;
     f
@@ -602,21 +853,27 @@ async fn size(
 
 fn table(figures: &[Figures]) -> String {
     let mut out = String::from(
-        "| targets (namespaces) | create | floor: bare status patches | operator start → all measured | first write; operator CPU until all measured | RSS steady / peak | operator CPU per min, steady / moving traffic | status writes per min, steady / moving | Prometheus queries per min | Prometheus CPU per min |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| targets (namespaces) | create | floor: bare status patches | floor with a watch open | operator start → all measured | first write; operator CPU until all measured | apiserver CPU: floor / with a watch / operator | RSS steady / peak | RSS before a relist / its peak | operator CPU per min, steady / moving traffic | status writes per min, steady / moving | Prometheus queries per min | Prometheus CPU per min |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for f in figures {
         out.push_str(&format!(
-            "| {} ({}) | {:.0} s | {:.1} s | {:.1} s ({:.2} × floor) | {:.1} s; {:.1} s | {:.0} / {:.0} MiB | {:.2} / {:.2} s | {:.0} / {:.0} | {:.1} | {:.2} s |\n",
+            "| {} ({}) | {:.0} s | {:.1} s | {:.1} s | {:.1} s ({:.2} × floor) | {:.1} s; {:.1} s | {:.0} / {:.0} / {:.0} s | {:.0} / {:.0} MiB | {:.0} / {:.0} MiB | {:.2} / {:.2} s | {:.0} / {:.0} | {:.1} | {:.2} s |\n",
             f.targets,
             f.namespaces,
             f.create_s,
             f.floor_s,
+            f.watched_s,
             f.first_s,
             f.first_s / f.floor_s.max(0.001),
             f.first_write_s,
             f.first_cpu,
+            f.floor_cp.0,
+            f.watched_cp.0,
+            f.first_cp.0,
             f.rss_steady,
             f.rss_peak,
+            f.rss_before_relist,
+            f.rss_relist_peak,
             f.cpu_idle,
             f.cpu_live,
             f.writes_idle,
