@@ -885,6 +885,23 @@ fn table(figures: &[Figures]) -> String {
     out
 }
 
+/// `doc` with the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` replaced by
+/// `body` (the marks and `body` added at the end when `doc` has no such marks): a run
+/// rewrites the tables of what it measured and leaves the rest of the file as written.
+fn between_marks(doc: &str, name: &str, body: &str) -> String {
+    let (open, close) = (
+        format!("<!-- bench:{name} -->"),
+        format!("<!-- /bench:{name} -->"),
+    );
+    let block = format!("{open}\n{body}{close}");
+    match (doc.find(&open), doc.find(&close)) {
+        (Some(a), Some(b)) if a < b => {
+            format!("{}{block}{}", &doc[..a], &doc[b + close.len()..])
+        }
+        _ => format!("{}\n{block}\n", doc.trim_end()),
+    }
+}
+
 async fn run() {
     let env = tokio::task::spawn_blocking(ensure_cluster).await.unwrap();
     let client = client(&env).await;
@@ -927,21 +944,25 @@ async fn run() {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let doc = format!(
-        "# Benchmark\n\nWritten by `make bench` ({}; code {commit}; {} cores, release build, local control plane \
-         with kwok).\n\n## Targets at scale\n\nA Prometheus scraping live traffic every \
-         {SCRAPE} s; four indicator shapes; status writes in flight: {}; evaluation \
-         interval 1m; status period 5m. Steady traffic keeps each service's share of good \
-         requests; moving traffic changes it at every scrape.\n\n{}\n\
-         ## Prometheus cost against Sloth\n\n{} objectives, 28 days of 1-minute history, \
-         both tools' recordings backfilled; Prometheus CPU per minute over 5 minutes.\n\n{}\n",
+    let stamp = format!(
+        "Written by `make bench` ({}; code {commit}; {} cores, release build, local control \
+         plane with kwok; status writes in flight: {}).",
         maturity_operator::clock::Clock::system().now(),
         machine["cores"],
         in_flight(),
-        table(&figures),
-        prometheus_cost::OBJECTIVES,
-        prometheus_cost::table(&costs),
     );
-    std::fs::write(repo_dir().join("docs/bench.md"), doc).expect("write docs/bench.md");
+    let path = repo_dir().join("docs/bench.md");
+    let mut doc = std::fs::read_to_string(&path).unwrap_or_default();
+    if !figures.is_empty() {
+        doc = between_marks(&doc, "scale", &format!("{stamp}\n\n{}", table(&figures)));
+    }
+    if !costs.is_empty() {
+        doc = between_marks(
+            &doc,
+            "cost",
+            &format!("{stamp}\n\n{}", prometheus_cost::table(&costs)),
+        );
+    }
+    std::fs::write(&path, doc).expect("write docs/bench.md");
     println!("wrote docs/bench.md");
 }

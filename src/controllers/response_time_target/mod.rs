@@ -101,16 +101,22 @@ impl Controller {
     }
 
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        // The first cycle as soon as the cache has listed every target, not a tick later
+        // (this loop is the only one waiting on this store).
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = self.store.wait_until_ready() => {}
+        }
         loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(self.ctx.settings.tick) => {}
-            }
             let started = Instant::now();
             let report = self.cycle().await;
             if report.groups_evaluated > 0 {
                 runtime::observe::<()>(&self.ctx.metrics, KIND, started, &Ok(()));
                 tracing::debug!(?report, took = ?started.elapsed(), "ResponseTimeTarget cycle");
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(self.ctx.settings.tick) => {}
             }
         }
     }
