@@ -562,12 +562,7 @@ async fn restart_apiserver(env: &ClusterEnv) {
     let _ = Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status();
-    let args: Vec<String> = std::fs::read_to_string(env.dir.join("apiserver.args"))
-        .expect("apiserver.args (written by hack/cluster-up.sh)")
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let args = support::fault::apiserver_args(env);
     let server = support::cluster::kubeconfig_server(
         &std::fs::read_to_string(&env.kubeconfig).expect("the kubeconfig"),
     );

@@ -283,6 +283,23 @@ impl Drop for LinkProxy {
     }
 }
 
+/// Every flag of the cluster's kube-apiserver but its port (`apiserver.args`, written by
+/// `hack/cluster-up.sh`).
+pub fn apiserver_args(env: &super::cluster::ClusterEnv) -> Vec<String> {
+    let args_file = env.dir.join("apiserver.args");
+    std::fs::read_to_string(&args_file)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (an older cluster? make cluster-down)",
+                args_file.display()
+            )
+        })
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// A second real kube-apiserver on the cluster's etcd, with exactly the flags of the first
 /// (`apiserver.args`, written by `hack/cluster-up.sh`), on a port of its own, and a
 /// kubeconfig that goes to it: a test can stop it and start it again without disturbing
@@ -299,18 +316,7 @@ pub struct SecondApiServer {
 
 impl SecondApiServer {
     pub fn start(env: &super::cluster::ClusterEnv) -> Self {
-        let args_file = env.dir.join("apiserver.args");
-        let args: Vec<String> = std::fs::read_to_string(&args_file)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e} (an older cluster? make cluster-down)",
-                    args_file.display()
-                )
-            })
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+        let args = apiserver_args(env);
         let port = super::prom::free_port();
         let dir = tempfile::tempdir().unwrap();
         let text = std::fs::read_to_string(&env.kubeconfig).expect("read the kubeconfig");
