@@ -2,9 +2,10 @@
 # Builds (once) every tool the local control plane needs from Go modules, pinned in
 # hack/versions.env, and caches them under ~/.cache/maturity-operator/.
 # Usage: hack/build-tools.sh [component...]   (default: all)
-# Components: kubernetes etcd kwok helm prometheus prom-label-proxy (and, for `make bench`
-# only, sloth)
+# Components: kubernetes etcd kwok helm prometheus prom-label-proxy crds (third-party CRDs
+# generated with controller-gen) (and, for `make bench` only, sloth)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+shopt -s extglob  # the KEEP globs of generate_crds
 
 need_cmd go "install Go (1.24 or newer) first: the control-plane tools are built from Go modules"
 need_cmd openssl "install openssl (apt-get install openssl): cluster certificates are made with it"
@@ -183,17 +184,66 @@ build_sloth() {
   log "sloth $SLOTH_VERSION: built into $out"
 }
 
+build_controller_gen() {
+  local out="$CONTROLLER_GEN_BIN" logfile="$LOG_DIR/build-controller-gen.log"
+  if [[ -x "$out/controller-gen" ]]; then return; fi
+  log "controller-gen $CONTROLLER_TOOLS_VERSION: building (log: $logfile)"; : >"$logfile"
+  go_install_into controller-gen "$out" "$logfile" "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_TOOLS_VERSION"
+}
+
+# generate_crds NAME OUT MODULE@VERSION KEEP PACKAGE...: generates the CRDs of the API types
+# in PACKAGE... (Go import paths inside MODULE) with controller-gen, as the project's own
+# `make generate` does, and keeps the files whose names match the KEEP glob.
+generate_crds() {
+  local name="$1" out="$2" module="$3" keep="$4"; shift 4
+  local logfile="$LOG_DIR/crds-$name.log"
+  if compgen -G "$out/$keep" >/dev/null; then log "$name CRDs: cached in $out"; return; fi
+  build_controller_gen
+  log "$name CRDs: generating from $module with controller-gen (log: $logfile)"; : >"$logfile"
+  local mod="$CACHE_DIR/src/crds-$name"
+  rm -rf "$mod" "$out.tmp"; mkdir -p "$mod" "$out.tmp"
+  (
+    cd "$mod"
+    run_logged "$name CRDs" "$logfile" go mod init "local.test/crds$name"
+    run_logged "$name CRDs" "$logfile" go get "$module"
+    { printf 'package crds\n\nimport (\n'; local p; for p in "$@"; do printf '\t_ "%s"\n' "$p"; done; printf ')\n'; } >tools.go
+    run_logged "$name CRDs" "$logfile" go mod tidy
+    local paths=() p
+    for p in "$@"; do paths+=("paths=$p"); done
+    run_logged "$name CRDs" "$logfile" "$CONTROLLER_GEN_BIN/controller-gen" crd:crdVersions=v1 "${paths[@]}" "output:crd:dir=$out.tmp"
+  )
+  local f
+  for f in "$out.tmp"/*; do
+    # shellcheck disable=SC2053 # KEEP is a glob
+    [[ "$(basename "$f")" == $keep ]] || rm -f "$f"
+  done
+  compgen -G "$out.tmp/$keep" >/dev/null || { printf 'ERROR: controller-gen wrote no %s for %s; log: %s\n' "$keep" "$name" "$logfile" >&2; exit 1; }
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "$name CRDs: $(ls "$out" | tr '\n' ' ')in $out"
+}
+
+build_crds() {
+  generate_crds monitoring "$MONITORING_CRDS" \
+    "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring@$PROMETHEUS_OPERATOR_VERSION" \
+    'monitoring.coreos.com_@(prometheusrules|servicemonitors|podmonitors).yaml' \
+    github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1
+}
+
 link_tools() {
   mkdir -p "$TOOLS_BIN"
   local f
   for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/* "$PLP_BIN"/* "$SLOTH_BIN"/*; do
     [[ -f "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
   done
+  mkdir -p "$CRDS_DIR"
+  for f in "$MONITORING_CRDS"/*.yaml; do
+    [[ -f "$f" ]] && ln -sf "$f" "$CRDS_DIR/$(basename "$f")"
+  done
   return 0
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy kubernetes)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy crds kubernetes)
 start=$(date +%s)
 for c in "${components[@]}"; do
   case "$c" in
@@ -204,7 +254,8 @@ for c in "${components[@]}"; do
     prometheus) build_prometheus ;;
     prom-label-proxy) build_prom_label_proxy ;;
     sloth) build_sloth ;;
-    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy sloth)" ;;
+    crds) build_crds ;;
+    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy crds sloth)" ;;
   esac
 done
 link_tools

@@ -61,6 +61,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             "webhook.clientCASecret=apiserver-webhook-client-ca",
             "metrics.certSecret=metrics-tls",
             "reportWebhookHosts={reports.example.com,127.0.0.1:8080}",
+            "prometheusRules.additionalLabels.release=kps",
         ],
         &[
             "dashboards.enabled=false",
@@ -173,6 +174,14 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             receivers,
             "{extra:?}"
         );
+        // The rule labels a Prometheus's ruleSelector selects, when the value sets them.
+        assert_eq!(
+            yaml.contains("- --prometheus-rule-label=release=kps\n"),
+            extra
+                .iter()
+                .any(|s| s == "prometheusRules.additionalLabels.release=kps"),
+            "{extra:?}"
+        );
         let controllers: Vec<&str> = [
             (rtt, "response-time-targets"),
             (canaries, "canaries"),
@@ -270,9 +279,11 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         );
         assert!(said.starts_with("maturity-operator: "), "{extra:?}: {said}");
     }
-    // ServiceMonitor renders when asked for (its CRD is not installed here): HTTPS with
+    // ServiceMonitor renders when asked for, and the API server takes it with the real
+    // ServiceMonitor CRD (generated from the Prometheus Operator's API module): HTTPS with
     // Prometheus's own ServiceAccount token; the operator's own certificate is not
     // verified, a mounted one is, with its CA, for the Service's name.
+    support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
     let service_monitor = |sets: &[&str]| {
         let chart = chart_dir();
         let mut args = vec![
@@ -293,6 +304,28 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         assert!(out.status.success(), "{sets:?}: {}", text(&out));
         let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(yaml.contains("kind: ServiceMonitor"), "{yaml}");
+        // Rendered for namespace default (a dry run writes nothing there).
+        let mut apply = Command::new(ctx.env.tool("kubectl"))
+            .args(["apply", "--dry-run=server", "-n", "default", "-f", "-"])
+            .env("KUBECONFIG", &ctx.env.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        apply
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let applied = apply.wait_with_output().unwrap();
+        assert!(
+            applied.status.success(),
+            "{sets:?}: the ServiceMonitor CRD refused the rendered ServiceMonitor: {}",
+            text(&applied)
+        );
         yaml
     };
     const TOKEN_FILE: &str = "bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -319,6 +352,11 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         "{sm}"
     );
     assert!(!sm.contains("bearerTokenFile"), "{sm}");
+    // The labels a Prometheus's serviceMonitorSelector selects (kube-prometheus-stack:
+    // `release: <name>`).
+    let sm = service_monitor(&["serviceMonitor.additionalLabels.release=kps"]);
+    assert!(sm.contains("\n    release: kps\n"), "{sm}");
+    assert!(!service_monitor(&[]).contains("release: kps"));
     let sm = service_monitor(&["metrics.tls=false"]);
     assert!(
         sm.contains("scheme: http\n") && sm.contains(TOKEN_FILE) && !sm.contains("tlsConfig"),
@@ -354,6 +392,12 @@ async fn a_bad_value_is_refused_with_the_schemas_message() {
     );
     let said = refused(&["prometheus.url=prometheus:9090"]);
     assert!(said.contains("/prometheus/url"), "{said}");
+    // A rule label the API server would refuse on the PrometheusRule.
+    let said = refused(&["prometheusRules.additionalLabels.release=kps!"]);
+    assert!(
+        said.contains("/prometheusRules/additionalLabels/release"),
+        "{said}"
+    );
     // An operator with no controller would do nothing.
     let said = refused(&[
         "controllers.responseTimeTargets=false",

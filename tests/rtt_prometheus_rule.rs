@@ -1,6 +1,9 @@
-//! Where the Prometheus Operator's PrometheusRule kind is served, a ResponseTimeTarget with
-//! burn-rate alerts gets a PrometheusRule owned by it, and loses it when alerts are switched
-//! off. (The CRD installed here is a minimal stand-in for the Prometheus Operator's.)
+//! Where the Prometheus Operator's PrometheusRule kind is served (its real CRD, generated
+//! from its API module), a ResponseTimeTarget with burn-rate alerts gets a PrometheusRule
+//! owned by it, carrying the target's labels and the operator's `--prometheus-rule-label`s,
+//! and loses it when alerts are switched off. A loader that does what the Prometheus
+//! Operator does with a `ruleSelector` on `release: kps` loads it into the shared
+//! Prometheus; the target's `AlertsLoaded` condition says whether Prometheus has it.
 
 mod support;
 
@@ -12,13 +15,12 @@ use maturity_operator::controllers::response_time_target::rules::{api_resource, 
 use support::cluster::TestContext;
 use support::eventually;
 use support::operator::Operator;
+use support::rule_loader::RuleSelectorLoader;
 
-#[tokio::test]
-async fn burn_rate_alerts_become_an_owned_prometheus_rule() {
-    let ctx = TestContext::new("promrule").await;
-    support::cluster::install_prometheus_rule_stand_in(&ctx.client).await;
-    let _operator = Operator::start(&ctx.env, &ctx.namespace, &ctx.env.prometheus_url, "2s");
+const TARGET: &str = "checkout-interactive";
 
+/// The example target, with labels of its own: a team label and Argo CD's tracking label.
+async fn create_target(ctx: &TestContext) -> (Api<ResponseTimeTarget>, String) {
     let targets: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let mut t: ResponseTimeTarget = serde_yaml::from_str(
         &std::fs::read_to_string(
@@ -28,12 +30,82 @@ async fn burn_rate_alerts_become_an_owned_prometheus_rule() {
     )
     .unwrap();
     t.metadata.namespace = None;
+    t.metadata.labels = Some(
+        [
+            ("team".to_string(), "payments".to_string()),
+            ("app.kubernetes.io/instance".to_string(), "shop".to_string()),
+        ]
+        .into(),
+    );
     let created = targets.create(&PostParams::default(), &t).await.unwrap();
-    let uid = created.metadata.uid.clone().unwrap();
+    (targets, created.metadata.uid.unwrap())
+}
+
+/// The target's AlertsLoaded condition: (status, reason, message).
+async fn alerts_loaded(
+    targets: &Api<ResponseTimeTarget>,
+    want: (&str, &str),
+    timeout: Duration,
+) -> String {
+    let (status, reason) = (want.0.to_string(), want.1.to_string());
+    eventually(&format!("AlertsLoaded={status} {reason}"), timeout, || {
+        let (targets, status, reason) = (targets.clone(), status.clone(), reason.clone());
+        async move {
+            let t = targets.get(TARGET).await.map_err(|e| e.to_string())?;
+            let c = t
+                .status
+                .unwrap_or_default()
+                .common
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "AlertsLoaded")
+                .ok_or("no AlertsLoaded condition")?;
+            if c.status == status && c.reason == reason {
+                Ok(c.message)
+            } else {
+                Err(format!("{} {}: {}", c.status, c.reason, c.message))
+            }
+        }
+    })
+    .await
+}
+
+/// Whether the shared Prometheus has loaded the rule group `group`.
+async fn group_loaded(ctx: &TestContext, group: &str) -> bool {
+    let url = format!(
+        "{}/api/v1/rules?rule_group[]={}",
+        ctx.env.prometheus_url,
+        group.replace('/', "%2F")
+    );
+    let body: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    body["data"]["groups"]
+        .as_array()
+        .is_some_and(|g| g.iter().any(|g| g["name"] == group))
+}
+
+#[tokio::test]
+async fn a_rule_with_the_selected_label_is_loaded_and_the_target_says_so() {
+    let ctx = TestContext::new("promrule").await;
+    support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
+    let _loader = RuleSelectorLoader::start(
+        &ctx.env,
+        &ctx.client,
+        "kps",
+        &[&ctx.namespace],
+        "release=kps",
+    );
+    let _operator = Operator::start_with(
+        &ctx.env,
+        &ctx.namespace,
+        &ctx.env.prometheus_url,
+        "2s",
+        &["--prometheus-rule-label=release=kps".into()],
+    );
+    let (targets, uid) = create_target(&ctx).await;
 
     let rules: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &api_resource());
-    let name = rule_name("checkout-interactive");
+    let name = rule_name(TARGET);
     let rule = eventually("PrometheusRule created", Duration::from_secs(30), || {
         let rules = rules.clone();
         let name = name.clone();
@@ -46,6 +118,17 @@ async fn burn_rate_alerts_become_an_owned_prometheus_rule() {
         (owners[0].kind.as_str(), owners[0].uid.as_str()),
         ("ResponseTimeTarget", uid.as_str())
     );
+    // The target's own labels but Argo CD's tracking label, the configured one, managed-by.
+    let labels = rule.metadata.labels.clone().unwrap_or_default();
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("release", "kps"),
+        ("team", "payments"),
+        ("app.kubernetes.io/managed-by", "maturity-operator"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(labels, expected);
     let alerts = rule.data["spec"]["groups"][0]["rules"]
         .as_array()
         .cloned()
@@ -57,25 +140,105 @@ async fn burn_rate_alerts_become_an_owned_prometheus_rule() {
         "https://wiki.example/runbooks/checkout"
     );
 
-    // Alerts off: the rule goes.
+    // Selected, so loaded: Prometheus has the group, and the target says so.
+    let message = alerts_loaded(&targets, ("True", "Loaded"), Duration::from_secs(60)).await;
+    assert!(message.contains(&name), "{message}");
+    let group = format!("maturity-operator/{}/{TARGET}", ctx.namespace);
+    assert!(
+        group_loaded(&ctx, &group).await,
+        "{group} not in Prometheus"
+    );
+    // The operator's own recordings rule carries the label too.
+    let recordings = rules.get("maturity-operator-recordings").await.unwrap();
+    assert_eq!(
+        recordings
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("release"),
+        Some(&"kps".to_string())
+    );
+
+    // Alerts off: the rule goes, and so does the condition.
     targets
         .patch(
-            "checkout-interactive",
+            TARGET,
             &PatchParams::default(),
             &Patch::Merge(serde_json::json!({"spec": {"alerting": {"burnRateAlerts": false}}})),
         )
         .await
         .unwrap();
-    eventually("PrometheusRule deleted", Duration::from_secs(30), || {
-        let rules = rules.clone();
-        let name = name.clone();
-        async move {
-            match rules.get_opt(&name).await.map_err(|e| e.to_string())? {
-                None => Ok(()),
-                Some(_) => Err("still there".to_string()),
+    eventually(
+        "PrometheusRule and AlertsLoaded gone",
+        Duration::from_secs(30),
+        || {
+            let (rules, targets, name) = (rules.clone(), targets.clone(), name.clone());
+            async move {
+                if rules
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    return Err("the rule is still there".to_string());
+                }
+                let t = targets.get(TARGET).await.map_err(|e| e.to_string())?;
+                let conditions = t.status.unwrap_or_default().common.conditions;
+                match conditions.iter().find(|c| c.type_ == "AlertsLoaded") {
+                    None => Ok(()),
+                    Some(c) => Err(format!("AlertsLoaded still {}", c.status)),
+                }
             }
-        }
-    })
+        },
+    )
     .await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_rule_the_selector_does_not_pick_says_not_loaded_until_it_carries_the_label() {
+    let ctx = TestContext::new("promrule-unselected").await;
+    support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
+    let _loader = RuleSelectorLoader::start(
+        &ctx.env,
+        &ctx.client,
+        "kps",
+        &[&ctx.namespace],
+        "release=kps",
+    );
+    // No --prometheus-rule-label: the rule carries only the target's labels and managed-by.
+    let _operator = Operator::start_with(
+        &ctx.env,
+        &ctx.namespace,
+        &ctx.env.prometheus_url,
+        "2s",
+        &["--rules-load-grace=6s".into()],
+    );
+    let (targets, _) = create_target(&ctx).await;
+    let message = alerts_loaded(&targets, ("False", "NotLoaded"), Duration::from_secs(60)).await;
+    assert!(
+        message.contains("has not loaded it after 6s") && message.contains("ruleSelector"),
+        "{message}"
+    );
+    let group = format!("maturity-operator/{}/{TARGET}", ctx.namespace);
+    assert!(
+        !group_loaded(&ctx, &group).await,
+        "{group} loaded without the label"
+    );
+
+    // The target's own `release: kps` label reaches its rule: now it is selected and loaded.
+    targets
+        .patch(
+            TARGET,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"release": "kps"}}})),
+        )
+        .await
+        .unwrap();
+    alerts_loaded(&targets, ("True", "Loaded"), Duration::from_secs(60)).await;
+    assert!(
+        group_loaded(&ctx, &group).await,
+        "{group} not in Prometheus"
+    );
     ctx.cleanup().await;
 }

@@ -48,7 +48,7 @@ fn metric(text: &str, name: &str, must: &[&str]) -> f64 {
 async fn two_hundred_targets_cost_a_handful_of_queries_and_no_idle_writes() {
     let ctx = TestContext::new("scale").await;
     // The operator writes its recordings where PrometheusRules are served.
-    support::cluster::install_prometheus_rule_stand_in(&ctx.client).await;
+    support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
     let count = targets();
     // Two hours of history that ended ten minutes ago, with a constant share of good
     // requests per service: every figure is the same at every later evaluation.

@@ -54,6 +54,15 @@ pub const GITOPS_MARKS: &[&str] = &[
     "kustomize.toolkit.fluxcd.io/name",
     "helm.toolkit.fluxcd.io/name",
 ];
+/// Labels by which GitOps tools track what belongs to an application (a trailing `*`: a
+/// prefix). Generated objects do not copy them from the object they are made for: Argo CD
+/// or Flux would prune the generated object or count it as part of the application.
+pub const GITOPS_TRACKING_LABELS: &[&str] = &[
+    "app.kubernetes.io/instance",
+    "argocd.argoproj.io/*",
+    "kustomize.toolkit.fluxcd.io/*",
+    "helm.toolkit.fluxcd.io/*",
+];
 
 /// The ConfigMap that holds an assessment's reports.
 pub fn report_config_map(assessment: &str) -> String {

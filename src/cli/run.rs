@@ -87,6 +87,15 @@ pub struct RunArgs {
     /// delivered to (`spec.reports.webhook`); empty: none, so no report counts as delivered.
     #[arg(long, env = "MATURITY_REPORT_WEBHOOK_HOSTS", value_delimiter = ',')]
     report_webhook_hosts: Vec<String>,
+    /// A label (KEY=VALUE, repeatable or comma-separated) on every PrometheusRule the
+    /// operator writes, e.g. release=kps: what the Prometheus's `ruleSelector` selects
+    /// (kube-prometheus-stack selects `release: <its release name>`).
+    #[arg(long, env = "MATURITY_PROMETHEUS_RULE_LABELS", value_delimiter = ',', value_parser = k8s_label)]
+    prometheus_rule_label: Vec<(String, String)>,
+    /// How long a written PrometheusRule may take to show in Prometheus's rules API before
+    /// its target says AlertsLoaded=False (reason NotLoaded).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    rules_load_grace: Duration,
     #[command(flatten)]
     webhook: WebhookArgs,
     #[command(flatten)]
@@ -119,6 +128,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         operator_namespace,
         author_key_secret,
         report_webhook_hosts,
+        prometheus_rule_label,
+        rules_load_grace,
         webhook,
         leader,
     } = args;
@@ -169,6 +180,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         tenancy: super::tenancy(single_tenant, tenant_label),
         authors,
         report_hosts: report_webhook_hosts,
+        rule_labels: prometheus_rule_label.into_iter().collect(),
+        rules_load_grace,
     })
     .await
     {
@@ -405,6 +418,47 @@ fn prometheus_auth(
     }
 }
 
+/// A Kubernetes label `KEY=VALUE`: KEY an optional DNS-subdomain prefix and `/`, then a
+/// name of at most 63 characters; VALUE at most 63 characters (may be empty). Both names
+/// and values start and end with a letter or digit and have `-`, `_` or `.` between.
+fn k8s_label(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    let segment = |part: &str, max: usize| {
+        !part.is_empty()
+            && part.len() <= max
+            && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        p.len() <= 253
+            && p.split('.').all(|l| {
+                segment(l, 63)
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+    });
+    if !prefix_ok || !segment(name, 63) {
+        return Err(format!(
+            "{key:?} is not a label key (an optional DNS-subdomain prefix and '/', then up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
+        ));
+    }
+    if !value.is_empty() && !segment(value, 63) {
+        return Err(format!(
+            "{value:?} is not a label value (up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
 fn label_name(s: &str) -> Result<String, String> {
     let mut chars = s.chars();
     let first_ok = chars
@@ -416,5 +470,32 @@ fn label_name(s: &str) -> Result<String, String> {
         Err(format!(
             "{s:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::k8s_label;
+
+    #[test]
+    fn rule_labels_are_kubernetes_labels_and_a_bad_one_says_why() {
+        let ok = |s: &str, k: &str, v: &str| assert_eq!(k8s_label(s), Ok((k.into(), v.into())));
+        ok("release=kps", "release", "kps");
+        ok("prometheus.io/rules=main", "prometheus.io/rules", "main");
+        ok("empty=", "empty", "");
+        for (bad, says) in [
+            ("release", "is not KEY=VALUE"),
+            ("=kps", "is not a label key"),
+            ("-release=kps", "is not a label key"),
+            ("Bad.Prefix/x=y", "is not a label key"),
+            ("release=kps!", "is not a label value"),
+            (
+                &format!("release={}", "a".repeat(64)),
+                "is not a label value",
+            ),
+        ] {
+            let err = k8s_label(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 }

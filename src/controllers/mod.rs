@@ -167,6 +167,10 @@ pub struct Settings {
     /// Where the operator's own PrometheusRule (the recordings per indicator shape) goes:
     /// the watched namespace, or the operator's.
     pub rules_namespace: String,
+    /// Labels of every PrometheusRule the operator writes (`--prometheus-rule-label`).
+    pub rule_labels: std::collections::BTreeMap<String, String>,
+    /// How long a written PrometheusRule may take to show in Prometheus's rules API.
+    pub rules_load_grace: Duration,
 }
 
 /// Why a reconcile did not finish.

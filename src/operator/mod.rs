@@ -115,6 +115,12 @@ pub struct RunConfig {
     pub authors: AuthorsConfig,
     /// Hosts assessments' reports may be delivered to (`host` or `host:port`).
     pub report_hosts: Vec<String>,
+    /// Labels of every PrometheusRule the operator writes (what a Prometheus's
+    /// `ruleSelector` selects, e.g. `release: kps`).
+    pub rule_labels: std::collections::BTreeMap<String, String>,
+    /// How long a written PrometheusRule may take to show in Prometheus's rules API before
+    /// its target says `AlertsLoaded=False NotLoaded`.
+    pub rules_load_grace: Duration,
 }
 
 /// Whose rights drills and canaries act with, and where the key of the webhook's proofs is.
@@ -450,6 +456,8 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                     .namespace
                     .clone()
                     .unwrap_or_else(|| config.authors.namespace.clone()),
+                rule_labels: config.rule_labels.clone(),
+                rules_load_grace: config.rules_load_grace,
             },
         ));
         start_controllers(&config, &ctx, &shared, &stop_rx, &mut watchers);

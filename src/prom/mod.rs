@@ -462,6 +462,36 @@ impl PromClient {
             .collect())
     }
 
+    /// Which of the rule groups `names` Prometheus has loaded (`/api/v1/rules?type=alert`
+    /// filtered by `rule_group[]`, without the alerts).
+    pub async fn rule_groups(
+        &self,
+        names: &[&str],
+    ) -> Result<std::collections::BTreeSet<String>, QueryError> {
+        let _permit = self.permit().await?;
+        let mut query: Vec<(&str, &str)> = vec![("type", "alert"), ("exclude_alerts", "true")];
+        query.extend(names.iter().map(|n| ("rule_group[]", *n)));
+        let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/rules", self.base), &query)
+            .map_err(|e| QueryError::Decode(format!("rules URL: {e}")))?;
+        let request = self.authorize(self.http.get(url));
+        let data = self
+            .send(request, "rules")
+            .await?
+            .data
+            .ok_or_else(|| QueryError::Decode("answer without data".into()))?;
+        #[derive(Deserialize)]
+        struct Groups {
+            groups: Vec<Group>,
+        }
+        #[derive(Deserialize)]
+        struct Group {
+            name: String,
+        }
+        let groups: Groups =
+            serde_json::from_str(data.get()).map_err(|e| QueryError::Decode(e.to_string()))?;
+        Ok(groups.groups.into_iter().map(|g| g.name).collect())
+    }
+
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.auth {
             Auth::None => request,

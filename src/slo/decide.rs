@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::queries::{EventQueries, LatencyQueries, RatioQueries, bucket_boundaries};
 use super::resolution::Handling;
+use super::rules::{ALERTS_LOADED, AlertsSeen, alerts_condition};
 use super::{
     Evaluation, OBJECTIVE_MET, Observations, READY, Target, evaluate, shown_attainment,
     shown_events, shown_ratio,
@@ -47,11 +48,16 @@ pub const STATUS_PERIOD: Duration = Duration::from_secs(300);
 /// changes at once when what a gate reads changes (a condition's status or reason, the
 /// generation described, the queries, a figure appearing or going); figures and messages
 /// that only moved wait until `period` after the last write.
+///
+/// `alerts`: what is known of the target's burn-rate alerts in Prometheus, and how long
+/// they may take to load; the `AlertsLoaded` condition says it (None: it stays as it is;
+/// it goes when the spec asks for no alerts).
 pub fn decide(
     t: &ResponseTimeTarget,
     obs: &Observations,
     queries: BTreeMap<String, String>,
     figures: Option<ResolutionFigures>,
+    alerts: Option<(&AlertsSeen, Duration)>,
     now: Timestamp,
     period: Duration,
 ) -> Outcome {
@@ -67,8 +73,22 @@ pub fn decide(
     };
     let evaluation = evaluate(&target, obs);
     let old = t.status.clone().unwrap_or_default();
+    let alerting = t.spec.alerting.as_ref().is_some_and(|a| a.burn_rate_alerts);
+    let alerts_condition = alerts.filter(|_| alerting).map(|(seen, grace)| {
+        let was_loaded =
+            conditions::status_of(&old.common.conditions, ALERTS_LOADED) == Some("True");
+        let rule =
+            crate::api::names::burn_rate_rule(t.metadata.name.as_deref().unwrap_or_default());
+        alerts_condition(seen, &rule, was_loaded, now, grace)
+    });
     let now = Time(now);
-    let mut status = desired_status(t, &evaluation, queries, &old, &now);
+    let mut status = desired_status(t, &evaluation, alerts_condition, queries, &old, &now);
+    if !alerting {
+        status
+            .common
+            .conditions
+            .retain(|c| c.type_ != ALERTS_LOADED);
+    }
     status.resolution = figures;
     status.common.last_evaluated = old.common.last_evaluated.clone();
     if status != old && !gate_changed(&old, &status) && !period_over(&old, &now, period) {
@@ -159,6 +179,7 @@ fn transitions(old: &ResponseTimeTargetStatus, new: &ResponseTimeTargetStatus) -
 fn desired_status(
     t: &ResponseTimeTarget,
     eval: &Evaluation,
+    alerts: Option<conditions::Cond>,
     queries: BTreeMap<String, String>,
     old: &ResponseTimeTargetStatus,
     now: &Time,
@@ -169,7 +190,12 @@ fn desired_status(
             last_evaluated: None,
             conditions: conditions::merge(
                 &old.common.conditions,
-                &eval.conditions,
+                &eval
+                    .conditions
+                    .iter()
+                    .cloned()
+                    .chain(alerts)
+                    .collect::<Vec<_>>(),
                 t.metadata.generation,
                 now,
             ),
@@ -302,6 +328,7 @@ mod tests {
             &counts(9_950.0, 10_000.0),
             BTreeMap::new(),
             None,
+            None,
             at(0),
             STATUS_PERIOD,
         );
@@ -342,6 +369,7 @@ mod tests {
             &counts(9_800.0, 10_000.0),
             BTreeMap::new(),
             None,
+            None,
             at(0),
             STATUS_PERIOD,
         );
@@ -357,6 +385,7 @@ mod tests {
             &counts(9_950.0, 10_000.0),
             BTreeMap::new(),
             None,
+            None,
             at(0),
             STATUS_PERIOD,
         );
@@ -366,6 +395,7 @@ mod tests {
             &t,
             &counts(9_960.0, 10_000.0),
             BTreeMap::new(),
+            None,
             None,
             at(60),
             STATUS_PERIOD,
@@ -378,6 +408,7 @@ mod tests {
             &counts(9_960.0, 10_000.0),
             BTreeMap::new(),
             None,
+            None,
             at(300),
             STATUS_PERIOD,
         );
@@ -389,6 +420,7 @@ mod tests {
             &t,
             &counts(9_800.0, 10_000.0),
             BTreeMap::new(),
+            None,
             None,
             at(10),
             STATUS_PERIOD,
@@ -412,6 +444,7 @@ mod tests {
             &counts(987_654.0, 1_000_000.0),
             BTreeMap::new(),
             None,
+            None,
             at(0),
             STATUS_PERIOD,
         );
@@ -429,6 +462,7 @@ mod tests {
             &t,
             &counts(989_999.0, 1_000_000.0),
             BTreeMap::new(),
+            None,
             None,
             at(0),
             STATUS_PERIOD,
@@ -449,6 +483,7 @@ mod tests {
             &counts(9_950.0, 10_000.0),
             BTreeMap::new(),
             None,
+            None,
             at(0),
             STATUS_PERIOD,
         );
@@ -458,6 +493,7 @@ mod tests {
             &t,
             &counts(9_950.000_04, 10_000.0),
             BTreeMap::new(),
+            None,
             None,
             at(60),
             STATUS_PERIOD,
@@ -469,6 +505,7 @@ mod tests {
             &t,
             &counts(9_800.0, 10_000.0),
             BTreeMap::new(),
+            None,
             None,
             at(120),
             STATUS_PERIOD,
@@ -492,6 +529,7 @@ mod tests {
             &counts(100.0, 100.0),
             BTreeMap::new(),
             None,
+            None,
             at(0),
             STATUS_PERIOD,
         );
@@ -514,6 +552,7 @@ mod tests {
             &counts(100.0, 100.0),
             BTreeMap::new(),
             Some(figures.clone()),
+            None,
             at(0),
             STATUS_PERIOD,
         );
@@ -532,6 +571,7 @@ mod tests {
             &failed,
             BTreeMap::new(),
             None,
+            None,
             at(0),
             STATUS_PERIOD,
         );
@@ -548,6 +588,7 @@ mod tests {
             &t,
             &counts(1.0, 1.0),
             BTreeMap::new(),
+            None,
             None,
             at(0),
             STATUS_PERIOD,
@@ -607,5 +648,62 @@ mod tests {
         let f = resolution_figures(&h);
         assert_eq!((f.resolved, f.within_target), (3, 2));
         assert_eq!((f.mean_seconds, f.p90_seconds), (Some(12.3), Some(30.1)));
+    }
+
+    #[test]
+    fn alerts_loaded_follows_what_prometheus_shows_and_goes_when_alerts_are_off() {
+        let mut t = TargetBuilder::new("t").build();
+        t.spec.alerting =
+            Some(serde_json::from_value(serde_json::json!({"burnRateAlerts": true})).unwrap());
+        let grace = Duration::from_secs(300);
+        let written = AlertsSeen::Written { since: at(0) };
+        let eval = |t: &ResponseTimeTarget, seen: Option<&AlertsSeen>, now| {
+            decide(
+                t,
+                &counts(9_950.0, 10_000.0),
+                BTreeMap::new(),
+                None,
+                seen.map(|s| (s, grace)),
+                now,
+                STATUS_PERIOD,
+            )
+        };
+        let first = eval(&t, Some(&written), at(1));
+        assert_eq!(
+            cond(&first.status, ALERTS_LOADED),
+            ("Unknown".into(), "Loading".into())
+        );
+        t.status = Some(first.status);
+        // Shown by Prometheus: True at once (a gate reads it), not after the status period.
+        let loaded = eval(&t, Some(&AlertsSeen::Loaded), at(10));
+        assert_eq!(
+            cond(&loaded.status, ALERTS_LOADED),
+            ("True".into(), "Loaded".into())
+        );
+        // Not shown 300 s after the write: False NotLoaded.
+        let late = eval(&t, Some(&written), at(300));
+        assert_eq!(
+            cond(&late.status, ALERTS_LOADED),
+            ("False".into(), "NotLoaded".into())
+        );
+        // Nothing known (e.g. a cycle before the rules were synced): as it was.
+        t.status = Some(loaded.status);
+        let kept = eval(&t, None, at(20));
+        assert_eq!(
+            cond(&kept.status, ALERTS_LOADED),
+            ("True".into(), "Loaded".into())
+        );
+        // Alerts switched off: the condition goes.
+        t.spec.alerting = None;
+        let off = eval(&t, Some(&AlertsSeen::Loaded), at(30));
+        assert!(
+            !off.status
+                .common
+                .conditions
+                .iter()
+                .any(|c| c.type_ == ALERTS_LOADED),
+            "{:?}",
+            off.status.common.conditions
+        );
     }
 }

@@ -3,12 +3,15 @@
 //! alert allows to burn over its long window: for a 30-day window they are the Workbook's
 //! 14.4x (1h, checked with 5m), 6x (6h/30m) for pages and 3x (1d/2h), 1x (3d/6h) for tickets.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use serde::Serialize;
 
 use super::queries::{EventQueries, LatencyQueries, RatioQueries};
 use crate::api::ResponseTimeTarget;
+use crate::conditions::{Cond, Status};
 use crate::duration::format_duration;
 use crate::prom::enforce::Tenancy;
 
@@ -178,6 +181,110 @@ pub fn burn_rate_group(
     }))
 }
 
+/// Labels of a PrometheusRule the operator generates for `own` (the labels of the object
+/// it is for): those labels without the GitOps tools' tracking labels (a rule carrying them
+/// would be pruned or adopted as part of the user's application), then `configured` ones
+/// (`--prometheus-rule-label`, e.g. the `release` label a kube-prometheus-stack Prometheus's
+/// `ruleSelector` selects), then the managed-by label. A later one wins.
+pub fn rule_labels(
+    own: Option<&BTreeMap<String, String>>,
+    configured: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    use crate::api::names::{GITOPS_TRACKING_LABELS, MANAGED_BY, MANAGED_BY_LABEL};
+    let mut labels: BTreeMap<String, String> = own
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| {
+            !GITOPS_TRACKING_LABELS
+                .iter()
+                .any(|t| match t.strip_suffix('*') {
+                    Some(prefix) => k.starts_with(prefix),
+                    None => k == t,
+                })
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.extend(configured.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+    labels
+}
+
+/// The condition that says whether Prometheus evaluates a target's burn-rate alerts.
+pub const ALERTS_LOADED: &str = "AlertsLoaded";
+
+/// How long a written rule may take to show in Prometheus's rules API before the target
+/// says it is not loaded (the default of `--rules-load-grace`): the Prometheus Operator
+/// writes the rule file and reloads Prometheus within seconds to a minute or two.
+pub const LOAD_GRACE: Duration = Duration::from_secs(300);
+
+/// What the operator knows of a target's burn-rate alerts in Prometheus.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertsSeen {
+    /// The cluster serves no PrometheusRule kind (no Prometheus Operator).
+    NoRuleKind,
+    /// No rule could be made or written: why.
+    NotWritten(String),
+    /// The rule was written at `since` (or found at a start), and Prometheus's rules API
+    /// has not shown its group since.
+    Written { since: Timestamp },
+    /// Prometheus's rules API shows the rule's group.
+    Loaded,
+}
+
+/// Whether a rule written at `since` is overdue in Prometheus at `now`.
+pub fn overdue(since: Timestamp, now: Timestamp, grace: Duration) -> bool {
+    crate::clock::until(since, now) >= grace
+}
+
+/// The `AlertsLoaded` condition of a target whose rule is `rule`. `was_loaded`: its status
+/// says True already (a rule rewritten, or found again after a restart, keeps True while
+/// Prometheus is checked, until the grace is over).
+pub fn alerts_condition(
+    seen: &AlertsSeen,
+    rule: &str,
+    was_loaded: bool,
+    now: Timestamp,
+    grace: Duration,
+) -> Cond {
+    match seen {
+        AlertsSeen::NoRuleKind => Cond::new(
+            ALERTS_LOADED,
+            Status::False,
+            "NoPrometheusRuleKind",
+            "alerting.burnRateAlerts is on but the cluster serves no PrometheusRule kind (monitoring.coreos.com/v1): install the Prometheus Operator, or commit the output of `maturity-operator rules -o prometheusrule`",
+        ),
+        AlertsSeen::NotWritten(why) => {
+            Cond::new(ALERTS_LOADED, Status::False, "NotWritten", why.clone())
+        }
+        AlertsSeen::Written { since } if overdue(*since, now, grace) => Cond::new(
+            ALERTS_LOADED,
+            Status::False,
+            "NotLoaded",
+            format!(
+                "PrometheusRule {rule} exists but Prometheus has not loaded it after {}: check that its labels match the Prometheus's ruleSelector (the operator's --prometheus-rule-label, chart value prometheusRules.additionalLabels)",
+                format_duration(grace)
+            ),
+        ),
+        AlertsSeen::Written { .. } if was_loaded => loaded(rule),
+        AlertsSeen::Written { .. } => Cond::new(
+            ALERTS_LOADED,
+            Status::Unknown,
+            "Loading",
+            format!("PrometheusRule {rule} is written; waiting for Prometheus to load it"),
+        ),
+        AlertsSeen::Loaded => loaded(rule),
+    }
+}
+
+fn loaded(rule: &str) -> Cond {
+    Cond::new(
+        ALERTS_LOADED,
+        Status::True,
+        "Loaded",
+        format!("Prometheus evaluates the alerts of PrometheusRule {rule}"),
+    )
+}
+
 /// `v` to 10 significant digits, so float noise (0.0143999999999984) does not reach the rule.
 fn round_sig(v: f64) -> f64 {
     if v == 0.0 || !v.is_finite() {
@@ -204,6 +311,82 @@ pub fn rule_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_labels_keep_the_targets_own_without_gitops_tracking_and_configured_ones_win() {
+        let own: BTreeMap<String, String> = [
+            ("team", "payments"),
+            ("release", "mine"),
+            ("app.kubernetes.io/instance", "shop"),
+            ("argocd.argoproj.io/instance", "shop"),
+            ("kustomize.toolkit.fluxcd.io/name", "apps"),
+            ("kustomize.toolkit.fluxcd.io/namespace", "flux-system"),
+            ("app.kubernetes.io/managed-by", "Helm"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let configured: BTreeMap<String, String> =
+            [("release".to_string(), "kps".to_string())].into();
+        let labels = rule_labels(Some(&own), &configured);
+        let expected: BTreeMap<String, String> = [
+            ("team", "payments"),
+            ("release", "kps"),
+            ("app.kubernetes.io/managed-by", "maturity-operator"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(labels, expected);
+        assert_eq!(
+            rule_labels(None, &BTreeMap::new()),
+            [(
+                "app.kubernetes.io/managed-by".to_string(),
+                "maturity-operator".to_string()
+            )]
+            .into()
+        );
+    }
+
+    #[test]
+    fn alerts_loaded_waits_for_the_grace_and_keeps_true_over_a_rewrite() {
+        let t0: Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+        let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+        let grace = Duration::from_secs(300);
+        let written = AlertsSeen::Written { since: t0 };
+        let c = |seen: &AlertsSeen, was: bool, now| {
+            let c = alerts_condition(seen, "r", was, now, grace);
+            (c.status, c.reason)
+        };
+        assert_eq!(
+            c(&written, false, at(299)),
+            (Status::Unknown, "Loading".into())
+        );
+        assert_eq!(
+            c(&written, false, at(300)),
+            (Status::False, "NotLoaded".into())
+        );
+        assert_eq!(c(&written, true, at(299)), (Status::True, "Loaded".into()));
+        assert_eq!(
+            c(&written, true, at(300)),
+            (Status::False, "NotLoaded".into())
+        );
+        assert_eq!(
+            c(&AlertsSeen::Loaded, false, at(0)),
+            (Status::True, "Loaded".into())
+        );
+        assert_eq!(
+            c(&AlertsSeen::NoRuleKind, true, at(0)),
+            (Status::False, "NoPrometheusRuleKind".into())
+        );
+        let late = alerts_condition(&written, "shop/checkout-burn-rate", false, at(301), grace);
+        assert!(
+            late.message.contains("not loaded it after 5m")
+                && late.message.contains("ruleSelector"),
+            "{}",
+            late.message
+        );
+    }
 
     #[test]
     fn factors_match_the_workbook_for_30_days() {

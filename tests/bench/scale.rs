@@ -906,7 +906,7 @@ async fn run() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    support::cluster::install_prometheus_rule_stand_in(&client).await;
+    support::cluster::install_monitoring_crds(&env, &client).await;
     let traffic = Arc::new(Mutex::new(Traffic::default()));
     let addr = exporter(traffic.clone()).await;
     let prom = prometheus(&env, addr).await;

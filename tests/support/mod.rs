@@ -4,6 +4,8 @@
 //!   installs the CRDs, and gives each test its own namespace.
 //! - [`prom`]: queries the real Prometheus, registers scrape targets, and starts a
 //!   Prometheus on backfilled history (`promtool tsdb create-blocks-from openmetrics`).
+//! - [`rule_loader`]: what the Prometheus Operator does with a Prometheus's `ruleSelector`
+//!   (selected PrometheusRules become rule files of the shared Prometheus, reloaded).
 //! - The synthetic exporter itself is `maturity_operator::synthetic`.
 #![allow(dead_code)]
 
@@ -13,6 +15,7 @@ pub mod cluster;
 pub mod fault;
 pub mod operator;
 pub mod prom;
+pub mod rule_loader;
 
 use std::time::Duration;
 

@@ -7,17 +7,24 @@ use super::super::{Context, Written};
 use super::metrics::RttMetrics;
 use super::{Evaluated, KIND};
 use crate::slo::decide;
+use crate::slo::rules::AlertsSeen;
 
 /// Decides a target's status from its evaluation, exports the exact figures, and writes
 /// the status when a reader would see it change. Returns whether it wrote (None: the write
 /// failed).
-pub async fn evaluated(ctx: &Context, metrics: &RttMetrics, e: &Evaluated) -> Option<bool> {
+pub async fn evaluated(
+    ctx: &Context,
+    metrics: &RttMetrics,
+    e: &Evaluated,
+    alerts: Option<&AlertsSeen>,
+) -> Option<bool> {
     let t = &e.member.target;
     let outcome = decide::decide(
         t,
         &e.obs,
         super::plan::for_status(e.member.queries.as_deref(), t),
         e.figures.clone(),
+        alerts.map(|a| (a, ctx.settings.rules_load_grace)),
         ctx.clock.now(),
         ctx.settings.status_period,
     );

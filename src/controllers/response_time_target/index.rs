@@ -99,10 +99,19 @@ impl Index {
         gone
     }
 
-    /// Says an invalid target's problem again at the next tick (its write failed).
-    pub fn again(&mut self, uid: &str) {
-        if self.entries.contains_key(uid) {
-            self.invalid.insert(uid.to_string());
+    /// Evaluates a target at the next tick, alone of its group (its write failed, or what
+    /// its status says changed outside its spec: its alerts were loaded).
+    pub fn soon(&mut self, uid: &str) {
+        let Some(e) = self.entries.get(uid) else {
+            return;
+        };
+        match unit_of(uid, &e.plan) {
+            Some(unit) => {
+                self.now.entry(unit).or_default().insert(uid.to_string());
+            }
+            None => {
+                self.invalid.insert(uid.to_string());
+            }
         }
     }
 

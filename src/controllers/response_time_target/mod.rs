@@ -89,7 +89,10 @@ impl Controller {
         changes: Arc<AtomicU64>,
     ) -> Self {
         Self {
-            rules: rules::RuleSync::new(ctx.kube.clone(), ctx.settings.tenancy.clone()),
+            rules: rules::RuleSync::new(
+                ctx.settings.tenancy.clone(),
+                ctx.settings.rule_labels.clone(),
+            ),
             metrics: metrics::RttMetrics::new(&ctx.metrics),
             ctx,
             store,
@@ -129,13 +132,16 @@ impl Controller {
             writes: self.refresh(now).await,
             ..CycleReport::default()
         };
+        for uid in self.rules.check_loaded(&self.ctx).await {
+            self.index.soon(&uid);
+        }
         let invalid = self.invalid();
         let due = self.index.due(now, self.ctx.clock.now());
         let jobs = self.jobs(&due);
         report.groups_evaluated = jobs.len();
         // One pipeline: a batch's statuses are written as soon as its answer is in, while
         // other batches are still being asked.
-        let (ctx, metrics) = (&self.ctx, &self.metrics);
+        let (ctx, metrics, rules) = (&self.ctx, &self.metrics, &self.rules);
         let in_flight = usize::from(ctx.settings.status_writes_in_flight.max(1));
         let mut checked = Vec::new();
         let outcomes: Vec<(String, bool, Option<bool>)> = futures::stream::iter(jobs)
@@ -149,7 +155,8 @@ impl Controller {
             .map(|e| async move {
                 let uid = e.member.target.uid().unwrap_or_default();
                 let invalid = e.obs.counts.as_ref().is_err_and(|p| p.is_spec_error());
-                let written = act::evaluated(ctx, metrics, &e).await;
+                let alerts = rules.seen(&uid);
+                let written = act::evaluated(ctx, metrics, &e, alerts).await;
                 (uid, invalid, written)
             })
             .buffer_unordered(in_flight)
@@ -162,7 +169,7 @@ impl Controller {
         for (uid, invalid, written) in outcomes {
             report.writes += usize::from(written.is_some_and(|w| w));
             if invalid && written.is_none() {
-                self.index.again(&uid);
+                self.index.soon(&uid);
             }
         }
         report
@@ -200,7 +207,10 @@ impl Controller {
         self.seen = Some((changes, at));
         let live: std::collections::HashSet<GroupKey> = self.index.group_keys().collect();
         self.caches.retain(|k, _| live.contains(k));
-        let mut writes = self.rules.sync(&targets).await;
+        let (mut writes, changed) = self.rules.sync(&self.ctx, &targets).await;
+        for uid in changed {
+            self.index.soon(&uid);
+        }
         if self.index.take_regrouped() || recheck {
             let label = match &self.ctx.settings.tenancy {
                 crate::prom::enforce::Tenancy::Enforced { label } => Some(label.as_str()),
@@ -208,7 +218,10 @@ impl Controller {
             };
             let groups = self.index.values_of(label);
             let ns = &self.ctx.settings.rules_namespace;
-            writes += self.rules.sync_recordings(&groups, ns, label).await;
+            writes += self
+                .rules
+                .sync_recordings(&self.ctx, &groups, ns, label)
+                .await;
         }
         writes
     }
