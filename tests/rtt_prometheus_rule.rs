@@ -133,12 +133,40 @@ async fn a_rule_with_the_selected_label_is_loaded_and_the_target_says_so() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(alerts.len(), 4, "{:?}", rule.data);
-    assert_eq!(alerts[0]["labels"]["severity"], "page");
+    // Four burn-rate alerts and the no-data one, with Alertmanager's severities.
+    assert_eq!(alerts.len(), 5, "{:?}", rule.data);
+    assert_eq!(alerts[0]["labels"]["severity"], "critical");
+    assert_eq!(alerts[0]["for"], "2m");
+    assert_eq!(alerts[4]["alert"], "ResponseTimeTargetNoData");
     assert_eq!(
         alerts[0]["annotations"]["runbook_url"],
         "https://wiki.example/runbooks/checkout"
     );
+    // `maturity-operator rules -o prometheusrule` prints the same object for a GitOps
+    // repository (labels and rules; the owner reference is the operator's).
+    let target = targets.get(TARGET).await.unwrap();
+    let manifest = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(manifest.path(), serde_yaml::to_string(&target).unwrap()).unwrap();
+    let printed = support::run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+            .args([
+                "rules",
+                "-o",
+                "prometheusrule",
+                "--prometheus-rule-label",
+                "release=kps",
+                "-f",
+            ])
+            .arg(manifest.path()),
+        "maturity-operator rules -o prometheusrule",
+    );
+    let printed: serde_json::Value =
+        serde_yaml::from_str(String::from_utf8_lossy(&printed.stdout).trim_start_matches("---\n"))
+            .unwrap();
+    assert_eq!(printed["metadata"]["name"], name.as_str());
+    assert_eq!(printed["metadata"]["namespace"], ctx.namespace.as_str());
+    assert_eq!(printed["metadata"]["labels"], serde_json::json!(expected));
+    assert_eq!(printed["spec"], rule.data["spec"]);
 
     // Selected, so loaded: Prometheus has the group, and the target says so.
     let message = alerts_loaded(&targets, ("True", "Loaded"), Duration::from_secs(60)).await;

@@ -60,8 +60,9 @@ fn generated_rules_pass_promtool_check_rules() {
         "promtool rejected the rules: {report}{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    // The latency example asks for alerts (4 for a 28d window); the availability one does not.
-    assert!(report.contains("SUCCESS: 4 rules found"), "{report}");
+    // The latency example asks for alerts (4 burn-rate alerts for a 28d window and the
+    // no-data one); the availability one does not.
+    assert!(report.contains("SUCCESS: 5 rules found"), "{report}");
 }
 
 #[test]
@@ -88,6 +89,7 @@ spec:
   objective: 99.5
   window: 28d
   indicator: {latency: {histogram: latency_seconds, selector: '{job="checkout"}', threshold: 300ms}}
+  minRequestRate: 1
   alerting: {burnRateAlerts: true, runbookURL: "https://wiki.example/checkout"}
 "#;
 
@@ -118,8 +120,10 @@ fn history(good_share: f64) -> String {
     om.render()
 }
 
+/// The page (critical) alert, pending or firing: it fires after its `for:` (2m), which
+/// `tests/alertmanager.rs` waits for; here the expression being true is what is tested.
 const PAGE_FIRING: &str =
-    r#"ALERTS{alertname="ErrorBudgetBurn",severity="page",alertstate="firing"}"#;
+    r#"ALERTS{alertname="ErrorBudgetBurn",severity="critical",alertstate=~"pending|firing"}"#;
 
 #[tokio::test]
 async fn page_alert_fires_for_a_fast_burn_and_not_for_a_healthy_history() {
@@ -154,7 +158,7 @@ async fn page_alert_fires_for_a_fast_burn_and_not_for_a_healthy_history() {
         let prom = healthy.prom.clone();
         async move {
             let rules = prom.rules().await?;
-            let evaluated = rules.len() == 4
+            let evaluated = rules.len() == 5
                 && rules.iter().all(|r| {
                     r["health"] == "ok"
                         && !r["lastEvaluation"]
@@ -196,4 +200,87 @@ async fn page_alert_fires_for_a_fast_burn_and_not_for_a_healthy_history() {
         .await
         .unwrap();
     assert!((ratio - 0.001).abs() < 1e-4, "error ratio {ratio}");
+}
+
+/// Waits until Prometheus has evaluated every one of its `n` rules without error, and a
+/// few rounds more; returns each alert's (name, state).
+async fn settled_states(prom: &support::prom::Prom, n: usize) -> Vec<(String, String)> {
+    eventually("rules evaluated", Duration::from_secs(30), || {
+        let prom = prom.clone();
+        async move {
+            let rules = prom.rules().await?;
+            let evaluated = rules.len() == n
+                && rules.iter().all(|r| {
+                    r["health"] == "ok"
+                        && !r["lastEvaluation"]
+                            .as_str()
+                            .unwrap_or("0001")
+                            .starts_with("0001")
+                });
+            evaluated.then_some(()).ok_or_else(|| format!("{rules:?}"))
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    prom.rules()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn too_little_traffic_does_not_page_and_gone_series_say_no_data() {
+    let env = tokio::task::spawn_blocking(ensure_cluster).await.unwrap();
+    // The same fast burn as above (20 % slow), but the target asks for 1,000 requests a
+    // second before its objective means anything, and the service has 100.
+    let quiet = rules_for(&TARGET.replace("minRequestRate: 1\n", "minRequestRate: 1000\n"));
+    let low = BackfilledPrometheus::start_with_rules(&env, &history(0.80), Some(&quiet)).await;
+    let states = settled_states(&low.prom, 5).await;
+    assert!(
+        states.iter().all(|(_, s)| s == "inactive"),
+        "a service below minRequestRate paged: {states:?}"
+    );
+    drop(low);
+
+    // No sample of the indicator at all (only an unrelated series): the no-data alert.
+    let now = support::prom::now_unix();
+    let mut om = OpenMetrics::default();
+    for i in 0..10 {
+        om.sample(
+            "other_total",
+            "counter",
+            r#"other_total{job="x"}"#,
+            i as f64,
+            now - 600 + i * 60,
+        );
+    }
+    let rules = rules_for(TARGET);
+    let empty = BackfilledPrometheus::start_with_rules(&env, &om.render(), Some(&rules)).await;
+    let states = settled_states(&empty.prom, 5).await;
+    let no_data: Vec<&(String, String)> = states
+        .iter()
+        .filter(|(name, _)| name == "ResponseTimeTargetNoData")
+        .collect();
+    assert_eq!(
+        no_data,
+        [&(
+            "ResponseTimeTargetNoData".to_string(),
+            "pending".to_string()
+        )],
+        "{states:?}"
+    );
+    assert!(
+        states
+            .iter()
+            .filter(|(name, _)| name == "ErrorBudgetBurn")
+            .all(|(_, s)| s == "inactive"),
+        "{states:?}"
+    );
 }

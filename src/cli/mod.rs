@@ -69,9 +69,17 @@ pub enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
-    /// Print the burn-rate alert rules (a Prometheus rule file) of the ResponseTimeTargets in
-    /// the given manifests; `promtool check rules` accepts the output.
+    /// Print the burn-rate alert rules of the ResponseTimeTargets in the given manifests: a
+    /// Prometheus rule file (`promtool check rules` accepts it), or with `-o prometheusrule`
+    /// the PrometheusRule objects the operator would write, for GitOps repositories.
     Rules {
+        /// rulefile (default) or prometheusrule.
+        #[arg(long, short = 'o', default_value = "rulefile", value_parser = ["rulefile", "prometheusrule"])]
+        output: String,
+        /// A label (KEY=VALUE, repeatable) on every PrometheusRule printed (as the
+        /// operator's --prometheus-rule-label), e.g. release=kps.
+        #[arg(long, value_delimiter = ',', value_parser = run::k8s_label)]
+        prometheus_rule_label: Vec<(String, String)>,
         /// Manifest file(s) with ResponseTimeTargets (other kinds are skipped); `-` reads stdin.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
@@ -132,11 +140,18 @@ pub async fn main(cli: Cli) -> ExitCode {
             }
         },
         Command::Rules {
+            output,
+            prometheus_rule_label,
             files,
             namespace,
             tenant_label,
             single_tenant,
-        } => match tools::print_rules(&files, &namespace, &tenancy(single_tenant, tenant_label)) {
+        } => match tools::print_rules(
+            &files,
+            &namespace,
+            &tenancy(single_tenant, tenant_label),
+            (output == "prometheusrule").then(|| prometheus_rule_label.into_iter().collect()),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("maturity-operator rules: {e}");

@@ -421,7 +421,7 @@ fn prometheus_auth(
 /// A Kubernetes label `KEY=VALUE`: KEY an optional DNS-subdomain prefix and `/`, then a
 /// name of at most 63 characters; VALUE at most 63 characters (may be empty). Both names
 /// and values start and end with a letter or digit and have `-`, `_` or `.` between.
-fn k8s_label(s: &str) -> Result<(String, String), String> {
+pub(super) fn k8s_label(s: &str) -> Result<(String, String), String> {
     let (key, value) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;

@@ -178,10 +178,13 @@ pub fn parse_series(s: &str) -> Result<(synthetic::Labels, synthetic::Traffic), 
     ))
 }
 
+/// Prints the rules of the targets in `files`: one rule file, or (`objects`: the configured
+/// rule labels) one PrometheusRule per target as the operator writes it.
 pub fn print_rules(
     files: &[PathBuf],
     namespace: &str,
     tenancy: &maturity_operator::prom::enforce::Tenancy,
+    objects: Option<std::collections::BTreeMap<String, String>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use maturity_operator::api::ResponseTimeTarget;
     let mut targets = Vec::new();
@@ -206,8 +209,16 @@ pub fn print_rules(
             targets.push(target);
         }
     }
-    let rules = maturity_operator::slo::rules::rule_file(&targets, tenancy)?;
-    print!("{}", serde_yaml::to_string(&rules)?);
+    let Some(labels) = objects else {
+        let rules = maturity_operator::slo::rules::rule_file(&targets, tenancy)?;
+        print!("{}", serde_yaml::to_string(&rules)?);
+        return Ok(());
+    };
+    for t in &targets {
+        if let Some(object) = maturity_operator::slo::rules::prometheus_rule(t, tenancy, &labels)? {
+            print!("---\n{}", serde_yaml::to_string(&object)?);
+        }
+    }
     Ok(())
 }
 

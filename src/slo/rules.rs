@@ -2,6 +2,12 @@
 //! target's window, as a Prometheus rule file. The thresholds are the budget share each
 //! alert allows to burn over its long window: for a 30-day window they are the Workbook's
 //! 14.4x (1h, checked with 5m), 6x (6h/30m) for pages and 3x (1d/2h), 1x (3d/6h) for tickets.
+//!
+//! They follow Alertmanager's conventions: `severity` is `critical` for a page and
+//! `warning` for a ticket unless the target's `alerting.labels` say otherwise; each alert
+//! has a `for:` (Pyrra's: about half its short window); a target with `minRequestRate`
+//! pages only while its traffic over the long window is at least that; and one more
+//! alert, `ResponseTimeTargetNoData`, says that the indicator's series are gone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,9 +24,12 @@ use crate::prom::enforce::Tenancy;
 /// One alert of the Workbook's table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BurnAlert {
+    /// The default `severity` label: `critical` (page) or `warning` (ticket).
     pub severity: &'static str,
     pub long: Duration,
     pub short: Duration,
+    /// How long the condition must hold before the alert fires.
+    pub hold: Duration,
     /// Share of the window's budget that burning at the threshold spends in `long`.
     pub budget_share: f64,
 }
@@ -28,27 +37,31 @@ pub struct BurnAlert {
 const H: u64 = 3600;
 pub const BURN_ALERTS: [BurnAlert; 4] = [
     BurnAlert {
-        severity: "page",
+        severity: "critical",
         long: Duration::from_secs(H),
         short: Duration::from_secs(300),
+        hold: Duration::from_secs(120),
         budget_share: 0.02,
     },
     BurnAlert {
-        severity: "page",
+        severity: "critical",
         long: Duration::from_secs(6 * H),
         short: Duration::from_secs(1800),
+        hold: Duration::from_secs(900),
         budget_share: 0.05,
     },
     BurnAlert {
-        severity: "ticket",
+        severity: "warning",
         long: Duration::from_secs(24 * H),
         short: Duration::from_secs(2 * H),
+        hold: Duration::from_secs(H),
         budget_share: 0.10,
     },
     BurnAlert {
-        severity: "ticket",
+        severity: "warning",
         long: Duration::from_secs(72 * H),
         short: Duration::from_secs(6 * H),
+        hold: Duration::from_secs(3 * H),
         budget_share: 0.10,
     },
 ];
@@ -75,6 +88,8 @@ pub struct RuleGroup {
 pub struct AlertRule {
     pub alert: String,
     pub expr: String,
+    #[serde(rename = "for")]
+    pub hold: String,
     pub labels: std::collections::BTreeMap<String, String>,
     pub annotations: std::collections::BTreeMap<String, String>,
 }
@@ -89,6 +104,11 @@ pub enum RulesError {
     #[error("{0}: {1}")]
     InvalidSpec(String, String),
 }
+
+/// The name of the no-data alert of every target with burn-rate alerts.
+pub const NO_DATA_ALERT: &str = "ResponseTimeTargetNoData";
+/// How long the indicator's series must be gone before [`NO_DATA_ALERT`] fires.
+pub const NO_DATA_AFTER: Duration = Duration::from_secs(600);
 
 /// The alert group of one target, or None when `alerting.burnRateAlerts` is off.
 /// Alerts whose long window is longer than the target's window are left out. Every
@@ -114,15 +134,29 @@ pub fn burn_rate_group(
         .window
         .parse()
         .map_err(|e| RulesError::InvalidSpec(id.clone(), e.to_string()))?;
-    let error_ratio: Box<dyn Fn(&str) -> String> = if let Some(l) = &spec.indicator.latency {
-        let q = LatencyQueries::new(l)
-            .map_err(|e| RulesError::InvalidSpec(id.clone(), e.to_string()))?;
-        Box::new(move |w| q.error_ratio(w))
+    let queries: Box<dyn EventQueries + '_> = if let Some(l) = &spec.indicator.latency {
+        Box::new(
+            LatencyQueries::new(l)
+                .map_err(|e| RulesError::InvalidSpec(id.clone(), e.to_string()))?,
+        )
     } else if let Some(r) = &spec.indicator.ratio {
-        let q = RatioQueries { indicator: r };
-        Box::new(move |w| q.error_ratio(w))
+        Box::new(RatioQueries { indicator: r })
     } else {
         return Err(RulesError::NotRequestBased(id));
+    };
+    let scoped = |expr: String| match tenancy {
+        Tenancy::Single => Ok(expr),
+        scoped => scoped
+            .scope(&expr, &namespace)
+            .map_err(|e| RulesError::InvalidSpec(id.clone(), e.to_string())),
+    };
+    // Identity labels: the user's labels may not change them (an alert routed as another
+    // namespace's would reach that team's receivers).
+    let identity = |labels: &mut BTreeMap<String, String>| {
+        labels.insert("namespace".into(), namespace.clone());
+        labels.insert("response_time_target".into(), name.clone());
+        labels.insert("service".into(), spec.service.clone());
+        labels.insert("request_class".into(), spec.request_class.clone());
     };
     let budget = super::error_budget(spec.objective);
     let mut rules = Vec::new();
@@ -130,14 +164,11 @@ pub fn burn_rate_group(
         let factor = a.factor(window);
         let threshold = round_sig(factor * budget);
         let (long, short) = (format_duration(a.long), format_duration(a.short));
-        let mut labels: std::collections::BTreeMap<String, String> = alerting.labels.clone();
-        labels.insert("severity".into(), a.severity.into());
-        labels.insert("namespace".into(), namespace.clone());
-        labels.insert("response_time_target".into(), name.clone());
-        labels.insert("service".into(), spec.service.clone());
-        labels.insert("request_class".into(), spec.request_class.clone());
+        let mut labels = BTreeMap::from([("severity".to_string(), a.severity.to_string())]);
+        labels.extend(alerting.labels.clone());
+        identity(&mut labels);
         labels.insert("long_window".into(), long.clone());
-        let mut annotations = std::collections::BTreeMap::new();
+        let mut annotations = BTreeMap::new();
         annotations.insert(
             "summary".into(),
             format!(
@@ -157,24 +188,60 @@ pub fn burn_rate_group(
         if let Some(url) = &alerting.runbook_url {
             annotations.insert("runbook_url".into(), url.clone());
         }
-        let expr = format!(
+        let mut expr = format!(
             "({}) > {threshold}\nand\n({}) > {threshold}",
-            error_ratio(&long),
-            error_ratio(&short)
+            queries.error_ratio(&long),
+            queries.error_ratio(&short)
         );
-        let expr = match tenancy {
-            Tenancy::Single => expr,
-            scoped => scoped
-                .scope(&expr, &namespace)
-                .map_err(|e| RulesError::InvalidSpec(id.clone(), e.to_string()))?,
-        };
+        // Too little traffic to mean anything: no page (the status says LowTraffic).
+        if let Some(rate) = spec.min_request_rate {
+            expr.push_str(&format!(
+                "\nand on ()\nsum(rate({}[{long}])) >= {rate}",
+                queries.total_series()
+            ));
+        }
         rules.push(AlertRule {
             alert: "ErrorBudgetBurn".into(),
-            expr,
+            expr: scoped(expr)?,
+            hold: format_duration(a.hold),
             labels,
             annotations,
         });
     }
+    let mut labels = BTreeMap::from([("severity".to_string(), "warning".to_string())]);
+    labels.extend(alerting.labels.clone());
+    identity(&mut labels);
+    let mut annotations = BTreeMap::from([
+        (
+            "summary".to_string(),
+            format!(
+                "{} ({}) has no indicator series: its objective is not measured",
+                spec.service, spec.request_class
+            ),
+        ),
+        (
+            "description".to_string(),
+            format!(
+                "No sample of {} for {}: the burn-rate alerts of ResponseTimeTarget {id} cannot fire. Is the service or its scrape gone, or the indicator's selector wrong?",
+                queries.total_series(),
+                format_duration(NO_DATA_AFTER)
+            ),
+        ),
+    ]);
+    if let Some(url) = &alerting.runbook_url {
+        annotations.insert("runbook_url".into(), url.clone());
+    }
+    rules.push(AlertRule {
+        alert: NO_DATA_ALERT.into(),
+        expr: scoped(format!(
+            "absent_over_time({}[{}])",
+            queries.total_series(),
+            format_duration(NO_DATA_AFTER)
+        ))?,
+        hold: format_duration(NO_DATA_AFTER),
+        labels,
+        annotations,
+    });
     Ok(Some(RuleGroup {
         name: format!("maturity-operator/{id}"),
         rules,
@@ -292,6 +359,30 @@ fn round_sig(v: f64) -> f64 {
     }
     let scale = 10f64.powi(9 - v.abs().log10().floor() as i32);
     (v * scale).round() / scale
+}
+
+/// The PrometheusRule the operator writes for `target` (without the owner reference it
+/// adds), or None when the target asks for no alerts: its rule group, its labels
+/// ([`rule_labels`] with `configured`). `maturity-operator rules -o prometheusrule` prints it.
+pub fn prometheus_rule(
+    target: &ResponseTimeTarget,
+    tenancy: &Tenancy,
+    configured: &BTreeMap<String, String>,
+) -> Result<Option<serde_json::Value>, RulesError> {
+    let Some(group) = burn_rate_group(target, tenancy)? else {
+        return Ok(None);
+    };
+    let name = target.metadata.name.as_deref().unwrap_or_default();
+    Ok(Some(serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": crate::api::names::burn_rate_rule(name),
+            "namespace": target.metadata.namespace.as_deref().unwrap_or("default"),
+            "labels": rule_labels(target.metadata.labels.as_ref(), configured),
+        },
+        "spec": {"groups": [group]},
+    })))
 }
 
 /// The rule file of every target that asks for burn-rate alerts.
@@ -422,10 +513,35 @@ spec:
         );
         let g = burn_rate_group(&t, &Tenancy::Single).unwrap().unwrap();
         assert_eq!(g.name, "maturity-operator/shop/checkout");
-        assert_eq!(g.rules.len(), 4);
+        // Four burn-rate alerts (Alertmanager's severities, Pyrra's `for`), then no-data.
+        let table: Vec<(&str, &str, &str, &str)> = g
+            .rules
+            .iter()
+            .map(|r| {
+                (
+                    r.alert.as_str(),
+                    r.labels["severity"].as_str(),
+                    r.labels.get("long_window").map_or("", String::as_str),
+                    r.hold.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            table,
+            [
+                ("ErrorBudgetBurn", "critical", "1h", "2m"),
+                ("ErrorBudgetBurn", "critical", "6h", "15m"),
+                ("ErrorBudgetBurn", "warning", "1d", "1h"),
+                ("ErrorBudgetBurn", "warning", "3d", "3h"),
+                ("ResponseTimeTargetNoData", "warning", "", "10m"),
+            ]
+        );
         let page = &g.rules[0];
-        assert_eq!(page.labels["severity"], "page");
         assert_eq!(page.annotations["runbook_url"], "https://wiki/x");
+        assert_eq!(
+            g.rules[4].expr,
+            r#"absent_over_time(h_count{job="c"}[10m])"#
+        );
         // 14.4 x 0.001 budget.
         assert!(page.expr.contains("> 0.0144"), "{}", page.expr);
         assert!(
@@ -434,7 +550,54 @@ spec:
             page.expr
         );
         assert!(page.expr.contains("[5m]"), "{}", page.expr);
-        assert_eq!(g.rules[3].labels["severity"], "ticket");
+        assert!(
+            !page.expr.contains("and on ()"),
+            "no minRequestRate, no gate"
+        );
+    }
+
+    #[test]
+    fn user_labels_set_severity_but_not_the_identity_and_min_request_rate_gates_each_alert() {
+        let t = target(
+            r#"
+apiVersion: maturity.sre.dev/v1alpha1
+kind: ResponseTimeTarget
+metadata: {name: checkout, namespace: shop}
+spec:
+  service: checkout
+  requestClass: interactive
+  objective: 99
+  window: 28d
+  minRequestRate: 0.5
+  indicator: {ratio: {good: 'ok_total{job="c"}', total: 'all_total{job="c"}'}}
+  alerting:
+    burnRateAlerts: true
+    labels: {severity: sev1, team: payments, namespace: bank, response_time_target: other}
+"#,
+        );
+        let g = burn_rate_group(&t, &Tenancy::Single).unwrap().unwrap();
+        for r in &g.rules {
+            assert_eq!(r.labels["severity"], "sev1");
+            assert_eq!(r.labels["team"], "payments");
+            assert_eq!(
+                r.labels["namespace"], "shop",
+                "an alert routed as another team's"
+            );
+            assert_eq!(r.labels["response_time_target"], "checkout");
+        }
+        // 1h page: the traffic over 1h must reach 0.5 requests a second.
+        assert!(
+            g.rules[0]
+                .expr
+                .ends_with("\nand on ()\nsum(rate(all_total{job=\"c\"}[1h])) >= 0.5"),
+            "{}",
+            g.rules[0].expr
+        );
+        assert!(
+            g.rules[3].expr.contains("[3d])) >= 0.5"),
+            "{}",
+            g.rules[3].expr
+        );
     }
 
     #[test]
@@ -458,7 +621,7 @@ spec:
         let g = burn_rate_group(&target(&yaml(r#"{job="c"}"#)), &Tenancy::default())
             .unwrap()
             .unwrap();
-        for r in &g.rules {
+        for r in &g.rules[..4] {
             // Every selector: the bucket and the count series of both windows.
             assert_eq!(
                 r.expr.matches(r#"namespace="shop""#).count(),
@@ -467,6 +630,10 @@ spec:
                 r.expr
             );
         }
+        assert_eq!(
+            g.rules[4].expr,
+            r#"absent_over_time(h_count{job="c",namespace="shop"}[10m])"#
+        );
         let err = burn_rate_group(
             &target(&yaml(r#"{job="c", namespace="bank"}"#)),
             &Tenancy::default(),
@@ -495,7 +662,11 @@ spec:
 "#,
         );
         let g = burn_rate_group(&t, &Tenancy::Single).unwrap().unwrap();
-        assert_eq!(g.rules.len(), 3, "the 3d ticket does not fit a 1d window");
+        assert_eq!(
+            g.rules.len(),
+            4,
+            "the 3d ticket does not fit a 1d window (3 burn-rate alerts and no-data)"
+        );
         let mut off = t.clone();
         off.spec.alerting = None;
         assert_eq!(burn_rate_group(&off, &Tenancy::Single).unwrap(), None);

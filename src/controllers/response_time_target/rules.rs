@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 
 use super::super::Context;
 use crate::api::ResponseTimeTarget;
-use crate::slo::rules::{AlertsSeen, burn_rate_group, overdue, rule_labels};
+use crate::slo::rules::{AlertsSeen, overdue, prometheus_rule, rule_labels};
 
 use crate::api::names::{MANAGED_BY_SELECTOR, RECORDINGS_RULE};
 use crate::slo::batch::GroupKey;
@@ -214,16 +214,15 @@ impl RuleSync {
                 self.synced.insert(uid, key);
                 continue;
             }
-            let group = burn_rate_group(t, &self.tenancy);
-            let labels = rule_labels(t.metadata.labels.as_ref(), &self.labels);
-            let hash = match &group {
-                Ok(Some(g)) => Some(hash_of(&(g, &labels))),
+            let object = prometheus_rule(t, &self.tenancy, &self.labels);
+            let hash = match &object {
+                Ok(Some(o)) => Some(hash_of(o)),
                 _ => None,
             };
             let previous = self.applied.get(&uid).copied();
             let ns = t.namespace().unwrap_or_default();
             let name = rule_name(&t.name_any());
-            match (group, hash) {
+            match (object, hash) {
                 (Err(e), _) => {
                     self.see(
                         &uid,
@@ -233,23 +232,16 @@ impl RuleSync {
                     );
                     self.synced.insert(uid, key);
                 }
-                (Ok(Some(group)), Some(hash)) if previous != Some(hash) => {
+                (Ok(Some(mut object)), Some(hash)) if previous != Some(hash) => {
                     let owner = t
                         .controller_owner_ref(&())
                         .map(|o| vec![o])
                         .unwrap_or_default();
-                    let group_name = group.name.clone();
-                    let object = serde_json::json!({
-                        "apiVersion": "monitoring.coreos.com/v1",
-                        "kind": "PrometheusRule",
-                        "metadata": {
-                            "name": name,
-                            "namespace": ns,
-                            "labels": labels,
-                            "ownerReferences": owner,
-                        },
-                        "spec": {"groups": [group]},
-                    });
+                    object["metadata"]["ownerReferences"] = serde_json::json!(owner);
+                    let group_name = object["spec"]["groups"][0]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
                     match ctx
                         .kube
                         .dynamic_apply(&ns, &name, &api_resource(), &object)
