@@ -2,8 +2,8 @@
 # Builds (once) every tool the local control plane needs from Go modules, pinned in
 # hack/versions.env, and caches them under ~/.cache/maturity-operator/.
 # Usage: hack/build-tools.sh [component...]   (default: all)
-# Components: kubernetes etcd kwok helm prometheus prom-label-proxy crds (third-party CRDs
-# generated with controller-gen) (and, for `make bench` only, sloth)
+# Components: kubernetes etcd kwok helm prometheus prom-label-proxy alertmanager crds
+# (third-party CRDs generated with controller-gen) (and, for `make bench` only, sloth)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 shopt -s extglob  # the KEEP globs of generate_crds
 
@@ -175,6 +175,33 @@ build_prom_label_proxy() {
   log "prom-label-proxy $PROM_LABEL_PROXY_VERSION: built into $out"
 }
 
+build_alertmanager() {
+  local out="$AM_BIN" logfile="$LOG_DIR/build-alertmanager.log"
+  if [[ -x "$out/alertmanager" && -x "$out/amtool" ]]; then log "alertmanager $ALERTMANAGER_VERSION: cached in $out"; return; fi
+  log "alertmanager $ALERTMANAGER_VERSION: building alertmanager and amtool (log: $logfile)"; : >"$logfile"
+  # The module embeds its web UI's build output (ui/app/dist), which is not in the module:
+  # build from a copy of its source with an empty UI in its place (the HTTP API is complete).
+  run_logged alertmanager "$logfile" go mod download "github.com/prometheus/alertmanager@$ALERTMANAGER_VERSION"
+  local src="$CACHE_DIR/src/alertmanager-$ALERTMANAGER_VERSION"
+  rm -rf "$src" "$out.tmp"; mkdir -p "$CACHE_DIR/src" "$out.tmp"
+  cp -r "$(go env GOMODCACHE)/github.com/prometheus/alertmanager@$ALERTMANAGER_VERSION" "$src"
+  chmod -R u+w "$src"
+  local d
+  for d in elm mantine; do
+    mkdir -p "$src/ui/app/dist/$d"
+    printf '<!doctype html><title>Alertmanager</title><p>Web UI not built; the API is at /api/v2.\n' >"$src/ui/app/dist/$d/index.html"
+  done
+  local pv="github.com/prometheus/common/version"
+  (
+    cd "$src"
+    run_logged alertmanager "$logfile" go build -trimpath \
+      -ldflags "-s -w -X $pv.Version=${ALERTMANAGER_VERSION#v} -X $pv.Branch=module -X $pv.Revision=$ALERTMANAGER_VERSION" \
+      -o "$out.tmp/" ./cmd/alertmanager ./cmd/amtool
+  )
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "alertmanager $ALERTMANAGER_VERSION: built into $out"
+}
+
 # Only for `make bench`: Sloth's generated rules are the Prometheus cost we compare with.
 build_sloth() {
   local out="$SLOTH_BIN" logfile="$LOG_DIR/build-sloth.log"
@@ -232,7 +259,7 @@ build_crds() {
 link_tools() {
   mkdir -p "$TOOLS_BIN"
   local f
-  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/* "$PLP_BIN"/* "$SLOTH_BIN"/*; do
+  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/* "$PLP_BIN"/* "$SLOTH_BIN"/* "$AM_BIN"/*; do
     [[ -f "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
   done
   mkdir -p "$CRDS_DIR"
@@ -243,7 +270,7 @@ link_tools() {
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy crds kubernetes)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy alertmanager crds kubernetes)
 start=$(date +%s)
 for c in "${components[@]}"; do
   case "$c" in
@@ -255,7 +282,8 @@ for c in "${components[@]}"; do
     prom-label-proxy) build_prom_label_proxy ;;
     sloth) build_sloth ;;
     crds) build_crds ;;
-    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy crds sloth)" ;;
+    alertmanager) build_alertmanager ;;
+    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy alertmanager crds sloth)" ;;
   esac
 done
 link_tools

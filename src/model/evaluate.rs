@@ -23,6 +23,9 @@ pub enum Measurement {
     NotMet(String),
     /// The signal could not be read (e.g. Prometheus unreachable); never counts as Met.
     Unknown(String),
+    /// Nothing the signal measures is in scope (no object of the kind it reads): no data
+    /// either way, so a current recorded attestation counts; without one, NotMet.
+    Absent(String),
 }
 
 fn date(s: &str) -> Option<Date> {
@@ -168,10 +171,11 @@ fn attestation_state(
 /// The state of one practice on `today`.
 ///
 /// Order of precedence: a running, recorded and approved exemption; a measurement that
-/// decided (Met or NotMet: a measured NotMet is not overridden by an attestation); a
-/// current recorded attestation; then Expired or Unverified (a lapsed or unrecorded
-/// attestation or exemption and nothing else), Unknown (the signal could not be read) or
-/// NotMet.
+/// decided from real data (Met or NotMet: a measured NotMet is not overridden by an
+/// attestation); a current recorded attestation (it also beats a measurement that found
+/// nothing to measure, [`Measurement::Absent`]); then Expired or Unverified (a lapsed or
+/// unrecorded attestation or exemption and nothing else), Unknown (the signal could not be
+/// read) or NotMet.
 pub fn practice_state(
     p: &Practice,
     measured: Option<&Measurement>,
@@ -214,6 +218,11 @@ pub fn practice_state(
         Some(Measurement::Unknown(why)) => {
             status(PracticeState::Unknown, EvidenceKind::None, why.clone())
         }
+        Some(Measurement::Absent(why)) => status(
+            PracticeState::NotMet,
+            EvidenceKind::Measured,
+            format!("{why}; not attested"),
+        ),
         _ => {
             let why = match p.evidence {
                 Evidence::Attested => "not attested".to_string(),
@@ -511,6 +520,28 @@ mod tests {
             today(),
         );
         assert_eq!(s.state, PracticeState::Unknown);
+        // Nothing of the kind measured in scope: an attestation counts; without one, NotMet
+        // with the reason.
+        let absent = Measurement::Absent("no CanaryPolicy in scope".into());
+        let s = practice_state(
+            p("CX-4.3"),
+            Some(&absent),
+            proven(&attest("CX-4.3", "2026-11-01", None)),
+            None,
+            today(),
+        );
+        assert_eq!(
+            (s.state, s.evidence),
+            (PracticeState::Met, EvidenceKind::Attested)
+        );
+        let s = practice_state(p("CX-4.3"), Some(&absent), None, None, today());
+        assert_eq!(
+            (s.state, s.detail.as_deref()),
+            (
+                PracticeState::NotMet,
+                Some("no CanaryPolicy in scope; not attested")
+            )
+        );
         let mut states = BTreeMap::new();
         for q in PRACTICES
             .iter()

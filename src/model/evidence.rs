@@ -156,7 +156,7 @@ fn share(n: usize, of: usize) -> f64 {
 
 fn share_check(what: &str, n: usize, of: usize, min: f64) -> Measurement {
     if of == 0 {
-        return Measurement::NotMet(format!("no {what} in scope"));
+        return Measurement::Absent(format!("no {what} in scope"));
     }
     let s = share(n, of);
     let text = format!(
@@ -213,7 +213,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     m.insert(
         "RESP-4.1",
         if t.is_empty() {
-            Measurement::NotMet("no ResponseTimeTarget in scope".into())
+            Measurement::Absent("no ResponseTimeTarget in scope".into())
         } else if let Some(x) = t.iter().find(|x| x.objective_met == Some(false)) {
             Measurement::NotMet(format!(
                 "{} of {} ResponseTimeTargets miss their objective (e.g. {})",
@@ -253,7 +253,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
                     .any(|(r, c)| c.as_ref() == Some(expr) && r.health != "err")
             };
             let burn = if t.is_empty() {
-                Measurement::NotMet("no ResponseTimeTarget, so no burn-rate alerts".into())
+                Measurement::Absent("no ResponseTimeTarget, so no burn-rate alerts".into())
             } else {
                 // The operator's own rule for the target, matched by its expression (two
                 // labels anyone can type are not enough), loaded and evaluating.
@@ -315,7 +315,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     m.insert(
         "CX-4.3",
         if c.policies == 0 {
-            Measurement::NotMet("no CanaryPolicy in scope".into())
+            Measurement::Absent("no CanaryPolicy in scope".into())
         } else if share(governed, w.len()) < CANARY_SHARE {
             share_check(
                 "workloads governed by a CanaryPolicy",
@@ -339,7 +339,9 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     );
     m.insert(
         "CX-4.4",
-        if c.analyzed > 0 && !t.is_empty() {
+        if c.policies == 0 {
+            Measurement::Absent("no CanaryPolicy in scope".into())
+        } else if c.analyzed > 0 && !t.is_empty() {
             Measurement::Met(format!("{} rollouts gated by canary analysis; {} ResponseTimeTargets link SLOs to workloads", c.analyzed, t.len()))
         } else if c.analyzed == 0 {
             Measurement::NotMet("no rollout was gated by canary analysis".into())
@@ -358,7 +360,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
             .is_some_and(|p| days_since(f.now, p) <= DRILL_PERIOD_DAYS)
     };
     let drill = if f.drills.is_empty() {
-        Measurement::NotMet("no DrillSchedule in scope".into())
+        Measurement::Absent("no DrillSchedule in scope".into())
     } else if let Some(d) = f.drills.iter().find(|d| d.unannounced && scheduled(d)) {
         Measurement::Met(format!(
             "unannounced drill {} passed within the last {DRILL_PERIOD_DAYS} days, started by its schedule",
@@ -389,6 +391,8 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
                 "automatic remediation by the operator: {} canary rollouts rolled back",
                 c.rolled_back
             ))
+        } else if c.policies == 0 {
+            Measurement::Absent("no CanaryPolicy in scope, so no remediation to observe".into())
         } else {
             Measurement::NotMet("no automatic remediation observed: no canary rollout was rolled back by the operator (pods Kubernetes recreated, after a drill or a crash, are not a remediation)".into())
         },
@@ -396,7 +400,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
 
     // Business signals.
     let satisfaction = match &f.satisfaction {
-        None => Measurement::NotMet(
+        None => Measurement::Absent(
             "no satisfaction signal declared (spec.signals.satisfaction)".into(),
         ),
         Some(Err(why)) => Measurement::Unknown(format!("satisfaction signal: {why}")),
@@ -412,7 +416,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     }
     let complaints = match &f.complaints {
         None => {
-            Measurement::NotMet("no complaints signal declared (spec.signals.complaints)".into())
+            Measurement::Absent("no complaints signal declared (spec.signals.complaints)".into())
         }
         Some(Err(why)) => Measurement::Unknown(format!("complaints signal: {why}")),
         Some(Ok(0)) => Measurement::NotMet(
@@ -423,7 +427,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     m.insert("CX-3.3", complaints.clone());
     m.insert("CX-4.2", complaints);
     let demand = match &f.demand {
-        None => Measurement::NotMet("no demand signal declared (spec.signals.demand)".into()),
+        None => Measurement::Absent("no demand signal declared (spec.signals.demand)".into()),
         Some(Err(why)) => Measurement::Unknown(format!("demand signal: {why}")),
         Some(Ok((forecast, capacity))) if forecast <= capacity => Measurement::Met(format!(
             "forecast demand {forecast:.2} within capacity {capacity:.2}"
@@ -598,8 +602,14 @@ mod tests {
         f.satisfaction = None;
         f.reports.monthly_delivered = Some("2026-09-01T00:00:00Z".parse().unwrap());
         let m = measure(&f);
+        // NotMet from data, or Absent: nothing of the kind to measure (an attestation may
+        // fill that in).
         let not = |id: &str| match &m[id] {
             Measurement::NotMet(why) => why.clone(),
+            other => panic!("{id}: {other:?}"),
+        };
+        let absent = |id: &str| match &m[id] {
+            Measurement::Absent(why) => why.clone(),
             other => panic!("{id}: {other:?}"),
         };
         assert!(not("ORG-2.1").contains("1 of 2"));
@@ -608,9 +618,9 @@ mod tests {
         assert!(not("ORG-5.4").contains("unannounced"));
         assert!(not("RESP-2.3").contains("no burn-rate alert of the operator loaded for t"));
         assert!(
-            not("BIZ-3.1").contains("no alerting rules (not the operator's) with a runbook_url")
+            absent("BIZ-3.1").contains("no alerting rules (not the operator's) with a runbook_url")
         );
-        assert!(not("CX-2.3").contains("no satisfaction signal"));
+        assert!(absent("CX-2.3").contains("no satisfaction signal"));
         assert!(not("COMM-3.2").contains("overdue"));
         assert!(
             matches!(m["CX-3.4"], Measurement::Met(_)),
@@ -647,7 +657,7 @@ mod tests {
         assert!(matches!(m["RESP-2.3"], Measurement::Met(_)));
         for id in ["BIZ-3.1", "BIZ-4.2", "CX-2.4"] {
             assert!(
-                matches!(&m[id], Measurement::NotMet(w) if w.starts_with("no alerting rules (not the operator's)")),
+                matches!(&m[id], Measurement::Absent(w) if w.starts_with("no alerting rules (not the operator's)")),
                 "{id}: {:?}",
                 m[id]
             );
