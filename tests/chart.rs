@@ -62,6 +62,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             "metrics.certSecret=metrics-tls",
             "reportWebhookHosts={reports.example.com,127.0.0.1:8080}",
             "prometheusRules.additionalLabels.release=kps",
+            "alertmanager.url=http://alertmanager-operated.monitoring:9093",
         ],
         &[
             "dashboards.enabled=false",
@@ -172,6 +173,11 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         assert_eq!(
             yaml.contains("--report-webhook-hosts=reports.example.com,127.0.0.1:8080"),
             receivers,
+            "{extra:?}"
+        );
+        assert_eq!(
+            yaml.contains("- --alertmanager-url=http://alertmanager-operated.monitoring:9093\n"),
+            extra.iter().any(|s| s.starts_with("alertmanager.url=")),
             "{extra:?}"
         );
         // The rule labels a Prometheus's ruleSelector selects, when the value sets them.

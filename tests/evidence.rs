@@ -12,34 +12,9 @@ use kube::api::{Api, Patch, PatchParams};
 use maturity_operator::api::MaturityAssessment;
 use serde_json::json;
 use support::cluster::TestContext;
+use support::cluster::practices;
 use support::eventually;
 use support::operator::Operator;
-
-/// The state and detail of each practice of `name`'s status, and its level, once evaluated.
-async fn practices(
-    api: &Api<MaturityAssessment>,
-    name: &str,
-) -> Result<(BTreeMap<String, (String, String)>, i64), String> {
-    let a = api.get(name).await.map_err(|e| e.to_string())?;
-    let v = serde_json::to_value(&a).unwrap();
-    let level = v["status"]["level"].as_i64().ok_or("not evaluated yet")?;
-    let states = v["status"]["capabilities"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["practices"].as_array().cloned().unwrap_or_default())
-        .map(|p| {
-            (
-                p["id"].as_str().unwrap_or_default().to_string(),
-                (
-                    p["state"].as_str().unwrap_or_default().to_string(),
-                    p["detail"].as_str().unwrap_or_default().to_string(),
-                ),
-            )
-        })
-        .collect();
-    Ok((states, level))
-}
 
 async fn apply(api: &Api<MaturityAssessment>, name: &str, signals: serde_json::Value) {
     let a: MaturityAssessment = serde_json::from_value(json!({
@@ -612,38 +587,6 @@ async fn a_rule_with_the_labels_of_a_burn_rate_alert_is_not_one() {
     ctx.cleanup().await;
 }
 
-/// A loopback receiver of reports: answers `code` (changeable), keeps every body.
-struct Receiver {
-    url: String,
-    code: std::sync::Arc<std::sync::atomic::AtomicU16>,
-    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        use std::sync::atomic::{AtomicU16, Ordering};
-        let code = std::sync::Arc::new(AtomicU16::new(500));
-        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (c, b) = (code.clone(), bodies.clone());
-        let app = axum::Router::new().route(
-            "/in",
-            axum::routing::post(move |body: String| {
-                let (c, b) = (c.clone(), b.clone());
-                async move {
-                    b.lock()
-                        .unwrap()
-                        .push(serde_json::from_str(&body).unwrap_or_default());
-                    axum::http::StatusCode::from_u16(c.load(Ordering::SeqCst)).unwrap()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/in", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, code, bodies }
-    }
-}
-
 /// The state and detail of `id`, and the status's last delivery, once `ok` holds.
 async fn delivery(
     api: &Api<MaturityAssessment>,
@@ -675,7 +618,7 @@ async fn delivery(
 async fn a_report_counts_when_it_was_delivered_not_when_it_was_produced() {
     let ctx = TestContext::new("evreport").await;
     let ns = ctx.namespace.clone();
-    let receiver = Receiver::start().await;
+    let receiver = support::receiver::Receiver::start().await;
     let operator = operator(&ctx, &["--report-webhook-hosts=127.0.0.1".to_string()]);
     let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
     let elsewhere = receiver.url.replace("127.0.0.1", "127.0.0.2");

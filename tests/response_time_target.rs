@@ -96,7 +96,8 @@ async fn status_reports_attainment_and_every_failure_its_own_condition() {
     let backfilled = BackfilledPrometheus::start(&ctx.env, &om).await;
     // The same history behind a Prometheus that refuses queries loading many samples.
     let strict =
-        BackfilledPrometheus::start_with(&ctx.env, &om, None, &["--query.max-samples=100"]).await;
+        BackfilledPrometheus::start_with(&ctx.env, &om, None, &["--query.max-samples=100"], "")
+            .await;
     let mut operator = Operator::start(&ctx.env, &ctx.namespace, &backfilled.prom.url, "2s");
 
     let api: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);

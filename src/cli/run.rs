@@ -96,6 +96,11 @@ pub struct RunArgs {
     /// its target says AlertsLoaded=False (reason NotLoaded).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     rules_load_grace: Duration,
+    /// Base URL of the Alertmanager that notifies of the generated alerts, e.g.
+    /// http://alertmanager-operated.monitoring:9093: assessments read its routes (where a
+    /// namespace's alerts go) and, from Prometheus, its notification counters.
+    #[arg(long, env = "MATURITY_ALERTMANAGER_URL", value_parser = http_url)]
+    alertmanager_url: Option<String>,
     #[command(flatten)]
     webhook: WebhookArgs,
     #[command(flatten)]
@@ -130,6 +135,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         report_webhook_hosts,
         prometheus_rule_label,
         rules_load_grace,
+        alertmanager_url,
         webhook,
         leader,
     } = args;
@@ -182,6 +188,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         report_hosts: report_webhook_hosts,
         rule_labels: prometheus_rule_label.into_iter().collect(),
         rules_load_grace,
+        alertmanager_url,
     })
     .await
     {
@@ -457,6 +464,14 @@ pub(super) fn k8s_label(s: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((key.to_string(), value.to_string()))
+}
+
+/// An `http://` or `https://` URL.
+fn http_url(s: &str) -> Result<String, String> {
+    match reqwest::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not an http:// or https:// URL")),
+    }
 }
 
 fn label_name(s: &str) -> Result<String, String> {

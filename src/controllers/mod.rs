@@ -35,6 +35,8 @@ pub struct Context {
     pub writes: writes::WriteBudget,
     /// Delivers assessments' reports to their receivers.
     pub deliverer: crate::delivery::Deliverer,
+    /// The Alertmanager assessments read routes from (`--alertmanager-url`; None: none).
+    pub alertmanager: Option<crate::prom::alertmanager::Alertmanager>,
 }
 
 /// What [`Context::write_status`] did.
@@ -58,7 +60,13 @@ impl Context {
     ) -> Self {
         let instance = format!("{:016x}", clock.random());
         let deliverer = crate::delivery::Deliverer::new(settings.report_hosts.clone());
+        let alertmanager = settings.alertmanager_url.as_deref().and_then(|url| {
+            crate::prom::alertmanager::Alertmanager::new(url, Duration::from_secs(10))
+                .map_err(|e| tracing::warn!(error = %e, "no Alertmanager client"))
+                .ok()
+        });
         Self {
+            alertmanager,
             deliverer,
             kube,
             prom,
@@ -171,6 +179,8 @@ pub struct Settings {
     pub rule_labels: std::collections::BTreeMap<String, String>,
     /// How long a written PrometheusRule may take to show in Prometheus's rules API.
     pub rules_load_grace: Duration,
+    /// The Alertmanager whose routes and notifications assessments read.
+    pub alertmanager_url: Option<String>,
 }
 
 /// Why a reconcile did not finish.

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::PRACTICES;
 use super::evaluate::{self, Claim};
 use super::evidence::{
-    self, CanaryFacts, DrillFact, Facts, ReportFacts, Signal, TargetFact, Workload,
+    self, AlertingFacts, CanaryFacts, DrillFact, Facts, ReportFacts, Signal, TargetFact, Workload,
 };
 use super::report::{self, Period};
 use crate::api::MaturityAssessment;
@@ -65,6 +65,8 @@ pub struct Observed {
     pub interval: Duration,
     /// Which attestations and exemptions the operator's webhook recorded as they are.
     pub verified: Verified,
+    /// What Alertmanager shows of the scope's alerts.
+    pub alerting: AlertingFacts,
 }
 
 /// Reports to write into the report ConfigMap.
@@ -244,6 +246,7 @@ pub fn facts(o: &Observed, now: Timestamp) -> Facts {
                 .map_err(Clone::clone)
         }),
         demand: o.demand.clone(),
+        alerting: o.alerting.clone(),
         reports: ReportFacts {
             weekly: wanted.weekly,
             monthly: wanted.monthly,
@@ -655,6 +658,7 @@ mod tests {
             report_data: BTreeMap::new(),
             interval: Duration::from_secs(300),
             verified,
+            alerting: AlertingFacts::NotConfigured,
         }
     }
 

@@ -27,6 +27,208 @@ pub const SEVERITY_SHARE: f64 = 0.9;
 pub const CANARY_SHARE: f64 = 0.8;
 /// How recent a passed drill must be (ORG-5.4, RESP-5.1), in days.
 pub const DRILL_PERIOD_DAYS: i64 = 35;
+/// Over how many days Alertmanager's notifications are counted (RESP-2.2).
+pub const NOTIFY_DAYS: u32 = 7;
+/// The largest share of failed notifications that still counts as succeeding (RESP-2.2).
+pub const NOTIFY_FAILED_SHARE: f64 = 0.05;
+
+/// Notifications Alertmanager attempted over [`NOTIFY_DAYS`] by one integration (and one
+/// receiver, where Alertmanager runs with `--enable-feature=receiver-name-in-metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationCount {
+    pub integration: String,
+    pub receiver: Option<String>,
+    pub attempted: f64,
+    pub failed: f64,
+}
+
+/// What Alertmanager shows of the scope's alerts (ORG-2.3, ORG-5.2, RESP-2.2).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertingFacts {
+    /// No Alertmanager to read (`--alertmanager-url` not given).
+    NotConfigured,
+    /// Its configuration could not be read: why.
+    Unreadable(String),
+    Read {
+        /// Where the scope's page alerts go, and its other (ticket) alerts.
+        page: Vec<crate::model::routing::Destination>,
+        ticket: Vec<crate::model::routing::Destination>,
+        /// Its notifications by integration (Err: why Prometheus could not tell).
+        notifications: Result<Vec<NotificationCount>, String>,
+    },
+}
+
+/// The labels of the scope's page and ticket alerts: those the operator generates for the
+/// first of `targets` with burn-rate alerts (its first alert, and its first ticket), or
+/// else `severity` critical and warning; the namespace always.
+pub fn scope_alert_labels(
+    targets: &[ResponseTimeTarget],
+    namespace: &str,
+    tenancy: &Tenancy,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let plain = |severity: &str| {
+        BTreeMap::from([
+            ("namespace".to_string(), namespace.to_string()),
+            ("severity".to_string(), severity.to_string()),
+        ])
+    };
+    let group = targets.iter().find_map(|t| {
+        crate::slo::rules::burn_rate_group(t, tenancy)
+            .ok()
+            .flatten()
+    });
+    match group {
+        Some(g) if !g.rules.is_empty() => {
+            let page = g.rules[0].labels.clone();
+            let ticket = g
+                .rules
+                .iter()
+                .map(|r| &r.labels)
+                .find(|l| l.get("severity") != page.get("severity"))
+                .cloned()
+                .unwrap_or_else(|| plain("warning"));
+            (page, ticket)
+        }
+        _ => (plain("critical"), plain("warning")),
+    }
+}
+
+/// ORG-2.3, ORG-5.2 and RESP-2.2 from what Alertmanager shows.
+fn alerting(a: &AlertingFacts) -> [(&'static str, Measurement); 3] {
+    use crate::model::routing::Destination;
+    let (page, ticket, notifications) = match a {
+        AlertingFacts::NotConfigured => {
+            let why = "no Alertmanager to read (the operator's --alertmanager-url)";
+            return [
+                ("ORG-2.3", Measurement::Absent(why.into())),
+                ("ORG-5.2", Measurement::Absent(why.into())),
+                ("RESP-2.2", Measurement::Absent(why.into())),
+            ];
+        }
+        AlertingFacts::Unreadable(why) => {
+            let why = format!("Alertmanager's configuration cannot be read: {why}");
+            return [
+                ("ORG-2.3", Measurement::Unknown(why.clone())),
+                ("ORG-5.2", Measurement::Unknown(why.clone())),
+                ("RESP-2.2", Measurement::Unknown(why)),
+            ];
+        }
+        AlertingFacts::Read {
+            page,
+            ticket,
+            notifications,
+        } => (page, ticket, notifications),
+    };
+    let names = |d: &[&Destination]| {
+        d.iter()
+            .map(|d| d.receiver.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let notifying: Vec<&Destination> = page.iter().filter(|d| !d.integrations.is_empty()).collect();
+    let own: Vec<&Destination> = notifying
+        .iter()
+        .copied()
+        .filter(|d| !d.path.is_empty())
+        .collect();
+    let all: Vec<&Destination> = page.iter().collect();
+    let org23 = if let Some(d) = own.first() {
+        Measurement::Met(format!(
+            "the namespace's page alerts reach receiver {} ({}) by a route of their own ({})",
+            d.receiver,
+            d.integrations.join(", "),
+            d.path.join(", ")
+        ))
+    } else if notifying.is_empty() {
+        Measurement::NotMet(format!(
+            "the namespace's page alerts reach receiver {}, which notifies nobody (no integration)",
+            names(&all)
+        ))
+    } else {
+        Measurement::NotMet(format!(
+            "the namespace's page alerts fall through to the default route (receiver {}): no route of their own",
+            names(&all)
+        ))
+    };
+    let tickets: Vec<&str> = ticket.iter().map(|d| d.receiver.as_str()).collect();
+    let org52 = match notifying
+        .iter()
+        .find(|d| !tickets.contains(&d.receiver.as_str()))
+    {
+        Some(d) => Measurement::Met(format!(
+            "critical alerts escalate to receiver {} ({}); the others go to {}",
+            d.receiver,
+            d.integrations.join(", "),
+            tickets.join(", ")
+        )),
+        None if notifying.is_empty() => Measurement::NotMet(format!(
+            "the namespace's page alerts reach receiver {}, which notifies nobody",
+            names(&all)
+        )),
+        None => Measurement::NotMet(format!(
+            "page and ticket alerts of the namespace go to the same receiver ({}): no escalation for critical alerts",
+            names(&notifying)
+        )),
+    };
+    let resp22 = if notifying.is_empty() {
+        Measurement::NotMet(format!(
+            "nobody is notified of the namespace's page alerts (receiver {} has no integration)",
+            names(&all)
+        ))
+    } else {
+        match notifications {
+            Err(why) => Measurement::Unknown(format!(
+                "Alertmanager's notifications cannot be read: {why}"
+            )),
+            Ok(rows) => {
+                let by_receiver = rows.iter().any(|r| r.receiver.is_some());
+                let counted: Vec<&NotificationCount> = rows
+                    .iter()
+                    .filter(|r| {
+                        if by_receiver {
+                            notifying
+                                .iter()
+                                .any(|d| r.receiver.as_deref() == Some(d.receiver.as_str()))
+                        } else {
+                            notifying
+                                .iter()
+                                .any(|d| d.integrations.contains(&r.integration))
+                        }
+                    })
+                    .collect();
+                let attempted: f64 = counted.iter().map(|r| r.attempted).sum();
+                let failed: f64 = counted.iter().map(|r| r.failed).sum();
+                let mut kinds: Vec<&str> = notifying
+                    .iter()
+                    .flat_map(|d| d.integrations.iter().map(String::as_str))
+                    .collect();
+                kinds.sort();
+                kinds.dedup();
+                let of = if by_receiver {
+                    format!("receiver {}", names(&notifying))
+                } else {
+                    format!("{} integrations", kinds.join(", "))
+                };
+                let (a, f) = (attempted.round(), failed.round());
+                if a < 1.0 {
+                    Measurement::Absent(format!(
+                        "no notification by {of} in the last {NOTIFY_DAYS} days"
+                    ))
+                } else if f / a > NOTIFY_FAILED_SHARE {
+                    Measurement::NotMet(format!(
+                        "{f} of {a} notifications by {of} failed in the last {NOTIFY_DAYS} days (at most {:.0}% may)",
+                        NOTIFY_FAILED_SHARE * 100.0
+                    ))
+                } else {
+                    Measurement::Met(format!(
+                        "{a} notifications by {of} in the last {NOTIFY_DAYS} days, {f} failed"
+                    ))
+                }
+            }
+        }
+    };
+    [("ORG-2.3", org23), ("ORG-5.2", org52), ("RESP-2.2", resp22)]
+}
 
 /// A workload in scope and what it declares.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -100,6 +302,7 @@ pub struct Facts {
     /// (forecast at the horizon, capacity)
     pub demand: Signal<(f64, f64)>,
     pub reports: ReportFacts,
+    pub alerting: AlertingFacts,
 }
 
 /// The facts of a DrillSchedule: unannounced (`announce: false` with a jitter), its last
@@ -309,6 +512,9 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
         }
     }
 
+    // Alertmanager: a route of the scope's own, an escalation, notifications succeeding.
+    m.extend(alerting(&f.alerting));
+
     // Canaries.
     let governed = count(|x| x.canary_governed);
     let c = &f.canary;
@@ -484,9 +690,133 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::routing::Destination;
 
     /// The canonical form of the operator's alert for target `t` in [`facts`].
     const BURN: &str = "(x) > 0.0144 and (y) > 0.0144";
+
+    fn dest(receiver: &str, integrations: &[&str], path: &[&str]) -> Destination {
+        Destination {
+            receiver: receiver.into(),
+            integrations: integrations.iter().map(|s| s.to_string()).collect(),
+            path: path.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn notified(
+        integration: &str,
+        receiver: Option<&str>,
+        attempted: f64,
+        failed: f64,
+    ) -> NotificationCount {
+        NotificationCount {
+            integration: integration.into(),
+            receiver: receiver.map(str::to_string),
+            attempted,
+            failed,
+        }
+    }
+
+    #[test]
+    fn alertmanager_routes_and_notifications_decide_org_2_3_org_5_2_resp_2_2() {
+        let with = |page: Vec<Destination>,
+                    ticket: Vec<Destination>,
+                    notifications: Result<Vec<NotificationCount>, String>| {
+            let mut f = facts();
+            f.alerting = AlertingFacts::Read {
+                page,
+                ticket,
+                notifications,
+            };
+            measure(&f)
+        };
+        let state = |m: &Measurement| match m {
+            Measurement::Met(w) => ("Met", w.clone()),
+            Measurement::NotMet(w) => ("NotMet", w.clone()),
+            Measurement::Unknown(w) => ("Unknown", w.clone()),
+            Measurement::Absent(w) => ("Absent", w.clone()),
+        };
+        let pager = dest(
+            "pay-pager",
+            &["pagerduty", "webhook"],
+            &[r#"namespace="shop""#],
+        );
+        let team = dest("pay", &["email"], &[r#"namespace="shop""#]);
+        let default = dest("ops", &["email"], &[]);
+        let ok = Ok(vec![
+            notified("webhook", None, 40.0, 1.0),
+            notified("email", None, 100.0, 50.0),
+        ]);
+        let m = with(vec![pager.clone()], vec![team.clone()], ok.clone());
+        assert_eq!(state(&m["ORG-2.3"]).0, "Met", "{:?}", m["ORG-2.3"]);
+        assert_eq!(
+            state(&m["ORG-5.2"]),
+            ("Met", "critical alerts escalate to receiver pay-pager (pagerduty, webhook); the others go to pay".into())
+        );
+        // By integration: the webhook's 40 (1 failed), not the email's.
+        assert_eq!(
+            state(&m["RESP-2.2"]),
+            (
+                "Met",
+                "40 notifications by pagerduty, webhook integrations in the last 7 days, 1 failed"
+                    .into()
+            )
+        );
+        // Only the default route takes the page: no route of the namespace's own.
+        let m = with(vec![default.clone()], vec![default.clone()], ok.clone());
+        assert!(
+            state(&m["ORG-2.3"])
+                .1
+                .contains("fall through to the default route (receiver ops)")
+        );
+        assert!(state(&m["ORG-5.2"]).1.contains("same receiver (ops)"));
+        // A receiver without integrations notifies nobody: nothing is Met.
+        let silent = dest("null", &[], &[r#"namespace="shop""#]);
+        let m = with(vec![silent.clone()], vec![team.clone()], ok.clone());
+        for id in ["ORG-2.3", "ORG-5.2", "RESP-2.2"] {
+            assert_eq!(state(&m[id]).0, "NotMet", "{id}: {:?}", m[id]);
+        }
+        // Too many failures; no notification at all; counters unreadable.
+        let m = with(
+            vec![pager.clone()],
+            vec![team.clone()],
+            Ok(vec![notified("webhook", None, 20.0, 2.0)]),
+        );
+        assert_eq!(
+            state(&m["RESP-2.2"]),
+            ("NotMet", "2 of 20 notifications by pagerduty, webhook integrations failed in the last 7 days (at most 5% may)".into())
+        );
+        let m = with(vec![pager.clone()], vec![team.clone()], Ok(vec![]));
+        assert_eq!(state(&m["RESP-2.2"]).0, "Absent");
+        let m = with(
+            vec![pager.clone()],
+            vec![team.clone()],
+            Err("Prometheus unreachable".into()),
+        );
+        assert_eq!(state(&m["RESP-2.2"]).0, "Unknown");
+        // With receiver names in Alertmanager's metrics, only the page receiver's count.
+        let m = with(
+            vec![pager.clone()],
+            vec![team.clone()],
+            Ok(vec![
+                notified("webhook", Some("pay-pager"), 3.0, 0.0),
+                notified("webhook", Some("other-team"), 500.0, 500.0),
+            ]),
+        );
+        assert_eq!(
+            state(&m["RESP-2.2"]),
+            (
+                "Met",
+                "3 notifications by receiver pay-pager in the last 7 days, 0 failed".into()
+            )
+        );
+        // No Alertmanager: nothing to measure (an attestation may count); unreadable: Unknown.
+        let mut f = facts();
+        f.alerting = AlertingFacts::NotConfigured;
+        assert_eq!(state(&measure(&f)["ORG-2.3"]).0, "Absent");
+        f.alerting = AlertingFacts::Unreadable("HTTP 503".into());
+        assert_eq!(state(&measure(&f)["RESP-2.2"]).0, "Unknown");
+    }
 
     fn facts() -> Facts {
         let now: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
@@ -536,6 +866,11 @@ mod tests {
             satisfaction: Some(Ok((4.5, 4.0))),
             complaints: Some(Ok(3)),
             demand: Some(Ok((80.0, 100.0))),
+            alerting: AlertingFacts::Read {
+                page: vec![dest("pay-pager", &["webhook"], &[r#"namespace="shop""#])],
+                ticket: vec![dest("pay", &["email"], &[r#"namespace="shop""#])],
+                notifications: Ok(vec![notified("webhook", None, 10.0, 0.0)]),
+            },
             reports: ReportFacts {
                 weekly: true,
                 monthly: true,
@@ -562,7 +897,7 @@ mod tests {
                 "{id} is attested-only in the model"
             );
         }
-        assert_eq!(m.len(), 24);
+        assert_eq!(m.len(), 27);
     }
 
     /// The model's Measured and Both practices are exactly the ones measured here: none

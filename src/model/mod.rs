@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod evidence;
 pub mod history;
 pub mod report;
+pub mod routing;
 
 use serde::Serialize;
 

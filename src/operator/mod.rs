@@ -121,6 +121,9 @@ pub struct RunConfig {
     /// How long a written PrometheusRule may take to show in Prometheus's rules API before
     /// its target says `AlertsLoaded=False NotLoaded`.
     pub rules_load_grace: Duration,
+    /// The Alertmanager whose routes and notifications assessments read (ORG-2.3, ORG-5.2,
+    /// RESP-2.2).
+    pub alertmanager_url: Option<String>,
 }
 
 /// Whose rights drills and canaries act with, and where the key of the webhook's proofs is.
@@ -458,6 +461,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                     .unwrap_or_else(|| config.authors.namespace.clone()),
                 rule_labels: config.rule_labels.clone(),
                 rules_load_grace: config.rules_load_grace,
+                alertmanager_url: config.alertmanager_url.clone(),
             },
         ));
         start_controllers(&config, &ctx, &shared, &stop_rx, &mut watchers);

@@ -5,6 +5,7 @@
 //! data and several series where one was expected are distinct [`ValueError`]s. Nothing
 //! here panics on what Prometheus returns.
 
+pub mod alertmanager;
 pub mod enforce;
 pub mod template;
 

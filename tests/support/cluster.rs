@@ -469,6 +469,32 @@ pub async fn apply_assessment(api: &Api<maturity_operator::api::MaturityAssessme
         .expect("apply the MaturityAssessment");
 }
 
+/// The state and detail of each practice of `name`'s status, and its level, once evaluated.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn practices(
+    api: &Api<maturity_operator::api::MaturityAssessment>,
+    name: &str,
+) -> Result<(BTreeMap<String, (String, String)>, i64), String> {
+    let a = api.get(name).await.map_err(|e| e.to_string())?;
+    let v = serde_json::to_value(&a).unwrap();
+    let level = v["status"]["level"].as_i64().ok_or("not evaluated yet")?;
+    let states = v["status"]["capabilities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["practices"].as_array().cloned().unwrap_or_default())
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap_or_default().to_string(),
+                (
+                    p["state"].as_str().unwrap_or_default().to_string(),
+                    p["detail"].as_str().unwrap_or_default().to_string(),
+                ),
+            )
+        })
+        .collect();
+    Ok((states, level))
+}
 /// The level in assessment `name`'s status, or why there is none yet.
 #[allow(dead_code)] // not every test binary uses it
 pub async fn assessment_level(

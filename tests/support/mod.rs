@@ -9,12 +9,14 @@
 //! - The synthetic exporter itself is `maturity_operator::synthetic`.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod api_proxy;
 pub mod cluster;
 #[allow(dead_code)] // only the fault tests use it
 pub mod fault;
 pub mod operator;
 pub mod prom;
+pub mod receiver;
 pub mod rule_loader;
 
 use std::time::Duration;

@@ -276,15 +276,17 @@ impl BackfilledPrometheus {
         openmetrics: &str,
         rules: Option<&str>,
     ) -> Self {
-        Self::start_with(env, openmetrics, rules, &[]).await
+        Self::start_with(env, openmetrics, rules, &[], "").await
     }
 
-    /// Like [`Self::start_with_rules`], with extra Prometheus flags.
+    /// Like [`Self::start_with_rules`], with extra Prometheus flags and `config` added to
+    /// its configuration file (YAML: e.g. `alerting:` and `scrape_configs:`).
     pub async fn start_with(
         env: &ClusterEnv,
         openmetrics: &str,
         rules: Option<&str>,
         extra_args: &[&str],
+        config: &str,
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let input = dir.path().join("history.om");
@@ -292,7 +294,7 @@ impl BackfilledPrometheus {
         let data = dir.path().join("data");
         backfill_openmetrics(env, &input, &data);
         let port = free_port();
-        let config = dir.path().join("prometheus.yml");
+        let config_file = dir.path().join("prometheus.yml");
         let mut config_text =
             String::from("global: {scrape_interval: 1m, evaluation_interval: 1s}\n");
         if let Some(rules) = rules {
@@ -303,10 +305,11 @@ impl BackfilledPrometheus {
                 rules_file.display().to_string()
             ));
         }
-        std::fs::write(&config, config_text).expect("write config");
+        config_text.push_str(config);
+        std::fs::write(&config_file, config_text).expect("write config");
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
         let child = Command::new(env.tool("prometheus"))
-            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--config.file={}", config_file.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg("--storage.tsdb.retention.time=400d")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))

@@ -16,7 +16,9 @@ use crate::api::names::{CONTACT_ANNOTATIONS, GITOPS_MARKS, OWNER_LABELS, report_
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
 use crate::conditions;
 use crate::model::decide::{self, Observed, ReportExtras};
-use crate::model::evidence::{self, CanaryFacts, DrillFact, TargetFact, Workload};
+use crate::model::evidence::{
+    self, AlertingFacts, CanaryFacts, DrillFact, NotificationCount, TargetFact, Workload,
+};
 use crate::model::report::{DrillFigures, TargetFigures};
 use crate::prom::AlertRule;
 
@@ -33,7 +35,9 @@ pub async fn observe(
     };
     let policies = ctx.kube.list::<CanaryPolicy>(&ns, "").await?;
     let workloads = workloads(ctx, &a, &ns, &policies).await?;
-    let (targets, target_figures) = targets(ctx, &ns).await?;
+    let rtts = ctx.kube.list::<ResponseTimeTarget>(&ns, "").await?;
+    let (targets, target_figures) = targets(ctx, &rtts);
+    let alerting = alerting(ctx, &ns, &rtts).await;
     let (canary, canary_promoted) = canaries(&policies);
     let (drills, drill_figures) = drills(ctx, &ns).await?;
     let rules = rules(ctx, &ns).await;
@@ -67,6 +71,7 @@ pub async fn observe(
         },
         report_data,
         interval: ctx.settings.assessment_interval,
+        alerting,
     }))
 }
 
@@ -125,8 +130,7 @@ fn objective_met(r: &ResponseTimeTarget) -> Option<bool> {
 }
 
 /// The namespace's ResponseTimeTargets: for the evidence and for the reports.
-async fn targets(ctx: &Context, ns: &str) -> Result<(Vec<TargetFact>, Vec<TargetFigures>), Error> {
-    let rtts = ctx.kube.list::<ResponseTimeTarget>(ns, "").await?;
+fn targets(ctx: &Context, rtts: &[ResponseTimeTarget]) -> (Vec<TargetFact>, Vec<TargetFigures>) {
     let figures = rtts
         .iter()
         .map(|r| {
@@ -148,7 +152,66 @@ async fn targets(ctx: &Context, ns: &str) -> Result<(Vec<TargetFact>, Vec<Target
             burn_alerts: evidence::burn_alerts(r, &ctx.settings.tenancy),
         })
         .collect();
-    Ok((facts, figures))
+    (facts, figures)
+}
+
+/// Where Alertmanager sends the namespace's page and ticket alerts, and its notification
+/// counters over [`evidence::NOTIFY_DAYS`] (from Prometheus).
+async fn alerting(ctx: &Context, ns: &str, rtts: &[ResponseTimeTarget]) -> AlertingFacts {
+    let Some(am) = &ctx.alertmanager else {
+        return AlertingFacts::NotConfigured;
+    };
+    let routing = match am.routing().await {
+        Ok(r) => r,
+        Err(e) => return AlertingFacts::Unreadable(e),
+    };
+    let (page, ticket) = evidence::scope_alert_labels(rtts, ns, &ctx.settings.tenancy);
+    AlertingFacts::Read {
+        page: routing.route(&page),
+        ticket: routing.route(&ticket),
+        notifications: notification_counts(ctx).await,
+    }
+}
+
+async fn notification_counts(ctx: &Context) -> Result<Vec<NotificationCount>, String> {
+    let read = |metric: &str| {
+        format!(
+            "sum by (integration, receiver_name) (increase({metric}[{}d]))",
+            evidence::NOTIFY_DAYS
+        )
+    };
+    let attempted = ctx
+        .prom
+        .instant(&read("alertmanager_notifications_total"), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let failed = ctx
+        .prom
+        .instant(&read("alertmanager_notifications_failed_total"), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let key = |l: &crate::prom::Labels| {
+        (
+            l.get("integration").cloned().unwrap_or_default(),
+            l.get("receiver_name").cloned(),
+        )
+    };
+    Ok(attempted
+        .iter()
+        .map(|a| {
+            let k = key(&a.labels);
+            NotificationCount {
+                failed: failed
+                    .iter()
+                    .filter(|f| key(&f.labels) == k)
+                    .map(|f| f.value)
+                    .sum(),
+                integration: k.0,
+                receiver: k.1,
+                attempted: a.value,
+            }
+        })
+        .collect())
 }
 
 /// The namespace's CanaryPolicies and their totals; and the promotions, for the reports.
