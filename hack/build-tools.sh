@@ -218,26 +218,30 @@ build_controller_gen() {
   go_install_into controller-gen "$out" "$logfile" "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_TOOLS_VERSION"
 }
 
-# generate_crds NAME OUT MODULE@VERSION KEEP PACKAGE...: generates the CRDs of the API types
-# in PACKAGE... (Go import paths inside MODULE) with controller-gen, as the project's own
-# `make generate` does, and keeps the files whose names match the KEEP glob.
+# generate_crds NAME OUT KEEP MODULE@VERSION... -- PACKAGE...: generates the CRDs of the API
+# types in PACKAGE... (Go import paths inside the MODULEs) with controller-gen, as each
+# project's own `make generate` does (floats allowed, as they use them), and keeps the files
+# whose names match the KEEP glob.
 generate_crds() {
-  local name="$1" out="$2" module="$3" keep="$4"; shift 4
+  local name="$1" out="$2" keep="$3"; shift 3
+  local modules=()
+  while [[ $# -gt 0 && "$1" != "--" ]]; do modules+=("$1"); shift; done
+  shift
   local logfile="$LOG_DIR/crds-$name.log"
   if compgen -G "$out/$keep" >/dev/null; then log "$name CRDs: cached in $out"; return; fi
   build_controller_gen
-  log "$name CRDs: generating from $module with controller-gen (log: $logfile)"; : >"$logfile"
+  log "$name CRDs: generating from ${modules[*]} with controller-gen (log: $logfile)"; : >"$logfile"
   local mod="$CACHE_DIR/src/crds-$name"
   rm -rf "$mod" "$out.tmp"; mkdir -p "$mod" "$out.tmp"
   (
     cd "$mod"
     run_logged "$name CRDs" "$logfile" go mod init "local.test/crds$name"
-    run_logged "$name CRDs" "$logfile" go get "$module"
+    run_logged "$name CRDs" "$logfile" go get "${modules[@]}"
     { printf 'package crds\n\nimport (\n'; local p; for p in "$@"; do printf '\t_ "%s"\n' "$p"; done; printf ')\n'; } >tools.go
     run_logged "$name CRDs" "$logfile" go mod tidy
     local paths=() p
     for p in "$@"; do paths+=("paths=$p"); done
-    run_logged "$name CRDs" "$logfile" "$CONTROLLER_GEN_BIN/controller-gen" crd:crdVersions=v1 "${paths[@]}" "output:crd:dir=$out.tmp"
+    run_logged "$name CRDs" "$logfile" "$CONTROLLER_GEN_BIN/controller-gen" crd:crdVersions=v1,allowDangerousTypes=true "${paths[@]}" "output:crd:dir=$out.tmp"
   )
   local f
   for f in "$out.tmp"/*; do
@@ -251,9 +255,16 @@ generate_crds() {
 
 build_crds() {
   generate_crds monitoring "$MONITORING_CRDS" \
-    "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring@$PROMETHEUS_OPERATOR_VERSION" \
     'monitoring.coreos.com_@(prometheusrules|servicemonitors|podmonitors).yaml' \
+    "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring@$PROMETHEUS_OPERATOR_VERSION" -- \
     github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1
+  generate_crds tools "$TOOL_CRDS" \
+    '@(sloth.slok.dev_prometheusservicelevels|flagger.app_canaries|chaos-mesh.org_@(schedules|workflows|podchaos)).yaml' \
+    "github.com/slok/sloth@$SLOTH_VERSION" "github.com/fluxcd/flagger@$FLAGGER_VERSION" \
+    "github.com/chaos-mesh/chaos-mesh/api@$CHAOS_MESH_API_VERSION" -- \
+    github.com/slok/sloth/pkg/kubernetes/api/sloth/v1 \
+    github.com/fluxcd/flagger/pkg/apis/flagger/v1beta1 \
+    github.com/chaos-mesh/chaos-mesh/api/v1alpha1
 }
 
 link_tools() {
@@ -263,7 +274,7 @@ link_tools() {
     [[ -f "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
   done
   mkdir -p "$CRDS_DIR"
-  for f in "$MONITORING_CRDS"/*.yaml; do
+  for f in "$MONITORING_CRDS"/*.yaml "$TOOL_CRDS"/*.yaml; do
     [[ -f "$f" ]] && ln -sf "$f" "$CRDS_DIR/$(basename "$f")"
   done
   return 0

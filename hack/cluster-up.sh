@@ -247,6 +247,7 @@ global:
   evaluation_interval: 2s
 rule_files:
   - $PROM_DIR/rules/*.yml
+  - $PROM_DIR/rules/*.yaml
 scrape_configs:
   - job_name: prometheus
     static_configs: [{targets: ["127.0.0.1:$PROM_PORT"]}]

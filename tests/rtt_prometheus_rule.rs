@@ -87,13 +87,8 @@ async fn group_loaded(ctx: &TestContext, group: &str) -> bool {
 async fn a_rule_with_the_selected_label_is_loaded_and_the_target_says_so() {
     let ctx = TestContext::new("promrule").await;
     support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
-    let _loader = RuleSelectorLoader::start(
-        &ctx.env,
-        &ctx.client,
-        "kps",
-        &[&ctx.namespace],
-        "release=kps",
-    );
+    let _loader =
+        RuleSelectorLoader::start(&ctx.env, &ctx.client, &[&ctx.namespace], "release=kps");
     let _operator = Operator::start_with(
         &ctx.env,
         &ctx.namespace,
@@ -227,13 +222,8 @@ async fn a_rule_with_the_selected_label_is_loaded_and_the_target_says_so() {
 async fn a_rule_the_selector_does_not_pick_says_not_loaded_until_it_carries_the_label() {
     let ctx = TestContext::new("promrule-unselected").await;
     support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
-    let _loader = RuleSelectorLoader::start(
-        &ctx.env,
-        &ctx.client,
-        "kps",
-        &[&ctx.namespace],
-        "release=kps",
-    );
+    let _loader =
+        RuleSelectorLoader::start(&ctx.env, &ctx.client, &[&ctx.namespace], "release=kps");
     // No --prometheus-rule-label: the rule carries only the target's labels and managed-by.
     let _operator = Operator::start_with(
         &ctx.env,

@@ -24,6 +24,22 @@ impl Kube {
         Ok(self.call(api.list_metadata(&lp)).await?.items)
     }
 
+    /// The objects of `kind` in namespace `ns`; None when the kind is not served (its
+    /// project is not installed) or the operator may not read it (its RBAC switch is off):
+    /// an absent tool, not a failure to retry.
+    pub async fn dynamic_list_if_served(
+        &self,
+        ns: &str,
+        kind: &ApiResource,
+    ) -> Result<Option<Vec<DynamicObject>>, Error> {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, kind);
+        match self.call(api.list(&ListParams::default())).await {
+            Ok(list) => Ok(Some(list.items)),
+            Err(e) if matches!(e.code(), Some(403 | 404)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Server-side apply of `object` (a whole manifest of `kind`), taking over its fields.
     pub async fn dynamic_apply(
         &self,

@@ -248,6 +248,8 @@ pub struct TargetFact {
     /// The burn-rate alert expressions the operator generates for it, in canonical form
     /// ([`crate::prom::enforce::canonical`]); empty when it asks for none.
     pub burn_alerts: Vec<String>,
+    /// A Sloth SLO: its `sloth_id` (its alerts are Sloth's, [`super::tools::is_sloth_alert`]).
+    pub sloth_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -416,20 +418,26 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     m.insert(
         "RESP-4.1",
         if t.is_empty() {
-            Measurement::Absent("no ResponseTimeTarget in scope".into())
+            Measurement::Absent(
+                "no SLO in scope (ResponseTimeTarget, Sloth PrometheusServiceLevel)".into(),
+            )
         } else if let Some(x) = t.iter().find(|x| x.objective_met == Some(false)) {
             Measurement::NotMet(format!(
-                "{} of {} ResponseTimeTargets miss their objective (e.g. {})",
+                "{} of {} SLOs miss their objective (e.g. {})",
                 t.iter().filter(|x| x.objective_met == Some(false)).count(),
                 t.len(),
                 x.name
             ))
         } else if let Some(x) = t.iter().find(|x| x.objective_met.is_none()) {
-            Measurement::Unknown(format!("ResponseTimeTarget {} is not measured yet", x.name))
+            Measurement::Unknown(format!("SLO {} is not measured yet", x.name))
         } else {
             Measurement::Met(format!(
-                "all {} ResponseTimeTargets meet their objective",
-                t.len()
+                "all {} SLOs meet their objective ({})",
+                t.len(),
+                t.iter()
+                    .map(|x| x.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         },
     );
@@ -462,7 +470,13 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
                 // labels anyone can type are not enough), loaded and evaluating.
                 let missing: Vec<&str> = t
                     .iter()
-                    .filter(|x| x.burn_alerts.is_empty() || !x.burn_alerts.iter().all(loaded))
+                    .filter(|x| match &x.sloth_id {
+                        // Sloth's own alerts over its recordings of this SLO.
+                        Some(id) => !rules.iter().any(|r| {
+                            r.health != "err" && super::tools::is_sloth_alert(&r.query, id)
+                        }),
+                        None => x.burn_alerts.is_empty() || !x.burn_alerts.iter().all(loaded),
+                    })
                     .map(|x| x.name.as_str())
                     .collect();
                 if missing.is_empty() {
@@ -521,7 +535,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     m.insert(
         "CX-4.3",
         if c.policies == 0 {
-            Measurement::Absent("no CanaryPolicy in scope".into())
+            Measurement::Absent("no canary policy in scope (CanaryPolicy, Flagger Canary)".into())
         } else if share(governed, w.len()) < CANARY_SHARE {
             share_check(
                 "workloads governed by a CanaryPolicy",
@@ -546,7 +560,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     m.insert(
         "CX-4.4",
         if c.policies == 0 {
-            Measurement::Absent("no CanaryPolicy in scope".into())
+            Measurement::Absent("no canary policy in scope (CanaryPolicy, Flagger Canary)".into())
         } else if c.analyzed > 0 && !t.is_empty() {
             Measurement::Met(format!("{} rollouts gated by canary analysis; {} ResponseTimeTargets link SLOs to workloads", c.analyzed, t.len()))
         } else if c.analyzed == 0 {
@@ -566,7 +580,9 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
             .is_some_and(|p| days_since(f.now, p) <= DRILL_PERIOD_DAYS)
     };
     let drill = if f.drills.is_empty() {
-        Measurement::Absent("no DrillSchedule in scope".into())
+        Measurement::Absent(
+            "no drill in scope (DrillSchedule, Chaos Mesh Schedule or Workflow)".into(),
+        )
     } else if let Some(d) = f.drills.iter().find(|d| d.unannounced && scheduled(d)) {
         Measurement::Met(format!(
             "unannounced drill {} passed within the last {DRILL_PERIOD_DAYS} days, started by its schedule",
@@ -594,11 +610,13 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
         "ORG-5.1",
         if c.rolled_back > 0 {
             Measurement::Met(format!(
-                "automatic remediation by the operator: {} canary rollouts rolled back",
+                "automatic remediation: {} canary rollouts rolled back",
                 c.rolled_back
             ))
         } else if c.policies == 0 {
-            Measurement::Absent("no CanaryPolicy in scope, so no remediation to observe".into())
+            Measurement::Absent(
+                "no canary policy in scope (CanaryPolicy, Flagger Canary), so no remediation to observe".into(),
+            )
         } else {
             Measurement::NotMet("no automatic remediation observed: no canary rollout was rolled back by the operator (pods Kubernetes recreated, after a drill or a crash, are not a remediation)".into())
         },
@@ -837,6 +855,7 @@ mod tests {
             ]),
             annotations: BTreeMap::from([("runbook_url".into(), "https://wiki".into())]),
             health: "ok".into(),
+            file: String::new(),
         };
         Facts {
             now,
@@ -845,6 +864,7 @@ mod tests {
                 name: "t".into(),
                 objective_met: Some(true),
                 burn_alerts: vec![BURN.into()],
+                sloth_id: None,
             }],
             canary: CanaryFacts {
                 policies: 1,

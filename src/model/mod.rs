@@ -12,6 +12,7 @@ pub mod evidence;
 pub mod history;
 pub mod report;
 pub mod routing;
+pub mod tools;
 
 use serde::Serialize;
 

@@ -39,6 +39,9 @@ pub struct AlertRule {
     pub annotations: Labels,
     /// `ok`, `err` (its evaluation fails) or `unknown` (not evaluated yet).
     pub health: String,
+    /// The rule file of its group (the Prometheus Operator names it
+    /// `<namespace>-<PrometheusRule name>-<uid>.yaml`).
+    pub file: String,
 }
 
 /// One series of a range query: (unix seconds, value) points.
@@ -430,6 +433,8 @@ impl PromClient {
         #[derive(Deserialize)]
         struct Group {
             #[serde(default)]
+            file: String,
+            #[serde(default)]
             rules: Vec<RawRule>,
         }
         #[derive(Deserialize)]
@@ -451,14 +456,15 @@ impl PromClient {
         Ok(groups
             .groups
             .into_iter()
-            .flat_map(|g| g.rules)
-            .filter(|r| r.kind.is_empty() || r.kind == "alerting")
-            .map(|r| AlertRule {
+            .flat_map(|g| g.rules.into_iter().map(move |r| (g.file.clone(), r)))
+            .filter(|(_, r)| r.kind.is_empty() || r.kind == "alerting")
+            .map(|(file, r)| AlertRule {
                 name: r.name,
                 query: r.query,
                 labels: r.labels,
                 annotations: r.annotations,
                 health: r.health,
+                file,
             })
             .collect())
     }

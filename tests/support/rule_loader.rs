@@ -6,8 +6,9 @@
 //!
 //! Like the Prometheus Operator it leaves out a rule that Prometheus would refuse (checked
 //! with `promtool check rules`), so one bad rule does not stop every other from loading.
-//! The files go into the shared Prometheus's rules directory (`<prefix>-<namespace>-<name>.yml`)
-//! and are removed when the loader is dropped.
+//! The files go into the shared Prometheus's rules directory, named as the Prometheus
+//! Operator names them (`<namespace>-<name>-<uid>.yaml`: the operator's assessments find a
+//! namespace's rules by it), and are removed when the loader is dropped.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,23 +36,11 @@ fn prometheus_rules() -> ApiResource {
 
 impl RuleSelectorLoader {
     /// Loads into the shared Prometheus the PrometheusRules of `namespaces` that match the
-    /// label `selector` (e.g. `release=kps`), looking every second. `prefix` keeps the
-    /// files of two loaders apart.
-    pub fn start(
-        env: &ClusterEnv,
-        client: &Client,
-        prefix: &str,
-        namespaces: &[&str],
-        selector: &str,
-    ) -> Self {
+    /// label `selector` (e.g. `release=kps`), looking every second.
+    pub fn start(env: &ClusterEnv, client: &Client, namespaces: &[&str], selector: &str) -> Self {
         let written: Arc<Mutex<BTreeMap<PathBuf, String>>> = Arc::default();
         let prometheus_url = env.prometheus_url.clone();
-        let (env, client, prefix, selector) = (
-            env.clone(),
-            client.clone(),
-            prefix.to_string(),
-            selector.to_string(),
-        );
+        let (env, client, selector) = (env.clone(), client.clone(), selector.to_string());
         let namespaces: Vec<String> = namespaces.iter().map(|s| s.to_string()).collect();
         let files = written.clone();
         let task = tokio::spawn(async move {
@@ -66,7 +55,8 @@ impl RuleSelectorLoader {
                         Ok(list) => {
                             for rule in list {
                                 let name = rule.metadata.name.clone().unwrap_or_default();
-                                let file = env.rules_dir.join(format!("{prefix}-{ns}-{name}.yml"));
+                                let uid = rule.metadata.uid.clone().unwrap_or_default();
+                                let file = env.rules_dir.join(format!("{ns}-{name}-{uid}.yaml"));
                                 let text =
                                     serde_json::json!({"groups": rule.data["spec"]["groups"]})
                                         .to_string();

@@ -20,6 +20,7 @@ use crate::model::evidence::{
     self, AlertingFacts, CanaryFacts, DrillFact, NotificationCount, TargetFact, Workload,
 };
 use crate::model::report::{DrillFigures, TargetFigures};
+use crate::model::tools;
 use crate::prom::AlertRule;
 
 /// None when the assessment is gone.
@@ -34,12 +35,20 @@ pub async fn observe(
         return Ok(None);
     };
     let policies = ctx.kube.list::<CanaryPolicy>(&ns, "").await?;
-    let workloads = workloads(ctx, &a, &ns, &policies).await?;
+    let tools = tool_objects(ctx, &ns).await?;
+    let flagger = tools::flagger(&tools[1]);
+    let workloads = workloads(ctx, &a, &ns, &policies, &flagger.governed).await?;
     let rtts = ctx.kube.list::<ResponseTimeTarget>(&ns, "").await?;
-    let (targets, target_figures) = targets(ctx, &rtts);
+    let (mut targets, target_figures) = targets(ctx, &rtts);
+    targets.extend(sloth_targets(ctx, &tools[0]).await);
     let alerting = alerting(ctx, &ns, &rtts).await;
-    let (canary, canary_promoted) = canaries(&policies);
-    let (drills, drill_figures) = drills(ctx, &ns).await?;
+    let (mut canary, canary_promoted) = canaries(&policies);
+    canary.policies += flagger.canaries;
+    canary.analyzed += flagger.analyzed;
+    canary.rolled_back += flagger.rolled_back;
+    let canary_promoted = canary_promoted + flagger.promoted;
+    let (mut drills, drill_figures) = drills(ctx, &ns).await?;
+    drills.extend(tools::chaos_drills(&tools[2], &tools[3]));
     let rules = rules(ctx, &ns).await;
     let signals = a.spec.signals.clone().unwrap_or_default();
     let (satisfaction, complaints, demand) = super::signals::read_signals(ctx, &ns, &signals).await;
@@ -80,7 +89,11 @@ fn has_any(map: &BTreeMap<String, String>, keys: &[&str]) -> bool {
         .any(|k| map.get(*k).is_some_and(|v| !v.is_empty()))
 }
 
-fn workload(meta: &ObjectMeta, policies: &[CanaryPolicy]) -> Workload {
+fn workload(
+    meta: &ObjectMeta,
+    policies: &[CanaryPolicy],
+    flagger: &std::collections::BTreeSet<String>,
+) -> Workload {
     let labels = meta.labels.clone().unwrap_or_default();
     let annotations = meta.annotations.clone().unwrap_or_default();
     Workload {
@@ -88,7 +101,8 @@ fn workload(meta: &ObjectMeta, policies: &[CanaryPolicy]) -> Workload {
         owner: has_any(&labels, OWNER_LABELS),
         contact: has_any(&annotations, CONTACT_ANNOTATIONS),
         gitops: has_any(&labels, GITOPS_MARKS) || has_any(&annotations, GITOPS_MARKS),
-        canary_governed: policies.iter().any(|p| crate::canary::selects(p, &labels)),
+        canary_governed: policies.iter().any(|p| crate::canary::selects(p, &labels))
+            || meta.name.as_ref().is_some_and(|n| flagger.contains(n)),
     }
 }
 
@@ -98,6 +112,7 @@ async fn workloads(
     a: &MaturityAssessment,
     ns: &str,
     policies: &[CanaryPolicy],
+    flagger: &std::collections::BTreeSet<String>,
 ) -> Result<Vec<Workload>, Error> {
     let scope = a
         .spec
@@ -115,7 +130,10 @@ async fn workloads(
             .workloads(ns, WorkloadKind::StatefulSet, &scope)
             .await?,
     );
-    Ok(metas.iter().map(|m| workload(m, policies)).collect())
+    Ok(metas
+        .iter()
+        .map(|m| workload(m, policies, flagger))
+        .collect())
 }
 
 fn objective_met(r: &ResponseTimeTarget) -> Option<bool> {
@@ -150,9 +168,67 @@ fn targets(ctx: &Context, rtts: &[ResponseTimeTarget]) -> (Vec<TargetFact>, Vec<
             name: r.name_any(),
             objective_met: objective_met(r),
             burn_alerts: evidence::burn_alerts(r, &ctx.settings.tenancy),
+            sloth_id: None,
         })
         .collect();
     (facts, figures)
+}
+
+/// The namespace's objects of each tool kind ([`tools::KINDS`], in that order; empty where
+/// the tool is not installed or its kinds may not be read).
+async fn tool_objects(ctx: &Context, ns: &str) -> Result<Vec<Vec<serde_json::Value>>, Error> {
+    let mut out = Vec::new();
+    for k in tools::KINDS {
+        let kind = kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk(k.group, k.version, k.kind),
+            k.plural,
+        );
+        let objects = ctx
+            .kube
+            .dynamic_list_if_served(ns, &kind)
+            .await?
+            .unwrap_or_default();
+        out.push(
+            objects
+                .iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect(),
+        );
+    }
+    Ok(out)
+}
+
+/// Sloth's SLOs in the namespace, each met while Sloth's recorded error budget left is not
+/// below 0 (one query per service; None while there is no such series yet).
+async fn sloth_targets(ctx: &Context, objects: &[serde_json::Value]) -> Vec<TargetFact> {
+    let slos = tools::sloth_slos(objects);
+    let services: std::collections::BTreeSet<&str> =
+        slos.iter().map(|s| s.service.as_str()).collect();
+    let mut budgets: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for service in services {
+        if let Ok(samples) = ctx
+            .prom
+            .instant(&tools::sloth_budget_query(service), None)
+            .await
+        {
+            for s in samples {
+                if let Some(slo) = s.labels.get("sloth_slo") {
+                    budgets.insert((service.to_string(), slo.clone()), s.value);
+                }
+            }
+        }
+    }
+    slos.iter()
+        .map(|s| TargetFact {
+            name: format!("Sloth {}", s.name),
+            objective_met: budgets
+                .get(&(s.service.clone(), s.slo.clone()))
+                .filter(|b| b.is_finite())
+                .map(|b| *b >= 0.0),
+            burn_alerts: Vec::new(),
+            sloth_id: Some(s.id()),
+        })
+        .collect()
 }
 
 /// Where Alertmanager sends the namespace's page and ticket alerts, and its notification
@@ -252,15 +328,44 @@ async fn drills(ctx: &Context, ns: &str) -> Result<(Vec<DrillFact>, Vec<DrillFig
     Ok((facts, figures))
 }
 
-/// Prometheus's alerting rules of the namespace, or why they could not be read.
+/// Prometheus's alerting rules of the namespace, or why they could not be read: those
+/// labelled with it, and those of a PrometheusRule in it (by the rule file the Prometheus
+/// Operator names `<namespace>-<name>-<uid>.yaml`: the uid is of an object in this
+/// namespace, so no other namespace can make its rules count here).
 async fn rules(ctx: &Context, ns: &str) -> Result<Vec<AlertRule>, String> {
+    let kind = crate::controllers::response_time_target::rules::api_resource();
+    let files: std::collections::BTreeSet<String> = ctx
+        .kube
+        .dynamic_list_if_served(ns, &kind)
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            format!(
+                "{ns}-{}-{}",
+                r.metadata.name.as_deref().unwrap_or_default(),
+                r.metadata.uid.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    let held = |file: &str| {
+        let base = file.rsplit('/').next().unwrap_or_default();
+        let stem = base
+            .strip_suffix(".yaml")
+            .or_else(|| base.strip_suffix(".yml"))
+            .unwrap_or(base);
+        files.contains(stem)
+    };
     ctx.prom
         .alerting_rules()
         .await
         .map(|rules| {
             rules
                 .into_iter()
-                .filter(|r| r.labels.get("namespace").map(String::as_str) == Some(ns))
+                .filter(|r| {
+                    r.labels.get("namespace").map(String::as_str) == Some(ns) || held(&r.file)
+                })
                 .collect()
         })
         .map_err(|e| e.to_string())
