@@ -202,7 +202,8 @@ build_alertmanager() {
   log "alertmanager $ALERTMANAGER_VERSION: built into $out"
 }
 
-# Only for `make bench`: Sloth's generated rules are the Prometheus cost we compare with.
+# Sloth: run as its own controller in tests/integrations.rs; `make bench` compares the
+# Prometheus cost of its generated rules with ours.
 build_sloth() {
   local out="$SLOTH_BIN" logfile="$LOG_DIR/build-sloth.log"
   if [[ -x "$out/sloth" ]]; then log "sloth $SLOTH_VERSION: cached in $out"; return; fi
@@ -281,7 +282,7 @@ link_tools() {
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy alertmanager crds kubernetes)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy alertmanager sloth crds kubernetes)
 start=$(date +%s)
 for c in "${components[@]}"; do
   case "$c" in

@@ -12,7 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use maturity_operator::api::MaturityAssessment;
 use serde_json::json;
 use support::cluster::TestContext;
-use support::cluster::practices;
+use support::cluster::{assessment, assessments_recorded, attestation, practices, today};
 use support::eventually;
 use support::operator::Operator;
 
@@ -140,41 +140,6 @@ async fn finish(ctx: TestContext, operator: Operator) {
     ctx.cleanup().await;
 }
 
-/// Waits until the API server sends the namespace's assessments to the operator's webhook:
-/// a dry-run create comes back with its attestation's identity recorded.
-async fn assessments_recorded(api: &Api<MaturityAssessment>) {
-    let probe = assessment(
-        "webhook-probe",
-        json!({"attestations": [attestation("ORG-2.4", "the CEO", &today())]}),
-    );
-    eventually(
-        "the webhook records attestations",
-        Duration::from_secs(30),
-        || {
-            let (api, probe) = (api.clone(), probe.clone());
-            async move {
-                let dry = kube::api::PostParams {
-                    dry_run: true,
-                    ..Default::default()
-                };
-                let got = api.create(&dry, &probe).await.map_err(|e| e.to_string())?;
-                match got.spec.attestations[0].proof {
-                    Some(_) => Ok(()),
-                    None => Err("not recorded yet".to_string()),
-                }
-            }
-        },
-    )
-    .await;
-}
-
-fn today() -> String {
-    jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .to_string()
-}
-
 fn days_from_today(n: i64) -> String {
     let t = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
@@ -182,18 +147,6 @@ fn days_from_today(n: i64) -> String {
     t.checked_add(jiff::Span::new().days(n))
         .unwrap()
         .to_string()
-}
-
-fn attestation(practice: &str, by: &str, at: &str) -> serde_json::Value {
-    json!({"practice": practice, "by": by, "evidence": "https://wiki.example/awareness", "attestedAt": at})
-}
-
-fn assessment(name: &str, spec: serde_json::Value) -> MaturityAssessment {
-    serde_json::from_value(json!({
-        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
-        "metadata": {"name": name}, "spec": spec
-    }))
-    .unwrap()
 }
 
 /// The message of an API server refusal, or why there was none.

@@ -481,12 +481,12 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
                     .collect();
                 if missing.is_empty() {
                     Measurement::Met(format!(
-                        "the operator's burn-rate alerts are loaded for all {} ResponseTimeTargets",
+                        "burn-rate alerts are loaded for all {} SLOs (the operator's for ResponseTimeTargets, Sloth's for Sloth SLOs)",
                         t.len()
                     ))
                 } else {
                     Measurement::NotMet(format!(
-                        "no burn-rate alert of the operator loaded for {} (a rule counts only with the expression the operator generates for the target, see `maturity-operator rules`)",
+                        "no burn-rate alert of the operator loaded for {} (a rule counts only with the expression the operator generates for the target, see `maturity-operator rules`; for a Sloth SLO, only an alert over Sloth's SLI recordings of it)",
                         missing.join(", ")
                     ))
                 }

@@ -495,6 +495,63 @@ pub async fn practices(
         .collect();
     Ok((states, level))
 }
+/// Waits until the API server sends the namespace's assessments to the operator's webhook:
+/// a dry-run create comes back with its attestation's identity recorded.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn assessments_recorded(api: &Api<maturity_operator::api::MaturityAssessment>) {
+    let probe = assessment(
+        "webhook-probe",
+        serde_json::json!({"attestations": [attestation("ORG-2.4", "the CEO", &today())]}),
+    );
+    super::eventually(
+        "the webhook records attestations",
+        Duration::from_secs(30),
+        || {
+            let (api, probe) = (api.clone(), probe.clone());
+            async move {
+                let dry = kube::api::PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                };
+                let got = api.create(&dry, &probe).await.map_err(|e| e.to_string())?;
+                match got.spec.attestations[0].proof {
+                    Some(_) => Ok(()),
+                    None => Err("not recorded yet".to_string()),
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Today (UTC), as an attestation's date.
+#[allow(dead_code)] // not every test binary uses it
+pub fn today() -> String {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string()
+}
+
+/// An attestation of `practice` as a user types it.
+#[allow(dead_code)] // not every test binary uses it
+pub fn attestation(practice: &str, by: &str, at: &str) -> serde_json::Value {
+    serde_json::json!({"practice": practice, "by": by, "evidence": "https://wiki.example/awareness", "attestedAt": at})
+}
+
+/// A MaturityAssessment named `name` with `spec`.
+#[allow(dead_code)] // not every test binary uses it
+pub fn assessment(
+    name: &str,
+    spec: serde_json::Value,
+) -> maturity_operator::api::MaturityAssessment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "MaturityAssessment",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap()
+}
+
 /// The level in assessment `name`'s status, or why there is none yet.
 #[allow(dead_code)] // not every test binary uses it
 pub async fn assessment_level(

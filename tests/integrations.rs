@@ -1,0 +1,353 @@
+//! Evidence from the tools teams already run: a namespace with no object of ours but an
+//! assessment, using Sloth (run as its own controller against the cluster), Flagger and
+//! Chaos Mesh, each installed as its real CRD (generated from its API module). Sloth turns
+//! a PrometheusServiceLevel into a PrometheusRule; a `ruleSelector` loader loads it into the
+//! shared Prometheus, which scrapes the service; Flagger's Canaries and Chaos Mesh's Schedule
+//! and Workflow carry the states those controllers write (set here: neither runs here).
+//!
+//! Expected, worked out by hand from docs/maturity.md: every RESP practice that only an
+//! attestation can show is attested (recorded by the webhook); the measured ones come from
+//! the tools: RESP-2.3 (Sloth's alerts loaded), RESP-3.2 (both Deployments carry Argo CD's
+//! label), RESP-4.1 (Sloth's SLO within budget: 0.1 % errors against 1 %), RESP-5.1 (the
+//! Schedule's Workflow passed today). So RESP is at level 5. When the Workflow turns out
+//! aborted, RESP-5.1 is NotMet and RESP falls to 4.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use maturity_operator::api::MaturityAssessment;
+use maturity_operator::synthetic::{SyntheticExporter, Traffic, labels};
+use serde_json::json;
+use support::cluster::{
+    TestContext, assessment, assessments_recorded, attestation, practices, today,
+};
+use support::eventually;
+use support::operator::{Operator, webhook_flags};
+use support::prom::{ScrapeTarget, free_port};
+use support::rule_loader::RuleSelectorLoader;
+
+/// The RESP practices that only an attestation shows here (attested-only, or measured by a
+/// signal with nothing of its kind in scope: no Alertmanager, no demand signal).
+const ATTESTED: &[&str] = &[
+    "RESP-2.1", "RESP-2.2", "RESP-2.4", "RESP-3.1", "RESP-3.3", "RESP-4.2", "RESP-4.3", "RESP-4.4",
+    "RESP-5.2", "RESP-5.3",
+];
+
+struct Sloth(Child);
+
+impl Drop for Sloth {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kind(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+async fn create(ctx: &TestContext, kind: &ApiResource, object: serde_json::Value) -> DynamicObject {
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ctx.namespace, kind);
+    let o: DynamicObject = serde_json::from_value(object).unwrap();
+    api.create(&PostParams::default(), &o)
+        .await
+        .unwrap_or_else(|e| panic!("create {}: {e}", kind.kind))
+}
+
+/// The RESP capability's level and the state and detail of each practice, once `ok`.
+async fn resp(
+    api: &Api<MaturityAssessment>,
+    what: &str,
+    ok: impl Fn(i64, &std::collections::BTreeMap<String, (String, String)>) -> bool,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    eventually(what, Duration::from_secs(90), || {
+        let (api, ok) = (api.clone(), &ok);
+        async move {
+            let (p, _) = practices(&api, "team").await?;
+            let a = api.get("team").await.map_err(|e| e.to_string())?;
+            let level = a
+                .status
+                .unwrap_or_default()
+                .capabilities
+                .iter()
+                .find(|c| c.id == "RESP")
+                .map(|c| i64::from(c.level))
+                .ok_or("no RESP capability yet")?;
+            if ok(level, &p) {
+                Ok(p)
+            } else {
+                let resp: Vec<String> = p
+                    .iter()
+                    .filter(|(id, _)| {
+                        id.starts_with("RESP") || id.starts_with("CX-4") || id.starts_with("ORG-5")
+                    })
+                    .map(|(id, (s, d))| format!("{id} {s}: {d}"))
+                    .collect();
+                Err(format!("RESP level {level}\n{}", resp.join("\n")))
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_namespace_using_sloth_flagger_and_chaos_mesh_reaches_the_level_they_show() {
+    let ctx = TestContext::new("integrations").await;
+    let ns = ctx.namespace.clone();
+    support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
+    support::cluster::install_third_party_crds(
+        &ctx.env,
+        &ctx.client,
+        &[
+            "sloth.slok.dev_prometheusservicelevels.yaml",
+            "flagger.app_canaries.yaml",
+            "chaos-mesh.org_schedules.yaml",
+            "chaos-mesh.org_workflows.yaml",
+        ],
+    )
+    .await;
+
+    // The service: 0.1 % of its requests fail, scraped by the shared Prometheus.
+    let exporter = SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    exporter.set_traffic(
+        labels(&[("namespace", &ns), ("service", "checkout")]),
+        Traffic::steady(50.0, 0.001, 0.05),
+    );
+    let _scrape =
+        ScrapeTarget::register(&ctx.env, &ns, exporter.addr(), &[("job", "integrations")]);
+    // Two Deployments, managed by Argo CD.
+    for name in ["checkout", "payments"] {
+        ctx.running_deployment(name, 1, "registry.example/app:1")
+            .await;
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(ctx.client.clone(), &ns)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"labels": {"argocd.argoproj.io/instance": "shop"}}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+
+    // Sloth, as its own controller, and a Prometheus that selects `release: kps` rules.
+    let _sloth = Sloth(
+        Command::new(ctx.env.tool("sloth"))
+            .args([
+                "kubernetes-controller",
+                "--kube-local",
+                "--no-log",
+                "--namespace",
+                &ns,
+            ])
+            .arg(format!("--kube-config={}", ctx.env.kubeconfig.display()))
+            .arg(format!("--metrics-listen-addr=127.0.0.1:{}", free_port()))
+            .arg(format!("--hot-reload-addr=127.0.0.1:{}", free_port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sloth (hack/build-tools.sh sloth)"),
+    );
+    let _loader = RuleSelectorLoader::start(&ctx.env, &ctx.client, &[&ns], "release=kps");
+    let sloth = kind(
+        "sloth.slok.dev",
+        "v1",
+        "PrometheusServiceLevel",
+        "prometheusservicelevels",
+    );
+    create(
+        &ctx,
+        &sloth,
+        json!({
+            "apiVersion": "sloth.slok.dev/v1", "kind": "PrometheusServiceLevel",
+            "metadata": {"name": "checkout", "labels": {"release": "kps"}},
+            "spec": {
+                "service": "checkout",
+                "labels": {"team": "payments"},
+                "slos": [{
+                    "name": "availability",
+                    "objective": 99.0,
+                    "sli": {"events": {
+                        "errorQuery": format!(r#"sum(rate(http_requests_total{{namespace="{ns}",service="checkout",code="500"}}[{{{{.window}}}}]))"#),
+                        "totalQuery": format!(r#"sum(rate(http_requests_total{{namespace="{ns}",service="checkout"}}[{{{{.window}}}}]))"#),
+                    }},
+                    "alerting": {
+                        "name": "CheckoutAvailability",
+                        "pageAlert": {"labels": {"severity": "critical"}},
+                        "ticketAlert": {"labels": {"severity": "warning"}},
+                    },
+                }],
+            },
+        }),
+    )
+    .await;
+
+    // Flagger: both Deployments are canaries; the last analysis of one promoted, of the
+    // other failed (rolled back).
+    let canaries = kind("flagger.app", "v1beta1", "Canary", "canaries");
+    for (target, phase) in [("checkout", "Succeeded"), ("payments", "Failed")] {
+        create(
+            &ctx,
+            &canaries,
+            json!({
+                "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+                "metadata": {"name": target},
+                "spec": {
+                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                    "service": {"port": 80, "portDiscovery": false},
+                    "analysis": {"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 10,
+                                 "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99.0}, "interval": "1m"}]},
+                },
+                "status": {"phase": phase, "canaryWeight": 0, "failedChecks": 0, "iterations": 0,
+                           "lastTransitionTime": jiff::Timestamp::now().to_string()},
+            }),
+        )
+        .await;
+    }
+
+    // Chaos Mesh: a weekly Schedule of a pod-kill Workflow, and the Workflow it made today,
+    // accomplished.
+    let schedules = kind("chaos-mesh.org", "v1alpha1", "Schedule", "schedules");
+    let workflows = kind("chaos-mesh.org", "v1alpha1", "Workflow", "workflows");
+    let pod_kill = json!({"name": "kill", "templateType": "PodChaos",
+        "podChaos": {"action": "pod-kill", "mode": "one", "selector": {"namespaces": [ns]}}});
+    let schedule = create(
+        &ctx,
+        &schedules,
+        json!({
+            "apiVersion": "chaos-mesh.org/v1alpha1", "kind": "Schedule",
+            "metadata": {"name": "weekly-pod-kill"},
+            "spec": {"schedule": "@weekly", "type": "Workflow", "historyLimit": 5,
+                     "concurrencyPolicy": "Forbid",
+                     "workflow": {"entry": "kill", "templates": [pod_kill.clone()]}},
+        }),
+    )
+    .await;
+    create(
+        &ctx,
+        &workflows,
+        json!({
+            "apiVersion": "chaos-mesh.org/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": "weekly-pod-kill-1", "ownerReferences": [{
+                "apiVersion": "chaos-mesh.org/v1alpha1", "kind": "Schedule",
+                "name": "weekly-pod-kill", "uid": schedule.metadata.uid.clone().unwrap(),
+                "controller": true}]},
+            "spec": {"entry": "kill", "templates": [pod_kill]},
+        }),
+    )
+    .await;
+    let now = jiff::Timestamp::now().to_string();
+    let wf_api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &workflows);
+    wf_api
+        .patch_status(
+            "weekly-pod-kill-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "startTime": now, "endTime": now,
+                "conditions": [{"type": "Accomplished", "status": "True", "reason": ""}],
+            }})),
+        )
+        .await
+        .unwrap();
+
+    // The assessment, with every attestation it needs beside the tools' evidence.
+    let _operator = Operator::start_with(
+        &ctx.env,
+        &ns,
+        &ctx.env.prometheus_url,
+        "2s",
+        &[
+            ["--assessment-interval=1s".to_string()].as_slice(),
+            webhook_flags(&ns).as_slice(),
+        ]
+        .concat(),
+    );
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
+    assessments_recorded(&api).await;
+    let attestations: Vec<serde_json::Value> = ATTESTED
+        .iter()
+        .map(|p| attestation(p, "the team lead", &today()))
+        .collect();
+    api.create(
+        &PostParams::default(),
+        &assessment("team", json!({"attestations": attestations})),
+    )
+    .await
+    .unwrap();
+
+    let p = resp(
+        &api,
+        "RESP at level 5 from the tools' evidence",
+        |level, _| level == 5,
+    )
+    .await;
+    for id in [
+        "RESP-2.3", "RESP-3.2", "RESP-4.1", "RESP-5.1", "CX-4.3", "ORG-5.1",
+    ] {
+        eprintln!("integrations: {id} {:?}", p[id]);
+    }
+    let detail = |id: &str| {
+        let (state, detail) = p[id].clone();
+        assert_eq!(state, "Met", "{id}: {detail}");
+        detail
+    };
+    assert!(
+        detail("RESP-4.1")
+            .contains("all 1 SLOs meet their objective (Sloth checkout/availability)"),
+        "{}",
+        detail("RESP-4.1")
+    );
+    assert!(
+        detail("RESP-2.3").contains("loaded for all 1 SLOs"),
+        "{}",
+        detail("RESP-2.3")
+    );
+    assert!(
+        detail("RESP-5.1").contains("unannounced drill Chaos Mesh Schedule weekly-pod-kill passed"),
+        "{}",
+        detail("RESP-5.1")
+    );
+    for id in ["RESP-2.1", "RESP-2.2"] {
+        assert!(
+            detail(id).starts_with("attested by"),
+            "{id}: {}",
+            detail(id)
+        );
+    }
+    // Flagger: both Deployments governed, two analyses, one rolled back.
+    assert_eq!(
+        detail("CX-4.3"),
+        "2 of 2 workloads governed; 2 rollouts analysed, 1 rolled back"
+    );
+    assert_eq!(
+        detail("ORG-5.1"),
+        "automatic remediation: 1 canary rollouts rolled back"
+    );
+
+    // The Workflow was aborted after all: not a pass; RESP falls to 4.
+    wf_api
+        .patch(
+            "weekly-pod-kill-1",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"workflow.chaos-mesh.org/abort": "true"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let p = resp(
+        &api,
+        "RESP at level 4 once the drill was aborted",
+        |level, _| level == 4,
+    )
+    .await;
+    assert_eq!(p["RESP-5.1"].0, "NotMet", "{:?}", p["RESP-5.1"]);
+    ctx.cleanup().await;
+}
