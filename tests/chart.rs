@@ -69,6 +69,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             "replicas=1",
             "leaderElection.enabled=false",
             "metrics.tls=false",
+            "integrations.read=false",
         ],
     ];
     // Each combination: which controllers are on (in SWITCHES order) and its `--set`s.
@@ -162,11 +163,31 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             webhook && client_ca,
             "{extra:?}: the webhook's client CA"
         );
-        assert_eq!(yaml.contains("prometheusrules"), rtt, "{extra:?}");
+        // PrometheusRules: written for ResponseTimeTargets, read for assessments (a
+        // namespace's alert rules).
+        assert_eq!(
+            yaml.contains("resources: [prometheusrules]"),
+            rtt || assessments,
+            "{extra:?}"
+        );
+        assert_eq!(
+            yaml.contains("verbs: [get, list, watch, create, patch, delete]"),
+            rtt,
+            "{extra:?}: PrometheusRules written only for ResponseTimeTargets"
+        );
         assert_eq!(
             yaml.contains("resources: [configmaps]"),
             assessments,
             "{extra:?}: report ConfigMaps only with assessments"
+        );
+        // The tools' kinds are read for assessments, unless switched off.
+        let integrations = !extra.iter().any(|s| s == "integrations.read=false");
+        assert_eq!(
+            yaml.contains("resources: [prometheusservicelevels]")
+                && yaml.contains("resources: [canaries]")
+                && yaml.contains("resources: [schedules, workflows]"),
+            assessments && integrations,
+            "{extra:?}: the tools' kinds"
         );
         // Report receivers only when the value lists some.
         let receivers = extra.iter().any(|s| s.starts_with("reportWebhookHosts="));
