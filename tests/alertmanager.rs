@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use kube::api::{Api, PostParams};
 use maturity_operator::api::{MaturityAssessment, ResponseTimeTarget};
-use maturity_operator::synthetic::{SyntheticExporter, Traffic, labels};
+use maturity_operator::synthetic::Traffic;
 use support::alertmanager::Alertmanager;
 use support::cluster::{TestContext, apply_assessment, practices};
 use support::eventually;
@@ -102,13 +102,8 @@ receivers:
     .await;
 
     // A service failing every request, scraped every second.
-    let exporter = SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    exporter.set_traffic(
-        labels(&[("namespace", &ns), ("service", "checkout")]),
-        Traffic::steady(20.0, 1.0, 0.05),
-    );
+    let exporter =
+        support::prom::service_exporter(&ns, "checkout", Traffic::steady(20.0, 1.0, 0.05)).await;
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("target.yaml");
     std::fs::write(&manifest, target(&ns)).unwrap();

@@ -22,6 +22,27 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `kubectl apply --dry-run=server -n <namespace>` of `yaml`: the API server's verdict on a
+/// rendered chart, with every CRD's schema and every admission rule, writing nothing.
+fn dry_run_apply(ctx: &TestContext, namespace: &str, yaml: &str) -> Output {
+    use std::io::Write;
+    let mut apply = Command::new(ctx.env.tool("kubectl"))
+        .args(["apply", "--dry-run=server", "-n", namespace, "-f", "-"])
+        .env("KUBECONFIG", &ctx.env.kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    apply
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    apply.wait_with_output().unwrap()
+}
+
 #[test]
 fn the_charts_crds_are_the_generated_ones() {
     for entry in std::fs::read_dir(repo_dir().join("crds")).unwrap() {
@@ -252,22 +273,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             extra.iter().any(|s| s.starts_with("metrics.certSecret=")),
             "{extra:?}"
         );
-        let mut apply = Command::new(ctx.env.tool("kubectl"))
-            .args(["apply", "--dry-run=server", "-n", &ctx.namespace, "-f", "-"])
-            .env("KUBECONFIG", &ctx.env.kubeconfig)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        apply
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let out = apply.wait_with_output().unwrap();
+        let out = dry_run_apply(&ctx, &ctx.namespace, &yaml);
         assert!(
             out.status.success(),
             "{extra:?}: the API server refused the rendered chart: {}",
@@ -332,22 +338,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(yaml.contains("kind: ServiceMonitor"), "{yaml}");
         // Rendered for namespace default (a dry run writes nothing there).
-        let mut apply = Command::new(ctx.env.tool("kubectl"))
-            .args(["apply", "--dry-run=server", "-n", "default", "-f", "-"])
-            .env("KUBECONFIG", &ctx.env.kubeconfig)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        apply
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let applied = apply.wait_with_output().unwrap();
+        let applied = dry_run_apply(&ctx, "default", &yaml);
         assert!(
             applied.status.success(),
             "{sets:?}: the ServiceMonitor CRD refused the rendered ServiceMonitor: {}",

@@ -20,7 +20,7 @@ use std::time::Duration;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use maturity_operator::api::MaturityAssessment;
-use maturity_operator::synthetic::{SyntheticExporter, Traffic, labels};
+use maturity_operator::synthetic::Traffic;
 use serde_json::json;
 use support::cluster::{
     TestContext, assessment, assessments_recorded, attestation, practices, today,
@@ -112,13 +112,8 @@ async fn a_namespace_using_sloth_flagger_and_chaos_mesh_reaches_the_level_they_s
     .await;
 
     // The service: 0.1 % of its requests fail, scraped by the shared Prometheus.
-    let exporter = SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    exporter.set_traffic(
-        labels(&[("namespace", &ns), ("service", "checkout")]),
-        Traffic::steady(50.0, 0.001, 0.05),
-    );
+    let exporter =
+        support::prom::service_exporter(&ns, "checkout", Traffic::steady(50.0, 0.001, 0.05)).await;
     let _scrape =
         ScrapeTarget::register(&ctx.env, &ns, exporter.addr(), &[("job", "integrations")]);
     // Two Deployments, managed by Argo CD.

@@ -41,6 +41,22 @@ async fn create_target(ctx: &TestContext) -> (Api<ResponseTimeTarget>, String) {
     (targets, created.metadata.uid.unwrap())
 }
 
+/// A namespace with the real PrometheusRule CRD, a loader selecting `release: kps`
+/// rules, and the operator with `flags`.
+async fn setup(name: &str, flags: &[String]) -> (TestContext, RuleSelectorLoader, Operator) {
+    let ctx = TestContext::new(name).await;
+    support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
+    let loader = RuleSelectorLoader::start(&ctx.env, &ctx.client, &[&ctx.namespace], "release=kps");
+    let operator = Operator::start_with(
+        &ctx.env,
+        &ctx.namespace,
+        &ctx.env.prometheus_url,
+        "2s",
+        flags,
+    );
+    (ctx, loader, operator)
+}
+
 /// The target's AlertsLoaded condition: (status, reason, message).
 async fn alerts_loaded(
     targets: &Api<ResponseTimeTarget>,
@@ -85,17 +101,8 @@ async fn group_loaded(ctx: &TestContext, group: &str) -> bool {
 
 #[tokio::test]
 async fn a_rule_with_the_selected_label_is_loaded_and_the_target_says_so() {
-    let ctx = TestContext::new("promrule").await;
-    support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
-    let _loader =
-        RuleSelectorLoader::start(&ctx.env, &ctx.client, &[&ctx.namespace], "release=kps");
-    let _operator = Operator::start_with(
-        &ctx.env,
-        &ctx.namespace,
-        &ctx.env.prometheus_url,
-        "2s",
-        &["--prometheus-rule-label=release=kps".into()],
-    );
+    let (ctx, _loader, _operator) =
+        setup("promrule", &["--prometheus-rule-label=release=kps".into()]).await;
     let (targets, uid) = create_target(&ctx).await;
 
     let rules: Api<DynamicObject> =
@@ -220,18 +227,9 @@ async fn a_rule_with_the_selected_label_is_loaded_and_the_target_says_so() {
 
 #[tokio::test]
 async fn a_rule_the_selector_does_not_pick_says_not_loaded_until_it_carries_the_label() {
-    let ctx = TestContext::new("promrule-unselected").await;
-    support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
-    let _loader =
-        RuleSelectorLoader::start(&ctx.env, &ctx.client, &[&ctx.namespace], "release=kps");
     // No --prometheus-rule-label: the rule carries only the target's labels and managed-by.
-    let _operator = Operator::start_with(
-        &ctx.env,
-        &ctx.namespace,
-        &ctx.env.prometheus_url,
-        "2s",
-        &["--rules-load-grace=6s".into()],
-    );
+    let (ctx, _loader, _operator) =
+        setup("promrule-unselected", &["--rules-load-grace=6s".into()]).await;
     let (targets, _) = create_target(&ctx).await;
     let message = alerts_loaded(&targets, ("False", "NotLoaded"), Duration::from_secs(60)).await;
     assert!(

@@ -7,8 +7,6 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use support::cluster::{ensure_cluster, repo_dir};
 use support::eventually;
 use support::prom::{BackfilledPrometheus, OpenMetrics};
@@ -153,38 +151,9 @@ async fn page_alert_fires_for_a_fast_burn_and_not_for_a_healthy_history() {
 
     // 99.9% within 300 ms: burn rate 0.2, nothing fires.
     let healthy = BackfilledPrometheus::start_with_rules(&env, &history(0.999), Some(&rules)).await;
-    // Wait until every rule has been evaluated without error, then a few rounds more.
-    eventually("rules evaluated", Duration::from_secs(30), || {
-        let prom = healthy.prom.clone();
-        async move {
-            let rules = prom.rules().await?;
-            let evaluated = rules.len() == 5
-                && rules.iter().all(|r| {
-                    r["health"] == "ok"
-                        && !r["lastEvaluation"]
-                            .as_str()
-                            .unwrap_or("0001")
-                            .starts_with("0001")
-                });
-            if evaluated {
-                Ok(())
-            } else {
-                Err(format!("{rules:?}"))
-            }
-        }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let states: Vec<Value> = healthy
-        .prom
-        .rules()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r["state"].clone())
-        .collect();
+    let states = settled_states(&healthy.prom, 5).await;
     assert!(
-        states.iter().all(|s| s == "inactive"),
+        states.iter().all(|(_, s)| s == "inactive"),
         "rule states {states:?}"
     );
     let quiet = healthy

@@ -414,18 +414,24 @@ impl PromClient {
         serde_json::from_str(data.get()).map_err(|e| QueryError::Decode(e.to_string()))
     }
 
-    /// Every alerting rule Prometheus has loaded (`/api/v1/rules?type=alert`).
-    pub async fn alerting_rules(&self) -> Result<Vec<AlertRule>, QueryError> {
+    /// An answer of the rules API (`/api/v1/rules`) with `query` parameters, decoded.
+    async fn rules_api<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &[(&str, &str)],
+    ) -> Result<T, QueryError> {
         let _permit = self.permit().await?;
-        let request = self.authorize(
-            self.http
-                .get(format!("{}/api/v1/rules?type=alert", self.base)),
-        );
+        let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/rules", self.base), query)
+            .map_err(|e| QueryError::Decode(format!("rules URL: {e}")))?;
         let data = self
-            .send(request, "rules")
+            .send(self.authorize(self.http.get(url)), "rules")
             .await?
             .data
             .ok_or_else(|| QueryError::Decode("answer without data".into()))?;
+        serde_json::from_str(data.get()).map_err(|e| QueryError::Decode(e.to_string()))
+    }
+
+    /// Every alerting rule Prometheus has loaded (`/api/v1/rules?type=alert`).
+    pub async fn alerting_rules(&self) -> Result<Vec<AlertRule>, QueryError> {
         #[derive(Deserialize)]
         struct Groups {
             groups: Vec<Group>,
@@ -451,8 +457,7 @@ impl PromClient {
             #[serde(default, rename = "type")]
             kind: String,
         }
-        let groups: Groups =
-            serde_json::from_str(data.get()).map_err(|e| QueryError::Decode(e.to_string()))?;
+        let groups: Groups = self.rules_api(&[("type", "alert")]).await?;
         Ok(groups
             .groups
             .into_iter()
@@ -475,17 +480,6 @@ impl PromClient {
         &self,
         names: &[&str],
     ) -> Result<std::collections::BTreeSet<String>, QueryError> {
-        let _permit = self.permit().await?;
-        let mut query: Vec<(&str, &str)> = vec![("type", "alert"), ("exclude_alerts", "true")];
-        query.extend(names.iter().map(|n| ("rule_group[]", *n)));
-        let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/rules", self.base), &query)
-            .map_err(|e| QueryError::Decode(format!("rules URL: {e}")))?;
-        let request = self.authorize(self.http.get(url));
-        let data = self
-            .send(request, "rules")
-            .await?
-            .data
-            .ok_or_else(|| QueryError::Decode("answer without data".into()))?;
         #[derive(Deserialize)]
         struct Groups {
             groups: Vec<Group>,
@@ -494,8 +488,9 @@ impl PromClient {
         struct Group {
             name: String,
         }
-        let groups: Groups =
-            serde_json::from_str(data.get()).map_err(|e| QueryError::Decode(e.to_string()))?;
+        let mut query: Vec<(&str, &str)> = vec![("type", "alert"), ("exclude_alerts", "true")];
+        query.extend(names.iter().map(|n| ("rule_group[]", *n)));
+        let groups: Groups = self.rules_api(&query).await?;
         Ok(groups.groups.into_iter().map(|g| g.name).collect())
     }
 

@@ -2,7 +2,6 @@
 //! port, with a configuration of the test's; killed when dropped.
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use super::cluster::ClusterEnv;
 use super::prom::free_port;
@@ -36,18 +35,7 @@ impl Alertmanager {
             .spawn()
             .expect("start alertmanager (hack/build-tools.sh alertmanager)");
         let me = Self { addr, child, dir };
-        let ready = format!("http://{}/-/ready", me.addr);
-        super::eventually("Alertmanager ready", Duration::from_secs(30), || {
-            let ready = ready.clone();
-            async move {
-                match reqwest::get(&ready).await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("status {}", r.status())),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        })
-        .await;
+        super::wait_ready("Alertmanager ready", &format!("http://{}/-/ready", me.addr)).await;
         me
     }
 

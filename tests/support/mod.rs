@@ -34,6 +34,22 @@ pub fn run_ok(cmd: &mut std::process::Command, what: &str) -> std::process::Outp
     out
 }
 
+/// Waits (60 s at most) until `GET url` answers 2xx, e.g. a Prometheus's `/-/ready`.
+pub async fn wait_ready(what: &str, url: &str) {
+    let url = url.to_string();
+    eventually(what, Duration::from_secs(60), || {
+        let url = url.clone();
+        async move {
+            match reqwest::get(&url).await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("status {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+}
+
 /// Polls `check` every 250 ms until it returns `Some`, or fails the test after `timeout`
 /// with `what` and the last observation.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

@@ -323,20 +323,9 @@ impl BackfilledPrometheus {
             child,
             _dir: dir,
         };
-        let ready = format!("{}/-/ready", me.prom.url);
-        super::eventually(
+        super::wait_ready(
             "backfilled Prometheus ready",
-            Duration::from_secs(60),
-            || {
-                let ready = ready.clone();
-                async move {
-                    match reqwest::get(&ready).await {
-                        Ok(r) if r.status().is_success() => Ok(()),
-                        Ok(r) => Err(format!("status {}", r.status())),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-            },
+            &format!("{}/-/ready", me.prom.url),
         )
         .await;
         me
@@ -395,20 +384,9 @@ impl BackfilledPrometheus {
             .stderr(log)
             .spawn()
             .expect("restart prometheus");
-        let ready = format!("{}/-/ready", self.prom.url);
-        super::eventually(
+        super::wait_ready(
             "restarted Prometheus ready",
-            Duration::from_secs(60),
-            || {
-                let ready = ready.clone();
-                async move {
-                    match reqwest::get(&ready).await {
-                        Ok(r) if r.status().is_success() => Ok(()),
-                        Ok(r) => Err(format!("status {}", r.status())),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-            },
+            &format!("{}/-/ready", self.prom.url),
         )
         .await;
     }
@@ -419,6 +397,24 @@ impl Drop for BackfilledPrometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A synthetic exporter on a free loopback port serving `traffic` for service `service` of
+/// namespace `namespace` (labels `namespace`, `service`).
+pub async fn service_exporter(
+    namespace: &str,
+    service: &str,
+    traffic: maturity_operator::synthetic::Traffic,
+) -> maturity_operator::synthetic::SyntheticExporter {
+    use maturity_operator::synthetic::{SyntheticExporter, labels};
+    let exporter = SyntheticExporter::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("start the synthetic exporter");
+    exporter.set_traffic(
+        labels(&[("namespace", namespace), ("service", service)]),
+        traffic,
+    );
+    exporter
 }
 
 /// A free loopback TCP port (bound then released).
