@@ -2,7 +2,8 @@
 //! assessment, using Sloth (run as its own controller against the cluster), Flagger and
 //! Chaos Mesh, each installed as its real CRD (generated from its API module). Sloth turns
 //! a PrometheusServiceLevel into a PrometheusRule; a `ruleSelector` loader loads it into the
-//! shared Prometheus, which scrapes the service; Flagger's Canaries and Chaos Mesh's Schedule
+//! shared Prometheus (with the namespace label enforced on every rule, as a shared cluster's
+//! Prometheus Operator does), which scrapes the service; Flagger's Canaries and Chaos Mesh's Schedule
 //! and Workflow carry the states those controllers write (set here: neither runs here).
 //!
 //! Expected, worked out by hand from docs/maturity.md: every RESP practice that only an
@@ -150,7 +151,15 @@ async fn a_namespace_using_sloth_flagger_and_chaos_mesh_reaches_the_level_they_s
             .spawn()
             .expect("start sloth (hack/build-tools.sh sloth)"),
     );
-    let _loader = RuleSelectorLoader::start(&ctx.env, &ctx.client, &[&ns], "release=kps");
+    // Shared, so it enforces the namespace label on every rule (the operator reads Sloth's
+    // series of this namespace only).
+    let _loader = RuleSelectorLoader::start_enforcing(
+        &ctx.env,
+        &ctx.client,
+        &[&ns],
+        "release=kps",
+        Some("namespace"),
+    );
     let sloth = kind(
         "sloth.slok.dev",
         "v1",
@@ -325,6 +334,51 @@ async fn a_namespace_using_sloth_flagger_and_chaos_mesh_reaches_the_level_they_s
         detail("ORG-5.1"),
         "automatic remediation: 1 canary rollouts rolled back"
     );
+
+    // Another namespace names the same Sloth service and SLO, with no data of its own: it is
+    // not measured by this namespace's series (its query is scoped to its own namespace).
+    let intruder = TestContext::new("integrations-intruder").await;
+    let _intruder_operator = Operator::start_with(
+        &intruder.env,
+        &intruder.namespace,
+        &intruder.env.prometheus_url,
+        "2s",
+        &["--assessment-interval=1s".to_string()],
+    );
+    create(
+        &intruder,
+        &sloth,
+        json!({
+            "apiVersion": "sloth.slok.dev/v1", "kind": "PrometheusServiceLevel",
+            "metadata": {"name": "checkout"},
+            "spec": {"service": "checkout", "slos": [{"name": "availability", "objective": 99.0,
+                "sli": {"events": {"errorQuery": "sum(rate(nothing_total[{{.window}}]))",
+                                   "totalQuery": "sum(rate(nothing_total[{{.window}}]))"}},
+                "alerting": {"name": "Checkout"}}]},
+        }),
+    )
+    .await;
+    let intruder_api: Api<MaturityAssessment> =
+        Api::namespaced(intruder.client.clone(), &intruder.namespace);
+    support::cluster::apply_assessment(&intruder_api, "team").await;
+    let detail = eventually("the intruder's RESP-4.1", Duration::from_secs(30), || {
+        let api = intruder_api.clone();
+        async move {
+            let (p, _) = practices(&api, "team").await?;
+            p.get("RESP-4.1")
+                .cloned()
+                .ok_or_else(|| "not evaluated".to_string())
+        }
+    })
+    .await;
+    assert_eq!(
+        detail,
+        (
+            "Unknown".to_string(),
+            "SLO Sloth checkout/availability is not measured yet".to_string()
+        )
+    );
+    intruder.cleanup().await;
 
     // The Workflow was aborted after all: not a pass; RESP falls to 4.
     wf_api

@@ -38,6 +38,20 @@ impl RuleSelectorLoader {
     /// Loads into the shared Prometheus the PrometheusRules of `namespaces` that match the
     /// label `selector` (e.g. `release=kps`), looking every second.
     pub fn start(env: &ClusterEnv, client: &Client, namespaces: &[&str], selector: &str) -> Self {
+        Self::start_enforcing(env, client, namespaces, selector, None)
+    }
+
+    /// Like [`Self::start`], for a Prometheus with `enforcedNamespaceLabel: <label>`: as the
+    /// Prometheus Operator does then (with prom-label-proxy's rule), every rule's selectors
+    /// get `<label>="<the PrometheusRule's namespace>"`, and so does every rule's output.
+    pub fn start_enforcing(
+        env: &ClusterEnv,
+        client: &Client,
+        namespaces: &[&str],
+        selector: &str,
+        enforced: Option<&str>,
+    ) -> Self {
+        let enforced = enforced.map(|l| l.to_string());
         let written: Arc<Mutex<BTreeMap<PathBuf, String>>> = Arc::default();
         let prometheus_url = env.prometheus_url.clone();
         let (env, client, selector) = (env.clone(), client.clone(), selector.to_string());
@@ -57,9 +71,11 @@ impl RuleSelectorLoader {
                                 let name = rule.metadata.name.clone().unwrap_or_default();
                                 let uid = rule.metadata.uid.clone().unwrap_or_default();
                                 let file = env.rules_dir.join(format!("{ns}-{name}-{uid}.yaml"));
-                                let text =
-                                    serde_json::json!({"groups": rule.data["spec"]["groups"]})
-                                        .to_string();
+                                let mut groups = rule.data["spec"]["groups"].clone();
+                                if let Some(label) = &enforced {
+                                    enforce(&mut groups, label, ns);
+                                }
+                                let text = serde_json::json!({ "groups": groups }).to_string();
                                 wanted.insert(file, text);
                             }
                         }
@@ -76,6 +92,26 @@ impl RuleSelectorLoader {
             task,
             written,
             prometheus_url,
+        }
+    }
+}
+
+/// The Prometheus Operator's `enforcedNamespaceLabel` on the rule groups of a
+/// PrometheusRule of namespace `ns`.
+fn enforce(groups: &mut serde_json::Value, label: &str, ns: &str) {
+    let tenancy = maturity_operator::prom::enforce::Tenancy::Enforced {
+        label: label.to_string(),
+    };
+    for group in groups.as_array_mut().into_iter().flatten() {
+        for rule in group["rules"].as_array_mut().into_iter().flatten() {
+            let expr = rule["expr"].as_str().unwrap_or_default().to_string();
+            if let Ok(scoped) = tenancy.scope(&expr, ns) {
+                rule["expr"] = scoped.into();
+            }
+            if !rule["labels"].is_object() {
+                rule["labels"] = serde_json::json!({});
+            }
+            rule["labels"][label] = ns.into();
         }
     }
 }

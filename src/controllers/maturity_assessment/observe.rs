@@ -40,7 +40,7 @@ pub async fn observe(
     let workloads = workloads(ctx, &a, &ns, &policies, &flagger.governed).await?;
     let rtts = ctx.kube.list::<ResponseTimeTarget>(&ns, "").await?;
     let (mut targets, target_figures) = targets(ctx, &rtts);
-    targets.extend(sloth_targets(ctx, &tools[0]).await);
+    targets.extend(sloth_targets(ctx, &ns, &tools[0]).await);
     let alerting = alerting(ctx, &ns, &rtts).await;
     let (mut canary, canary_promoted) = canaries(&policies);
     canary.policies += flagger.canaries;
@@ -200,17 +200,25 @@ async fn tool_objects(ctx: &Context, ns: &str) -> Result<Vec<Vec<serde_json::Val
 
 /// Sloth's SLOs in the namespace, each met while Sloth's recorded error budget left is not
 /// below 0 (one query per service; None while there is no such series yet).
-async fn sloth_targets(ctx: &Context, objects: &[serde_json::Value]) -> Vec<TargetFact> {
+///
+/// The query is scoped to the namespace like every query of a user's (the tenant label):
+/// in a shared cluster Sloth's series must carry it, as the Prometheus Operator's
+/// `enforcedNamespaceLabel` makes every rule's series do; otherwise one namespace could
+/// name another's Sloth service and be measured by its data.
+async fn sloth_targets(ctx: &Context, ns: &str, objects: &[serde_json::Value]) -> Vec<TargetFact> {
     let slos = tools::sloth_slos(objects);
     let services: std::collections::BTreeSet<&str> =
         slos.iter().map(|s| s.service.as_str()).collect();
     let mut budgets: BTreeMap<(String, String), f64> = BTreeMap::new();
     for service in services {
-        if let Ok(samples) = ctx
-            .prom
-            .instant(&tools::sloth_budget_query(service), None)
-            .await
-        {
+        let Ok(query) = ctx
+            .settings
+            .tenancy
+            .scope(&tools::sloth_budget_query(service), ns)
+        else {
+            continue;
+        };
+        if let Ok(samples) = ctx.prom.instant(&query, None).await {
             for s in samples {
                 if let Some(slo) = s.labels.get("sloth_slo") {
                     budgets.insert((service.to_string(), slo.clone()), s.value);
