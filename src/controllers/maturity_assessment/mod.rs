@@ -8,6 +8,7 @@ mod act;
 pub mod metrics;
 mod observe;
 mod signals;
+mod sources;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -106,13 +106,9 @@ impl Index {
             return;
         };
         match unit_of(uid, &e.plan) {
-            Some(unit) => {
-                self.now.entry(unit).or_default().insert(uid.to_string());
-            }
-            None => {
-                self.invalid.insert(uid.to_string());
-            }
-        }
+            Some(unit) => self.now.entry(unit).or_default().insert(uid.to_string()),
+            None => self.invalid.insert(uid.to_string()),
+        };
     }
 
     fn update(
