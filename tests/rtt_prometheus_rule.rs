@@ -101,7 +101,7 @@ async fn group_loaded(ctx: &TestContext, group: &str) -> bool {
 
 #[tokio::test]
 async fn a_rule_with_the_selected_label_is_loaded_and_the_target_says_so() {
-    let (ctx, _loader, _operator) =
+    let (ctx, _loader, operator) =
         setup("promrule", &["--prometheus-rule-label=release=kps".into()]).await;
     let (targets, uid) = create_target(&ctx).await;
 
@@ -177,6 +177,28 @@ async fn a_rule_with_the_selected_label_is_loaded_and_the_target_says_so() {
     assert!(
         group_loaded(&ctx, &group).await,
         "{group} not in Prometheus"
+    );
+    // Cost follows work: once every rule is shown, the rules API is asked nothing more
+    // (it was asked every 5 s while one was not).
+    let asked = || async {
+        let text = reqwest::get(&operator.metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(r#"maturity_operator_prometheus_queries_total{kind="rules""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = asked().await;
+    assert!(before >= 1.0, "the rules API was never asked");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        asked().await,
+        before,
+        "the rules API asked about loaded rules"
     );
     // The operator's own recordings rule carries the label too.
     let recordings = rules.get("maturity-operator-recordings").await.unwrap();

@@ -62,7 +62,7 @@ impl RuleSync {
                 match ctx.kube.dynamic_delete(&ns, &name, &api_resource()).await {
                     Ok(_) | Err(crate::k8s::Error::Api(kube::Error::Api(_))) => {
                         self.applied.remove(uid);
-                        self.seen.remove(uid);
+                        self.unsee(uid);
                         (1, true)
                     }
                     Err(e) => {
@@ -73,7 +73,7 @@ impl RuleSync {
             }
             (Ok(group), _) => {
                 if group.is_none() {
-                    self.seen.remove(uid);
+                    self.unsee(uid);
                 }
                 (0, true)
             }

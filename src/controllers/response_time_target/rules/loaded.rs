@@ -16,7 +16,8 @@ const GROUPS_PER_CHECK: usize = 40;
 
 impl RuleSync {
     /// Asks Prometheus's rules API about the rules written and not shown yet (every
-    /// [`LOAD_CHECK`]; overdue ones every [`RECHECK`]): only such rules are asked about.
+    /// [`LOAD_CHECK`]; overdue ones every [`RECHECK`]): only such rules are asked about,
+    /// and only they are looked at (nothing is, while every rule is shown).
     /// Returns the uids whose rules are shown now. (A rule turning overdue needs no call:
     /// the target's next evaluation says it.)
     pub async fn check_loaded(&mut self, ctx: &Context) -> Vec<String> {
@@ -27,10 +28,14 @@ impl RuleSync {
             due(self.checked.0, LOAD_CHECK),
             due(self.checked.1, RECHECK),
         );
+        let mut changed = Vec::new();
+        if self.unconfirmed.is_empty() || !(pending_due || late_due) {
+            return changed;
+        }
         let mut asked: Vec<(&String, &String)> = Vec::new();
         let (mut pending, mut late) = (false, false);
-        for (uid, (seen, group)) in &self.seen {
-            if let AlertsSeen::Written { since } = seen {
+        for uid in &self.unconfirmed {
+            if let Some((AlertsSeen::Written { since }, group)) = self.seen.get(uid) {
                 if overdue(*since, now, grace) {
                     if late_due {
                         asked.push((uid, group));
@@ -42,7 +47,6 @@ impl RuleSync {
                 }
             }
         }
-        let mut changed = Vec::new();
         if asked.is_empty() {
             return changed;
         }
@@ -70,6 +74,7 @@ impl RuleSync {
                 .map(|(uid, _)| (*uid).clone()),
         );
         for uid in &changed {
+            self.unconfirmed.remove(uid);
             if let Some((seen, _)) = self.seen.get_mut(uid) {
                 *seen = AlertsSeen::Loaded;
             }

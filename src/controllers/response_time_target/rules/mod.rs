@@ -62,6 +62,9 @@ pub struct RuleSync {
     recordings: Option<u64>,
     /// Targets whose alerts' state changed since the last [`RuleSync::sync`].
     changed: Vec<String>,
+    /// Targets whose rule is written and not shown by Prometheus yet: the only ones
+    /// [`RuleSync::check_loaded`] looks at.
+    unconfirmed: std::collections::BTreeSet<String>,
 }
 
 fn hash_of(v: &impl serde::Serialize) -> u64 {
@@ -82,6 +85,7 @@ impl RuleSync {
             checked: (None, None),
             recordings: None,
             changed: Vec::new(),
+            unconfirmed: Default::default(),
         }
     }
 
@@ -101,6 +105,7 @@ impl RuleSync {
             self.applied.clear();
             self.synced.clear();
             self.seen.clear();
+            self.unconfirmed.clear();
             self.recordings = None;
             if served {
                 // Rules of ours that exist already (e.g. from before a restart), by owner.
@@ -137,7 +142,7 @@ impl RuleSync {
         for uid in gone {
             self.applied.remove(uid);
             self.synced.remove(uid);
-            self.seen.remove(uid);
+            self.unsee(uid);
         }
     }
 
@@ -175,9 +180,20 @@ impl RuleSync {
         (writes, std::mem::take(&mut self.changed))
     }
 
+    /// Forgets what was known of a target's alerts (it asks for none, or it is gone).
+    fn unsee(&mut self, uid: &str) {
+        self.seen.remove(uid);
+        self.unconfirmed.remove(uid);
+    }
+
     /// Records what is known of a target's alerts (and that its status must say it, when
     /// that changed).
     fn see(&mut self, uid: &str, seen: AlertsSeen, group: String) {
+        if matches!(seen, AlertsSeen::Written { .. }) {
+            self.unconfirmed.insert(uid.to_string());
+        } else {
+            self.unconfirmed.remove(uid);
+        }
         let before = self.seen.insert(uid.to_string(), (seen.clone(), group));
         if before.map(|(s, _)| s) != Some(seen) {
             self.changed.push(uid.to_string());
