@@ -248,7 +248,7 @@ pub struct TargetFact {
     /// The burn-rate alert expressions the operator generates for it, in canonical form
     /// ([`crate::prom::enforce::canonical`]); empty when it asks for none.
     pub burn_alerts: Vec<String>,
-    /// A Sloth SLO: its `sloth_id` (its alerts are Sloth's, [`super::tools::is_sloth_alert`]).
+    /// A Sloth SLO: its `sloth_id` (its alerts are Sloth's, [`is_sloth_alert`]).
     pub sloth_id: Option<String>,
 }
 
@@ -331,6 +331,40 @@ pub fn drill_fact(d: &DrillSchedule) -> DrillFact {
             .map(|r| r.finished_at.as_ref().unwrap_or(&r.started_at).0)
             .max(),
     }
+}
+
+/// Whether an alerting rule's query is an alert over Sloth's SLI of SLO `id`, as Sloth
+/// writes them: every series it reads is one of Sloth's SLI error-ratio recordings
+/// (`slo:sli_error:ratio_rate<window>`) of that SLO, and it calls no function (so no branch
+/// of constants, `vector(1)`, can make it fire whatever the SLI says).
+pub fn is_sloth_alert(query: &str, id: &str) -> bool {
+    use promql_parser::parser::{self, Expr};
+    fn ok(e: &Expr, id: &str, seen: &mut bool) -> bool {
+        match e {
+            Expr::Aggregate(a) => {
+                ok(&a.expr, id, seen) && a.param.as_deref().is_none_or(|p| ok(p, id, seen))
+            }
+            Expr::Unary(u) => ok(&u.expr, id, seen),
+            Expr::Binary(b) => ok(&b.lhs, id, seen) && ok(&b.rhs, id, seen),
+            Expr::Paren(p) => ok(&p.expr, id, seen),
+            Expr::NumberLiteral(_) => true,
+            Expr::VectorSelector(v) => {
+                *seen = true;
+                v.name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("slo:sli_error:ratio_rate"))
+                    && v.matchers.or_matchers.is_empty()
+                    && v.matchers.matchers.iter().any(|m| {
+                        m.name == "sloth_id"
+                            && matches!(m.op, promql_parser::label::MatchOp::Equal)
+                            && m.value == id
+                    })
+            }
+            _ => false,
+        }
+    }
+    let mut seen = false;
+    parser::parse(query).is_ok_and(|e| ok(&e, id, &mut seen)) && seen
 }
 
 /// The burn-rate alert expressions the operator generates for `target` (as the
@@ -472,9 +506,9 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
                     .iter()
                     .filter(|x| match &x.sloth_id {
                         // Sloth's own alerts over its recordings of this SLO.
-                        Some(id) => !rules.iter().any(|r| {
-                            r.health != "err" && super::tools::is_sloth_alert(&r.query, id)
-                        }),
+                        Some(id) => !rules
+                            .iter()
+                            .any(|r| r.health != "err" && is_sloth_alert(&r.query, id)),
                         None => x.burn_alerts.is_empty() || !x.burn_alerts.iter().all(loaded),
                     })
                     .map(|x| x.name.as_str())

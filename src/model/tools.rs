@@ -5,7 +5,7 @@
 //!   ResponseTimeTarget (RESP-4.1), met while Sloth's
 //!   `slo:period_error_budget_remaining:ratio` is not below 0; its alerts count for RESP-2.3
 //!   when Prometheus evaluates an alert over Sloth's `slo:sli_error:ratio_rate*` series of
-//!   that SLO.
+//!   that SLO ([`super::evidence::is_sloth_alert`]).
 //! - Flagger `Canary` (flagger.app/v1beta1): a canary policy for the Deployment it targets
 //!   (CX-4.3); its last analysis counts as analysed, `Succeeded` as promoted, `Failed` as a
 //!   bad release halted and rolled back (CX-4.3, CX-4.4, ORG-5.1).
@@ -124,40 +124,6 @@ pub fn sloth_budget_query(service: &str) -> String {
     )
 }
 
-/// Whether an alerting rule's query is an alert over Sloth's SLI of SLO `id`, as Sloth
-/// writes them: every series it reads is one of Sloth's SLI error-ratio recordings
-/// (`slo:sli_error:ratio_rate<window>`) of that SLO, and it calls no function (so no branch
-/// of constants, `vector(1)`, can make it fire whatever the SLI says).
-pub fn is_sloth_alert(query: &str, id: &str) -> bool {
-    use promql_parser::parser::{self, Expr};
-    fn ok(e: &Expr, id: &str, seen: &mut bool) -> bool {
-        match e {
-            Expr::Aggregate(a) => {
-                ok(&a.expr, id, seen) && a.param.as_deref().is_none_or(|p| ok(p, id, seen))
-            }
-            Expr::Unary(u) => ok(&u.expr, id, seen),
-            Expr::Binary(b) => ok(&b.lhs, id, seen) && ok(&b.rhs, id, seen),
-            Expr::Paren(p) => ok(&p.expr, id, seen),
-            Expr::NumberLiteral(_) => true,
-            Expr::VectorSelector(v) => {
-                *seen = true;
-                v.name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("slo:sli_error:ratio_rate"))
-                    && v.matchers.or_matchers.is_empty()
-                    && v.matchers.matchers.iter().any(|m| {
-                        m.name == "sloth_id"
-                            && matches!(m.op, promql_parser::label::MatchOp::Equal)
-                            && m.value == id
-                    })
-            }
-            _ => false,
-        }
-    }
-    let mut seen = false;
-    parser::parse(query).is_ok_and(|e| ok(&e, id, &mut seen)) && seen
-}
-
 /// What Flagger Canaries add to the canary evidence.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlaggerFacts {
@@ -254,6 +220,7 @@ pub fn chaos_drills(schedules: &[Value], workflows: &[Value]) -> Vec<DrillFact> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::evidence::is_sloth_alert;
     use serde_json::json;
 
     #[test]

@@ -1,18 +1,16 @@
 //! Alertmanager's HTTP API: its configuration (`/api/v2/status`, `config.original`), read
-//! at most once a [`CONFIG_TTL`] whatever the number of assessments, and parsed into its
-//! routing tree ([`crate::model::routing`]). Its notification counters are read from
-//! Prometheus, which scrapes it.
+//! at most once a [`CONFIG_TTL`] whatever the number of assessments (the model's
+//! `routing` reads it). Its notification counters are read from Prometheus, which scrapes
+//! it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::model::routing::{self, Routing};
-
 /// How long a read configuration is used before it is read again.
 pub const CONFIG_TTL: Duration = Duration::from_secs(60);
 
-/// A read of the configuration: when, and its routing tree or why it could not be read.
-type Read = (Instant, Result<Arc<Routing>, String>);
+/// A read of the configuration: when, and its text or why it could not be read.
+type Read = (Instant, Result<Arc<String>, String>);
 
 pub struct Alertmanager {
     http: reqwest::Client,
@@ -40,8 +38,9 @@ impl Alertmanager {
         &self.base
     }
 
-    /// The routing tree, as last read (within [`CONFIG_TTL`]), or why it cannot be read.
-    pub async fn routing(&self) -> Result<Arc<Routing>, String> {
+    /// The configuration (YAML), as last read (within [`CONFIG_TTL`]), or why it cannot
+    /// be read.
+    pub async fn config(&self) -> Result<Arc<String>, String> {
         let mut cached = self.cached.lock().await;
         if let Some((at, r)) = cached.as_ref()
             && at.elapsed() < CONFIG_TTL
@@ -56,7 +55,7 @@ impl Alertmanager {
         r
     }
 
-    async fn read(&self) -> Result<Routing, String> {
+    async fn read(&self) -> Result<String, String> {
         let url = format!("{}/api/v2/status", self.base);
         let answer =
             tokio::time::timeout(self.timeout, async {
@@ -81,9 +80,9 @@ impl Alertmanager {
             .map_err(|_| format!("Alertmanager did not answer within {:?}", self.timeout))??;
         let status: serde_json::Value = serde_json::from_str(&answer)
             .map_err(|e| format!("Alertmanager's status is not JSON: {e}"))?;
-        let original = status["config"]["original"]
+        status["config"]["original"]
             .as_str()
-            .ok_or("Alertmanager's status has no config.original")?;
-        routing::parse(original)
+            .map(str::to_string)
+            .ok_or_else(|| "Alertmanager's status has no config.original".to_string())
     }
 }

@@ -135,7 +135,11 @@ pub(super) async fn alerting(
     let Some(am) = &ctx.alertmanager else {
         return AlertingFacts::NotConfigured;
     };
-    let routing = match am.routing().await {
+    let routing = match am
+        .config()
+        .await
+        .and_then(|c| crate::model::routing::parse(&c))
+    {
         Ok(r) => r,
         Err(e) => return AlertingFacts::Unreadable(e),
     };
