@@ -159,7 +159,12 @@ impl RuleSync {
             let Some(uid) = t.metadata.uid.clone() else {
                 continue;
             };
-            let key = (t.metadata.generation, hash_of(&t.metadata.labels));
+            // Hashed as they are: this runs for every target whenever the cache moved.
+            let key = (t.metadata.generation, {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                t.metadata.labels.hash(&mut h);
+                h.finish()
+            });
             if self.synced.get(&uid) == Some(&key) {
                 continue;
             }
