@@ -222,7 +222,8 @@ build_controller_gen() {
 # generate_crds NAME OUT KEEP MODULE@VERSION... -- PACKAGE...: generates the CRDs of the API
 # types in PACKAGE... (Go import paths inside the MODULEs) with controller-gen, as each
 # project's own `make generate` does (floats allowed, as they use them), and keeps the files
-# whose names match the KEEP glob.
+# whose names match the KEEP glob. CRD_OPTIONS adds options to controller-gen's crd
+# generator (e.g. maxDescLen=0 for API types whose descriptions make a CRD too big to apply).
 generate_crds() {
   local name="$1" out="$2" keep="$3"; shift 3
   local modules=()
@@ -242,7 +243,7 @@ generate_crds() {
     run_logged "$name CRDs" "$logfile" go mod tidy
     local paths=() p
     for p in "$@"; do paths+=("paths=$p"); done
-    run_logged "$name CRDs" "$logfile" "$CONTROLLER_GEN_BIN/controller-gen" crd:crdVersions=v1,allowDangerousTypes=true "${paths[@]}" "output:crd:dir=$out.tmp"
+    run_logged "$name CRDs" "$logfile" "$CONTROLLER_GEN_BIN/controller-gen" "crd:crdVersions=v1,allowDangerousTypes=true${CRD_OPTIONS:+,$CRD_OPTIONS}" "${paths[@]}" "output:crd:dir=$out.tmp"
   )
   local f
   for f in "$out.tmp"/*; do
@@ -266,6 +267,12 @@ build_crds() {
     github.com/slok/sloth/pkg/kubernetes/api/sloth/v1 \
     github.com/fluxcd/flagger/pkg/apis/flagger/v1beta1 \
     github.com/chaos-mesh/chaos-mesh/api/v1alpha1
+  # Argo Rollouts' own CRDs are published without descriptions (its types embed whole pod
+  # templates: with them, the Rollout CRD is 0.7 MB and its managed fields pass etcd's limit).
+  CRD_OPTIONS=maxDescLen=0 generate_crds argo-rollouts "$ROLLOUTS_CRDS" \
+    'argoproj.io_@(rollouts|analysisruns).yaml' \
+    "github.com/argoproj/argo-rollouts@$ARGO_ROLLOUTS_VERSION" -- \
+    github.com/argoproj/argo-rollouts/pkg/apis/rollouts/v1alpha1
 }
 
 link_tools() {
@@ -275,7 +282,7 @@ link_tools() {
     [[ -f "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
   done
   mkdir -p "$CRDS_DIR"
-  for f in "$MONITORING_CRDS"/*.yaml "$TOOL_CRDS"/*.yaml; do
+  for f in "$MONITORING_CRDS"/*.yaml "$TOOL_CRDS"/*.yaml "$ROLLOUTS_CRDS"/*.yaml; do
     [[ -f "$f" ]] && ln -sf "$f" "$CRDS_DIR/$(basename "$f")"
   done
   return 0

@@ -25,6 +25,7 @@ AM_BIN="$CACHE_DIR/alertmanager-$ALERTMANAGER_VERSION-$GO_VERSION_TAG"
 CONTROLLER_GEN_BIN="$CACHE_DIR/controller-gen-$CONTROLLER_TOOLS_VERSION-$GO_VERSION_TAG"
 MONITORING_CRDS="$CACHE_DIR/crds-monitoring-$PROMETHEUS_OPERATOR_VERSION-controller-gen-$CONTROLLER_TOOLS_VERSION"
 TOOL_CRDS="$CACHE_DIR/crds-tools-sloth-$SLOTH_VERSION-flagger-$FLAGGER_VERSION-chaos-mesh-$CHAOS_MESH_API_VERSION-controller-gen-$CONTROLLER_TOOLS_VERSION"
+ROLLOUTS_CRDS="$CACHE_DIR/crds-argo-rollouts-$ARGO_ROLLOUTS_VERSION-controller-gen-$CONTROLLER_TOOLS_VERSION"
 # One folder of symlinks to the generated third-party CRDs (MATURITY_CRDS_DIR in cluster.env).
 CRDS_DIR="$CACHE_DIR/crds"
 # One folder of symlinks that scripts and tests put on PATH.

@@ -15,6 +15,12 @@ pub fn selects_some(s: &LabelSelector, labels: &BTreeMap<String, String>) -> boo
     }
 }
 
+/// Does `s` select these labels, as the API server's `labelSelector` does (an empty
+/// selector selects everything)? An unusable selector selects nothing.
+pub fn matches(s: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    Selector::try_from(s.clone()).is_ok_and(|s| s.matches(labels))
+}
+
 /// The selector can be used (its operators and values are valid).
 pub fn valid(s: &LabelSelector) -> bool {
     Selector::try_from(s.clone()).is_ok()

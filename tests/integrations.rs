@@ -1,5 +1,7 @@
-//! Evidence from the tools teams already run: a namespace with no object of ours but an
-//! assessment, using Sloth (run as its own controller against the cluster), Flagger and
+//! Evidence from the tools teams already run: namespaces with no object of ours but an
+//! assessment.
+//!
+//! The first uses Sloth (run as its own controller against the cluster), Flagger and
 //! Chaos Mesh, each installed as its real CRD (generated from its API module). Sloth turns
 //! a PrometheusServiceLevel into a PrometheusRule; a `ruleSelector` loader loads it into the
 //! shared Prometheus (with the namespace label enforced on every rule, as a shared cluster's
@@ -12,6 +14,17 @@
 //! label), RESP-4.1 (Sloth's SLO within budget: 0.1 % errors against 1 %), RESP-5.1 (the
 //! Schedule's Workflow passed today). So RESP is at level 5. When the Workflow turns out
 //! aborted, RESP-5.1 is NotMet and RESP falls to 4.
+//!
+//! The second uses Pyrra, Argo Rollouts and Litmus. Argo Rollouts' CRDs are generated from
+//! its API module; Pyrra's and Litmus's modules are not served by the module proxy, so
+//! their CRDs are tests/crds' (published group/version/kind, the fields read), and neither
+//! runs here: the PrometheusRule Pyrra's controller writes for the SLO (with `--generic-rules`)
+//! is applied as it writes it, and the Rollout's AnalysisRuns and Litmus's ChaosEngine and
+//! ChaosResult carry the states their controllers write. Expected, by hand as above:
+//! RESP-4.1 (Pyrra's availability 99.9 % against its 99 % objective), RESP-2.3 (Pyrra's
+//! alert loaded), RESP-5.1 (the ChaosSchedule's engine passed today), RESP at level 5; CX-4.3
+//! counts the Rollout and the Deployment it manages as governed, and its two analysed
+//! releases, one rolled back. When the ChaosResult says Fail, RESP falls to 4.
 
 mod support;
 
@@ -57,6 +70,66 @@ async fn create(ctx: &TestContext, kind: &ApiResource, object: serde_json::Value
     api.create(&PostParams::default(), &o)
         .await
         .unwrap_or_else(|e| panic!("create {}: {e}", kind.kind))
+}
+
+/// Running Deployments `names`, managed by Argo CD (its tracking label).
+async fn gitops_deployments(ctx: &TestContext, names: &[&str]) {
+    for name in names {
+        ctx.running_deployment(name, 1, "registry.example/app:1")
+            .await;
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            ctx.client.clone(),
+            &ctx.namespace,
+        )
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"argocd.argoproj.io/instance": "shop"}}})),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The operator on the namespace, and its assessment `team` with every attestation it
+/// needs beside the tools' evidence.
+async fn assess(ctx: &TestContext) -> (Operator, Api<MaturityAssessment>) {
+    let operator = Operator::start_with(
+        &ctx.env,
+        &ctx.namespace,
+        &ctx.env.prometheus_url,
+        "2s",
+        &[
+            ["--assessment-interval=1s".to_string()].as_slice(),
+            webhook_flags(&ctx.namespace).as_slice(),
+        ]
+        .concat(),
+    );
+    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    assessments_recorded(&api).await;
+    let attestations: Vec<serde_json::Value> = ATTESTED
+        .iter()
+        .map(|p| attestation(p, "the team lead", &today()))
+        .collect();
+    api.create(
+        &PostParams::default(),
+        &assessment("team", json!({"attestations": attestations})),
+    )
+    .await
+    .unwrap();
+    (operator, api)
+}
+
+/// Sets the status of `name` of `kind` in the test's namespace, as its controller would.
+async fn set_status(ctx: &TestContext, kind: &ApiResource, name: &str, status: serde_json::Value) {
+    Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &ctx.namespace, kind)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("status of {} {name}: {e}", kind.kind));
 }
 
 /// The RESP capability's level and the state and detail of each practice, once `ok`.
@@ -118,20 +191,7 @@ async fn a_namespace_using_sloth_flagger_and_chaos_mesh_reaches_the_level_they_s
     let _scrape =
         ScrapeTarget::register(&ctx.env, &ns, exporter.addr(), &[("job", "integrations")]);
     // Two Deployments, managed by Argo CD.
-    for name in ["checkout", "payments"] {
-        ctx.running_deployment(name, 1, "registry.example/app:1")
-            .await;
-        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(ctx.client.clone(), &ns)
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(
-                    json!({"metadata": {"labels": {"argocd.argoproj.io/instance": "shop"}}}),
-                ),
-            )
-            .await
-            .unwrap();
-    }
+    gitops_deployments(&ctx, &["checkout", "payments"]).await;
 
     // Sloth, as its own controller, and a Prometheus that selects `release: kps` rules.
     let _sloth = Sloth(
@@ -261,31 +321,7 @@ async fn a_namespace_using_sloth_flagger_and_chaos_mesh_reaches_the_level_they_s
         .await
         .unwrap();
 
-    // The assessment, with every attestation it needs beside the tools' evidence.
-    let _operator = Operator::start_with(
-        &ctx.env,
-        &ns,
-        &ctx.env.prometheus_url,
-        "2s",
-        &[
-            ["--assessment-interval=1s".to_string()].as_slice(),
-            webhook_flags(&ns).as_slice(),
-        ]
-        .concat(),
-    );
-    let api: Api<MaturityAssessment> = Api::namespaced(ctx.client.clone(), &ns);
-    assessments_recorded(&api).await;
-    let attestations: Vec<serde_json::Value> = ATTESTED
-        .iter()
-        .map(|p| attestation(p, "the team lead", &today()))
-        .collect();
-    api.create(
-        &PostParams::default(),
-        &assessment("team", json!({"attestations": attestations})),
-    )
-    .await
-    .unwrap();
-
+    let (_operator, api) = assess(&ctx).await;
     let p = resp(
         &api,
         "RESP at level 5 from the tools' evidence",
@@ -396,6 +432,269 @@ async fn a_namespace_using_sloth_flagger_and_chaos_mesh_reaches_the_level_they_s
         "RESP at level 4 once the drill was aborted",
         |level, _| level == 4,
     )
+    .await;
+    assert_eq!(p["RESP-5.1"].0, "NotMet", "{:?}", p["RESP-5.1"]);
+    ctx.cleanup().await;
+}
+
+/// The PrometheusRule Pyrra's Kubernetes controller writes for a ratio SLO with
+/// `--generic-rules` (pyrra slo/rules.go: the increase over the window, the burn rates, the
+/// multi-window alert, and the generic series), named and labelled as the SLO. Its groups
+/// are evaluated every 5 s here (Pyrra's default is 30 s) to keep the test short.
+fn pyrra_rule(ns: &str, slo: &str, uid: &str) -> serde_json::Value {
+    let sel = r#"service="checkout""#;
+    let err = r#"code="500",service="checkout""#;
+    let burn = |w: &str| {
+        json!({"record": format!("http_requests:burnrate{w}"),
+               "expr": format!("sum(rate(http_requests_total{{{err}}}[{w}])) / sum(rate(http_requests_total{{{sel}}}[{w}]))"),
+               "labels": {"service": "checkout", "slo": slo}})
+    };
+    json!({
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": slo, "namespace": ns, "labels": {"release": "kps"},
+                     "ownerReferences": [{"apiVersion": "pyrra.dev/v1alpha1", "kind": "ServiceLevelObjective",
+                                          "name": slo, "uid": uid, "controller": true}]},
+        "spec": {"groups": [
+            {"name": format!("{slo}-increase"), "interval": "5s", "rules": [
+                {"record": "http_requests:increase2w",
+                 "expr": format!("sum by (code) (increase(http_requests_total{{{sel}}}[2w]))"),
+                 "labels": {"service": "checkout", "slo": slo}}]},
+            {"name": slo, "interval": "5s", "rules": [
+                burn("5m"), burn("1h"), burn("30m"), burn("6h"),
+                {"alert": "ErrorBudgetBurn",
+                 "expr": format!("http_requests:burnrate5m{{{sel},slo=\"{slo}\"}} > (14 * (1-0.99)) and http_requests:burnrate1h{{{sel},slo=\"{slo}\"}} > (14 * (1-0.99))"),
+                 "for": "2m",
+                 "labels": {"long": "1h", "short": "5m", "severity": "critical", "exhaustion": "1d", "service": "checkout", "slo": slo}}]},
+            {"name": format!("{slo}-generic"), "interval": "5s", "rules": [
+                {"record": "pyrra_objective", "expr": "vector(0.99)", "labels": {"slo": slo}},
+                {"record": "pyrra_window", "expr": "vector(1209600)", "labels": {"slo": slo}},
+                {"record": "pyrra_availability",
+                 "expr": format!("1 - sum(http_requests:increase2w{{code=\"500\",{sel},slo=\"{slo}\"}} or vector(0)) / sum(http_requests:increase2w{{{sel},slo=\"{slo}\"}})"),
+                 "labels": {"slo": slo}}]},
+        ]},
+    })
+}
+
+#[tokio::test]
+async fn a_namespace_using_pyrra_argo_rollouts_and_litmus_reaches_the_level_they_show() {
+    let ctx = TestContext::new("integrations-pal").await;
+    let ns = ctx.namespace.clone();
+    support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
+    support::cluster::install_third_party_crds(
+        &ctx.env,
+        &ctx.client,
+        &[
+            "pyrra.dev_servicelevelobjectives.yaml",
+            "argoproj.io_rollouts.yaml",
+            "argoproj.io_analysisruns.yaml",
+            "litmuschaos.io_chaosschedules.yaml",
+            "litmuschaos.io_chaosengines.yaml",
+            "litmuschaos.io_chaosresults.yaml",
+        ],
+    )
+    .await;
+    let exporter =
+        support::prom::service_exporter(&ns, "checkout", Traffic::steady(50.0, 0.001, 0.05)).await;
+    let _scrape = ScrapeTarget::register(&ctx.env, &ns, exporter.addr(), &[("job", "pal")]);
+    // The Deployment the Rollout manages (its workloadRef), managed by Argo CD.
+    gitops_deployments(&ctx, &["checkout"]).await;
+    let _loader = RuleSelectorLoader::start_enforcing(
+        &ctx.env,
+        &ctx.client,
+        &[&ns],
+        "release=kps",
+        Some("namespace"),
+    );
+
+    // Pyrra: the SLO, and the PrometheusRule its controller writes for it.
+    let slos = kind(
+        "pyrra.dev",
+        "v1alpha1",
+        "ServiceLevelObjective",
+        "servicelevelobjectives",
+    );
+    let slo = create(
+        &ctx,
+        &slos,
+        json!({
+            "apiVersion": "pyrra.dev/v1alpha1", "kind": "ServiceLevelObjective",
+            "metadata": {"name": "checkout-availability", "labels": {"release": "kps"}},
+            "spec": {"target": "99", "window": "2w", "indicator": {"ratio": {
+                "errors": {"metric": "http_requests_total{service=\"checkout\",code=\"500\"}"},
+                "total": {"metric": "http_requests_total{service=\"checkout\"}"}}}},
+        }),
+    )
+    .await;
+    let rule = pyrra_rule(&ns, "checkout-availability", &slo.metadata.uid.unwrap());
+    create(
+        &ctx,
+        &maturity_operator::controllers::response_time_target::rules::api_resource(),
+        rule,
+    )
+    .await;
+
+    // Argo Rollouts: the Rollout manages the Deployment's pods and analyses each release at
+    // a canary step; revision 1 failed its analysis (aborted, back to stable), revision 2
+    // passed and is live.
+    let rollouts = kind("argoproj.io", "v1alpha1", "Rollout", "rollouts");
+    let runs = kind("argoproj.io", "v1alpha1", "AnalysisRun", "analysisruns");
+    let rollout = create(
+        &ctx,
+        &rollouts,
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "checkout-rollout", "annotations": {"rollout.argoproj.io/revision": "2"},
+                         "labels": {"argocd.argoproj.io/instance": "shop"}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "checkout"}},
+                "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout"},
+                "strategy": {"canary": {"steps": [
+                    {"setWeight": 20},
+                    {"analysis": {"templates": [{"templateName": "success-rate"}]}},
+                    {"setWeight": 100}]}},
+            },
+        }),
+    )
+    .await;
+    set_status(
+        &ctx,
+        &rollouts,
+        "checkout-rollout",
+        json!({"phase": "Healthy", "abort": false}),
+    )
+    .await;
+    for (revision, phase) in [("1", "Failed"), ("2", "Successful")] {
+        let name = format!("checkout-rollout-{revision}-1");
+        create(
+            &ctx,
+            &runs,
+            json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
+                "metadata": {"name": name,
+                    "annotations": {"rollout.argoproj.io/revision": revision},
+                    "labels": {"rollout-type": "Step", "rollouts-pod-template-hash": format!("h{revision}")},
+                    "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                        "name": "checkout-rollout", "uid": rollout.metadata.uid.clone().unwrap(), "controller": true}]},
+                "spec": {"metrics": [{"name": "success-rate", "successCondition": "result[0] >= 0.99",
+                    "provider": {"prometheus": {"address": "http://prometheus:9090",
+                        "query": "sum(rate(http_requests_total{code!=\"500\"}[5m])) / sum(rate(http_requests_total[5m]))"}}}]},
+                // Its CRD has no status subresource: the status is written with the object.
+                "status": {"phase": phase},
+            }),
+        )
+        .await;
+    }
+
+    // Litmus: a ChaosSchedule, the ChaosEngine it made today (completed), and its result.
+    let schedules = kind(
+        "litmuschaos.io",
+        "v1alpha1",
+        "ChaosSchedule",
+        "chaosschedules",
+    );
+    let engines = kind("litmuschaos.io", "v1alpha1", "ChaosEngine", "chaosengines");
+    let results = kind("litmuschaos.io", "v1alpha1", "ChaosResult", "chaosresults");
+    let engine_spec = json!({"engineState": "active", "chaosServiceAccount": "litmus-admin",
+        "appinfo": {"appns": ns, "applabel": "app=checkout", "appkind": "deployment"},
+        "experiments": [{"name": "pod-delete", "spec": {"components": {"env": [{"name": "TOTAL_CHAOS_DURATION", "value": "30"}]}}}]});
+    let schedule = create(
+        &ctx,
+        &schedules,
+        json!({
+            "apiVersion": "litmuschaos.io/v1alpha1", "kind": "ChaosSchedule",
+            "metadata": {"name": "nightly-pod-delete"},
+            "spec": {"scheduleState": "active",
+                     "schedule": {"repeat": {"properties": {"minChaosInterval": {"hour": {"everyNthHour": 24}}}}},
+                     "engineTemplateSpec": engine_spec.clone()},
+        }),
+    )
+    .await;
+    let engine_name = format!("nightly-pod-delete-{}", jiff::Timestamp::now().as_second());
+    let engine = create(
+        &ctx,
+        &engines,
+        json!({
+            "apiVersion": "litmuschaos.io/v1alpha1", "kind": "ChaosEngine",
+            "metadata": {"name": engine_name,
+                "labels": {"app": "chaos-engine", "chaosUID": schedule.metadata.uid.clone().unwrap()},
+                "ownerReferences": [{"apiVersion": "litmuschaos.io/v1alpha1", "kind": "ChaosSchedule",
+                    "name": "nightly-pod-delete", "uid": schedule.metadata.uid.clone().unwrap(), "controller": true}]},
+            "spec": engine_spec,
+        }),
+    )
+    .await;
+    let now = jiff::Timestamp::now().to_string();
+    set_status(
+        &ctx,
+        &engines,
+        &engine_name,
+        json!({"engineStatus": "completed", "experiments": [{"name": "pod-delete",
+            "runner": format!("{engine_name}-runner"), "experimentPod": "pod-delete-x",
+            "status": "Completed", "verdict": "Pass", "lastUpdateTime": now}]}),
+    )
+    .await;
+    let result_name = format!("{engine_name}-pod-delete");
+    create(
+        &ctx,
+        &results,
+        json!({
+            "apiVersion": "litmuschaos.io/v1alpha1", "kind": "ChaosResult",
+            "metadata": {"name": result_name, "labels": {"chaosUID": engine.metadata.uid.clone().unwrap()}},
+            "spec": {"engine": engine_name, "experiment": "pod-delete"},
+        }),
+    )
+    .await;
+    let verdict = |v: &str| {
+        json!({"experimentStatus": {"phase": "Completed", "verdict": v, "probeSuccessPercentage": "100"},
+               "history": {"passedRuns": 1, "failedRuns": 0, "stoppedRuns": 0}})
+    };
+    set_status(&ctx, &results, &result_name, verdict("Pass")).await;
+
+    let (_operator, api) = assess(&ctx).await;
+    let p = resp(
+        &api,
+        "RESP at level 5 from Pyrra, Argo Rollouts and Litmus",
+        |level, _| level == 5,
+    )
+    .await;
+    let detail = |id: &str| {
+        let (state, detail) = p[id].clone();
+        assert_eq!(state, "Met", "{id}: {detail}");
+        detail
+    };
+    assert!(
+        detail("RESP-4.1")
+            .contains("all 1 SLOs meet their objective (Pyrra checkout-availability)"),
+        "{}",
+        detail("RESP-4.1")
+    );
+    assert!(
+        detail("RESP-2.3").contains("loaded for all 1 SLOs"),
+        "{}",
+        detail("RESP-2.3")
+    );
+    assert!(
+        detail("RESP-5.1")
+            .contains("unannounced drill Litmus ChaosSchedule nightly-pod-delete passed"),
+        "{}",
+        detail("RESP-5.1")
+    );
+    // The Deployment (its workloadRef) and the Rollout; revision 1 rolled back, 2 promoted.
+    assert_eq!(
+        detail("CX-4.3"),
+        "2 of 2 workloads governed; 2 rollouts analysed, 1 rolled back"
+    );
+    assert_eq!(
+        detail("ORG-5.1"),
+        "automatic remediation: 1 canary rollouts rolled back"
+    );
+
+    // The ChaosResult says the experiment failed after all: no pass; RESP falls to 4.
+    set_status(&ctx, &results, &result_name, verdict("Fail")).await;
+    let p = resp(&api, "RESP at level 4 once the drill failed", |level, _| {
+        level == 4
+    })
     .await;
     assert_eq!(p["RESP-5.1"].0, "NotMet", "{:?}", p["RESP-5.1"]);
     ctx.cleanup().await;

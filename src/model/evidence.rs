@@ -248,8 +248,20 @@ pub struct TargetFact {
     /// The burn-rate alert expressions the operator generates for it, in canonical form
     /// ([`crate::prom::enforce::canonical`]); empty when it asks for none.
     pub burn_alerts: Vec<String>,
-    /// A Sloth SLO: its `sloth_id` (its alerts are Sloth's, [`is_sloth_alert`]).
-    pub sloth_id: Option<String>,
+    /// An SLO of another tool: how its own burn-rate alerts are recognised
+    /// ([`is_tool_alert`]).
+    pub tool_alerts: Option<ToolAlerts>,
+}
+
+/// The burn-rate alerts another SLO tool writes for one of its SLOs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolAlerts {
+    /// Sloth's, over its SLI error-ratio recordings (`slo:sli_error:ratio_rate<window>`) of
+    /// the SLO whose `sloth_id` this is.
+    Sloth { id: String },
+    /// Pyrra's, over its burn-rate recordings (`<metric>:burnrate<window>`) of the SLO whose
+    /// `slo` label (the ServiceLevelObjective's name) this is.
+    Pyrra { slo: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -333,38 +345,53 @@ pub fn drill_fact(d: &DrillSchedule) -> DrillFact {
     }
 }
 
-/// Whether an alerting rule's query is an alert over Sloth's SLI of SLO `id`, as Sloth
-/// writes them: every series it reads is one of Sloth's SLI error-ratio recordings
-/// (`slo:sli_error:ratio_rate<window>`) of that SLO, and it calls no function (so no branch
-/// of constants, `vector(1)`, can make it fire whatever the SLI says).
-pub fn is_sloth_alert(query: &str, id: &str) -> bool {
+/// Whether an alerting rule's query is one of the tool's own alerts of the SLO, as the
+/// tool writes them: every series it reads is one of the tool's recordings of that SLO
+/// (named as the tool names them, with an equality matcher on the SLO's label), and it
+/// calls no function (so no branch of constants, `vector(1)`, can make it fire whatever the
+/// SLI says).
+pub fn is_tool_alert(query: &str, tool: &ToolAlerts) -> bool {
+    use promql_parser::label::MatchOp;
     use promql_parser::parser::{self, Expr};
-    fn ok(e: &Expr, id: &str, seen: &mut bool) -> bool {
+    fn walk(e: &Expr, seen: &mut bool, leaf: &dyn Fn(&Expr) -> bool) -> bool {
         match e {
             Expr::Aggregate(a) => {
-                ok(&a.expr, id, seen) && a.param.as_deref().is_none_or(|p| ok(p, id, seen))
+                walk(&a.expr, seen, leaf) && a.param.as_deref().is_none_or(|p| walk(p, seen, leaf))
             }
-            Expr::Unary(u) => ok(&u.expr, id, seen),
-            Expr::Binary(b) => ok(&b.lhs, id, seen) && ok(&b.rhs, id, seen),
-            Expr::Paren(p) => ok(&p.expr, id, seen),
+            Expr::Unary(u) => walk(&u.expr, seen, leaf),
+            Expr::Binary(b) => walk(&b.lhs, seen, leaf) && walk(&b.rhs, seen, leaf),
+            Expr::Paren(p) => walk(&p.expr, seen, leaf),
             Expr::NumberLiteral(_) => true,
-            Expr::VectorSelector(v) => {
+            Expr::VectorSelector(_) => {
                 *seen = true;
-                v.name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("slo:sli_error:ratio_rate"))
-                    && v.matchers.or_matchers.is_empty()
-                    && v.matchers.matchers.iter().any(|m| {
-                        m.name == "sloth_id"
-                            && matches!(m.op, promql_parser::label::MatchOp::Equal)
-                            && m.value == id
-                    })
+                leaf(e)
             }
             _ => false,
         }
     }
+    let (label, value) = match tool {
+        ToolAlerts::Sloth { id } => ("sloth_id", id),
+        ToolAlerts::Pyrra { slo } => ("slo", slo),
+    };
+    let recorded = |name: &str| match tool {
+        ToolAlerts::Sloth { .. } => name.starts_with("slo:sli_error:ratio_rate"),
+        ToolAlerts::Pyrra { .. } => name
+            .rsplit_once(":burnrate")
+            .is_some_and(|(metric, window)| !metric.is_empty() && !window.is_empty()),
+    };
+    let leaf = |e: &Expr| {
+        let Expr::VectorSelector(v) = e else {
+            return false;
+        };
+        v.name.as_deref().is_some_and(recorded)
+            && v.matchers.or_matchers.is_empty()
+            && v.matchers
+                .matchers
+                .iter()
+                .any(|m| m.name == label && matches!(m.op, MatchOp::Equal) && &m.value == value)
+    };
     let mut seen = false;
-    parser::parse(query).is_ok_and(|e| ok(&e, id, &mut seen)) && seen
+    parser::parse(query).is_ok_and(|e| walk(&e, &mut seen, &leaf)) && seen
 }
 
 /// The burn-rate alert expressions the operator generates for `target` (as the
@@ -453,7 +480,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
         "RESP-4.1",
         if t.is_empty() {
             Measurement::Absent(
-                "no SLO in scope (ResponseTimeTarget, Sloth PrometheusServiceLevel)".into(),
+                "no SLO in scope (ResponseTimeTarget, Sloth PrometheusServiceLevel, Pyrra ServiceLevelObjective)".into(),
             )
         } else if let Some(x) = t.iter().find(|x| x.objective_met == Some(false)) {
             Measurement::NotMet(format!(
@@ -504,23 +531,23 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
                 // labels anyone can type are not enough), loaded and evaluating.
                 let missing: Vec<&str> = t
                     .iter()
-                    .filter(|x| match &x.sloth_id {
-                        // Sloth's own alerts over its recordings of this SLO.
-                        Some(id) => !rules
+                    .filter(|x| match &x.tool_alerts {
+                        // The tool's own alerts over its recordings of this SLO.
+                        Some(tool) => !rules
                             .iter()
-                            .any(|r| r.health != "err" && is_sloth_alert(&r.query, id)),
+                            .any(|r| r.health != "err" && is_tool_alert(&r.query, tool)),
                         None => x.burn_alerts.is_empty() || !x.burn_alerts.iter().all(loaded),
                     })
                     .map(|x| x.name.as_str())
                     .collect();
                 if missing.is_empty() {
                     Measurement::Met(format!(
-                        "burn-rate alerts are loaded for all {} SLOs (the operator's for ResponseTimeTargets, Sloth's for Sloth SLOs)",
+                        "burn-rate alerts are loaded for all {} SLOs (the operator's for ResponseTimeTargets, Sloth's and Pyrra's for theirs)",
                         t.len()
                     ))
                 } else {
                     Measurement::NotMet(format!(
-                        "no burn-rate alert of the operator loaded for {} (a rule counts only with the expression the operator generates for the target, see `maturity-operator rules`; for a Sloth SLO, only an alert over Sloth's SLI recordings of it)",
+                        "no burn-rate alert of the operator loaded for {} (a rule counts only with the expression the operator generates for the target, see `maturity-operator rules`; for a Sloth or Pyrra SLO, only an alert over that tool's recordings of it)",
                         missing.join(", ")
                     ))
                 }
@@ -569,7 +596,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     m.insert(
         "CX-4.3",
         if c.policies == 0 {
-            Measurement::Absent("no canary policy in scope (CanaryPolicy, Flagger Canary)".into())
+            Measurement::Absent("no canary policy in scope (CanaryPolicy, Flagger Canary, Argo Rollout with analysis)".into())
         } else if share(governed, w.len()) < CANARY_SHARE {
             share_check(
                 "workloads governed by a CanaryPolicy",
@@ -594,7 +621,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     m.insert(
         "CX-4.4",
         if c.policies == 0 {
-            Measurement::Absent("no canary policy in scope (CanaryPolicy, Flagger Canary)".into())
+            Measurement::Absent("no canary policy in scope (CanaryPolicy, Flagger Canary, Argo Rollout with analysis)".into())
         } else if c.analyzed > 0 && !t.is_empty() {
             Measurement::Met(format!("{} rollouts gated by canary analysis; {} ResponseTimeTargets link SLOs to workloads", c.analyzed, t.len()))
         } else if c.analyzed == 0 {
@@ -615,7 +642,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
     };
     let drill = if f.drills.is_empty() {
         Measurement::Absent(
-            "no drill in scope (DrillSchedule, Chaos Mesh Schedule or Workflow)".into(),
+            "no drill in scope (DrillSchedule, Chaos Mesh Schedule or Workflow, Litmus ChaosSchedule or ChaosEngine)".into(),
         )
     } else if let Some(d) = f.drills.iter().find(|d| d.unannounced && scheduled(d)) {
         Measurement::Met(format!(
@@ -649,7 +676,7 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
             ))
         } else if c.policies == 0 {
             Measurement::Absent(
-                "no canary policy in scope (CanaryPolicy, Flagger Canary), so no remediation to observe".into(),
+                "no canary policy in scope (CanaryPolicy, Flagger Canary, Argo Rollout with analysis), so no remediation to observe".into(),
             )
         } else {
             Measurement::NotMet("no automatic remediation observed: no canary rollout was rolled back by the operator (pods Kubernetes recreated, after a drill or a crash, are not a remediation)".into())
@@ -898,7 +925,7 @@ mod tests {
                 name: "t".into(),
                 objective_met: Some(true),
                 burn_alerts: vec![BURN.into()],
-                sloth_id: None,
+                tool_alerts: None,
             }],
             canary: CanaryFacts {
                 policies: 1,

@@ -34,20 +34,21 @@ pub async fn observe(
         return Ok(None);
     };
     let policies = ctx.kube.list::<CanaryPolicy>(&ns, "").await?;
-    let tools = sources::tool_objects(ctx, &ns).await?;
-    let flagger = tools::flagger(&tools[1]);
-    let workloads = workloads(ctx, &a, &ns, &policies, &flagger.governed).await?;
+    let objects = sources::tool_objects(ctx, &ns).await?;
+    let tools = tools::read(&objects);
+    let mut workloads = workloads(ctx, &a, &ns, &policies, &tools.canary.governed).await?;
+    workloads.extend(rollouts(&a, objects.of(tools::ARGO_ROLLOUT)));
     let rtts = ctx.kube.list::<ResponseTimeTarget>(&ns, "").await?;
     let (mut targets, target_figures) = targets(ctx, &rtts);
-    targets.extend(sources::sloth_targets(ctx, &ns, &tools[0]).await);
+    targets.extend(sources::tool_targets(ctx, &ns, &tools.slos).await);
     let alerting = sources::alerting(ctx, &ns, &rtts).await;
     let (mut canary, canary_promoted) = canaries(&policies);
-    canary.policies += flagger.canaries;
-    canary.analyzed += flagger.analyzed;
-    canary.rolled_back += flagger.rolled_back;
-    let canary_promoted = canary_promoted + flagger.promoted;
+    canary.policies += tools.canary.canaries;
+    canary.analyzed += tools.canary.analyzed;
+    canary.rolled_back += tools.canary.rolled_back;
+    let canary_promoted = canary_promoted + tools.canary.promoted;
     let (mut drills, drill_figures) = drills(ctx, &ns).await?;
-    drills.extend(tools::chaos_drills(&tools[2], &tools[3]));
+    drills.extend(tools.drills);
     let rules = sources::rules(ctx, &ns).await;
     let signals = a.spec.signals.clone().unwrap_or_default();
     let (satisfaction, complaints, demand) = super::signals::read_signals(ctx, &ns, &signals).await;
@@ -88,11 +89,8 @@ fn has_any(map: &BTreeMap<String, String>, keys: &[&str]) -> bool {
         .any(|k| map.get(*k).is_some_and(|v| !v.is_empty()))
 }
 
-fn workload(
-    meta: &ObjectMeta,
-    policies: &[CanaryPolicy],
-    flagger: &std::collections::BTreeSet<String>,
-) -> Workload {
+/// A workload and what it declares; `governed` when a tool's canary governs it.
+fn workload(meta: &ObjectMeta, policies: &[CanaryPolicy], governed: bool) -> Workload {
     let labels = meta.labels.clone().unwrap_or_default();
     let annotations = meta.annotations.clone().unwrap_or_default();
     Workload {
@@ -100,18 +98,37 @@ fn workload(
         owner: has_any(&labels, OWNER_LABELS),
         contact: has_any(&annotations, CONTACT_ANNOTATIONS),
         gitops: has_any(&labels, GITOPS_MARKS) || has_any(&annotations, GITOPS_MARKS),
-        canary_governed: policies.iter().any(|p| crate::canary::selects(p, &labels))
-            || meta.name.as_ref().is_some_and(|n| flagger.contains(n)),
+        canary_governed: governed || policies.iter().any(|p| crate::canary::selects(p, &labels)),
     }
 }
 
-/// The Deployments, then the StatefulSets, that the assessment's scope selects.
+/// The Argo Rollouts in the assessment's scope, as workloads (governed when they analyse
+/// their releases).
+fn rollouts(a: &MaturityAssessment, rollouts: &[serde_json::Value]) -> Vec<Workload> {
+    rollouts
+        .iter()
+        .filter_map(|r| {
+            let meta: ObjectMeta = serde_json::from_value(r["metadata"].clone()).ok()?;
+            let labels = meta.labels.clone().unwrap_or_default();
+            let in_scope = a
+                .spec
+                .scope
+                .selector
+                .as_ref()
+                .is_none_or(|s| crate::selector::matches(s, &labels));
+            in_scope.then(|| workload(&meta, &[], tools::canaries::rollout_analysed(r)))
+        })
+        .collect()
+}
+
+/// The Deployments, then the StatefulSets, that the assessment's scope selects (those a
+/// tool's canary governs by name among them).
 async fn workloads(
     ctx: &Context,
     a: &MaturityAssessment,
     ns: &str,
     policies: &[CanaryPolicy],
-    flagger: &std::collections::BTreeSet<String>,
+    governed: &std::collections::BTreeSet<String>,
 ) -> Result<Vec<Workload>, Error> {
     let scope = a
         .spec
@@ -131,7 +148,10 @@ async fn workloads(
     );
     Ok(metas
         .iter()
-        .map(|m| workload(m, policies, flagger))
+        .map(|m| {
+            let governed = m.name.as_ref().is_some_and(|n| governed.contains(n));
+            workload(m, policies, governed)
+        })
         .collect())
 }
 
@@ -167,7 +187,7 @@ fn targets(ctx: &Context, rtts: &[ResponseTimeTarget]) -> (Vec<TargetFact>, Vec<
             name: r.name_any(),
             objective_met: objective_met(r),
             burn_alerts: evidence::burn_alerts(r, &ctx.settings.tenancy),
-            sloth_id: None,
+            tool_alerts: None,
         })
         .collect();
     (facts, figures)

@@ -1,5 +1,5 @@
-//! The assessment's reads of what other projects keep: the tools' objects (Sloth, Flagger,
-//! Chaos Mesh) and Sloth's recorded budget, Alertmanager's routes and counters, and
+//! The assessment's reads of what other projects keep: the tools' objects
+//! ([`tools::KINDS`]) and their SLOs' recorded series, Alertmanager's routes and counters, and
 //! Prometheus's alerting rules of the namespace.
 
 use std::collections::BTreeMap;
@@ -10,12 +10,9 @@ use crate::model::evidence::{self, AlertingFacts, NotificationCount, TargetFact}
 use crate::model::tools;
 use crate::prom::AlertRule;
 
-/// The namespace's objects of each tool kind ([`tools::KINDS`], in that order; empty where
-/// the tool is not installed or its kinds may not be read).
-pub(super) async fn tool_objects(
-    ctx: &Context,
-    ns: &str,
-) -> Result<Vec<Vec<serde_json::Value>>, Error> {
+/// The namespace's objects of each tool kind (none where the tool is not installed or its
+/// kinds may not be read).
+pub(super) async fn tool_objects(ctx: &Context, ns: &str) -> Result<tools::Objects, Error> {
     let mut out = Vec::new();
     for k in tools::KINDS {
         let kind = kube::core::ApiResource::from_gvk_with_plural(
@@ -34,7 +31,7 @@ pub(super) async fn tool_objects(
                 .collect(),
         );
     }
-    Ok(out)
+    Ok(tools::Objects::new(out))
 }
 
 /// Prometheus's alerting rules of the namespace, or why they could not be read: those
@@ -80,49 +77,30 @@ pub(super) async fn rules(ctx: &Context, ns: &str) -> Result<Vec<AlertRule>, Str
         .map_err(|e| e.to_string())
 }
 
-/// Sloth's SLOs in the namespace, each met while Sloth's recorded error budget left is not
-/// below 0 (one query per service; None while there is no such series yet).
+/// The tools' SLOs in the namespace, each met as the tool's recorded series say (one
+/// query per SLO; unknown while there is no such series).
 ///
 /// The query is scoped to the namespace like every query of a user's (the tenant label):
-/// in a shared cluster Sloth's series must carry it, as the Prometheus Operator's
+/// in a shared cluster the tools' series must carry it, as the Prometheus Operator's
 /// `enforcedNamespaceLabel` makes every rule's series do; otherwise one namespace could
-/// name another's Sloth service and be measured by its data.
-pub(super) async fn sloth_targets(
+/// name another's SLO and be measured by its data.
+pub(super) async fn tool_targets(
     ctx: &Context,
     ns: &str,
-    objects: &[serde_json::Value],
+    slos: &[tools::slos::ToolSlo],
 ) -> Vec<TargetFact> {
-    let slos = tools::sloth_slos(objects);
-    let services: std::collections::BTreeSet<&str> =
-        slos.iter().map(|s| s.service.as_str()).collect();
-    let mut budgets: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for service in services {
-        let Ok(query) = ctx
-            .settings
-            .tenancy
-            .scope(&tools::sloth_budget_query(service), ns)
-        else {
+    let mut met = BTreeMap::new();
+    for s in slos {
+        let Ok(query) = ctx.settings.tenancy.scope(&s.objective_query(), ns) else {
             continue;
         };
-        if let Ok(samples) = ctx.prom.instant(&query, None).await {
-            for s in samples {
-                if let Some(slo) = s.labels.get("sloth_slo") {
-                    budgets.insert((service.to_string(), slo.clone()), s.value);
-                }
-            }
+        if let Ok(samples) = ctx.prom.instant(&query, None).await
+            && let Some(v) = samples.first().map(|s| s.value).filter(|v| v.is_finite())
+        {
+            met.insert(s.name.clone(), v >= 0.0);
         }
     }
-    slos.iter()
-        .map(|s| TargetFact {
-            name: format!("Sloth {}", s.name),
-            objective_met: budgets
-                .get(&(s.service.clone(), s.slo.clone()))
-                .filter(|b| b.is_finite())
-                .map(|b| *b >= 0.0),
-            burn_alerts: Vec::new(),
-            sloth_id: Some(s.id()),
-        })
-        .collect()
+    tools::targets(slos, |s| met.get(&s.name).copied())
 }
 
 /// Where Alertmanager sends the namespace's page and ticket alerts, and its notification
