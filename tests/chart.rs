@@ -203,13 +203,29 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         );
         // The tools' kinds are read for assessments, unless switched off.
         let integrations = !extra.iter().any(|s| s == "integrations.read=false");
-        assert_eq!(
-            yaml.contains("resources: [prometheusservicelevels]")
-                && yaml.contains("resources: [canaries]")
-                && yaml.contains("resources: [schedules, workflows]"),
-            assessments && integrations,
-            "{extra:?}: the tools' kinds"
-        );
+        // Every kind the assessment reads (tools::KINDS), by its group and plural.
+        let granted = |k: &maturity_operator::model::tools::ToolKind| {
+            yaml.split("- apiGroups: [").skip(1).any(|rule| {
+                let mut lines = rule.lines();
+                lines.next() == Some(&format!("{}]", k.group))
+                    && lines.next().is_some_and(|r| {
+                        r.trim()
+                            .strip_prefix("resources: [")
+                            .and_then(|r| r.strip_suffix(']'))
+                            .is_some_and(|r| r.split(", ").any(|p| p == k.plural))
+                    })
+            })
+        };
+        for k in &maturity_operator::model::tools::KINDS {
+            assert_eq!(
+                granted(k),
+                assessments && integrations,
+                "{extra:?}: {} {} of {}",
+                k.tool,
+                k.plural,
+                k.group
+            );
+        }
         // Report receivers only when the value lists some.
         let receivers = extra.iter().any(|s| s.starts_with("reportWebhookHosts="));
         assert_eq!(
