@@ -6,7 +6,9 @@
 //!   recorded (a rule reads only its members' namespaces);
 //! - the group query that reads the window and the 1d and 3d burn windows from the
 //!   recordings gives each member the attainment the generator worked out, within
-//!   0.05 percentage points (a recorded sample covers 5 minutes), as the raw query does.
+//!   0.05 percentage points (a recorded sample covers 5 minutes), as the raw query does;
+//! - the generated 3d ticket alert reads its long window from the recordings, gets the
+//!   generated share of bad events, and fires for the degraded service only.
 
 mod support;
 
@@ -52,9 +54,12 @@ async fn recorded_windows_give_the_generated_attainment_and_read_only_member_nam
     ];
     let mut om = OpenMetrics::default();
     let mut expected = Vec::new();
+    // Each service's share of bad events over the last 3 days (the 3d ticket's window).
+    let mut bad_3d = Vec::new();
     for (ns, service, usual, bad_day) in services {
         let (mut good, mut total) = (0.0f64, 0.0f64);
         let (mut good0, mut total0) = (0.0, 0.0);
+        let (mut good3, mut total3) = (0.0, 0.0);
         let mut ts = history_start;
         while ts <= end {
             let day = (ts - window_start).div_euclid(86_400);
@@ -68,6 +73,9 @@ async fn recorded_windows_give_the_generated_attainment_and_read_only_member_nam
             good += (n * share).floor();
             if ts <= window_start {
                 (good0, total0) = (good, total);
+            }
+            if ts <= end - 3 * 86_400 {
+                (good3, total3) = (good, total);
             }
             let l = format!(r#"namespace="{ns}",service="{service}""#);
             for (le, v) in [("0.3", good), ("+Inf", total)] {
@@ -89,6 +97,7 @@ async fn recorded_windows_give_the_generated_attainment_and_read_only_member_nam
             ts += step;
         }
         expected.push(100.0 * (good - good0) / (total - total0));
+        bad_3d.push(1.0 - (good - good3) / (total - total3));
     }
     let mut backfilled = BackfilledPrometheus::start(&env, &om.render()).await;
 
@@ -174,5 +183,40 @@ async fn recorded_windows_give_the_generated_attainment_and_read_only_member_nam
                 );
             }
         }
+    }
+
+    // The burn-rate alerts read their 1d and 3d windows from the same recordings: the 3d
+    // share of bad events each member's alert reads is the generated one, and the 3d ticket
+    // (objective 99.5 % over 28 days: a threshold of 0.1 × 28 / 3 × 0.005 = 0.00467) fires
+    // for the degraded service (about 1.5 % bad) and not for the healthy one (about 0.06 %).
+    for (i, m) in members.iter().enumerate() {
+        let ratio = prom
+            .instant(&recordings::error_ratio(m, "3d"), at)
+            .await
+            .unwrap();
+        let got = ratio.first().map(|s| s.value).expect("a 3d error ratio");
+        assert!(
+            (got - bad_3d[i]).abs() < 0.0005,
+            "{:?}: recorded 3d error ratio {got} vs generated {}",
+            m.values,
+            bad_3d[i]
+        );
+    }
+    for (ns, service, fires) in [("shop", "healthy", false), ("web", "degraded", true)] {
+        let mut target = maturity_operator::api::ResponseTimeTarget::new("t", spec(service));
+        target.metadata.namespace = Some(ns.into());
+        target.spec.alerting =
+            Some(serde_json::from_value(serde_json::json!({"burnRateAlerts": true})).unwrap());
+        let group = maturity_operator::slo::rules::burn_rate_group(&target, &tenancy)
+            .unwrap()
+            .unwrap();
+        let ticket = group
+            .rules
+            .iter()
+            .find(|r| r.labels["long_window"] == "3d")
+            .expect("a 3d ticket");
+        assert!(ticket.expr.contains(recordings::TOTAL), "{}", ticket.expr);
+        let firing = prom.instant(&ticket.expr, at).await.unwrap();
+        assert_eq!(!firing.is_empty(), fires, "{ns}/{service}: {}", ticket.expr);
     }
 }

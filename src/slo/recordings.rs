@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use super::batch::{GroupKey, SelectorShape, raw_selectors, render};
+use super::batch::{GroupKey, Membership, SelectorShape, raw_selectors, render};
 
 /// The recorded good events of the last [`STEP`], per shape and varying labels.
 pub const GOOD: &str = "maturity:rtt_good:increase5m";
@@ -95,6 +95,43 @@ pub fn rules(
         labels: BTreeMap::from([(SHAPE_LABEL.to_string(), id.clone())]),
     };
     [rule(GOOD, &good), rule(TOTAL, &total)]
+}
+
+/// The series of `record` of one member of a group (its own values of the varying labels).
+fn member_series(record: &str, m: &Membership) -> String {
+    let values: Vec<BTreeSet<&str>> = m
+        .values
+        .iter()
+        .map(|v| BTreeSet::from([v.as_str()]))
+        .collect();
+    render(
+        &recorded_shape(record, &shape_id(&m.key), m.key.eq_labels()),
+        &[],
+        &values,
+    )
+}
+
+/// A member's share of bad events over a recorded burn window ([`RECORDED_WINDOWS`]), from
+/// the recordings: what a burn-rate alert reads for its long window instead of a raw rate
+/// over days. Until the recordings reach back the whole window, it is the share over the
+/// time they cover.
+pub fn error_ratio(m: &Membership, window: &str) -> String {
+    format!(
+        "1 - (sum(sum_over_time({}[{window}])) / sum(sum_over_time({}[{window}])))",
+        member_series(GOOD, m),
+        member_series(TOTAL, m)
+    )
+}
+
+/// A member's events per second over a recorded burn window, from the recordings.
+pub fn total_rate(m: &Membership, window: &str) -> String {
+    let seconds = crate::duration::parse_duration(window)
+        .map(|d| d.as_secs().max(1))
+        .unwrap_or(1);
+    format!(
+        "sum(sum_over_time({}[{window}])) / {seconds}",
+        member_series(TOTAL, m)
+    )
 }
 
 /// How long the recordings must reach back for a member of `window` to be read from them.

@@ -2,6 +2,9 @@
 //! target's window, as a Prometheus rule file. The thresholds are the budget share each
 //! alert allows to burn over its long window: for a 30-day window they are the Workbook's
 //! 14.4x (1h, checked with 5m), 6x (6h/30m) for pages and 3x (1d/2h), 1x (3d/6h) for tickets.
+//! The long windows of the tickets (1d, 3d) are read from the per-shape recordings
+//! ([`super::recordings`], which the operator keeps for every target it evaluates), not from
+//! raw rates over days; the others are raw (short, and they must be fresh).
 //!
 //! They follow Alertmanager's conventions: `severity` is `critical` for a page and
 //! `warning` for a ticket unless the target's `alerting.labels` say otherwise; each alert
@@ -158,6 +161,14 @@ pub fn burn_rate_group(
         labels.insert("service".into(), spec.service.clone());
         labels.insert("request_class".into(), spec.request_class.clone());
     };
+    // The 1d and 3d windows are read from the shape's recordings, which the operator keeps
+    // for every target it can group (all valid request-based ones).
+    let member = super::batch::membership(&namespace, spec, tenancy).ok();
+    let recorded = |long: &str| {
+        member
+            .as_ref()
+            .filter(|_| super::recordings::RECORDED_WINDOWS.contains(&long))
+    };
     let budget = super::error_budget(spec.objective);
     let mut rules = Vec::new();
     for a in BURN_ALERTS.iter().filter(|a| a.long <= window) {
@@ -188,17 +199,21 @@ pub fn burn_rate_group(
         if let Some(url) = &alerting.runbook_url {
             annotations.insert("runbook_url".into(), url.clone());
         }
+        let long_ratio = match recorded(&long) {
+            Some(m) => super::recordings::error_ratio(m, &long),
+            None => queries.error_ratio(&long),
+        };
         let mut expr = format!(
-            "({}) > {threshold}\nand\n({}) > {threshold}",
-            queries.error_ratio(&long),
+            "({long_ratio}) > {threshold}\nand\n({}) > {threshold}",
             queries.error_ratio(&short)
         );
         // Too little traffic to mean anything: no page (the status says LowTraffic).
         if let Some(rate) = spec.min_request_rate {
-            expr.push_str(&format!(
-                "\nand on ()\nsum(rate({}[{long}])) >= {rate}",
-                queries.total_series()
-            ));
+            let traffic = match recorded(&long) {
+                Some(m) => super::recordings::total_rate(m, &long),
+                None => format!("sum(rate({}[{long}]))", queries.total_series()),
+            };
+            expr.push_str(&format!("\nand on ()\n{traffic} >= {rate}"));
         }
         rules.push(AlertRule {
             alert: "ErrorBudgetBurn".into(),
@@ -593,11 +608,62 @@ spec:
             "{}",
             g.rules[0].expr
         );
+        // 3d ticket: its traffic from the recordings, 0.5 a second over 3 × 86,400 s.
         assert!(
-            g.rules[3].expr.contains("[3d])) >= 0.5"),
+            g.rules[3].expr.ends_with("[3d])) / 259200 >= 0.5"),
             "{}",
             g.rules[3].expr
         );
+    }
+
+    #[test]
+    fn tickets_read_their_long_window_from_the_recordings_and_pages_stay_raw() {
+        let t = target(
+            r#"
+apiVersion: maturity.sre.dev/v1alpha1
+kind: ResponseTimeTarget
+metadata: {name: checkout, namespace: shop}
+spec:
+  service: checkout
+  requestClass: interactive
+  objective: 99
+  window: 28d
+  indicator: {latency: {histogram: h, selector: '{job="c"}', threshold: 300ms}}
+  alerting: {burnRateAlerts: true}
+"#,
+        );
+        let g = burn_rate_group(&t, &Tenancy::Single).unwrap().unwrap();
+        let long = |r: &AlertRule| r.labels["long_window"].clone();
+        for r in &g.rules[..2] {
+            assert!(!r.expr.contains("maturity:"), "{}: {}", long(r), r.expr);
+        }
+        for (r, w) in g.rules[2..4].iter().zip(["1d", "2h", "3d", "6h"].chunks(2)) {
+            let (long_w, short_w) = (w[0], w[1]);
+            assert_eq!(long(r), long_w);
+            // The long window: the shape's recorded good and total events of this target
+            // (its value of the varying label), summed over the window.
+            assert!(
+                r.expr.starts_with(
+                    "(1 - (sum(sum_over_time(maturity:rtt_good:increase5m{mo_shape=\""
+                ) && r.expr.contains(&format!(
+                    "job=\"c\"}}[{long_w}])) / sum(sum_over_time(maturity:rtt_total:increase5m{{mo_shape=\""
+                )),
+                "{}",
+                r.expr
+            );
+            // The short window stays raw.
+            assert!(
+                r.expr.contains(&format!(
+                    r#"sum(rate(h_bucket{{job="c", le="0.3"}}[{short_w}]))"#
+                )),
+                "{}",
+                r.expr
+            );
+            assert!(
+                !r.expr
+                    .contains(&format!("rate(h_count{{job=\"c\"}}[{long_w}])"))
+            );
+        }
     }
 
     #[test]
