@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::{name, owner};
+use super::{name, owner, uid};
 
 /// What the tools' canaries add to the canary evidence.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -88,8 +88,8 @@ fn revision(o: &Value) -> Option<&str> {
 
 pub fn argo(rollouts: &[Value], runs: &[Value]) -> ToolCanaries {
     let mut f = ToolCanaries::default();
-    // Each release's runs' phases, by Rollout and revision.
-    let mut releases: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    // Each release's runs' phases, by Rollout (name and uid) and revision.
+    let mut releases: BTreeMap<((&str, &str), &str), Vec<&str>> = BTreeMap::new();
     for run in runs {
         if let (Some(rollout), Some(rev)) = (owner(run, "argoproj.io", "Rollout"), revision(run)) {
             releases
@@ -108,9 +108,10 @@ pub fn argo(rollouts: &[Value], runs: &[Value]) -> ToolCanaries {
         let current = revision(r);
         let aborted = r["status"]["abort"] == true;
         let mut current_counted = false;
+        let me = (name(r), uid(r));
         for ((_, rev), phases) in releases
-            .range((name(r), "")..)
-            .take_while(|((n, _), _)| *n == name(r))
+            .range((me, "")..)
+            .take_while(|((owner, _), _)| *owner == me)
         {
             let is_current = Some(*rev) == current;
             let failed = phases.iter().any(|p| matches!(*p, "Failed" | "Error"));
@@ -170,7 +171,7 @@ mod tests {
 
     fn rollout(name: &str, strategy: Value, revision: &str, phase: &str, abort: bool) -> Value {
         json!({
-            "metadata": {"name": name, "annotations": {REVISION: revision}},
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "annotations": {REVISION: revision}},
             "spec": {"strategy": strategy, "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("{name}-deploy")}},
             "status": {"phase": phase, "abort": abort}
         })
@@ -181,7 +182,7 @@ mod tests {
             "metadata": {
                 "name": format!("{rollout}-{revision}-x"),
                 "annotations": {REVISION: revision},
-                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": rollout, "uid": "u", "controller": true}]
+                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": rollout, "uid": format!("uid-{rollout}"), "controller": true}]
             },
             "status": {"phase": phase}
         })
@@ -211,6 +212,12 @@ mod tests {
             run("api", "2", "Successful"),
             run("api", "3", "Running"),
             run("bare", "1", "Failed"),
+            // Names the Rollout, but not its uid (a run of an earlier Rollout of that name).
+            {
+                let mut r = run("web", "2", "Failed");
+                r["metadata"]["ownerReferences"][0]["uid"] = json!("uid-of-an-older-web");
+                r
+            },
             // Not made by a Rollout.
             json!({"metadata": {"name": "x", "annotations": {REVISION: "1"}}, "status": {"phase": "Failed"}}),
         ];

@@ -14,7 +14,7 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::{name, owner, time};
+use super::{name, owner, time, uid};
 use crate::model::evidence::DrillFact;
 
 /// A schedule's drill from its runs (each Some(end) when it passed).
@@ -53,13 +53,15 @@ fn workflow_passed(w: &Value) -> Option<Timestamp> {
 /// Chaos Mesh drills: each Schedule (unannounced) with its Workflows' verdicts, and each
 /// Workflow applied by hand (announced).
 pub fn chaos_mesh(schedules: &[Value], workflows: &[Value]) -> Vec<DrillFact> {
-    let made_by = |w: &Value| owner(w, "chaos-mesh.org", "Schedule").map(str::to_string);
+    fn made_by(w: &Value) -> Option<(&str, &str)> {
+        owner(w, "chaos-mesh.org", "Schedule")
+    }
     let mut out: Vec<DrillFact> = schedules
         .iter()
         .map(|s| {
             let runs = workflows
                 .iter()
-                .filter(|w| made_by(w).as_deref() == Some(name(s)));
+                .filter(|w| made_by(w) == Some((name(s), uid(s))));
             scheduled(
                 format!("Chaos Mesh Schedule {}", name(s)),
                 runs.map(workflow_passed),
@@ -119,13 +121,15 @@ fn experiment_verdict<'a>(
 /// Litmus drills: each ChaosSchedule (unannounced) with its ChaosEngines' verdicts, and
 /// each ChaosEngine applied by hand (announced).
 pub fn litmus(schedules: &[Value], engines: &[Value], results: &[Value]) -> Vec<DrillFact> {
-    let made_by = |e: &Value| owner(e, "litmuschaos.io", "ChaosSchedule").map(str::to_string);
+    fn made_by(e: &Value) -> Option<(&str, &str)> {
+        owner(e, "litmuschaos.io", "ChaosSchedule")
+    }
     let mut out: Vec<DrillFact> = schedules
         .iter()
         .map(|s| {
             let runs = engines
                 .iter()
-                .filter(|e| made_by(e).as_deref() == Some(name(s)));
+                .filter(|e| made_by(e) == Some((name(s), uid(s))));
             scheduled(
                 format!("Litmus ChaosSchedule {}", name(s)),
                 runs.map(|e| engine_passed(e, results)),
@@ -157,7 +161,7 @@ mod tests {
                 "metadata": {
                     "name": name,
                     "annotations": if aborted { json!({"workflow.chaos-mesh.org/abort": "true"}) } else { json!({}) },
-                    "ownerReferences": owner.map(|o| json!([{"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "Schedule", "name": o, "uid": "u"}])).unwrap_or(json!([]))
+                    "ownerReferences": owner.map(|o| json!([{"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "Schedule", "name": o, "uid": "s1"}])).unwrap_or(json!([]))
                 },
                 "status": {
                     "endTime": end,
@@ -165,7 +169,7 @@ mod tests {
                 }
             })
         };
-        let schedule = json!({"metadata": {"name": "weekly-kill"}});
+        let schedule = json!({"metadata": {"name": "weekly-kill", "uid": "s1"}});
         let drills = chaos_mesh(
             &[schedule],
             &[
@@ -191,6 +195,18 @@ mod tests {
                     "2026-12-01T10:00:00Z",
                 ),
                 wf("by-hand", None, true, false, "2026-12-02T10:00:00Z"),
+                // Names the Schedule, but not its uid: neither its run nor one by hand.
+                {
+                    let mut w = wf(
+                        "forged",
+                        Some("weekly-kill"),
+                        true,
+                        false,
+                        "2026-12-03T10:00:00Z",
+                    );
+                    w["metadata"]["ownerReferences"][0]["uid"] = json!("another");
+                    w
+                },
             ],
         );
         assert_eq!(
@@ -217,7 +233,7 @@ mod tests {
         json!({
             "metadata": {
                 "name": name, "uid": format!("uid-{name}"),
-                "ownerReferences": schedule.map(|s| json!([{"apiVersion": "litmuschaos.io/v1alpha1", "kind": "ChaosSchedule", "name": s, "uid": "s", "controller": true}])).unwrap_or(json!([]))
+                "ownerReferences": schedule.map(|s| json!([{"apiVersion": "litmuschaos.io/v1alpha1", "kind": "ChaosSchedule", "name": s, "uid": "s1", "controller": true}])).unwrap_or(json!([]))
             },
             "spec": {"engineState": "active", "experiments": [{"name": "pod-delete"}]},
             "status": {"engineStatus": status, "experiments": experiments}
@@ -238,7 +254,7 @@ mod tests {
 
     #[test]
     fn litmus_schedules_are_unannounced_drills_with_their_engines_verdicts() {
-        let schedule = json!({"metadata": {"name": "nightly"}});
+        let schedule = json!({"metadata": {"name": "nightly", "uid": "s1"}});
         let engines = [
             engine(
                 "nightly-1764000000",

@@ -201,9 +201,14 @@ fn time(v: &Value) -> Option<Timestamp> {
     v.as_str().and_then(|t| t.parse().ok())
 }
 
-/// The name of the object of `kind` (of an API group starting `group/`) that controls `o`,
-/// by its owner references.
-fn owner<'a>(o: &'a Value, group: &str, kind: &str) -> Option<&'a str> {
+fn uid(o: &Value) -> &str {
+    o["metadata"]["uid"].as_str().unwrap_or_default()
+}
+
+/// The name and uid of the object of `kind` (of API group `group`) that owns `o`, by its
+/// owner references (the uid too: a reference naming an object it does not own is not
+/// counted, and the garbage collector removes the object it is on).
+fn owner<'a>(o: &'a Value, group: &str, kind: &str) -> Option<(&'a str, &'a str)> {
     o["metadata"]["ownerReferences"]
         .as_array()
         .into_iter()
@@ -214,5 +219,5 @@ fn owner<'a>(o: &'a Value, group: &str, kind: &str) -> Option<&'a str> {
                     .as_str()
                     .is_some_and(|v| v.split('/').next() == Some(group))
         })
-        .and_then(|r| r["name"].as_str())
+        .and_then(|r| Some((r["name"].as_str()?, r["uid"].as_str()?)))
 }
