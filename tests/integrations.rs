@@ -120,6 +120,15 @@ async fn assess(ctx: &TestContext) -> (Operator, Api<MaturityAssessment>) {
     (operator, api)
 }
 
+/// Each practice Met, its detail holding the text.
+fn assert_met(p: &std::collections::BTreeMap<String, (String, String)>, expected: &[(&str, &str)]) {
+    for (id, text) in expected {
+        let (state, detail) = &p[*id];
+        assert_eq!(state, "Met", "{id}: {detail}");
+        assert!(detail.contains(text), "{id}: {detail}");
+    }
+}
+
 /// Sets the status of `name` of `kind` in the test's namespace, as its controller would.
 async fn set_status(ctx: &TestContext, kind: &ApiResource, name: &str, status: serde_json::Value) {
     Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &ctx.namespace, kind)
@@ -333,42 +342,30 @@ async fn a_namespace_using_sloth_flagger_and_chaos_mesh_reaches_the_level_they_s
     ] {
         eprintln!("integrations: {id} {:?}", p[id]);
     }
-    let detail = |id: &str| {
-        let (state, detail) = p[id].clone();
-        assert_eq!(state, "Met", "{id}: {detail}");
-        detail
-    };
-    assert!(
-        detail("RESP-4.1")
-            .contains("all 1 SLOs meet their objective (Sloth checkout/availability)"),
-        "{}",
-        detail("RESP-4.1")
-    );
-    assert!(
-        detail("RESP-2.3").contains("loaded for all 1 SLOs"),
-        "{}",
-        detail("RESP-2.3")
-    );
-    assert!(
-        detail("RESP-5.1").contains("unannounced drill Chaos Mesh Schedule weekly-pod-kill passed"),
-        "{}",
-        detail("RESP-5.1")
-    );
-    for id in ["RESP-2.1", "RESP-2.2"] {
-        assert!(
-            detail(id).starts_with("attested by"),
-            "{id}: {}",
-            detail(id)
-        );
-    }
-    // Flagger: both Deployments governed, two analyses, one rolled back.
-    assert_eq!(
-        detail("CX-4.3"),
-        "2 of 2 workloads governed; 2 rollouts analysed, 1 rolled back"
-    );
-    assert_eq!(
-        detail("ORG-5.1"),
-        "automatic remediation: 1 canary rollouts rolled back"
+    assert_met(
+        &p,
+        &[
+            (
+                "RESP-4.1",
+                "all 1 SLOs meet their objective (Sloth checkout/availability)",
+            ),
+            ("RESP-2.3", "loaded for all 1 SLOs"),
+            (
+                "RESP-5.1",
+                "unannounced drill Chaos Mesh Schedule weekly-pod-kill passed",
+            ),
+            ("RESP-2.1", "attested by"),
+            ("RESP-2.2", "attested by"),
+            // Flagger: both Deployments governed, two analyses, one rolled back.
+            (
+                "CX-4.3",
+                "2 of 2 workloads governed; 2 rollouts analysed, 1 rolled back",
+            ),
+            (
+                "ORG-5.1",
+                "automatic remediation: 1 canary rollouts rolled back",
+            ),
+        ],
     );
 
     // Another namespace names the same Sloth service and SLO, with no data of its own: it is
@@ -658,36 +655,29 @@ async fn a_namespace_using_pyrra_argo_rollouts_and_litmus_reaches_the_level_they
         |level, _| level == 5,
     )
     .await;
-    let detail = |id: &str| {
-        let (state, detail) = p[id].clone();
-        assert_eq!(state, "Met", "{id}: {detail}");
-        detail
-    };
-    assert!(
-        detail("RESP-4.1")
-            .contains("all 1 SLOs meet their objective (Pyrra checkout-availability)"),
-        "{}",
-        detail("RESP-4.1")
-    );
-    assert!(
-        detail("RESP-2.3").contains("loaded for all 1 SLOs"),
-        "{}",
-        detail("RESP-2.3")
-    );
-    assert!(
-        detail("RESP-5.1")
-            .contains("unannounced drill Litmus ChaosSchedule nightly-pod-delete passed"),
-        "{}",
-        detail("RESP-5.1")
-    );
-    // The Deployment (its workloadRef) and the Rollout; revision 1 rolled back, 2 promoted.
-    assert_eq!(
-        detail("CX-4.3"),
-        "2 of 2 workloads governed; 2 rollouts analysed, 1 rolled back"
-    );
-    assert_eq!(
-        detail("ORG-5.1"),
-        "automatic remediation: 1 canary rollouts rolled back"
+    assert_met(
+        &p,
+        &[
+            (
+                "RESP-4.1",
+                "all 1 SLOs meet their objective (Pyrra checkout-availability)",
+            ),
+            ("RESP-2.3", "loaded for all 1 SLOs"),
+            (
+                "RESP-5.1",
+                "unannounced drill Litmus ChaosSchedule nightly-pod-delete passed",
+            ),
+            // The Deployment (its workloadRef) and the Rollout; revision 1 rolled back, 2
+            // promoted.
+            (
+                "CX-4.3",
+                "2 of 2 workloads governed; 2 rollouts analysed, 1 rolled back",
+            ),
+            (
+                "ORG-5.1",
+                "automatic remediation: 1 canary rollouts rolled back",
+            ),
+        ],
     );
 
     // The ChaosResult says the experiment failed after all: no pass; RESP falls to 4.

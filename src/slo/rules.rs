@@ -510,6 +510,13 @@ mod tests {
         serde_yaml::from_str(yaml).unwrap()
     }
 
+    /// Target shop/checkout (interactive requests), with the rest of its spec.
+    fn checkout(rest_of_spec: &str) -> ResponseTimeTarget {
+        target(&format!(
+            "apiVersion: maturity.sre.dev/v1alpha1\nkind: ResponseTimeTarget\nmetadata: {{name: checkout, namespace: shop}}\nspec:\n  service: checkout\n  requestClass: interactive\n{rest_of_spec}"
+        ))
+    }
+
     #[test]
     fn group_has_four_alerts_with_severity_and_runbook() {
         let t = target(
@@ -573,14 +580,8 @@ spec:
 
     #[test]
     fn user_labels_set_severity_but_not_the_identity_and_min_request_rate_gates_each_alert() {
-        let t = target(
+        let t = checkout(
             r#"
-apiVersion: maturity.sre.dev/v1alpha1
-kind: ResponseTimeTarget
-metadata: {name: checkout, namespace: shop}
-spec:
-  service: checkout
-  requestClass: interactive
   objective: 99
   window: 28d
   minRequestRate: 0.5
@@ -618,14 +619,8 @@ spec:
 
     #[test]
     fn tickets_read_their_long_window_from_the_recordings_and_pages_stay_raw() {
-        let t = target(
+        let t = checkout(
             r#"
-apiVersion: maturity.sre.dev/v1alpha1
-kind: ResponseTimeTarget
-metadata: {name: checkout, namespace: shop}
-spec:
-  service: checkout
-  requestClass: interactive
   objective: 99
   window: 28d
   indicator: {latency: {histogram: h, selector: '{job="c"}', threshold: 300ms}}
