@@ -312,7 +312,7 @@ async fn a_good_version_walks_every_step_and_is_promoted_unpaused() {
             json!([{"weight": 25, "analyze": "4s"}, {"weight": 50, "analyze": "4s"}]),
             json!([
                 // compared with the stable revision: equal error ratios pass
-                {"name": "errors-vs-stable", "compare": {"maxIncreasePercent": 50},
+                {"name": "errors-vs-stable", "compare": {"maxWorsePercent": 50},
                  "query": r#"(sum(rate(http_requests_total{namespace="{{namespace}}",pod_template_hash="{{hash}}",code="500"}[5s])) or vector(0)) / sum(rate(http_requests_total{namespace="{{namespace}}",pod_template_hash="{{hash}}"}[5s]))"#},
                 // always fails, but only records: must not change the outcome
                 {"name": "dry-run-always-failing", "dryRun": true, "max": -1,
@@ -967,5 +967,210 @@ async fn a_rolled_back_template_applied_again_right_after_a_restart_is_analysed_
         h.wait_complete("web", "shop/web:v1").await;
     }
     assert_eq!(seen.len(), 11, "one rollout per change");
+    h.cleanup().await;
+}
+
+/// The canary's (or, with `{{hash}}`, each revision's) share of requests that succeeded,
+/// over 5 s.
+fn success_ratio_query(hash: &str) -> String {
+    format!(
+        r#"(sum(rate(http_requests_total{{namespace="{{{{namespace}}}}",deployment="{{{{deployment}}}}",pod_template_hash="{{{{{hash}}}}}",code!="500"}}[5s])) or vector(0))
+  / sum(rate(http_requests_total{{namespace="{{{{namespace}}}}",deployment="{{{{deployment}}}}",pod_template_hash="{{{{{hash}}}}}"}}[5s]))"#
+    )
+}
+
+/// A one-step policy with these metrics and analysis settings.
+fn one_step(
+    metrics: serde_json::Value,
+    analysis: serde_json::Value,
+    rollback: &str,
+) -> serde_json::Value {
+    let mut a =
+        json!({"interval": format!("{INTERVAL_S}s"), "metrics": metrics, "failureLimit": 1});
+    for (k, v) in analysis.as_object().cloned().unwrap_or_default() {
+        a[k] = v;
+    }
+    json!({
+        "selector": {"matchLabels": {"canary": "on"}},
+        "steps": [{"weight": 50, "analyze": "6s"}],
+        "analysis": a,
+        "rollback": rollback,
+    })
+}
+
+/// The reason of the rollout's first transition to `phase`.
+fn reason_of(r: &RolloutRecord, phase: RolloutPhase) -> String {
+    r.transitions
+        .iter()
+        .find(|t| t.phase == phase)
+        .map(|t| t.reason.clone())
+        .unwrap_or_else(|| panic!("no transition to {phase:?}: {:?}", r.transitions))
+}
+
+#[tokio::test]
+async fn a_lower_is_worse_compare_stops_a_bad_version_and_its_margin_is_absolute() {
+    let h = Harness::new("ccmp", GOOD_AND_BAD).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    // Success ratio against the stable revision's: lower is worse, by at most 0.1 (the
+    // stable revision's is 1, the bad version's 0.5: worse by 0.5).
+    let compare = json!([{"name": "success-vs-stable", "query": success_ratio_query("hash"),
+        "compare": {"direction": "LowerIsWorse", "maxWorseBy": 0.1}}]);
+    h.create_policy("web", one_step(compare, json!({}), "Automatic"))
+        .await;
+    h.set_image("web", "shop/web:bad").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::RolledBack, RolloutPhase::Promoted],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::RolledBack, "{:?}", r.message);
+    let reason = reason_of(&r, RolloutPhase::RollingBack);
+    assert!(
+        reason.contains("success-vs-stable: 0.5 is 0.5 lower than the stable revision's 1 (lower is worse; allowed: 0.1)"),
+        "{reason}"
+    );
+    // A good version is as good as the stable one: promoted.
+    h.set_image("web", "shop/web:v2").await;
+    h.wait_phase(
+        "web",
+        "web",
+        &[RolloutPhase::Progressing, RolloutPhase::Analyzing],
+        Duration::from_secs(30),
+    )
+    .await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::Promoted, RolloutPhase::RolledBack],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::Promoted, "{:?}", r.message);
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_min_bound_fails_and_rollback_pause_holds_the_deployment_for_a_person() {
+    let h = Harness::new("cmin", GOOD_AND_BAD).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let min = json!([{"name": "success", "query": success_ratio_query("canary_hash"), "min": 0.9}]);
+    h.create_policy("web", one_step(min, json!({}), "Pause"))
+        .await;
+    h.set_image("web", "shop/web:bad").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[
+                RolloutPhase::Held,
+                RolloutPhase::RolledBack,
+                RolloutPhase::Promoted,
+            ],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::Held, "{:?}", r.message);
+    let reason = reason_of(&r, RolloutPhase::Held);
+    assert!(
+        reason.contains("success: 0.5 is below the minimum 0.9"),
+        "{reason}"
+    );
+    // Held for a person: still paused on the bad template, half the pods on it, and it
+    // stays so.
+    tokio::time::sleep(Duration::from_secs(3 * INTERVAL_S)).await;
+    let d = h.deployments.get("web").await.unwrap();
+    assert_eq!(d.spec.as_ref().unwrap().paused, Some(true));
+    assert_eq!(image_of(&d), "shop/web:bad");
+    let rs = h.replica_sets("web").await;
+    assert_eq!(rs.get("shop/web:bad"), Some(&2), "{rs:?}");
+    assert_eq!(rs.get("shop/web:v1"), Some(&2), "{rs:?}");
+    assert_eq!(
+        latest(&h.policies, "web", "web").await.unwrap().phase,
+        RolloutPhase::Held
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn no_data_fails_the_check_under_on_no_data_fail() {
+    let h = Harness::new("cnofail", SILENT_CANARY).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    h.create_policy("web", one_step(m, json!({"onNoData": "Fail"}), "Automatic"))
+        .await;
+    h.set_image("web", "shop/web:silent").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::RolledBack, RolloutPhase::Promoted],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::RolledBack, "{:?}", r.message);
+    let reason = reason_of(&r, RolloutPhase::RollingBack);
+    assert!(
+        reason.contains("no data (onNoData: Fail): error-ratio"),
+        "{reason}"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn no_data_passes_the_check_under_on_no_data_pass() {
+    let h = Harness::new("cnopass", SILENT_CANARY).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    h.create_policy("web", one_step(m, json!({"onNoData": "Pass"}), "Automatic"))
+        .await;
+    h.set_image("web", "shop/web:silent").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::RolledBack, RolloutPhase::Promoted],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::Promoted, "{:?}", r.message);
+    assert!(r.checks.passed >= 1, "{:?}", r.checks);
+    assert_eq!(r.checks.failed, 0, "{:?}", r.checks);
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn too_few_requests_hold_the_check_however_bad_the_metrics() {
+    let h = Harness::new("cmintraffic", GOOD_AND_BAD).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    // The synthetic service serves a few requests a second: never a million in 2 s.
+    let traffic = json!({"minRequests": {"count": 1_000_000.0,
+        "query": r#"sum(increase(http_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",pod_template_hash="{{canary_hash}}"}[{{interval}}]))"#}});
+    h.create_policy("web", one_step(m, traffic, "Automatic"))
+        .await;
+    h.set_image("web", "shop/web:bad").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::Inconclusive],
+            Duration::from_secs(60),
+        )
+        .await;
+    let message = r.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("too few requests to judge: the canary served")
+            && message.contains(&format!("in {INTERVAL_S}s, at least 1000000 needed")),
+        "{message}"
+    );
+    // Three intervals more: held, not rolled back although half its requests fail.
+    tokio::time::sleep(Duration::from_secs(3 * INTERVAL_S)).await;
+    let r = latest(&h.policies, "web", "web").await.unwrap();
+    assert_eq!(r.phase, RolloutPhase::Inconclusive, "{:?}", r.message);
+    assert_eq!(r.checks.failed, 0, "{:?}", r.checks);
     h.cleanup().await;
 }

@@ -167,6 +167,19 @@ async fn a_tenant_reads_only_its_own_namespace_through_signals_metrics_and_check
         )),
         "{said}"
     );
+    // The same through the traffic a verdict waits for.
+    let mut traffic = canary("steals-traffic", "max(bank_balance)");
+    traffic["spec"]["analysis"]["minRequests"] = json!({"count": 1.0,
+        "query": format!("sum(bank_transfers_total{{namespace=\"{other}\"}})")});
+    let out = apply_as(&ctx, &user, &traffic);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "admitted");
+    assert!(
+        said.contains(&format!(
+            "analysis.minRequests: the query may only read namespace {ns}: its matcher namespace=\"{other}\" would read other namespaces' series"
+        )),
+        "{said}"
+    );
     let out = apply_as(&ctx, &user, &canary("fair", "max(bank_balance)"));
     assert!(
         out.status.success(),

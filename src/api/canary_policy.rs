@@ -102,6 +102,21 @@ pub struct Analysis {
     /// What a check with no data means.
     #[serde(default)]
     pub on_no_data: OnNoData,
+    /// Too few requests to judge: until the canary has served `count` requests in an
+    /// interval, a check is inconclusive, whatever its metrics say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<MinRequests>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.count >= 1.0").message("minRequests.count must be at least 1"))]
+#[x_kube(validation = Rule::new("!self.query.contains('{{hash}}')").message("minRequests.query counts the canary's requests: use {{canary_hash}}, not {{hash}}"))]
+pub struct MinRequests {
+    /// The canary's requests over the interval, e.g.
+    /// `sum(increase(http_requests_total{namespace="{{namespace}}",pod_template_hash="{{canary_hash}}"}[{{interval}}]))`.
+    pub query: PromQl,
+    pub count: f64,
 }
 
 fn default_failure_limit() -> i32 {
@@ -135,10 +150,30 @@ pub struct AnalysisMetric {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.maxIncreasePercent >= 0.0").message("maxIncreasePercent must not be negative"))]
+#[x_kube(validation = Rule::new("has(self.maxWorsePercent) || has(self.maxWorseBy)").message("compare needs a margin: maxWorsePercent (relative to the stable value), maxWorseBy (absolute), or both"))]
+#[x_kube(validation = Rule::new("!has(self.maxWorsePercent) || self.maxWorsePercent >= 0.0").message("maxWorsePercent must not be negative"))]
+#[x_kube(validation = Rule::new("!has(self.maxWorseBy) || self.maxWorseBy >= 0.0").message("maxWorseBy must not be negative"))]
 pub struct Compare {
-    /// The canary fails when its value exceeds the stable revision's by more than this percent.
-    pub max_increase_percent: f64,
+    /// Which way is worse: `HigherIsWorse` (errors, latency: the default) or `LowerIsWorse`
+    /// (success rate, throughput).
+    #[serde(default)]
+    pub direction: Direction,
+    /// The canary may be worse than the stable revision by this percent of the stable value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_worse_percent: Option<f64>,
+    /// The canary may be worse than the stable revision by this much, whatever the stable
+    /// value (a stable value of 0 allows no relative margin). It fails only when it is worse
+    /// by more than both margins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_worse_by: Option<f64>,
+}
+
+/// Which way a compared metric gets worse.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Direction {
+    #[default]
+    HigherIsWorse,
+    LowerIsWorse,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::canary_policy::{AnalysisMetric, CheckResult, MetricResult, OnNoData};
+use crate::api::canary_policy::{
+    AnalysisMetric, CheckResult, Direction, MetricResult, MinRequests, OnNoData,
+};
 use crate::prom::template::{self, TemplateError};
 
 /// What a query gave: a number, nothing (empty or NaN), or an error (with its sentence).
@@ -53,6 +55,11 @@ impl QueryVars {
         template::render(m.query.as_str(), &self.values(hash))
     }
 
+    /// The query of the canary's requests over the interval (`analysis.minRequests`).
+    pub fn traffic_query(&self, m: &MinRequests) -> Result<String, TemplateError> {
+        template::render(m.query.as_str(), &self.values(None))
+    }
+
     /// `compare` metrics only: the same query for the stable revision.
     pub fn stable_query(&self, m: &AnalysisMetric) -> Option<Result<String, TemplateError>> {
         m.compare
@@ -95,12 +102,24 @@ pub fn judge(
             Reading::Error(why) => return error(r, format!("stable revision: {why}")),
         };
         r.stable_value = Some(base);
-        let limit = base * (1.0 + c.max_increase_percent / 100.0);
-        if value > limit {
+        let (worse_by, way) = match c.direction {
+            Direction::HigherIsWorse => (value - base, "higher"),
+            Direction::LowerIsWorse => (base - value, "lower"),
+        };
+        let relative = base.abs() * c.max_worse_percent.unwrap_or(0.0) / 100.0;
+        let allowed = relative.max(c.max_worse_by.unwrap_or(0.0));
+        if worse_by > allowed {
+            let margins: Vec<String> = [
+                c.max_worse_percent.map(|p| format!("{p}% of it")),
+                c.max_worse_by.map(|b| format!("{b}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             r.result = CheckResult::Fail;
             r.message = Some(format!(
-                "{value} is more than {}% above the stable revision's {base} (limit {limit})",
-                c.max_increase_percent
+                "{value} is {worse_by} {way} than the stable revision's {base} ({way} is worse; allowed: {})",
+                margins.join(" or ")
             ));
         }
         return r;
@@ -118,6 +137,36 @@ pub fn judge(
         r.message = Some(format!("{value} is above the maximum {max}"));
     }
     r
+}
+
+/// The check's verdict once the canary's traffic is known (`analysis.minRequests`): with
+/// fewer requests than `needed` in the interval (none at all when the query has no data),
+/// no verdict is drawn from the metrics: the check is inconclusive.
+pub fn with_traffic(
+    (verdict, message): (Verdict, String),
+    needed: f64,
+    interval: &str,
+    traffic: &Reading,
+) -> (Verdict, String) {
+    let served = match traffic {
+        Reading::Value(v) => *v,
+        Reading::NoData(_) => 0.0,
+        Reading::Error(why) => {
+            return (
+                Verdict::Inconclusive,
+                format!("could not measure the canary's requests: {why}"),
+            );
+        }
+    };
+    if served < needed {
+        return (
+            Verdict::Inconclusive,
+            format!(
+                "too few requests to judge: the canary served {served} in {interval}, at least {needed} needed"
+            ),
+        );
+    }
+    (verdict, message)
 }
 
 fn no_data(mut r: MetricResult, why: String) -> MetricResult {
@@ -182,7 +231,7 @@ pub fn verdict(results: &[MetricResult], on_no_data: OnNoData) -> (Verdict, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::canary_policy::Compare;
+    use crate::api::canary_policy::{Compare, Direction};
     use crate::api::common::PromQl;
 
     fn metric(min: Option<f64>, max: Option<f64>, compare: Option<f64>) -> AnalysisMetric {
@@ -196,7 +245,9 @@ mod tests {
             min,
             max,
             compare: compare.map(|p| Compare {
-                max_increase_percent: p,
+                direction: Direction::HigherIsWorse,
+                max_worse_percent: Some(p),
+                max_worse_by: None,
             }),
             dry_run: false,
         }
@@ -269,6 +320,82 @@ mod tests {
         );
         assert_eq!(r.result, CheckResult::NoData);
         assert!(r.message.unwrap().contains("stable revision"));
+    }
+
+    #[test]
+    fn too_few_requests_hold_any_verdict() {
+        let fail = (
+            Verdict::Fail,
+            "errors: 0.5 is above the maximum 0.1".to_string(),
+        );
+        let (v, m) = with_traffic(fail.clone(), 100.0, "30s", &Reading::Value(12.0));
+        assert_eq!(v, Verdict::Inconclusive);
+        assert_eq!(
+            m,
+            "too few requests to judge: the canary served 12 in 30s, at least 100 needed"
+        );
+        let none = with_traffic(fail.clone(), 100.0, "30s", &Reading::NoData("empty".into()));
+        assert_eq!(none.0, Verdict::Inconclusive, "no series: no requests");
+        let error = with_traffic(fail.clone(), 100.0, "30s", &Reading::Error("down".into()));
+        assert_eq!(error.0, Verdict::Inconclusive);
+        assert_eq!(
+            with_traffic(fail.clone(), 100.0, "30s", &Reading::Value(100.0)),
+            fail,
+            "enough: the metrics' verdict stands"
+        );
+        let q = vars()
+            .traffic_query(&MinRequests {
+                query: PromQl::new("sum(increase(r{h=\"{{canary_hash}}\"}[{{interval}}]))"),
+                count: 100.0,
+            })
+            .unwrap();
+        assert_eq!(q, "sum(increase(r{h=\"new\"}[30s]))");
+    }
+
+    #[test]
+    fn compare_lower_is_worse_and_an_absolute_margin() {
+        let with = |direction, percent, by| AnalysisMetric {
+            compare: Some(Compare {
+                direction,
+                max_worse_percent: percent,
+                max_worse_by: by,
+            }),
+            ..metric(None, None, Some(0.0))
+        };
+        let j = |m: &AnalysisMetric, c, s| {
+            judge(
+                m,
+                "q".into(),
+                Reading::Value(c),
+                Some(("s".into(), Reading::Value(s))),
+            )
+            .result
+        };
+        use CheckResult::{Fail, Pass};
+        // A success rate: lower is worse; 1 % of the stable 0.99 is 0.0099.
+        let success = with(Direction::LowerIsWorse, Some(1.0), None);
+        assert_eq!(j(&success, 0.9802, 0.99), Pass, "0.0098 lower");
+        assert_eq!(j(&success, 0.98, 0.99), Fail, "0.01 lower");
+        assert_eq!(j(&success, 1.0, 0.99), Pass, "higher is better here");
+        // Errors a second against a stable 0: no relative margin, the absolute one holds.
+        let errors = with(Direction::HigherIsWorse, Some(20.0), Some(0.05));
+        assert_eq!(j(&errors, 0.05, 0.0), Pass);
+        assert_eq!(j(&errors, 0.06, 0.0), Fail);
+        // Against a stable 1.0 the relative margin (0.2) is the larger: it applies.
+        assert_eq!(j(&errors, 1.2, 1.0), Pass);
+        assert_eq!(j(&errors, 1.25, 1.0), Fail);
+        let r = judge(
+            &errors,
+            "q".into(),
+            Reading::Value(0.5),
+            Some(("s".into(), Reading::Value(0.0))),
+        );
+        assert_eq!(
+            r.message.as_deref(),
+            Some(
+                "0.5 is 0.5 higher than the stable revision's 0 (higher is worse; allowed: 20% of it or 0.05)"
+            )
+        );
     }
 
     fn result(result: CheckResult, dry_run: bool) -> MetricResult {

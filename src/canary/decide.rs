@@ -136,6 +136,13 @@ pub fn scoped_metrics(p: &CanaryPolicy, tenancy: &Tenancy) -> Result<(), String>
                 .map_err(|e| format!("analysis.metrics[{i}] ({}): {e}", m.name))?;
         }
     }
+    if let Some(min) = &p.spec.analysis.min_requests
+        && let Ok(q) = vars.traffic_query(min)
+    {
+        tenancy
+            .scope(&q, &ns)
+            .map_err(|e| format!("analysis.minRequests: {e}"))?;
+    }
     Ok(())
 }
 

@@ -93,7 +93,15 @@ async fn run_check(
         };
         results.push(analysis::judge(m, query, canary, stable));
     }
-    let (verdict, message) = analysis::verdict(&results, policy.spec.analysis.on_no_data);
+    let mut outcome = analysis::verdict(&results, policy.spec.analysis.on_no_data);
+    if let Some(min) = &policy.spec.analysis.min_requests {
+        let traffic = match vars.traffic_query(min) {
+            Ok(q) => scoped_read(ctx, q, ns).await.1,
+            Err(e) => Reading::Error(e.to_string()),
+        };
+        outcome = analysis::with_traffic(outcome, min.count, &vars.interval, &traffic);
+    }
+    let (verdict, message) = outcome;
     Check {
         results,
         verdict,
