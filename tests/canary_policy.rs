@@ -1174,3 +1174,41 @@ async fn too_few_requests_hold_the_check_however_bad_the_metrics() {
     assert_eq!(r.checks.failed, 0, "{:?}", r.checks);
     h.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_inconclusive_limit_reached_rolls_the_canary_back() {
+    let h = Harness::new("cinclimit", SILENT_CANARY).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    h.create_policy(
+        "web",
+        one_step(
+            m,
+            json!({"onNoData": "Inconclusive", "inconclusiveLimit": 2}),
+            "Automatic",
+        ),
+    )
+    .await;
+    h.set_image("web", "shop/web:silent").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[
+                RolloutPhase::RolledBack,
+                RolloutPhase::Promoted,
+                RolloutPhase::Held,
+            ],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::RolledBack, "{:?}", r.message);
+    let reason = reason_of(&r, RolloutPhase::RollingBack);
+    assert!(
+        reason.starts_with("3 inconclusive checks in a row (2 allowed): no data"),
+        "{reason}"
+    );
+    assert_eq!(r.checks.inconclusive, 3, "{:?}", r.checks);
+    h.wait_complete("web", "shop/web:v1").await;
+    h.cleanup().await;
+}

@@ -70,6 +70,11 @@ pub struct CanaryPolicySpec {
     /// What happens when analysis fails: `Automatic` restores the previous revision, `Pause` holds the rollout for a person.
     #[serde(default)]
     pub rollback: RollbackMode,
+    /// The longest a step waits for its canary pods to be ready (default 10m, as Flagger's
+    /// `progressDeadlineSeconds`); then the rollout is stopped as by a failed analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('[1-9]')").message("progressDeadline must be longer than zero"))]
+    pub progress_deadline: Option<DurationString>,
     /// Rollout records kept in status (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50))]
@@ -102,6 +107,12 @@ pub struct Analysis {
     /// What a check with no data means.
     #[serde(default)]
     pub on_no_data: OnNoData,
+    /// Inconclusive checks in a row tolerated; the next stops the rollout as a failed
+    /// analysis does. Without it, an inconclusive step holds until data comes back (or a
+    /// person promotes or aborts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub inconclusive_limit: Option<i32>,
     /// Too few requests to judge: until the canary has served `count` requests in an
     /// interval, a check is inconclusive, whatever its metrics say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -369,6 +380,13 @@ pub struct CheckCounts {
     pub passed: u32,
     pub failed: u32,
     pub inconclusive: u32,
+    /// Inconclusive checks since the last conclusive one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inconclusive_in_a_row: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -105,12 +105,18 @@ pub fn parse(p: &CanaryPolicy, tenancy: &Tenancy) -> Result<Policy, String> {
     if crate::selector::is_empty(&p.spec.selector) {
         return Err("selector: an empty selector would govern every Deployment of the namespace; name the labels".into());
     }
+    let progress_deadline = match &p.spec.progress_deadline {
+        None => DEFAULT_PROGRESS_DEADLINE,
+        Some(d) => d.parse().map_err(|e| format!("progressDeadline: {e}"))?,
+    };
     Ok(Policy {
         name: p.metadata.name.clone().unwrap_or_default(),
         steps,
         interval,
         failure_limit: p.spec.analysis.failure_limit.max(1) as u32,
         rollback: p.spec.rollback,
+        progress_deadline,
+        inconclusive_limit: p.spec.analysis.inconclusive_limit.map(|n| n.max(1) as u32),
     })
 }
 
@@ -240,6 +246,9 @@ fn candidates(o: &Observed, governed: &BTreeSet<String>) -> Vec<Candidate> {
         .collect()
 }
 
+/// How long a step waits for its canary pods by default (Flagger's default too).
+pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+
 /// The rules a pass runs by: the spec's, or (invalid spec) one that only lets go.
 fn rules(parsed: &Result<Policy, String>, name: &str) -> Policy {
     match parsed {
@@ -250,6 +259,8 @@ fn rules(parsed: &Result<Policy, String>, name: &str) -> Policy {
             interval: Duration::from_secs(30),
             failure_limit: 1,
             rollback: Default::default(),
+            progress_deadline: DEFAULT_PROGRESS_DEADLINE,
+            inconclusive_limit: None,
         },
     }
 }

@@ -13,8 +13,8 @@ use k8s_openapi::jiff::Timestamp;
 use super::analysis::Verdict;
 use super::deployment::{Action, DeploymentView, ReplicaSetView, template_digest};
 use crate::api::canary_policy::{
-    CheckCounts, Exposure, MetricResult, RollbackMode, RolloutPhase, RolloutRecord, Totals,
-    Transition,
+    CheckCounts, Exposure, MetricResult, RollbackMode, RolloutPhase, RolloutRecord, SavedSettings,
+    Totals, Transition,
 };
 
 /// Transitions kept per rollout record.
@@ -29,6 +29,10 @@ pub struct Policy {
     pub interval: Duration,
     pub failure_limit: u32,
     pub rollback: RollbackMode,
+    /// The longest a step waits for its canary pods to be ready.
+    pub progress_deadline: Duration,
+    /// Inconclusive checks in a row tolerated (None: a step holds until data comes back).
+    pub inconclusive_limit: Option<u32>,
 }
 
 /// A check that was run: per-metric results and the verdict over them.
@@ -206,6 +210,30 @@ pub fn plan(
                     out.requeue = Some(Duration::ZERO);
                 }
             }
+            if r.phase == RolloutPhase::Progressing {
+                // Since the step began moving pods (the latest transition to Progressing).
+                let since = r
+                    .transitions
+                    .iter()
+                    .rev()
+                    .find(|t| t.phase == RolloutPhase::Progressing)
+                    .map(|t| &t.at)
+                    .or(r.started_at.as_ref())
+                    .map(|t| ms_between(t, now).max(0) as u64)
+                    .unwrap_or(0);
+                let deadline = p.progress_deadline.as_millis() as u64;
+                if since >= deadline {
+                    let ready = current.map(|c| c.ready_replicas).unwrap_or(0);
+                    let why = format!(
+                        "step {}: {ready} of {k} canary replicas ready after {} (progressDeadline)",
+                        r.step + 1,
+                        crate::duration::format_duration(p.progress_deadline)
+                    );
+                    halt(p, &mut r, stable, saved, d.replicas, now, why, &mut out);
+                } else {
+                    out.requeue = Some(Duration::from_millis(deadline - since));
+                }
+            }
             out.records.push(r);
         }
         RolloutPhase::Analyzing | RolloutPhase::Inconclusive => {
@@ -235,6 +263,7 @@ pub fn plan(
             match check.verdict {
                 Verdict::Pass => {
                     r.checks.passed += 1;
+                    r.checks.inconclusive_in_a_row = 0;
                     if r.phase == RolloutPhase::Inconclusive {
                         // Analysis time counts only with data: the step starts over.
                         r.step_started_at = Some(Time(now));
@@ -281,11 +310,19 @@ pub fn plan(
                 }
                 Verdict::Inconclusive => {
                     r.checks.inconclusive += 1;
+                    r.checks.inconclusive_in_a_row += 1;
                     if !r.was_inconclusive {
                         r.was_inconclusive = true;
                         out.totals.inconclusive += 1;
                     }
-                    if r.phase != RolloutPhase::Inconclusive {
+                    let n = r.checks.inconclusive_in_a_row;
+                    if let Some(limit) = p.inconclusive_limit.filter(|l| n > *l) {
+                        let why = format!(
+                            "{n} inconclusive checks in a row ({limit} allowed): {}",
+                            check.message
+                        );
+                        halt(p, &mut r, stable, saved, d.replicas, now, why, &mut out);
+                    } else if r.phase != RolloutPhase::Inconclusive {
                         go(
                             &mut r,
                             RolloutPhase::Inconclusive,
@@ -297,6 +334,7 @@ pub fn plan(
                 }
                 Verdict::Fail => {
                     r.checks.failed += 1;
+                    r.checks.inconclusive_in_a_row = 0;
                     if r.first_failed_at.is_none() {
                         r.first_failed_at = Some(Time(now));
                     }
@@ -305,35 +343,7 @@ pub fn plan(
                             "{} failed check(s) of {} allowed: {}",
                             r.checks.failed, p.failure_limit, check.message
                         );
-                        match (p.rollback, stable) {
-                            (RollbackMode::Automatic, Some(s)) => {
-                                let why = format!(
-                                    "{why}; restoring revision {}",
-                                    r.stable_revision.clone().unwrap_or_default()
-                                );
-                                go(&mut r, RolloutPhase::RollingBack, now, &why, &mut out);
-                                out.action = Some(Action::Rollback {
-                                    template: s.template.clone(),
-                                    saved,
-                                });
-                                out.requeue = Some(Duration::ZERO);
-                            }
-                            (mode, _) => {
-                                let why = if mode == RollbackMode::Automatic {
-                                    format!(
-                                        "{why}; the previous revision's ReplicaSet is gone, so the rollout is held for a person"
-                                    )
-                                } else {
-                                    format!("{why}; held for a person (rollback: Pause)")
-                                };
-                                go(&mut r, RolloutPhase::Held, now, &why, &mut out);
-                                let e = exposure(&r, d.replicas, now);
-                                out.totals.held += 1;
-                                out.totals.exposure_replica_minutes += e.replica_minutes;
-                                r.exposure = Some(e);
-                                out.action = Some(Action::Pause);
-                            }
-                        }
+                        halt(p, &mut r, stable, saved, d.replicas, now, why, &mut out);
                     } else {
                         out.notes.push(Note {
                             reason: "CanaryCheckFailed".into(),
@@ -409,6 +419,50 @@ pub fn plan(
         | RolloutPhase::Released => {}
     }
     out
+}
+
+/// Stops a bad rollout as the policy says: back to the stable revision (`Automatic`, while
+/// its ReplicaSet exists), or held for a person.
+#[allow(clippy::too_many_arguments)]
+fn halt(
+    p: &Policy,
+    r: &mut RolloutRecord,
+    stable: Option<&ReplicaSetView>,
+    saved: SavedSettings,
+    replicas: i32,
+    now: Timestamp,
+    why: String,
+    out: &mut Decision,
+) {
+    match (p.rollback, stable) {
+        (RollbackMode::Automatic, Some(s)) => {
+            let why = format!(
+                "{why}; restoring revision {}",
+                r.stable_revision.clone().unwrap_or_default()
+            );
+            go(r, RolloutPhase::RollingBack, now, &why, out);
+            out.action = Some(Action::Rollback {
+                template: s.template.clone(),
+                saved,
+            });
+            out.requeue = Some(Duration::ZERO);
+        }
+        (mode, _) => {
+            let why = if mode == RollbackMode::Automatic {
+                format!(
+                    "{why}; the previous revision's ReplicaSet is gone, so the rollout is held for a person"
+                )
+            } else {
+                format!("{why}; held for a person (rollback: Pause)")
+            };
+            go(r, RolloutPhase::Held, now, &why, out);
+            let e = exposure(r, replicas, now);
+            out.totals.held += 1;
+            out.totals.exposure_replica_minutes += e.replica_minutes;
+            r.exposure = Some(e);
+            out.action = Some(Action::Pause);
+        }
+    }
 }
 
 /// Starts a rollout of the template the webhook held: records the stable revision and the
@@ -613,6 +667,8 @@ mod tests {
             interval: Duration::from_secs(2),
             failure_limit: 1,
             rollback: RollbackMode::Automatic,
+            progress_deadline: Duration::from_secs(600),
+            inconclusive_limit: None,
         }
     }
 
@@ -893,6 +949,96 @@ mod tests {
         assert_eq!(out.action, Some(Action::Pause));
         assert_eq!(out.totals.held, 1);
         assert_eq!(out.records[0].first_failed_at, Some(Time(t(62))));
+    }
+
+    #[test]
+    fn an_inconclusive_limit_stops_the_rollout_as_the_policy_says() {
+        let (r, d, rss) = analysing();
+        let p = Policy {
+            inconclusive_limit: Some(2),
+            ..policy()
+        };
+        let at = |r: &RolloutRecord, s, v| {
+            plan(&p, Some(r), Some(&d), &rss, true, t(s), Some(&check(v)))
+        };
+        // Two in a row are tolerated; a pass between them starts the count over.
+        let mut r = r;
+        for (s, v) in [
+            (62, Verdict::Inconclusive),
+            (64, Verdict::Inconclusive),
+            (66, Verdict::Pass),
+            (68, Verdict::Inconclusive),
+            (70, Verdict::Inconclusive),
+        ] {
+            r = at(&r, s, v).records[0].clone();
+            assert!(
+                matches!(
+                    r.phase,
+                    RolloutPhase::Inconclusive | RolloutPhase::Analyzing
+                ),
+                "{s}: {:?}",
+                r.phase
+            );
+        }
+        assert_eq!(r.checks.inconclusive_in_a_row, 2);
+        // The third in a row: back to the stable revision.
+        let out = at(&r, 72, Verdict::Inconclusive);
+        let r2 = out.records[0].clone();
+        assert_eq!(r2.phase, RolloutPhase::RollingBack);
+        assert_eq!(
+            r2.message.as_deref(),
+            Some("3 inconclusive checks in a row (2 allowed): Inconclusive; restoring revision 1")
+        );
+        assert!(matches!(out.action, Some(Action::Rollback { .. })));
+        // With rollback: Pause, held for a person.
+        let p = Policy {
+            rollback: RollbackMode::Pause,
+            ..p.clone()
+        };
+        let out = plan(
+            &p,
+            Some(&r),
+            Some(&d),
+            &rss,
+            true,
+            t(72),
+            Some(&check(Verdict::Inconclusive)),
+        );
+        assert_eq!(out.records[0].phase, RolloutPhase::Held);
+        assert_eq!(out.action, Some(Action::Pause));
+    }
+
+    #[test]
+    fn a_step_whose_pods_never_get_ready_stops_at_the_progress_deadline() {
+        let p = Policy {
+            progress_deadline: Duration::from_secs(300),
+            ..policy()
+        };
+        let mut d = dep("v2", true, true);
+        let rss = vec![rs("a", "v1", "1", 4, 4)];
+        let r = plan(&p, None, Some(&d), &rss, true, t(0), None).records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::Progressing);
+        // The canary pod is created but never ready (its image cannot be pulled).
+        d.paused = false;
+        let rss = vec![rs("a", "v1", "1", 3, 3), rs("b", "v2", "2", 1, 0)];
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(200), None);
+        let r = out.records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::Progressing);
+        assert_eq!(
+            out.requeue,
+            Some(Duration::from_secs(100)),
+            "looks again at the deadline"
+        );
+        let out = plan(&p, Some(&r), Some(&d), &rss, true, t(300), None);
+        let r = out.records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::RollingBack);
+        assert_eq!(
+            r.message.as_deref(),
+            Some(
+                "step 1: 0 of 1 canary replicas ready after 5m (progressDeadline); restoring revision 1"
+            )
+        );
+        assert!(matches!(out.action, Some(Action::Rollback { .. })));
     }
 
     #[test]
