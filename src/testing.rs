@@ -60,6 +60,12 @@ impl CanaryBuilder {
         self.0["spec"]["analysis"]["metrics"][0]["query"] = json!(q);
         self
     }
+    /// A person's order (`maturity.sre.dev/canary-control`).
+    pub fn order(mut self, value: &str) -> Self {
+        self.0["metadata"]["annotations"][crate::api::names::CANARY_CONTROL_ANNOTATION] =
+            json!(value);
+        self
+    }
     pub fn pause_on_failure(mut self) -> Self {
         self.0["spec"]["rollback"] = json!("Pause");
         self

@@ -1212,3 +1212,160 @@ async fn an_inconclusive_limit_reached_rolls_the_canary_back() {
     h.wait_complete("web", "shop/web:v1").await;
     h.cleanup().await;
 }
+
+/// `maturity-operator canary ORDER web -n <ns>` as the test's kubeconfig user (`admin`).
+fn canary_order(h: &Harness, order: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+        .args([
+            "canary",
+            order,
+            "web",
+            "-n",
+            &h.ctx.namespace,
+            "--wait",
+            "30s",
+        ])
+        .env("KUBECONFIG", &h.ctx.env.kubeconfig)
+        .output()
+        .expect("run maturity-operator canary")
+}
+
+#[tokio::test]
+async fn a_promote_order_ends_a_long_step_and_names_who_gave_it() {
+    let h = Harness::new("cpromote", GOOD_AND_BAD).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    // A step of ten minutes: only an order ends it within the test.
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    let mut spec = one_step(m, json!({}), "Automatic");
+    spec["steps"] = json!([{"weight": 25, "analyze": "10m"}]);
+    h.create_policy("web", spec).await;
+    h.set_image("web", "shop/web:v2").await;
+    h.wait_phase(
+        "web",
+        "web",
+        &[RolloutPhase::Analyzing],
+        Duration::from_secs(60),
+    )
+    .await;
+    let out = canary_order(&h, "promote");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with("promoted by admin: every replica moves to revision 2"),
+        "{said}"
+    );
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::Promoted],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(
+        reason_of(&r, RolloutPhase::Promoting).starts_with("promoted by admin"),
+        "{:?}",
+        r.transitions
+    );
+    h.wait_complete("web", "shop/web:v2").await;
+    let c = h
+        .policies
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .last_control
+        .unwrap();
+    assert_eq!((c.by.as_deref(), c.done), (Some("admin"), true));
+    // No rollout under way now: the command says so and exits 3.
+    let out = canary_order(&h, "abort");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no rollout under way"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_order_from_someone_who_may_not_patch_deployments_is_not_carried_out() {
+    let h = Harness::new("cordersa", GOOD_AND_BAD).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    let mut spec = one_step(m, json!({}), "Automatic");
+    spec["steps"] = json!([{"weight": 25, "analyze": "10m"}]);
+    h.create_policy("web", spec).await;
+    h.set_image("web", "shop/web:v2").await;
+    h.wait_phase(
+        "web",
+        "web",
+        &[RolloutPhase::Analyzing],
+        Duration::from_secs(60),
+    )
+    .await;
+    // May annotate CanaryPolicies, nothing else.
+    let user = h.ctx.service_account(
+        "orders",
+        json!([{"apiGroups": ["maturity.sre.dev"], "resources": ["canarypolicies"], "verbs": ["get", "list", "patch"]}]),
+    );
+    let out = h.ctx.kubectl_as(
+        &user,
+        &[
+            "annotate",
+            "canarypolicy",
+            "web",
+            "--overwrite",
+            "maturity.sre.dev/canary-control=abort web t1",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = eventually("the order answered", Duration::from_secs(30), || {
+        let api = h.policies.clone();
+        async move {
+            api.get("web")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .and_then(|s| s.last_control)
+                .ok_or_else(|| "not answered yet".to_string())
+        }
+    })
+    .await;
+    assert_eq!(c.by.as_deref(), Some(user.as_str()));
+    assert!(!c.done, "{c:?}");
+    assert!(
+        c.outcome
+            == format!(
+                "not done: author {user} may not patch deployments in {}",
+                h.ctx.namespace
+            ),
+        "{}",
+        c.outcome
+    );
+    // The rollout was not aborted: the Deployment still runs the new revision's canary.
+    let r = latest(&h.policies, "web", "web").await.unwrap();
+    assert!(
+        !matches!(
+            r.phase,
+            RolloutPhase::RollingBack | RolloutPhase::RolledBack
+        ),
+        "{:?}",
+        r.phase
+    );
+    assert_eq!(
+        image_of(&h.deployments.get("web").await.unwrap()),
+        "shop/web:v2"
+    );
+    h.cleanup().await;
+}

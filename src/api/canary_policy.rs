@@ -253,6 +253,25 @@ pub struct CanaryPolicyStatus {
     pub coverage: Option<Coverage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totals: Option<Totals>,
+    /// The latest order of a person (`maturity.sre.dev/canary-control`), acted on once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_control: Option<ControlRecord>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlRecord {
+    /// The annotation's value, as set.
+    pub request: String,
+    /// Who set it, as the admission webhook recorded them (absent when authors are not
+    /// checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    pub at: Time,
+    /// Whether the order was carried out.
+    pub done: bool,
+    /// What was done, or why nothing was.
+    pub outcome: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -25,6 +25,10 @@ pub const STABLE_TEMPLATE_ANNOTATION: &str = "maturity.sre.dev/canary-stable-tem
 /// On a DrillSchedule or a namespace: [`STOP_VALUE`] ends every drill there (restoring first).
 pub const STOP_ANNOTATION: &str = "maturity.sre.dev/drills";
 pub const STOP_VALUE: &str = "stop";
+/// On a CanaryPolicy: a person's order for one Deployment's rollout, `<promote|abort|resume>
+/// <deployment> [token]` (a new value acts once; `maturity-operator canary` writes one). The
+/// admission webhook records who set it as the policy's author ([`crate::canary::authored`]).
+pub const CANARY_CONTROL_ANNOTATION: &str = "maturity.sre.dev/canary-control";
 /// On a DrillSchedule: any new value starts a run now.
 pub const RUN_NOW_ANNOTATION: &str = "maturity.sre.dev/run-now";
 /// On a DrillSchedule or CanaryPolicy: the user who last wrote its spec, recorded by the

@@ -14,8 +14,10 @@ use super::analysis::QueryVars;
 use super::deployment::{Action, DeploymentView, ReplicaSetView};
 use super::rollout::{self, Check, Policy};
 use crate::api::CanaryPolicy;
-use crate::api::canary_policy::{CanaryPolicyStatus, Coverage, RolloutRecord, Totals};
-use crate::api::names::HOLD_ANNOTATION;
+use crate::api::canary_policy::{
+    CanaryPolicyStatus, ControlRecord, Coverage, RolloutRecord, Totals,
+};
+use crate::api::names::{CANARY_CONTROL_ANNOTATION, HOLD_ANNOTATION};
 use crate::authz::{self, Permission};
 use crate::conditions::{self, Cond, Note, Status};
 use crate::prom::enforce::Tenancy;
@@ -44,6 +46,9 @@ pub struct Observed {
     /// Whether the policy's author may patch the namespace's Deployments ([`needs`]); read
     /// only when the policy has work ([`has_work`]).
     pub authority: authz::Verdict,
+    /// The policy's proven author (who gave its order of the moment, if any); None when
+    /// authors are not checked or not known.
+    pub author: Option<String>,
 }
 
 /// What the policy does in its namespace for its author: patch Deployments (hold a rollout,
@@ -305,6 +310,7 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
         notes: Vec::new(),
         requeue: IDLE_REQUEUE,
     };
+    let mut order = pending_order(o);
     for c in candidates(o, &governed) {
         let check = o.checks.get(&c.name).filter(|_| parsed.is_ok());
         let plan = |check| {
@@ -332,6 +338,34 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
         if decision.check_due && check.is_some() {
             decision = plan(check);
         }
+        if let Some(pending) = order.as_mut().filter(|p| p.deployment() == Some(&c.name)) {
+            match (&parsed, o.authority.denied(), &c.active, &c.view) {
+                (Err(why), _, _, _) => pending.outcome = format!("not done: {why}"),
+                (_, Some(why), _, _) => pending.outcome = format!("not done: {why}"),
+                (Ok(_), None, Some(active), Some(view)) => {
+                    let order = pending.request.as_ref().map(|r| r.order);
+                    if let Ok(order) = order {
+                        match super::control::apply(
+                            &rules,
+                            order,
+                            active,
+                            view,
+                            &c.replica_sets,
+                            now,
+                            &pending.by(),
+                        ) {
+                            Ok(d) => {
+                                pending.outcome = d.records[0].message.clone().unwrap_or_default();
+                                pending.done = true;
+                                decision = d;
+                            }
+                            Err(why) => pending.outcome = why,
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
         if let Some(after) = decision.requeue {
             out.requeue = out.requeue.min(after.max(MIN_REQUEUE));
         }
@@ -345,6 +379,9 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
             out.actions.push((view, action));
         }
         out.notes.extend(decision.notes);
+    }
+    if let Some(pending) = order {
+        status.last_control = Some(pending.record(now));
     }
     status.coverage = Some(Coverage {
         deployments: o.deployments.len() as u32,
@@ -373,6 +410,70 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
     }
     out.status = status;
     out
+}
+
+/// An order on the policy not acted on yet.
+struct Pending {
+    value: String,
+    request: Result<super::control::Request, String>,
+    author: Option<String>,
+    done: bool,
+    outcome: String,
+}
+
+impl Pending {
+    fn deployment(&self) -> Option<&String> {
+        self.request.as_ref().ok().map(|r| &r.deployment)
+    }
+
+    fn by(&self) -> String {
+        self.author
+            .clone()
+            .unwrap_or_else(|| "someone (authors are not checked)".into())
+    }
+
+    fn record(self, now: Timestamp) -> ControlRecord {
+        ControlRecord {
+            request: self.value,
+            by: self.author,
+            at: Time(now),
+            done: self.done,
+            outcome: self.outcome,
+        }
+    }
+}
+
+/// The policy's order (`maturity.sre.dev/canary-control`) when it is one status has not
+/// recorded yet: each value acts once.
+fn pending_order(o: &Observed) -> Option<Pending> {
+    let value = o
+        .policy
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(CANARY_CONTROL_ANNOTATION)?
+        .clone();
+    let done = o
+        .policy
+        .status
+        .as_ref()
+        .and_then(|s| s.last_control.as_ref())
+        .is_some_and(|c| c.request == value);
+    if done {
+        return None;
+    }
+    let request = super::control::parse(&value);
+    let outcome = match &request {
+        Ok(r) => format!("no rollout of {} is under way", r.deployment),
+        Err(why) => why.clone(),
+    };
+    Some(Pending {
+        value,
+        request,
+        author: o.author.clone(),
+        done: false,
+        outcome,
+    })
 }
 
 /// Puts `records` into status (replacing the same rollout), adds `totals`, keeps the newest
@@ -445,6 +546,7 @@ mod tests {
             checks: BTreeMap::new(),
             tenancy: Tenancy::default(),
             authority: authz::Verdict::Allowed,
+            author: Some("alice".into()),
         }
     }
 
@@ -503,6 +605,135 @@ mod tests {
             at(10),
         )
         .status
+    }
+
+    #[test]
+    fn an_order_acts_once_with_its_author_named_and_a_refused_one_says_why() {
+        use crate::api::canary_policy::RolloutPhase;
+        let status = analysing(policy, 3, 1);
+        let (web, rss) = rolling(3, 1);
+        let pass = |p: CanaryPolicy, author: Option<&str>, authority: authz::Verdict| {
+            let mut o = observed(p, vec![web.clone()], rss.clone());
+            o.author = author.map(str::to_string);
+            o.authority = authority;
+            decide(&o, at(20))
+        };
+        // Promote: every replica to the new revision, without more analysis.
+        let out = pass(
+            policy().order("promote web t1").status(&status).build(),
+            Some("alice"),
+            authz::Verdict::Allowed,
+        );
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Promoting);
+        let c = out.status.last_control.clone().expect("the order recorded");
+        assert_eq!(c.request, "promote web t1");
+        assert_eq!(c.by.as_deref(), Some("alice"));
+        assert!(c.done);
+        assert_eq!(
+            c.outcome,
+            "promoted by alice: every replica moves to revision 2 without more analysis"
+        );
+        assert!(matches!(out.actions[0].1, Action::Restore { .. }));
+        // The same value again does nothing more: it was acted on.
+        let again = pass(
+            policy().order("promote web t1").status(&out.status).build(),
+            Some("alice"),
+            authz::Verdict::Allowed,
+        );
+        assert_eq!(again.status.last_control, out.status.last_control);
+
+        // Abort: back to the stable revision.
+        let out = pass(
+            policy().order("abort web t2").status(&status).build(),
+            Some("bob"),
+            authz::Verdict::Allowed,
+        );
+        assert_eq!(out.status.rollouts[0].phase, RolloutPhase::RollingBack);
+        assert_eq!(
+            out.status.last_control.as_ref().map(|c| c.outcome.as_str()),
+            Some("aborted by bob; restoring revision 1")
+        );
+        // Given by someone who may not patch Deployments: not done, and why.
+        let why = "mallory may not patch deployments in shop".to_string();
+        let out = pass(
+            policy().order("abort web t3").status(&status).build(),
+            Some("mallory"),
+            authz::Verdict::Denied(why.clone()),
+        );
+        let c = out.status.last_control.clone().unwrap();
+        assert!(!c.done);
+        assert_eq!(c.outcome, format!("not done: {why}"));
+        assert_ne!(out.status.rollouts[0].phase, RolloutPhase::RollingBack);
+        // Resume applies to held or inconclusive rollouts only; a Deployment with no
+        // rollout and a bad order are answered too.
+        for (order, outcome) in [
+            (
+                "resume web t4",
+                "nothing to resume: the rollout of web is Analyzing",
+            ),
+            ("promote api t5", "no rollout of api is under way"),
+            (
+                "rollback web",
+                "\"rollback\" is not an order: write `promote <deployment>`, `abort <deployment>` or `resume <deployment>`",
+            ),
+        ] {
+            let out = pass(
+                policy().order(order).status(&status).build(),
+                Some("alice"),
+                authz::Verdict::Allowed,
+            );
+            let c = out.status.last_control.unwrap();
+            assert_eq!((c.done, c.outcome.as_str()), (false, outcome), "{order}");
+        }
+    }
+
+    #[test]
+    fn resume_starts_a_held_step_over() {
+        use crate::api::canary_policy::RolloutPhase;
+        let status = analysing(|| policy().pause_on_failure(), 3, 1);
+        let (web, rss) = rolling(3, 1);
+        let mut o = observed(
+            policy().pause_on_failure().status(&status).build(),
+            vec![web.clone()],
+            rss.clone(),
+        );
+        o.checks.insert("web".into(), check(Verdict::Fail));
+        let held = decide(&o, at(20)).status;
+        assert_eq!(held.rollouts[0].phase, RolloutPhase::Held);
+        let o = observed(
+            policy()
+                .pause_on_failure()
+                .order("resume web t1")
+                .status(&held)
+                .build(),
+            vec![web],
+            rss,
+        );
+        let out = decide(&o, at(30));
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Progressing);
+        assert_eq!(r.checks.failed, 0, "the failures before are forgiven");
+        assert_eq!(
+            out.status.last_control.unwrap().outcome,
+            "resumed by alice: step 1 starts over"
+        );
+        assert_eq!(out.actions[0].1, Action::Hold { canary_replicas: 1 });
+    }
+
+    #[test]
+    fn an_order_is_part_of_what_the_author_is_proven_to_have_written() {
+        let plain = policy().build();
+        assert_eq!(
+            crate::canary::authored(&plain),
+            serde_json::to_value(&plain.spec).unwrap(),
+            "without an order, the spec alone (earlier proofs hold)"
+        );
+        let ordered = policy().order("promote web t1").build();
+        assert_eq!(
+            crate::canary::authored(&ordered),
+            json!({"spec": serde_json::to_value(&ordered.spec).unwrap(), "control": "promote web t1"})
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod analysis;
+pub mod control;
 pub mod decide;
 pub mod deployment;
 pub mod rollout;
@@ -12,6 +13,24 @@ pub mod rollout;
 use std::collections::BTreeMap;
 
 use crate::api::CanaryPolicy;
+
+/// What the author of a policy is proven to have written (the admission webhook's proof,
+/// [`crate::authz`]): its spec, and with it the person's order of the moment
+/// (`maturity.sre.dev/canary-control`), so that whoever sets an order is recorded as the
+/// author and it acts with their rights only. Without an order, the spec alone (as before
+/// orders existed: earlier proofs still hold).
+pub fn authored(p: &CanaryPolicy) -> serde_json::Value {
+    let spec = serde_json::to_value(&p.spec).unwrap_or_default();
+    match p
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::api::names::CANARY_CONTROL_ANNOTATION))
+    {
+        Some(order) => serde_json::json!({"spec": spec, "control": order}),
+        None => spec,
+    }
+}
 
 /// Does `policy` select a Deployment with these labels? An unusable selector selects nothing.
 pub fn selects(policy: &CanaryPolicy, labels: &BTreeMap<String, String>) -> bool {

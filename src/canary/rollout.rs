@@ -434,8 +434,30 @@ fn halt(
     why: String,
     out: &mut Decision,
 ) {
-    match (p.rollback, stable) {
-        (RollbackMode::Automatic, Some(s)) => {
+    match p.rollback {
+        RollbackMode::Automatic => halt_to_stable(r, stable, saved, replicas, now, why, out),
+        RollbackMode::Pause => hold(
+            r,
+            replicas,
+            now,
+            format!("{why}; held for a person (rollback: Pause)"),
+            out,
+        ),
+    }
+}
+
+/// Back to the stable revision, or held for a person when its ReplicaSet is gone.
+pub(super) fn halt_to_stable(
+    r: &mut RolloutRecord,
+    stable: Option<&ReplicaSetView>,
+    saved: SavedSettings,
+    replicas: i32,
+    now: Timestamp,
+    why: String,
+    out: &mut Decision,
+) {
+    match stable {
+        Some(s) => {
             let why = format!(
                 "{why}; restoring revision {}",
                 r.stable_revision.clone().unwrap_or_default()
@@ -447,22 +469,26 @@ fn halt(
             });
             out.requeue = Some(Duration::ZERO);
         }
-        (mode, _) => {
-            let why = if mode == RollbackMode::Automatic {
-                format!(
-                    "{why}; the previous revision's ReplicaSet is gone, so the rollout is held for a person"
-                )
-            } else {
-                format!("{why}; held for a person (rollback: Pause)")
-            };
-            go(r, RolloutPhase::Held, now, &why, out);
-            let e = exposure(r, replicas, now);
-            out.totals.held += 1;
-            out.totals.exposure_replica_minutes += e.replica_minutes;
-            r.exposure = Some(e);
-            out.action = Some(Action::Pause);
-        }
+        None => hold(
+            r,
+            replicas,
+            now,
+            format!(
+                "{why}; the previous revision's ReplicaSet is gone, so the rollout is held for a person"
+            ),
+            out,
+        ),
     }
+}
+
+/// Paused where it stands, for a person.
+fn hold(r: &mut RolloutRecord, replicas: i32, now: Timestamp, why: String, out: &mut Decision) {
+    go(r, RolloutPhase::Held, now, &why, out);
+    let e = exposure(r, replicas, now);
+    out.totals.held += 1;
+    out.totals.exposure_replica_minutes += e.replica_minutes;
+    r.exposure = Some(e);
+    out.action = Some(Action::Pause);
 }
 
 /// Starts a rollout of the template the webhook held: records the stable revision and the
@@ -594,7 +620,13 @@ pub fn unauthorized(
     out
 }
 
-fn go(r: &mut RolloutRecord, phase: RolloutPhase, now: Timestamp, why: &str, out: &mut Decision) {
+pub(super) fn go(
+    r: &mut RolloutRecord,
+    phase: RolloutPhase,
+    now: Timestamp,
+    why: &str,
+    out: &mut Decision,
+) {
     r.phase = phase;
     r.message = Some(why.to_string());
     if r.transitions.len() >= MAX_TRANSITIONS {

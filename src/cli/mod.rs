@@ -45,6 +45,25 @@ pub enum Command {
         #[arg(long, default_value = "30m", value_parser = parse_duration)]
         max_age: std::time::Duration,
     },
+    /// Give a CanaryPolicy's rollout an order: promote it now, abort it (back to the stable
+    /// revision), or resume a held or inconclusive one. Acts with your rights, and status
+    /// names you. Exits 0 once done, 1 when the operator refused it (the reason is printed),
+    /// 3 when it could not be given or was not answered in time.
+    Canary {
+        #[arg(value_parser = ["promote", "abort", "resume"])]
+        order: String,
+        /// Name of the CanaryPolicy.
+        policy: String,
+        /// The Deployment whose rollout it is (default: the policy's only rollout under way).
+        #[arg(long)]
+        deployment: Option<String>,
+        /// Namespace of the policy (default: the kubeconfig context's, as kubectl).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// How long to wait for the operator's answer.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        wait: std::time::Duration,
+    },
     /// Print the latest weekly (or monthly) report of an assessment.
     Report {
         /// Name of the MaturityAssessment.
@@ -122,6 +141,13 @@ pub async fn main(cli: Cli) -> ExitCode {
             min_level,
             max_age,
         } => tools::check(assessment, namespace, min_level, max_age).await,
+        Command::Canary {
+            order,
+            policy,
+            deployment,
+            namespace,
+            wait,
+        } => tools::canary(order, policy, deployment, namespace, wait).await,
         Command::Report {
             assessment,
             namespace,

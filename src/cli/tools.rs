@@ -31,6 +31,89 @@ pub async fn check(
     ExitCode::from(code)
 }
 
+/// `canary`: sets the policy's order annotation (a new value: the time makes it one) and
+/// waits for status to answer it.
+pub async fn canary(
+    order: String,
+    policy: String,
+    deployment: Option<String>,
+    namespace: Option<String>,
+    wait: std::time::Duration,
+) -> ExitCode {
+    use maturity_operator::api::CanaryPolicy;
+    use maturity_operator::api::names::CANARY_CONTROL_ANNOTATION;
+    let given = async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
+        let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+        let api: kube::Api<CanaryPolicy> = kube::Api::namespaced(client, &namespace);
+        let p = api
+            .get_opt(&policy)
+            .await
+            .map_err(|e| format!("cannot read CanaryPolicy {namespace}/{policy}: {e}"))?
+            .ok_or_else(|| format!("no CanaryPolicy {namespace}/{policy}"))?;
+        let deployment = match deployment {
+            Some(d) => d,
+            None => {
+                let running: Vec<String> = p
+                    .status
+                    .iter()
+                    .flat_map(|s| &s.rollouts)
+                    .filter(|r| !r.phase.is_terminal())
+                    .map(|r| r.deployment.clone())
+                    .collect();
+                match running.as_slice() {
+                    [one] => one.clone(),
+                    [] => return Err(format!("CanaryPolicy {namespace}/{policy} has no rollout under way")),
+                    many => return Err(format!("CanaryPolicy {namespace}/{policy} has rollouts of {} under way: name one with --deployment", many.join(", "))),
+                }
+            }
+        };
+        let value = format!("{order} {deployment} {}", jiff::Timestamp::now());
+        let patch = serde_json::json!({"metadata": {"annotations": {CANARY_CONTROL_ANNOTATION: value}}});
+        api.patch(&policy, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("cannot annotate CanaryPolicy {namespace}/{policy}: {e}"))?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let answer = api
+                .get_opt(&policy)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|p| p.status)
+                .and_then(|s| s.last_control)
+                .filter(|c| c.request == value);
+            if let Some(c) = answer {
+                return Ok(c);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the operator did not answer `{value}` within {} (is it running?)",
+                    maturity_operator::duration::format_duration(wait)
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    .await;
+    match given {
+        Ok(c) if c.done => {
+            println!("{}", c.outcome);
+            ExitCode::SUCCESS
+        }
+        Ok(c) => {
+            eprintln!("maturity-operator canary: {}", c.outcome);
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("maturity-operator canary: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
 /// `report`: the latest weekly or monthly report from the assessment's ConfigMap.
 pub async fn report(
     assessment: String,

@@ -271,7 +271,7 @@ impl Authored {
     fn spec(&self) -> serde_json::Value {
         match self {
             Self::Drill(d) => serde_json::to_value(&d.spec),
-            Self::Canary(p) => serde_json::to_value(&p.spec),
+            Self::Canary(p) => Ok(crate::canary::authored(p)),
         }
         .unwrap_or_default()
     }

@@ -44,19 +44,29 @@ pub async fn observe(
         checks: Default::default(),
         tenancy: ctx.settings.tenancy.clone(),
         authority: Verdict::Allowed,
+        author: None,
     };
     if decide::has_work(&observed) {
         let p = &observed.policy;
-        let spec = serde_json::to_value(&p.spec).unwrap_or_default();
+        let authored = crate::canary::authored(p);
         observed.authority = ctx
             .authorized(
                 "CanaryPolicy",
                 &ns,
                 p.metadata.annotations.as_ref(),
-                &spec,
+                &authored,
                 &decide::needs(p),
             )
             .await?;
+        observed.author = match ctx.settings.authors.of(
+            "CanaryPolicy",
+            &ns,
+            p.metadata.annotations.as_ref(),
+            &authored,
+        ) {
+            crate::authz::Authority::Author(a) => Some(a.username),
+            _ => None,
+        };
     }
     for (deployment, rollout) in decide::due_checks(&observed, ctx.clock.now()) {
         let check = run_check(ctx, &observed.policy, &ns, &deployment, &rollout).await;
