@@ -1369,3 +1369,83 @@ async fn an_order_from_someone_who_may_not_patch_deployments_is_not_carried_out(
     );
     h.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_template_change_made_while_the_operator_was_down_is_recorded_unguarded() {
+    let mut h = Harness::new("cunguarded", GOOD_AND_BAD).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    h.create_policy("web", one_step(m, json!({}), "Automatic"))
+        .await;
+    // The policy has seen web settled on v1.
+    let api = h.policies.clone();
+    eventually("web settled in status", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let s = api.get("web").await.map_err(|e| e.to_string())?.status;
+            if s.is_some_and(|s| s.settled.contains_key("web")) {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        }
+    })
+    .await;
+    // The operator (and so its webhook) is down; failurePolicy Ignore lets the change
+    // through, and the Deployment controller rolls it out at once.
+    h.kill_operator();
+    h.set_image("web", "shop/web:bad").await;
+    h.wait_complete("web", "shop/web:bad").await;
+    h.start_operator().await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::Unguarded],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.revision, "2");
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("revision 2 rolled out without analysis"),
+        "{:?}",
+        r.message
+    );
+    assert!(
+        r.metrics.is_empty() && r.checks == Default::default(),
+        "nothing analysed"
+    );
+    let totals = h
+        .policies
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .totals
+        .unwrap();
+    assert_eq!((totals.unguarded, totals.analyzed), (1, 0));
+    assert!(
+        h.event_reasons()
+            .await
+            .iter()
+            .any(|r| r == "CanaryUnguarded"),
+        "{:?}",
+        h.event_reasons().await
+    );
+    // With the operator back, the next change is held and analysed as usual.
+    h.set_image("web", "shop/web:v3").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::Promoted, RolloutPhase::RolledBack],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::Promoted, "{:?}", r.message);
+    h.cleanup().await;
+}

@@ -3,6 +3,8 @@
 // Every printcolumn(...) repeats the same keys, which clippy mistakes for duplicates.
 #![allow(clippy::duplicated_attributes)]
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -203,7 +205,8 @@ pub enum RollbackMode {
     Pause,
 }
 
-/// Where a rollout stands. Terminal phases: Promoted, RolledBack, Superseded, Released.
+/// Where a rollout stands. Terminal phases: Promoted, RolledBack, Superseded, Released,
+/// Unguarded.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum RolloutPhase {
     /// The step's share of replicas is being moved to the new revision.
@@ -225,13 +228,17 @@ pub enum RolloutPhase {
     /// The policy stopped governing the Deployment (policy deleted, labels changed,
     /// Deployment deleted); its own settings were restored and it was unpaused.
     Released,
+    /// A new revision rolled out without the policy: the admission webhook did not hold it
+    /// (the operator was down or unreachable with `failurePolicy: Ignore`). Recorded when
+    /// seen; nothing was analysed.
+    Unguarded,
 }
 
 impl RolloutPhase {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Promoted | Self::RolledBack | Self::Superseded | Self::Released
+            Self::Promoted | Self::RolledBack | Self::Superseded | Self::Released | Self::Unguarded
         )
     }
 
@@ -253,6 +260,11 @@ pub struct CanaryPolicyStatus {
     pub coverage: Option<Coverage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totals: Option<Totals>,
+    /// The pod-template hash each governed Deployment ran when the policy last saw it
+    /// settled (its first sight, or the end of a rollout): a newer one that no rollout
+    /// brought is [`RolloutPhase::Unguarded`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settled: BTreeMap<String, String>,
     /// The latest order of a person (`maturity.sre.dev/canary-control`), acted on once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_control: Option<ControlRecord>,
@@ -430,6 +442,9 @@ pub struct Totals {
     pub held: u32,
     /// Rollouts with at least one inconclusive check.
     pub inconclusive: u32,
+    /// Revisions that rolled out without the policy (the webhook did not hold them).
+    #[serde(default)]
+    pub unguarded: u32,
     /// Exposure summed over failed rollouts.
     #[serde(default)]
     pub exposure_replica_minutes: f64,

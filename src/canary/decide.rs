@@ -366,6 +366,36 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
                 _ => {}
             }
         }
+        if let Some(view) = &c.view
+            && c.governed
+            && let Some(current) = c
+                .replica_sets
+                .iter()
+                .find(|rs| rs.template == view.template)
+        {
+            let quiet = c.active.is_none()
+                && decision.records.is_empty()
+                && decision.action.is_none()
+                && view.hold.is_none()
+                && !view.paused;
+            let ended = !decision.records.is_empty()
+                && decision.records.iter().all(|r| r.phase.is_terminal());
+            match status.settled.get(&c.name).cloned() {
+                // A template no rollout of the policy brought.
+                Some(settled) if quiet && settled != current.hash => {
+                    decision = rollout::unguarded(view, &settled, current, now);
+                    status.settled.insert(c.name.clone(), current.hash.clone());
+                }
+                // First sight, or the end of a rollout.
+                None if quiet => {
+                    status.settled.insert(c.name.clone(), current.hash.clone());
+                }
+                _ if ended => {
+                    status.settled.insert(c.name.clone(), current.hash.clone());
+                }
+                _ => {}
+            }
+        }
         if let Some(after) = decision.requeue {
             out.requeue = out.requeue.min(after.max(MIN_REQUEUE));
         }
@@ -383,6 +413,7 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
     if let Some(pending) = order {
         status.last_control = Some(pending.record(now));
     }
+    status.settled.retain(|d, _| governed.contains(d));
     status.coverage = Some(Coverage {
         deployments: o.deployments.len() as u32,
         governed: governed.len() as u32,
@@ -512,6 +543,7 @@ pub fn upsert(
     t.rolled_back += add.rolled_back;
     t.held += add.held;
     t.inconclusive += add.inconclusive;
+    t.unguarded += add.unguarded;
     t.exposure_replica_minutes =
         ((t.exposure_replica_minutes + add.exposure_replica_minutes) * 100.0).round() / 100.0;
 }
@@ -605,6 +637,60 @@ mod tests {
             at(10),
         )
         .status
+    }
+
+    #[test]
+    fn a_revision_that_rolled_out_without_the_policy_is_recorded_unguarded() {
+        use crate::api::canary_policy::RolloutPhase;
+        // First sight of web on v1 (ReplicaSet a): settled, nothing recorded.
+        let v1 = DeploymentBuilder::new("web", "v1").build();
+        let rss = vec![replica_set(&v1, "a", "v1", "1", 4, 4)];
+        let first = decide(&observed(policy().build(), vec![v1], rss), at(0));
+        assert_eq!(
+            first.status.settled.get("web").map(String::as_str),
+            Some("a")
+        );
+        assert!(first.status.rollouts.is_empty());
+        // v2 rolled out while the webhook was not reached: not held, not paused.
+        let v2 = DeploymentBuilder::new("web", "v2").build();
+        let rss = vec![
+            replica_set(&v2, "a", "v1", "1", 0, 0),
+            replica_set(&v2, "b", "v2", "2", 4, 4),
+        ];
+        let o = observed(
+            policy().status(&first.status).build(),
+            vec![v2.clone()],
+            rss.clone(),
+        );
+        let out = decide(&o, at(60));
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Unguarded);
+        assert_eq!(r.revision, "2");
+        assert_eq!(
+            r.message.as_deref(),
+            Some(
+                "revision 2 rolled out without analysis: the policy did not hold the template change (the admission webhook was not reached: the operator was down or unreachable, with failurePolicy Ignore)"
+            )
+        );
+        assert_eq!(out.status.totals.as_ref().map(|t| t.unguarded), Some(1));
+        assert_eq!(out.status.settled.get("web").map(String::as_str), Some("b"));
+        assert!(out.actions.is_empty(), "nothing is done to the Deployment");
+        assert!(
+            out.notes
+                .iter()
+                .any(|n| n.reason == "CanaryUnguarded" && n.warning)
+        );
+        // Seen once: the next pass records nothing more.
+        let again = decide(
+            &observed(policy().status(&out.status).build(), vec![v2], rss),
+            at(120),
+        );
+        assert_eq!(again.status, {
+            let mut s = out.status.clone();
+            s.common = again.status.common.clone();
+            s
+        });
+        assert_eq!(again.status.rollouts.len(), 1);
     }
 
     #[test]

@@ -416,7 +416,8 @@ pub fn plan(
         RolloutPhase::Promoted
         | RolloutPhase::RolledBack
         | RolloutPhase::Superseded
-        | RolloutPhase::Released => {}
+        | RolloutPhase::Released
+        | RolloutPhase::Unguarded => {}
     }
     out
 }
@@ -489,6 +490,47 @@ fn hold(r: &mut RolloutRecord, replicas: i32, now: Timestamp, why: String, out: 
     out.totals.exposure_replica_minutes += e.replica_minutes;
     r.exposure = Some(e);
     out.action = Some(Action::Pause);
+}
+
+/// The record of a revision that rolled out without the policy (`settled` is the template
+/// hash the Deployment ran before, `current` the ReplicaSet it runs now).
+pub fn unguarded(
+    d: &DeploymentView,
+    settled: &str,
+    current: &ReplicaSetView,
+    now: Timestamp,
+) -> Decision {
+    let mut out = Decision::default();
+    let mut r = RolloutRecord {
+        deployment: d.name.clone(),
+        revision: current.revision.clone().unwrap_or_default(),
+        phase: RolloutPhase::Unguarded,
+        step: 0,
+        canary_replicas: 0,
+        checks: CheckCounts::default(),
+        canary_hash: Some(current.hash.clone()),
+        stable_hash: Some(settled.to_string()),
+        stable_revision: None,
+        saved: None,
+        started_at: Some(Time(now)),
+        step_started_at: None,
+        last_check_at: None,
+        first_failed_at: None,
+        finished_at: Some(Time(now)),
+        metrics: Vec::new(),
+        exposure: None,
+        was_inconclusive: false,
+        message: None,
+        transitions: Vec::new(),
+    };
+    let why = format!(
+        "revision {} rolled out without analysis: the policy did not hold the template change (the admission webhook was not reached: the operator was down or unreachable, with failurePolicy Ignore)",
+        r.revision
+    );
+    go(&mut r, RolloutPhase::Unguarded, now, &why, &mut out);
+    out.totals.unguarded += 1;
+    out.records.push(r);
+    out
 }
 
 /// Starts a rollout of the template the webhook held: records the stable revision and the
@@ -636,7 +678,8 @@ pub(super) fn go(
         RolloutPhase::RolledBack
         | RolloutPhase::Released
         | RolloutPhase::Superseded
-        | RolloutPhase::Promoted => 0,
+        | RolloutPhase::Promoted
+        | RolloutPhase::Unguarded => 0,
         _ => r.canary_replicas,
     };
     r.transitions.push(Transition {
@@ -655,6 +698,7 @@ pub(super) fn go(
                 | RolloutPhase::RolledBack
                 | RolloutPhase::Held
                 | RolloutPhase::Inconclusive
+                | RolloutPhase::Unguarded
         ),
     });
 }

@@ -872,6 +872,7 @@ mod tests {
             policies: 1,
             analyzed: 4,
             rolled_back: 1,
+            unguarded: Vec::new(),
         };
         o.extras.canary_promoted = 3;
         o.satisfaction = Some(Ok((0.95, 0.9)));

@@ -269,6 +269,9 @@ pub struct CanaryFacts {
     pub policies: usize,
     pub analyzed: u32,
     pub rolled_back: u32,
+    /// Governed Deployments whose current revision rolled out without analysis (the policy
+    /// did not hold it), as `<deployment> revision <n>`.
+    pub unguarded: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -604,6 +607,13 @@ pub fn measure(f: &Facts) -> BTreeMap<&'static str, Measurement> {
                 w.len(),
                 CANARY_SHARE,
             )
+        } else if !c.unguarded.is_empty() {
+            Measurement::NotMet(format!(
+                "{governed} of {} workloads governed, but {} run a revision that rolled out without analysis (the policy did not hold it): {}",
+                w.len(),
+                c.unguarded.len(),
+                c.unguarded.join(", ")
+            ))
         } else if c.analyzed == 0 {
             Measurement::NotMet(format!(
                 "{governed} of {} workloads governed, but no rollout was analysed yet",
@@ -931,6 +941,7 @@ mod tests {
                 policies: 1,
                 analyzed: 3,
                 rolled_back: 1,
+                unguarded: Vec::new(),
             },
             drills: vec![DrillFact {
                 name: "d".into(),
@@ -1005,6 +1016,21 @@ mod tests {
         assert_eq!(h(3600), 3600, "at least an hour");
         assert_eq!(h(14 * 86_400), 302_400, "3.5 days for 14 days");
         assert_eq!(h(90 * 86_400), 7 * 86_400, "at most a week");
+    }
+
+    #[test]
+    fn a_revision_that_rolled_out_unguarded_counts_against_canary_coverage() {
+        let mut f = facts();
+        assert!(matches!(measure(&f)["CX-4.3"], Measurement::Met(_)));
+        f.canary.unguarded = vec!["web revision 7".into()];
+        let m = measure(&f);
+        let Measurement::NotMet(why) = &m["CX-4.3"] else {
+            panic!("{:?}", m["CX-4.3"]);
+        };
+        assert!(
+            why.ends_with("but 1 run a revision that rolled out without analysis (the policy did not hold it): web revision 7"),
+            "{why}"
+        );
     }
 
     #[test]

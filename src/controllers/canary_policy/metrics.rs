@@ -32,7 +32,7 @@ impl CanaryMetrics {
             ),
             rollouts: m.int_gauges(
                 "maturity_canary_rollouts",
-                "Rollouts since the policy was created, by outcome (analyzed, promoted, rolled_back, held, inconclusive).",
+                "Rollouts since the policy was created, by outcome (analyzed, promoted, rolled_back, held, inconclusive, unguarded).",
                 &["namespace", "policy", "outcome"],
             ),
             exposure_replica_minutes: m.gauges(
@@ -64,6 +64,7 @@ impl CanaryMetrics {
             ("rolled_back", totals.rolled_back),
             ("held", totals.held),
             ("inconclusive", totals.inconclusive),
+            ("unguarded", totals.unguarded),
         ];
         let failed: BTreeMap<(String, String), (f64, f64)> = s
             .rollouts

@@ -13,6 +13,7 @@ use kube::ResourceExt;
 
 use super::super::{Context, Error};
 use super::sources;
+use crate::api::canary_policy::RolloutPhase;
 use crate::api::drill_schedule::WorkloadKind;
 use crate::api::names::{CONTACT_ANNOTATIONS, GITOPS_MARKS, OWNER_LABELS, report_config_map};
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, ResponseTimeTarget};
@@ -201,10 +202,21 @@ fn canaries(policies: &[CanaryPolicy]) -> (CanaryFacts, u32) {
     };
     let mut promoted = 0;
     for p in policies {
-        if let Some(tot) = p.status.as_ref().and_then(|s| s.totals.as_ref()) {
+        let Some(s) = &p.status else { continue };
+        if let Some(tot) = &s.totals {
             canary.analyzed += tot.analyzed;
             promoted += tot.promoted;
             canary.rolled_back += tot.rolled_back;
+        }
+        // The latest rollout of each Deployment (most recent first) says how its current
+        // revision came.
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &s.rollouts {
+            if seen.insert(&r.deployment) && r.phase == RolloutPhase::Unguarded {
+                canary
+                    .unguarded
+                    .push(format!("{} revision {}", r.deployment, r.revision));
+            }
         }
     }
     (canary, promoted)
