@@ -905,8 +905,12 @@ async fn a_user_naming_the_operators_field_manager_is_still_held() {
 /// the Deployment's revision is no longer the stable one. The webhook records the stable
 /// template when it holds, so every such change is analysed (and, bad, rolled back), never
 /// released unanalysed. Ten restarts, each followed at once by the rolled-back template.
+/// A rolled-back template applied again, as a GitOps tool's self-heal does, right after the
+/// operator restarted: never released without a rollout. The first time it is analysed and
+/// rolled back; every time after, it is recognised and held before any pod moves (not
+/// rolled out and back in a loop), until a person's order: here `abort`, back to v1.
 #[tokio::test]
-async fn a_rolled_back_template_applied_again_right_after_a_restart_is_analysed_every_time() {
+async fn a_rolled_back_template_applied_again_right_after_a_restart_is_held_every_time() {
     let mut h = Harness::new("crace", GOOD_AND_BAD).await;
     h.create_deployment("web", true, "shop/web:v1").await;
     h.create_policy(
@@ -927,16 +931,21 @@ async fn a_rolled_back_template_applied_again_right_after_a_restart_is_analysed_
         h.set_image("web", "shop/web:bad").await;
         let (api, deployments, known) = (h.policies.clone(), h.deployments.clone(), seen.clone());
         let r = eventually(
-            &format!("attempt {attempt}: the bad template analysed and rolled back"),
+            &format!("attempt {attempt}: the bad template rolled back or held"),
             Duration::from_secs(90),
             || {
                 let (api, deployments, known) = (api.clone(), deployments.clone(), known.clone());
                 async move {
                     let d = deployments.get("web").await.map_err(|e| e.to_string())?;
                     let r = latest(&api, "web", "web").await.ok();
-                    let new = r.filter(|r| !known.contains(&r.started_at));
+                    // Status keeps whole seconds: two rollouts may start in one; each
+                    // has its own revision.
+                    let new =
+                        r.filter(|r| !known.contains(&(r.started_at.clone(), r.revision.clone())));
                     match new {
-                        Some(r) if r.phase.is_terminal() => Ok(Ok(r)),
+                        Some(r) if r.phase.is_terminal() || r.phase == RolloutPhase::Held => {
+                            Ok(Ok(r))
+                        }
                         Some(r) => Err(format!("{:?} {:?}", r.phase, r.message)),
                         None if image_of(&d) == "shop/web:bad"
                             && d.spec.as_ref().and_then(|s| s.paused) != Some(true)
@@ -956,14 +965,48 @@ async fn a_rolled_back_template_applied_again_right_after_a_restart_is_analysed_
         )
         .await
         .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
-        assert_eq!(
-            r.phase,
-            RolloutPhase::RolledBack,
-            "attempt {attempt}: {:?}",
-            r.message
-        );
-        assert!(r.checks.failed >= 1, "attempt {attempt}: {:?}", r.checks);
-        seen.push(r.started_at.clone());
+        seen.push((r.started_at.clone(), r.revision.clone()));
+        if attempt == 0 {
+            assert_eq!(r.phase, RolloutPhase::RolledBack, "{:?}", r.message);
+            assert!(r.checks.failed >= 1, "{:?}", r.checks);
+        } else {
+            assert_eq!(
+                r.phase,
+                RolloutPhase::Held,
+                "attempt {attempt}: {:?}",
+                r.message
+            );
+            assert!(
+                r.message
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("was applied again"),
+                "attempt {attempt}: {:?}",
+                r.message
+            );
+            let rs = h.replica_sets("web").await;
+            assert_eq!(
+                rs.get("shop/web:bad"),
+                Some(&0),
+                "attempt {attempt}: {rs:?}"
+            );
+            let out = h.ctx.kubectl_as(
+                "",
+                &[
+                    "annotate",
+                    "canarypolicy",
+                    "web",
+                    "--overwrite",
+                    &format!("maturity.sre.dev/canary-control=abort web attempt-{attempt}"),
+                ],
+                "",
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         h.wait_complete("web", "shop/web:v1").await;
     }
     assert_eq!(seen.len(), 11, "one rollout per change");

@@ -30,12 +30,11 @@ pub fn operators_own(
 /// not patch Deployments must not stop anyone's rollout.
 pub fn may_hold(policy: &CanaryPolicy, authors: &Authors) -> bool {
     let ns = policy.metadata.namespace.clone().unwrap_or_default();
-    let spec = serde_json::to_value(&policy.spec).unwrap_or_default();
     if let Authority::Unknown(_) = authors.of(
         "CanaryPolicy",
         &ns,
         policy.metadata.annotations.as_ref(),
-        &spec,
+        &super::authored(policy),
     ) {
         return false;
     }

@@ -15,7 +15,7 @@ use super::deployment::{Action, DeploymentView, ReplicaSetView};
 use super::rollout::{self, Check, Policy};
 use crate::api::CanaryPolicy;
 use crate::api::canary_policy::{
-    CanaryPolicyStatus, ControlRecord, Coverage, RolloutRecord, Totals,
+    CanaryPolicyStatus, ControlRecord, Coverage, RolloutPhase, RolloutRecord, Totals,
 };
 use crate::api::names::{CANARY_CONTROL_ANNOTATION, HOLD_ANNOTATION};
 use crate::authz::{self, Permission};
@@ -366,6 +366,32 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
                 _ => {}
             }
         }
+        // A rollout that just started of a template the policy rolled back before.
+        if let Some(view) = &c.view
+            && let Some(fresh) = decision
+                .records
+                .iter()
+                .find(|r| r.phase == RolloutPhase::Progressing && r.transitions.len() == 1)
+            && let Some(rs) = c
+                .replica_sets
+                .iter()
+                .find(|rs| rs.template == view.template)
+            && let Some(previous) = status.rollouts.iter().find(|r| {
+                r.deployment == c.name
+                    && r.phase == RolloutPhase::RolledBack
+                    && r.canary_hash.as_ref() == Some(&rs.hash)
+            })
+        {
+            let mut again = rollout::applied_again(fresh, rs, previous, view.replicas, now);
+            again.records.extend(
+                decision
+                    .records
+                    .iter()
+                    .filter(|r| r.started_at != fresh.started_at)
+                    .cloned(),
+            );
+            decision = again;
+        }
         if let Some(view) = &c.view
             && c.governed
             && let Some(current) = c
@@ -507,8 +533,8 @@ fn pending_order(o: &Observed) -> Option<Pending> {
     })
 }
 
-/// Puts `records` into status (replacing the same rollout), adds `totals`, keeps the newest
-/// first and at most `historyLimit` ended rollouts (every running one is kept).
+/// Puts `records` into status (replacing the same rollout under way), adds `totals`, keeps
+/// the newest first and at most `historyLimit` ended rollouts (every running one is kept).
 pub fn upsert(
     status: &mut CanaryPolicyStatus,
     records: Vec<RolloutRecord>,
@@ -516,13 +542,14 @@ pub fn upsert(
     p: &CanaryPolicy,
 ) {
     for r in records {
-        match status
-            .rollouts
-            .iter_mut()
-            .find(|x| x.deployment == r.deployment && x.started_at == r.started_at)
-        {
+        // The rollout under way of the Deployment (status keeps whole seconds: an ended one
+        // may have started in the same second); a new one goes first, so that it stays the
+        // latest among those of its second.
+        match status.rollouts.iter_mut().find(|x| {
+            x.deployment == r.deployment && x.started_at == r.started_at && !x.phase.is_terminal()
+        }) {
             Some(x) => *x = r,
-            None => status.rollouts.push(r),
+            None => status.rollouts.insert(0, r),
         }
     }
     status
@@ -691,6 +718,55 @@ mod tests {
             s
         });
         assert_eq!(again.status.rollouts.len(), 1);
+    }
+
+    #[test]
+    fn a_rolled_back_template_applied_again_is_held_not_rolled_out_again() {
+        use crate::api::canary_policy::RolloutPhase;
+        // Roll v2 back: analysing, then a failed check, then every pod back on v1.
+        let status = analysing(policy, 3, 1);
+        let (web, rss) = rolling(3, 1);
+        let mut o = observed(policy().status(&status).build(), vec![web], rss);
+        o.checks.insert("web".into(), check(Verdict::Fail));
+        let rolling_back = decide(&o, at(20)).status;
+        let v1 = DeploymentBuilder::new("web", "v1")
+            .held_for("p")
+            .unpaused()
+            .build();
+        let back = vec![
+            replica_set(&v1, "a", "v1", "3", 4, 4),
+            replica_set(&v1, "b", "v2", "2", 0, 0),
+        ];
+        let rolled_back = decide(
+            &observed(policy().status(&rolling_back).build(), vec![v1], back),
+            at(30),
+        )
+        .status;
+        assert_eq!(rolled_back.rollouts[0].phase, RolloutPhase::RolledBack);
+        // A GitOps self-heal applies v2 again: the webhook holds it (paused); its
+        // ReplicaSet b is the one that was rolled back.
+        let again = DeploymentBuilder::new("web", "v2").held_for("p").build();
+        // (the Deployment's revision is its builder's, 1: that of ReplicaSet a here)
+        let rss = vec![
+            replica_set(&again, "a", "v1", "1", 4, 4),
+            replica_set(&again, "b", "v2", "2", 0, 0),
+        ];
+        let out = decide(
+            &observed(policy().status(&rolled_back).build(), vec![again], rss),
+            at(40),
+        );
+        let r = &out.status.rollouts[0];
+        assert_eq!(r.phase, RolloutPhase::Held);
+        assert_eq!(r.canary_hash.as_deref(), Some("b"));
+        let why = r.message.clone().unwrap_or_default();
+        assert!(
+            why.starts_with("this template was rolled back at ")
+                && why.contains("(1 failed check(s) of 1 allowed: Fail; restoring revision 1)")
+                && why.contains("held, not rolled out again; revert it where it comes from"),
+            "{why}"
+        );
+        assert_eq!(out.actions[0].1, Action::Pause, "no pod moves");
+        assert_eq!(out.status.rollouts.len(), 2, "the earlier rollout is kept");
     }
 
     #[test]
@@ -1183,6 +1259,47 @@ mod tests {
             }
         );
         assert_eq!(out.status.coverage.as_ref().unwrap().governed, 0);
+    }
+
+    #[test]
+    fn two_rollouts_started_in_one_second_stay_apart() {
+        let record = |phase: RolloutPhase, message: &str| -> RolloutRecord {
+            serde_json::from_value(json!({"deployment": "web", "phase": phase, "step": 0,
+                                          "startedAt": at(10).to_string(), "message": message}))
+            .unwrap()
+        };
+        let mut status = CanaryPolicyStatus {
+            rollouts: vec![record(RolloutPhase::RolledBack, "first")],
+            ..Default::default()
+        };
+        let p = policy().build();
+        // A second rollout starts in the same (whole) second: it goes first, the ended one
+        // is kept.
+        upsert(
+            &mut status,
+            vec![record(RolloutPhase::Progressing, "second")],
+            &Totals::default(),
+            &p,
+        );
+        // Its next move replaces it, not the ended one.
+        upsert(
+            &mut status,
+            vec![record(RolloutPhase::Held, "second, held")],
+            &Totals::default(),
+            &p,
+        );
+        let seen: Vec<(RolloutPhase, String)> = status
+            .rollouts
+            .iter()
+            .map(|r| (r.phase, r.message.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (RolloutPhase::Held, "second, held".to_string()),
+                (RolloutPhase::RolledBack, "first".to_string())
+            ]
+        );
     }
 
     #[test]

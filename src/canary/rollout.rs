@@ -616,6 +616,41 @@ fn start(
     out.requeue = Some(Duration::ZERO);
 }
 
+/// A rollout that just started (`fresh`) of a template the policy rolled back before
+/// (`previous`, whose new revision was the ReplicaSet `rs`): a GitOps tool's self-heal
+/// applying it again. Held, paused before any pod moves, for a person to revert it at its
+/// source or to give an order; not rolled out and back again in a loop.
+pub fn applied_again(
+    fresh: &RolloutRecord,
+    rs: &ReplicaSetView,
+    previous: &RolloutRecord,
+    replicas: i32,
+    now: Timestamp,
+) -> Decision {
+    let mut out = Decision::default();
+    let mut r = fresh.clone();
+    r.canary_hash = Some(rs.hash.clone());
+    r.revision = rs.revision.clone().unwrap_or_default();
+    r.canary_replicas = 0;
+    let failed = previous
+        .transitions
+        .iter()
+        .find(|t| t.phase == RolloutPhase::RollingBack)
+        .map(|t| format!(" ({})", t.reason))
+        .unwrap_or_default();
+    let when = previous
+        .finished_at
+        .as_ref()
+        .map(|t| format!(" at {}", t.0))
+        .unwrap_or_default();
+    let why = format!(
+        "this template was rolled back{when}{failed} and was applied again (a GitOps tool's self-heal?): held, not rolled out again; revert it where it comes from, or give an order (maturity-operator canary resume, promote or abort)"
+    );
+    hold(&mut r, replicas, now, why, &mut out);
+    out.records.push(r);
+    out
+}
+
 /// Moves `r` to `phase`, keeps the transition and the message, and notes an Event.
 /// The move for one Deployment when the policy's author may not patch Deployments (`why`):
 /// a rollout under way is held where it is (nothing promoted or rolled back, no check run)
