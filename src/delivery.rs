@@ -27,6 +27,11 @@ impl std::fmt::Debug for Deliverer {
 
 /// Why `url` may not be sent to, with `hosts` allowed, or None.
 pub fn refused(url: &str, hosts: &[String]) -> Option<String> {
+    refused_by(url, hosts, "--report-webhook-hosts", "delivers reports to")
+}
+
+/// [`refused`], for the hosts of `flag`, to which the operator `does` (a sentence part).
+pub fn refused_by(url: &str, hosts: &[String], flag: &str, does: &str) -> Option<String> {
     let parsed = match reqwest::Url::parse(url) {
         Ok(u) => u,
         Err(e) => return Some(format!("{url:?} is not a URL: {e}")),
@@ -44,9 +49,11 @@ pub fn refused(url: &str, hosts: &[String]) -> Option<String> {
         return None;
     }
     Some(match hosts.is_empty() {
-        true => "the operator delivers reports to no host (--report-webhook-hosts is empty); ask the platform team to allow the receiver's host".into(),
+        true => format!(
+            "the operator {does} no host ({flag} is empty); ask the platform team to allow the receiver's host"
+        ),
         false => format!(
-            "host {host} is not one the operator delivers reports to (--report-webhook-hosts: {})",
+            "host {host} is not one the operator {does} ({flag}: {})",
             hosts.join(", ")
         ),
     })
@@ -67,9 +74,28 @@ impl Deliverer {
         if let Some(why) = refused(url, &self.hosts) {
             return Err(why);
         }
+        self.send(url, body, TIMEOUT).await
+    }
+
+    /// POSTs `body` to a canary hook at `url` (a host of `--canary-hook-hosts`), waiting
+    /// at most `timeout`.
+    pub async fn call_hook(
+        &self,
+        url: &str,
+        body: String,
+        timeout: Duration,
+    ) -> Result<u16, String> {
+        if let Some(why) = refused_by(url, &self.hosts, "--canary-hook-hosts", "calls hooks on") {
+            return Err(why);
+        }
+        self.send(url, body, timeout).await
+    }
+
+    async fn send(&self, url: &str, body: String, timeout: Duration) -> Result<u16, String> {
         let answer = self
             .client
             .post(url)
+            .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()

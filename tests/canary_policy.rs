@@ -1492,3 +1492,123 @@ async fn a_template_change_made_while_the_operator_was_down_is_recorded_unguarde
     assert_eq!(r.phase, RolloutPhase::Promoted, "{:?}", r.message);
     h.cleanup().await;
 }
+
+/// The operator again, allowed to call hooks on the loopback receivers (any port).
+async fn allow_hooks(h: &mut Harness) {
+    h.operator_args
+        .push("--canary-hook-hosts=127.0.0.1".to_string());
+    h.kill_operator();
+    h.start_operator().await;
+}
+
+#[tokio::test]
+async fn a_pre_rollout_hook_that_answers_500_halts_the_rollout() {
+    let mut h = Harness::new("chookfail", GOOD_AND_BAD).await;
+    let hooks = support::receiver::Receiver::start().await; // answers 500
+    allow_hooks(&mut h).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    let mut spec = one_step(m, json!({}), "Automatic");
+    spec["hooks"] = json!([{"name": "acceptance", "type": "PreRollout", "url": hooks.url,
+                            "timeout": "5s", "metadata": {"suite": "smoke"}}]);
+    h.create_policy("web", spec).await;
+    // A good version: only the hook stops it.
+    h.set_image("web", "shop/web:v2").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::RolledBack, RolloutPhase::Promoted],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::RolledBack, "{:?}", r.message);
+    let reason = reason_of(&r, RolloutPhase::RollingBack);
+    assert!(
+        reason.contains("hook acceptance (PreRollout): answered 500"),
+        "{reason}"
+    );
+    let bodies = hooks.bodies.lock().unwrap().clone();
+    assert!(!bodies.is_empty());
+    assert_eq!(bodies[0]["deployment"], "web");
+    assert_eq!(bodies[0]["namespace"], h.ctx.namespace.as_str());
+    assert_eq!(bodies[0]["type"], "PreRollout");
+    assert_eq!(bodies[0]["metadata"]["suite"], "smoke");
+    h.wait_complete("web", "shop/web:v1").await;
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn rollout_hooks_run_with_every_check_and_a_passing_pre_rollout_hook_runs_until_a_pass() {
+    let mut h = Harness::new("chookok", GOOD_AND_BAD).await;
+    let pre = support::receiver::Receiver::start().await;
+    let load = support::receiver::Receiver::start().await;
+    let post = support::receiver::Receiver::start().await;
+    for r in [&pre, &load, &post] {
+        r.code.store(200, std::sync::atomic::Ordering::SeqCst);
+    }
+    allow_hooks(&mut h).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    let mut spec = one_step(m, json!({}), "Automatic");
+    spec["hooks"] = json!([
+        {"name": "smoke", "type": "PreRollout", "url": pre.url},
+        {"name": "load", "type": "Rollout", "url": load.url, "metadata": {"cmd": "hey -z 10s"}},
+        {"name": "notify", "type": "PostRollout", "url": post.url},
+    ]);
+    h.create_policy("web", spec).await;
+    h.set_image("web", "shop/web:v2").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::RolledBack, RolloutPhase::Promoted],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::Promoted, "{:?}", r.message);
+    let (pre_calls, load_calls) = (
+        pre.bodies.lock().unwrap().len(),
+        load.bodies.lock().unwrap().len(),
+    );
+    assert_eq!(
+        pre_calls, 1,
+        "the pre-rollout hook, until the first check passed"
+    );
+    assert_eq!(
+        load_calls as u32,
+        r.checks.passed + r.checks.failed + r.checks.inconclusive,
+        "the rollout hook, at every check"
+    );
+    assert_eq!(
+        load.bodies.lock().unwrap()[0]["metadata"]["cmd"],
+        "hey -z 10s"
+    );
+    // The post-rollout hook once the rollout ended, its answer in status.
+    let api = h.policies.clone();
+    let called = eventually(
+        "the post-rollout hook's answer",
+        Duration::from_secs(20),
+        || {
+            let api = api.clone();
+            async move {
+                let r = latest(&api, "web", "web").await?;
+                r.post_rollout
+                    .clone()
+                    .filter(|p| p.done)
+                    .ok_or(format!("{:?}", r.post_rollout))
+            }
+        },
+    )
+    .await;
+    assert_eq!(called.results.len(), 1);
+    assert_eq!(
+        called.results[0].result,
+        maturity_operator::api::canary_policy::CheckResult::Pass
+    );
+    let bodies = post.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1, "called once");
+    assert_eq!(bodies[0]["phase"], "Promoted");
+    assert_eq!(bodies[0]["type"], "PostRollout");
+    h.cleanup().await;
+}

@@ -82,6 +82,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             "webhook.clientCASecret=apiserver-webhook-client-ca",
             "metrics.certSecret=metrics-tls",
             "reportWebhookHosts={reports.example.com,127.0.0.1:8080}",
+            "canaryHookHosts={loadtester.test}",
             "prometheusRules.additionalLabels.release=kps",
             "alertmanager.url=http://alertmanager-operated.monitoring:9093",
         ],
@@ -231,6 +232,11 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         assert_eq!(
             yaml.contains("--report-webhook-hosts=reports.example.com,127.0.0.1:8080"),
             receivers,
+            "{extra:?}"
+        );
+        assert_eq!(
+            yaml.contains("- --canary-hook-hosts=loadtester.test\n"),
+            extra.iter().any(|s| s.starts_with("canaryHookHosts=")),
             "{extra:?}"
         );
         assert_eq!(

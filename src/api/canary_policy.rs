@@ -81,6 +81,43 @@ pub struct CanaryPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50))]
     pub history_limit: Option<i32>,
+    /// HTTP hooks called with the analysis (Flagger's webhook shape): a load generator or an
+    /// acceptance test runs with the canary; an answer other than 2xx fails the check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("hook names must be unique"))]
+    pub hooks: Vec<Hook>,
+}
+
+/// One HTTP hook: a POST of the rollout's JSON (`name`, `namespace`, `deployment`,
+/// `phase`, `step`, `revision`, `checksum`, `metadata`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.url.startsWith('http://') || self.url.startsWith('https://')").message("a hook's url must be http:// or https://"))]
+pub struct Hook {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// `PreRollout`: at the checks of a rollout until one passes (before its analysis
+    /// counts); `Rollout`: at every check; `PostRollout`: once the rollout is Promoted or
+    /// RolledBack (its answer is recorded, it changes nothing).
+    #[serde(rename = "type")]
+    pub kind: HookType,
+    /// Its host must be one the operator's `--canary-hook-hosts` allows.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// How long the hook may take to answer (default 10s, at most 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationString>,
+    /// Sent as given, e.g. the load generator's command.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum HookType {
+    PreRollout,
+    Rollout,
+    PostRollout,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -337,6 +374,21 @@ pub struct RolloutRecord {
     /// Every phase change, oldest first (at most 30).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitions: Vec<Transition>,
+    /// The `PostRollout` hooks of a rollout that ended: due, then called (at least once: an
+    /// operator stopped between the call and the status write calls them again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_rollout: Option<PostRollout>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostRollout {
+    /// The hooks were called and their answers are below.
+    pub done: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<MetricResult>,
 }
 
 /// The fields of a Deployment's spec the operator changes during a rollout, as they were.

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::api::canary_policy::{
-    AnalysisMetric, CheckResult, Direction, MetricResult, MinRequests, OnNoData,
+    AnalysisMetric, CheckResult, Direction, Hook, HookType, MetricResult, MinRequests, OnNoData,
+    RolloutRecord,
 };
 use crate::prom::template::{self, TemplateError};
 
@@ -139,6 +140,77 @@ pub fn judge(
     r
 }
 
+/// The hooks to call for rollout `r`: once it ended, the `PostRollout` ones; at a check,
+/// `PreRollout` ones until a check of it passed and `Rollout` ones always.
+pub fn due_hooks<'a>(hooks: &'a [Hook], r: &RolloutRecord) -> Vec<&'a Hook> {
+    let ended = r.phase.is_terminal();
+    hooks
+        .iter()
+        .filter(|h| match h.kind {
+            HookType::PostRollout => ended,
+            HookType::PreRollout => !ended && r.checks.passed == 0,
+            HookType::Rollout => !ended,
+        })
+        .collect()
+}
+
+/// What a hook is sent: Flagger's webhook payload, with the Deployment and the step.
+pub fn hook_payload(policy: &str, namespace: &str, r: &RolloutRecord, hook: &Hook) -> String {
+    serde_json::json!({
+        "name": policy,
+        "namespace": namespace,
+        "deployment": r.deployment,
+        "phase": r.phase,
+        "step": r.step + 1,
+        "revision": r.revision,
+        "checksum": r.canary_hash,
+        "hook": hook.name,
+        "type": hook.kind,
+        "metadata": hook.metadata,
+    })
+    .to_string()
+}
+
+/// A hook's answer as a result of the check: anything but 2xx (or no answer) fails it.
+pub fn judge_hook(hook: &Hook, answer: Result<u16, String>) -> MetricResult {
+    let (result, message) = match answer {
+        Ok(code) if (200..300).contains(&code) => (CheckResult::Pass, None),
+        Ok(code) => (CheckResult::Fail, Some(format!("answered {code}"))),
+        Err(why) => (CheckResult::Fail, Some(why)),
+    };
+    MetricResult {
+        name: format!("hook {} ({:?})", hook.name, hook.kind),
+        query: hook.url.clone(),
+        value: None,
+        stable_value: None,
+        stable_query: None,
+        result,
+        dry_run: false,
+        message,
+    }
+}
+
+/// The longest a hook may take, and the default.
+pub const HOOK_TIMEOUT_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+pub const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A hook's timeout, or why it is not one.
+pub fn hook_timeout(hook: &Hook) -> Result<std::time::Duration, String> {
+    let Some(t) = &hook.timeout else {
+        return Ok(HOOK_TIMEOUT);
+    };
+    let d: std::time::Duration = t
+        .parse()
+        .map_err(|e| format!("hook {}: timeout: {e}", hook.name))?;
+    if d.is_zero() || d > HOOK_TIMEOUT_MAX {
+        return Err(format!(
+            "hook {}: timeout must be longer than zero and at most 60s",
+            hook.name
+        ));
+    }
+    Ok(d)
+}
+
 /// The check's verdict once the canary's traffic is known (`analysis.minRequests`): with
 /// fewer requests than `needed` in the interval (none at all when the query has no data),
 /// no verdict is drawn from the metrics: the check is inconclusive.
@@ -232,6 +304,7 @@ pub fn verdict(results: &[MetricResult], on_no_data: OnNoData) -> (Verdict, Stri
 mod tests {
     use super::*;
     use crate::api::canary_policy::{Compare, Direction};
+    use crate::api::common::DurationString;
     use crate::api::common::PromQl;
 
     fn metric(min: Option<f64>, max: Option<f64>, compare: Option<f64>) -> AnalysisMetric {
@@ -320,6 +393,87 @@ mod tests {
         );
         assert_eq!(r.result, CheckResult::NoData);
         assert!(r.message.unwrap().contains("stable revision"));
+    }
+
+    #[test]
+    fn hooks_are_called_as_their_type_says_and_judged_by_their_answer() {
+        use crate::api::canary_policy::{Hook, HookType, RolloutRecord};
+        let hook = |name: &str, kind| Hook {
+            name: name.into(),
+            kind,
+            url: format!("http://hooks.test/{name}"),
+            timeout: None,
+            metadata: [("cmd".to_string(), "hey -z 1m".to_string())].into(),
+        };
+        let hooks = [
+            hook("smoke", HookType::PreRollout),
+            hook("load", HookType::Rollout),
+        ];
+        let mut r: RolloutRecord = serde_json::from_value(serde_json::json!({
+            "deployment": "web", "revision": "2", "phase": "Analyzing", "step": 0, "canaryHash": "b"}))
+        .unwrap();
+        let names = |r: &RolloutRecord| -> Vec<String> {
+            due_hooks(&hooks, r)
+                .iter()
+                .map(|h| h.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&r), ["smoke", "load"], "before any check passed");
+        r.checks.passed = 1;
+        assert_eq!(
+            names(&r),
+            ["load"],
+            "a check passed: the pre-rollout ones are done"
+        );
+        let post = [
+            hooks[0].clone(),
+            hooks[1].clone(),
+            hook("notify", HookType::PostRollout),
+        ];
+        let only = |r: &RolloutRecord| -> Vec<String> {
+            due_hooks(&post, r).iter().map(|h| h.name.clone()).collect()
+        };
+        assert_eq!(only(&r), ["load"], "under way: not the post-rollout one");
+        let mut ended = r.clone();
+        ended.phase = crate::api::canary_policy::RolloutPhase::Promoted;
+        assert_eq!(only(&ended), ["notify"], "ended: only the post-rollout one");
+        let body: serde_json::Value =
+            serde_json::from_str(&hook_payload("p", "shop", &r, &hooks[1])).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "p", "namespace": "shop", "deployment": "web", "phase": "Analyzing",
+                               "step": 1, "revision": "2", "checksum": "b", "hook": "load", "type": "Rollout",
+                               "metadata": {"cmd": "hey -z 1m"}})
+        );
+        assert_eq!(judge_hook(&hooks[0], Ok(204)).result, CheckResult::Pass);
+        let failed = judge_hook(&hooks[0], Ok(500));
+        assert_eq!(
+            (
+                failed.result,
+                failed.name.as_str(),
+                failed.message.as_deref()
+            ),
+            (
+                CheckResult::Fail,
+                "hook smoke (PreRollout)",
+                Some("answered 500")
+            )
+        );
+        assert_eq!(
+            judge_hook(&hooks[1], Err("no answer".into())).result,
+            CheckResult::Fail
+        );
+        // As a check: a failing hook fails it, like a metric.
+        let (v, m) = verdict(&[failed], OnNoData::Inconclusive);
+        assert_eq!(
+            (v, m.as_str()),
+            (Verdict::Fail, "hook smoke (PreRollout): answered 500")
+        );
+        // Timeouts: 10s by default, at most 60s.
+        assert_eq!(hook_timeout(&hooks[0]), Ok(HOOK_TIMEOUT));
+        let mut slow = hook("slow", HookType::Rollout);
+        slow.timeout = Some(DurationString::new("2m"));
+        assert!(hook_timeout(&slow).unwrap_err().contains("at most 60s"));
     }
 
     #[test]

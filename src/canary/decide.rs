@@ -15,7 +15,8 @@ use super::deployment::{Action, DeploymentView, ReplicaSetView};
 use super::rollout::{self, Check, Policy};
 use crate::api::CanaryPolicy;
 use crate::api::canary_policy::{
-    CanaryPolicyStatus, ControlRecord, Coverage, RolloutPhase, RolloutRecord, Totals,
+    CanaryPolicyStatus, CheckResult, ControlRecord, Coverage, HookType, MetricResult, PostRollout,
+    RolloutPhase, RolloutRecord, Totals,
 };
 use crate::api::names::{CANARY_CONTROL_ANNOTATION, HOLD_ANNOTATION};
 use crate::authz::{self, Permission};
@@ -49,6 +50,19 @@ pub struct Observed {
     /// The policy's proven author (who gave its order of the moment, if any); None when
     /// authors are not checked or not known.
     pub author: Option<String>,
+    /// The hosts the operator calls hooks on (`--canary-hook-hosts`).
+    pub hook_hosts: Vec<String>,
+    /// The answers of the `PostRollout` hooks called for the ended rollouts of
+    /// [`due_post_hooks`], by Deployment and start.
+    pub post_hooks: Vec<PostHooksCalled>,
+}
+
+/// The `PostRollout` hooks' answers for one ended rollout.
+#[derive(Clone, Debug)]
+pub struct PostHooksCalled {
+    pub deployment: String,
+    pub started_at: Option<Time>,
+    pub results: Vec<MetricResult>,
 }
 
 /// What the policy does in its namespace for its author: patch Deployments (hold a rollout,
@@ -65,7 +79,7 @@ pub fn needs(p: &CanaryPolicy) -> Vec<Permission> {
 /// Whether a pass may change a Deployment: one is governed, held for the policy, or has a
 /// rollout under way. Only then is the author's right asked for.
 pub fn has_work(o: &Observed) -> bool {
-    let governed = governed(o, parse(&o.policy, &o.tenancy).is_ok());
+    let governed = governed(o, usable(o).is_ok());
     !candidates(o, &governed).is_empty()
 }
 
@@ -155,6 +169,24 @@ pub fn scoped_metrics(p: &CanaryPolicy, tenancy: &Tenancy) -> Result<(), String>
             .map_err(|e| format!("analysis.minRequests: {e}"))?;
     }
     Ok(())
+}
+
+/// The spec as the state machine needs it ([`parse`]), with hooks the operator may call
+/// (on `--canary-hook-hosts`, with a usable timeout); or why not.
+fn usable(o: &Observed) -> Result<Policy, String> {
+    let p = parse(&o.policy, &o.tenancy)?;
+    for (i, h) in o.policy.spec.hooks.iter().enumerate() {
+        if let Some(why) = crate::delivery::refused_by(
+            &h.url,
+            &o.hook_hosts,
+            "--canary-hook-hosts",
+            "calls hooks on",
+        ) {
+            return Err(format!("hooks[{i}] ({}): {why}", h.name));
+        }
+        super::analysis::hook_timeout(h).map_err(|e| format!("hooks[{i}]: {e}"))?;
+    }
+    Ok(p)
 }
 
 /// One Deployment the pass looks at.
@@ -273,7 +305,7 @@ fn rules(parsed: &Result<Policy, String>, name: &str) -> Policy {
 /// The rollouts whose check is due at `now`: run them (canary and stable queries) and put
 /// the results in [`Observed::checks`] before calling [`decide`].
 pub fn due_checks(o: &Observed, now: Timestamp) -> Vec<(String, RolloutRecord)> {
-    let parsed = parse(&o.policy, &o.tenancy);
+    let parsed = usable(o);
     if parsed.is_err() || o.authority.denied().is_some() {
         return Vec::new();
     }
@@ -296,10 +328,78 @@ pub fn due_checks(o: &Observed, now: Timestamp) -> Vec<(String, RolloutRecord)> 
         .collect()
 }
 
+/// The ended rollouts whose `PostRollout` hooks are due (marked by an earlier pass): call
+/// them and put their answers in [`Observed::post_hooks`] before calling [`decide`].
+pub fn due_post_hooks(o: &Observed) -> Vec<RolloutRecord> {
+    if usable(o).is_err() || o.authority.denied().is_some() {
+        return Vec::new();
+    }
+    let Some(status) = &o.policy.status else {
+        return Vec::new();
+    };
+    status
+        .rollouts
+        .iter()
+        .filter(|r| r.post_rollout.as_ref().is_some_and(|p| !p.done))
+        .cloned()
+        .collect()
+}
+
+/// `PostRollout` hooks in `status`: a rollout that became Promoted or RolledBack in this
+/// pass is marked due (status is written before they are called); one whose hooks were
+/// called records their answers, with a warning Event when one did not answer 2xx.
+fn post_rollout(
+    status: &mut CanaryPolicyStatus,
+    old: &CanaryPolicyStatus,
+    o: &Observed,
+    now: Timestamp,
+    notes: &mut Vec<Note>,
+) {
+    let has_hooks = o
+        .policy
+        .spec
+        .hooks
+        .iter()
+        .any(|h| h.kind == HookType::PostRollout);
+    for r in status.rollouts.iter_mut() {
+        if let Some(p) = r.post_rollout.as_mut().filter(|p| !p.done) {
+            if let Some(called) = o
+                .post_hooks
+                .iter()
+                .find(|c| c.deployment == r.deployment && c.started_at == r.started_at)
+            {
+                p.done = true;
+                p.at = Some(Time(now));
+                p.results = called.results.clone();
+                for failed in p.results.iter().filter(|m| m.result == CheckResult::Fail) {
+                    notes.push(Note::warning(
+                        "PostRolloutHookFailed",
+                        format!(
+                            "{} after the rollout of {} revision {}: {}",
+                            failed.name,
+                            r.deployment,
+                            r.revision,
+                            failed.message.as_deref().unwrap_or("failed")
+                        ),
+                    ));
+                }
+            }
+            continue;
+        }
+        let ended = matches!(r.phase, RolloutPhase::Promoted | RolloutPhase::RolledBack);
+        let ended_before = old.rollouts.iter().any(|x| {
+            x.deployment == r.deployment && x.started_at == r.started_at && x.phase == r.phase
+        });
+        if has_hooks && ended && !ended_before && r.post_rollout.is_none() {
+            r.post_rollout = Some(PostRollout::default());
+        }
+    }
+}
+
 /// The pass: every candidate's rollout step, coverage, `Ready`, and when to look again.
 pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
     let name = o.policy.metadata.name.clone().unwrap_or_default();
-    let parsed = parse(&o.policy, &o.tenancy);
+    let parsed = usable(o);
     let rules = rules(&parsed, &name);
     let governed = governed(o, parsed.is_ok());
     let old = o.policy.status.clone().unwrap_or_default();
@@ -438,6 +538,17 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
     }
     if let Some(pending) = order {
         status.last_control = Some(pending.record(now));
+    }
+    if parsed.is_ok() && o.authority.denied().is_none() {
+        post_rollout(&mut status, &old, o, now, &mut out.notes);
+        // Due hooks are called at the next pass, once this status is written.
+        if status
+            .rollouts
+            .iter()
+            .any(|r| r.post_rollout.as_ref().is_some_and(|p| !p.done))
+        {
+            out.requeue = MIN_REQUEUE;
+        }
     }
     status.settled.retain(|d, _| governed.contains(d));
     status.coverage = Some(Coverage {
@@ -606,6 +717,8 @@ mod tests {
             tenancy: Tenancy::default(),
             authority: authz::Verdict::Allowed,
             author: Some("alice".into()),
+            hook_hosts: vec!["hooks.test".into()],
+            post_hooks: Vec::new(),
         }
     }
 
@@ -664,6 +777,44 @@ mod tests {
             at(10),
         )
         .status
+    }
+
+    #[test]
+    fn a_hook_on_a_host_the_operator_does_not_call_makes_the_policy_unusable() {
+        let with_hook = |url: &str| {
+            let mut p = policy().build();
+            p.spec.hooks = vec![
+                serde_json::from_value(json!({"name": "load", "type": "Rollout", "url": url}))
+                    .unwrap(),
+            ];
+            p
+        };
+        let web = DeploymentBuilder::new("web", "v1").build();
+        let ok = decide(
+            &observed(
+                with_hook("http://hooks.test/load"),
+                vec![web.clone()],
+                vec![],
+            ),
+            at(0),
+        );
+        assert_eq!(ready(&ok.status).1, "Watching");
+        let out = decide(
+            &observed(
+                with_hook("http://kubernetes.default.svc/api"),
+                vec![web],
+                vec![],
+            ),
+            at(0),
+        );
+        assert_eq!(
+            ready(&out.status),
+            (
+                "False".into(),
+                "InvalidSpec".into(),
+                "hooks[0] (load): host kubernetes.default.svc is not one the operator calls hooks on (--canary-hook-hosts: hooks.test)".into()
+            )
+        );
     }
 
     #[test]
@@ -1259,6 +1410,80 @@ mod tests {
             }
         );
         assert_eq!(out.status.coverage.as_ref().unwrap().governed, 0);
+    }
+
+    #[test]
+    fn post_rollout_hooks_are_due_once_a_rollout_ends_and_their_answers_recorded() {
+        let record = |phase: RolloutPhase| -> RolloutRecord {
+            serde_json::from_value(json!({"deployment": "web", "phase": phase, "step": 0,
+                                          "revision": "3", "startedAt": at(10).to_string()}))
+            .unwrap()
+        };
+        let mut p = policy().build();
+        p.spec.hooks = vec![
+            serde_json::from_value(
+                json!({"name": "notify", "type": "PostRollout", "url": "http://hooks.test/n"}),
+            )
+            .unwrap(),
+        ];
+        let web = DeploymentBuilder::new("web", "v1").build();
+        let mut o = observed(p, vec![web], vec![]);
+        let status = |rollouts| CanaryPolicyStatus {
+            rollouts,
+            ..Default::default()
+        };
+        let old = status(vec![record(RolloutPhase::Analyzing)]);
+        let mut new = status(vec![record(RolloutPhase::Promoted)]);
+        let mut notes = Vec::new();
+        // Ended in this pass: due, nothing called yet.
+        post_rollout(&mut new, &old, &o, at(20), &mut notes);
+        assert_eq!(new.rollouts[0].post_rollout, Some(PostRollout::default()));
+        o.policy.status = Some(new.clone());
+        assert_eq!(due_post_hooks(&o).len(), 1);
+        // Called: the answer is kept, a failure is a warning Event.
+        o.post_hooks = vec![PostHooksCalled {
+            deployment: "web".into(),
+            started_at: Some(Time(at(10))),
+            results: vec![MetricResult {
+                name: "hook notify (PostRollout)".into(),
+                query: "http://hooks.test/n".into(),
+                value: None,
+                stable_value: None,
+                stable_query: None,
+                result: CheckResult::Fail,
+                dry_run: false,
+                message: Some("answered 503".into()),
+            }],
+        }];
+        let before = new.clone();
+        post_rollout(&mut new, &before, &o, at(21), &mut notes);
+        let done = new.rollouts[0].post_rollout.clone().unwrap();
+        assert!(done.done);
+        assert_eq!(done.at, Some(Time(at(21))));
+        assert_eq!(done.results.len(), 1);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].reason, "PostRolloutHookFailed");
+        assert_eq!(
+            notes[0].message,
+            "hook notify (PostRollout) after the rollout of web revision 3: answered 503"
+        );
+        o.policy.status = Some(new.clone());
+        assert!(due_post_hooks(&o).is_empty(), "called once");
+        // A rollout that had ended before the pass is not due again, nor a Held one.
+        let mut again = status(vec![record(RolloutPhase::RolledBack)]);
+        post_rollout(&mut again.clone(), &again.clone(), &o, at(30), &mut notes);
+        let held_old = status(vec![record(RolloutPhase::Analyzing)]);
+        let mut held = status(vec![record(RolloutPhase::Held)]);
+        post_rollout(&mut held, &held_old, &o, at(30), &mut notes);
+        assert_eq!(held.rollouts[0].post_rollout, None);
+        post_rollout(
+            &mut again,
+            &status(vec![record(RolloutPhase::RolledBack)]),
+            &o,
+            at(30),
+            &mut notes,
+        );
+        assert_eq!(again.rollouts[0].post_rollout, None);
     }
 
     #[test]

@@ -522,6 +522,7 @@ pub fn unguarded(
         was_inconclusive: false,
         message: None,
         transitions: Vec::new(),
+        post_rollout: None,
     };
     let why = format!(
         "revision {} rolled out without analysis: the policy did not hold the template change (the admission webhook was not reached: the operator was down or unreachable, with failurePolicy Ignore)",
@@ -605,6 +606,7 @@ fn start(
         was_inconclusive: false,
         message: None,
         transitions: Vec::new(),
+        post_rollout: None,
     };
     let why = format!(
         "new template of {} held; step 1: moving {k} of {} replicas to it",

@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// delivered to (`spec.reports.webhook`); empty: none, so no report counts as delivered.
     #[arg(long, env = "MATURITY_REPORT_WEBHOOK_HOSTS", value_delimiter = ',')]
     report_webhook_hosts: Vec<String>,
+    /// Hosts (`host` or `host:port`, comma-separated) that CanaryPolicies' hooks may call
+    /// (`spec.hooks[].url`); empty: none, so a policy with hooks is not used.
+    #[arg(long, env = "MATURITY_CANARY_HOOK_HOSTS", value_delimiter = ',')]
+    canary_hook_hosts: Vec<String>,
     /// A label (KEY=VALUE, repeatable or comma-separated) on every PrometheusRule the
     /// operator writes, e.g. release=kps: what the Prometheus's `ruleSelector` selects
     /// (kube-prometheus-stack selects `release: <its release name>`).
@@ -133,6 +137,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         operator_namespace,
         author_key_secret,
         report_webhook_hosts,
+        canary_hook_hosts,
         prometheus_rule_label,
         rules_load_grace,
         alertmanager_url,
@@ -186,6 +191,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         tenancy: super::tenancy(single_tenant, tenant_label),
         authors,
         report_hosts: report_webhook_hosts,
+        canary_hook_hosts,
         rule_labels: prometheus_rule_label.into_iter().collect(),
         rules_load_grace,
         alertmanager_url,

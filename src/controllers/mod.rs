@@ -35,6 +35,8 @@ pub struct Context {
     pub writes: writes::WriteBudget,
     /// Delivers assessments' reports to their receivers.
     pub deliverer: crate::delivery::Deliverer,
+    /// Calls CanaryPolicies' hooks (only on `--canary-hook-hosts`).
+    pub hooks: crate::delivery::Deliverer,
     /// The Alertmanager assessments read routes from (`--alertmanager-url`; None: none).
     pub alertmanager: Option<crate::prom::alertmanager::Alertmanager>,
 }
@@ -60,6 +62,7 @@ impl Context {
     ) -> Self {
         let instance = format!("{:016x}", clock.random());
         let deliverer = crate::delivery::Deliverer::new(settings.report_hosts.clone());
+        let hooks = crate::delivery::Deliverer::new(settings.canary_hook_hosts.clone());
         let alertmanager = settings.alertmanager_url.as_deref().and_then(|url| {
             crate::prom::alertmanager::Alertmanager::new(url, Duration::from_secs(10))
                 .map_err(|e| tracing::warn!(error = %e, "no Alertmanager client"))
@@ -68,6 +71,7 @@ impl Context {
         Self {
             alertmanager,
             deliverer,
+            hooks,
             kube,
             prom,
             metrics,
@@ -172,6 +176,8 @@ pub struct Settings {
     pub evidence_key: Option<crate::authz::Key>,
     /// Hosts reports may be delivered to (`host` or `host:port`).
     pub report_hosts: Vec<String>,
+    /// Hosts CanaryPolicies' hooks may call (`host` or `host:port`).
+    pub canary_hook_hosts: Vec<String>,
     /// Where the operator's own PrometheusRule (the recordings per indicator shape) goes:
     /// the watched namespace, or the operator's.
     pub rules_namespace: String,

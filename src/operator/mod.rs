@@ -115,6 +115,8 @@ pub struct RunConfig {
     pub authors: AuthorsConfig,
     /// Hosts assessments' reports may be delivered to (`host` or `host:port`).
     pub report_hosts: Vec<String>,
+    /// Hosts CanaryPolicies' hooks may call (`host` or `host:port`).
+    pub canary_hook_hosts: Vec<String>,
     /// Labels of every PrometheusRule the operator writes (what a Prometheus's
     /// `ruleSelector` selects, e.g. `release: kps`).
     pub rule_labels: std::collections::BTreeMap<String, String>,
@@ -455,6 +457,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
                 authors: authors.clone(),
                 evidence_key: evidence_key.clone(),
                 report_hosts: config.report_hosts.clone(),
+                canary_hook_hosts: config.canary_hook_hosts.clone(),
                 rules_namespace: config
                     .namespace
                     .clone()

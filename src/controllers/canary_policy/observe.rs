@@ -45,6 +45,8 @@ pub async fn observe(
         tenancy: ctx.settings.tenancy.clone(),
         authority: Verdict::Allowed,
         author: None,
+        hook_hosts: ctx.settings.canary_hook_hosts.clone(),
+        post_hooks: Vec::new(),
     };
     if decide::has_work(&observed) {
         let p = &observed.policy;
@@ -72,7 +74,33 @@ pub async fn observe(
         let check = run_check(ctx, &observed.policy, &ns, &deployment, &rollout).await;
         observed.checks.insert(deployment, check);
     }
+    for ended in decide::due_post_hooks(&observed) {
+        let results = call_hooks(ctx, &observed.policy, &ns, &ended).await;
+        observed.post_hooks.push(decide::PostHooksCalled {
+            deployment: ended.deployment,
+            started_at: ended.started_at,
+            results,
+        });
+    }
     Ok(Some(observed))
+}
+
+/// Calls the policy's hooks that are due for rollout `r` (by its phase and checks), one
+/// after the other, each within its timeout.
+async fn call_hooks(
+    ctx: &Context,
+    policy: &CanaryPolicy,
+    ns: &str,
+    r: &RolloutRecord,
+) -> Vec<crate::api::canary_policy::MetricResult> {
+    let mut results = Vec::new();
+    for hook in analysis::due_hooks(&policy.spec.hooks, r) {
+        let body = analysis::hook_payload(&policy.name_any(), ns, r, hook);
+        let timeout = analysis::hook_timeout(hook).unwrap_or(analysis::HOOK_TIMEOUT);
+        let answer = ctx.hooks.call_hook(&hook.url, body, timeout).await;
+        results.push(analysis::judge_hook(hook, answer));
+    }
+    results
 }
 
 /// Runs every metric of the policy for the rollout's canary (and stable, for `compare`).
@@ -90,7 +118,7 @@ async fn run_check(
         stable_hash: r.stable_hash.clone().unwrap_or_default(),
         interval: policy.spec.analysis.interval.as_str().to_string(),
     };
-    let mut results = Vec::new();
+    let mut results = call_hooks(ctx, policy, ns, r).await;
     for m in &policy.spec.analysis.metrics {
         let (query, canary) = match vars.canary_query(m) {
             Ok(q) => scoped_read(ctx, q, ns).await,
