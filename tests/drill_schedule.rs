@@ -171,9 +171,14 @@ impl Harness {
                 "max": 0.5
             }]);
         }
+        self.create_drill_spec(spec, "1").await;
+    }
+
+    /// Creates the DrillSchedule `web-drill` with `spec` and a run-now `token`.
+    async fn create_drill_spec(&self, spec: serde_json::Value, token: &str) {
         let d: DrillSchedule = serde_json::from_value(json!({
             "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
-            "metadata": {"name": "web-drill", "annotations": {"maturity.sre.dev/run-now": "1"}},
+            "metadata": {"name": "web-drill", "annotations": {"maturity.sre.dev/run-now": token}},
             "spec": spec,
         }))
         .unwrap();
@@ -181,6 +186,17 @@ impl Harness {
             .create(&PostParams::default(), &d)
             .await
             .expect("create drill");
+    }
+
+    /// A drill of `web` that never fires by itself, with `action` and checks every second.
+    fn spec(&self, action: serde_json::Value) -> serde_json::Value {
+        json!({
+            "schedule": "0 0 1 1 *", "timeZone": "Europe/Berlin",
+            "target": {"name": "web"},
+            "action": action,
+            "checkInterval": "1s",
+            "recoveryDeadline": "60s",
+        })
     }
 
     async fn wait_phase(&self, phase: DrillPhase) {
@@ -249,11 +265,19 @@ async fn a_pod_kill_drill_passes_with_a_measured_recovery_time() {
     let r = h.wait_run().await;
     assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
     let recovery = r.recovery_seconds.expect("recovery time");
-    assert!(recovery > 0.0 && recovery < 60.0, "{recovery}");
     let after = pod_names(&h.ctx.client, &h.ctx.namespace).await;
     let killed: Vec<&String> = before.iter().filter(|p| !after.contains(p)).collect();
     assert_eq!(killed.len(), 1, "before {before:?} after {after:?}");
     assert_eq!(after.len(), REPLICAS as usize);
+    // The steady state held throughout: recovery is the replacement pod's Ready time after
+    // the injection, as the pod itself records it.
+    let new: Vec<&String> = after.iter().filter(|p| !before.contains(p)).collect();
+    assert_eq!(new.len(), 1, "one replacement: {after:?}");
+    let expected = ready_after(&h.ctx.client, &h.ctx.namespace, new[0], &r).await;
+    assert!(
+        (recovery - expected).abs() < 0.001,
+        "recovery {recovery} s, the replacement pod was Ready {expected} s after the injection"
+    );
     let reasons = h.event_reasons().await;
     for want in ["DrillStarted", "DrillInjected"] {
         assert!(
@@ -618,5 +642,264 @@ async fn the_stop_annotation_on_the_namespace_ends_a_drill_at_once() {
     );
     assert!(text.contains(&want), "{want} not in\n{text}");
     eprintln!("stop: annotation to run recorded Aborted and restored in {took:?}");
+    h.cleanup().await;
+}
+
+/// Seconds from the run's injection to pod `name`'s Ready time (whole seconds as the API
+/// keeps it, so never less than zero when the pod became Ready in the injection's second).
+async fn ready_after(client: &kube::Client, ns: &str, name: &str, r: &RunRecord) -> f64 {
+    let pod = Api::<Pod>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("get pod");
+    let ready = pod
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")
+        .and_then(|c| c.last_transition_time)
+        .expect("the pod is Ready")
+        .0;
+    let injected = r.injected_at.as_ref().expect("injected at").0;
+    let ms = (ready.as_millisecond() - injected.as_millisecond()).max(0);
+    ms as f64 / 1000.0
+}
+
+#[tokio::test]
+async fn a_stateful_set_pod_kill_counts_its_pod_recreated_under_the_same_name() {
+    let h = Harness::new("dsts").await;
+    let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(h.ctx.client.clone(), &h.ctx.namespace);
+    let sts = serde_json::from_value(json!({
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 2, "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}},
+                         "spec": {"containers": [{"name": "db", "image": "shop/db:v1"}]}}
+        }
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &sts)
+        .await
+        .expect("create statefulset");
+    let pods: Api<Pod> = Api::namespaced(h.ctx.client.clone(), &h.ctx.namespace);
+    let uids = || {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels("app=db"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let ready: BTreeMap<String, String> = list
+                .items
+                .iter()
+                .filter(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|cs| {
+                                cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                })
+                .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+                .collect();
+            Ok::<_, String>(ready)
+        }
+    };
+    let before = eventually("db-0 and db-1 Ready", Duration::from_secs(60), || async {
+        let ready = uids().await?;
+        if ready.len() == 2 {
+            Ok(ready)
+        } else {
+            Err(format!("{ready:?}"))
+        }
+    })
+    .await;
+    let mut spec = h.spec(json!({"podKill": {"count": 1}}));
+    spec["target"] = json!({"kind": "StatefulSet", "name": "db"});
+    h.create_drill_spec(spec, "1").await;
+    let r = h.wait_run().await;
+    assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
+    assert_eq!(r.target.as_deref(), Some("StatefulSet/db"));
+    let after = uids().await.unwrap();
+    let recreated: Vec<&String> = before
+        .iter()
+        .filter(|(name, uid)| after.get(*name).is_some_and(|u| u != *uid))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        recreated.len(),
+        1,
+        "one pod recreated under its name: before {before:?} after {after:?}"
+    );
+    let expected = ready_after(&h.ctx.client, &h.ctx.namespace, recreated[0], &r).await;
+    let recovery = r.recovery_seconds.expect("recovery");
+    assert!(
+        (recovery - expected).abs() < 0.001,
+        "recovery {recovery} s, {} Ready again {expected} s after the injection",
+        recreated[0]
+    );
+    eprintln!(
+        "statefulset podKill: {} recreated, recovery {recovery} s",
+        recreated[0]
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn abort_when_is_watched_while_a_killed_pod_is_replaced() {
+    let h = Harness::new("dabortkill").await;
+    // A workload whose pods are Ready 15 s after they are scheduled (kwok's slow stage): a
+    // killed pod's replacement keeps the run in Recovering long enough to be watched.
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "slow", "labels": {"app": "slow"}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "slow"}},
+            "template": {"metadata": {"labels": {"app": "slow"},
+                                      "annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "15s"}},
+                         "spec": {"containers": [{"name": "app", "image": "shop/slow:v1"}]}}
+        }
+    }))
+    .unwrap();
+    h.deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment");
+    h.ctx.wait_available("slow", 2).await;
+    h.health_seen(0.0).await;
+    let mut spec = h.spec(json!({"podKill": {"count": 1}}));
+    spec["target"] = json!({"name": "slow"});
+    spec["abortWhen"] = json!([{"name": "health",
+        "query": "drill_test_health{namespace=\"{{namespace}}\"}", "max": 0.5}]);
+    h.create_drill_spec(spec, "1").await;
+    h.wait_phase(DrillPhase::Recovering).await;
+    h.set_health(1.0);
+    let r = h.wait_run().await;
+    assert_eq!(r.result, RunResult::Aborted, "{:?}", r.reason);
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("abortWhen breached: health 1 > 0.5"),
+        "{:?}",
+        r.reason
+    );
+    let took = r.finished_at.unwrap().0.as_second() - r.injected_at.unwrap().0.as_second();
+    assert!(
+        took < 15,
+        "aborted {took} s after the injection, before the replacement was Ready"
+    );
+    assert!(h.event_reasons().await.iter().any(|r| r == "DrillAborted"));
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn abort_when_breached_while_holding_restores_and_unreadable_checks_abort() {
+    let h = Harness::new("dabortwhen").await;
+    h.health_seen(0.0).await;
+    // A breach of abortWhen during a scale-down's hold.
+    let mut spec = h.spec(json!({"scaleDown": {"replicas": 1, "hold": "60s"}}));
+    spec["abortWhen"] = json!([{"name": "health",
+        "query": "drill_test_health{namespace=\"{{namespace}}\"}", "max": 0.5}]);
+    h.create_drill_spec(spec, "1").await;
+    h.wait_phase(DrillPhase::Holding).await;
+    h.wait_replicas(1, "scaled down during the hold").await;
+    h.set_health(1.0);
+    h.wait_replicas(REPLICAS, "replicas restored on the breach")
+        .await;
+    let r = h.wait_run().await;
+    assert_eq!(r.result, RunResult::Aborted, "{:?}", r.reason);
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("abortWhen breached: health 1 > 0.5"),
+        "{:?}",
+        r.reason
+    );
+    support::cluster::delete_all_and_wait(&h.drills).await;
+    h.wait_available().await;
+    // A check with no data at all: the drill is not watched, so it is stopped after three
+    // rounds (three seconds), not held for its minute.
+    let mut spec = h.spec(json!({"scaleDown": {"replicas": 1, "hold": "60s"}}));
+    spec["abortWhen"] = json!([{"name": "errors",
+        "query": "drill_test_missing{namespace=\"{{namespace}}\"}", "max": 1}]);
+    h.create_drill_spec(spec, "1").await;
+    h.wait_phase(DrillPhase::Holding).await;
+    let r = h.wait_run().await;
+    assert_eq!(r.result, RunResult::Aborted, "{:?}", r.reason);
+    let why = r.reason.unwrap_or_default();
+    assert!(
+        why.starts_with("the checks could not be read 3 times in a row, so the drill is not watched: abortWhen: errors:"),
+        "{why}"
+    );
+    let took = r.finished_at.unwrap().0.as_second() - r.started_at.0.as_second();
+    assert!(
+        took < 30,
+        "aborted after {took} s, not at the end of the hold"
+    );
+    assert_eq!(h.replicas().await, REPLICAS);
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn run_now_inside_a_blackout_is_refused_and_runs_with_force() {
+    let h = Harness::new("dblackout").await;
+    let mut spec = h.spec(json!({"podKill": {"count": 1}}));
+    // A blackout that began a minute ago (UTC) and lasts 30 minutes: now is in it, the
+    // drill's own yearly slot is not.
+    let began = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
+    let began = began.to_zoned(jiff::tz::TimeZone::UTC);
+    let blackout = format!("{} {} * * *", began.minute(), began.hour());
+    spec["timeZone"] = json!("UTC");
+    spec["blackouts"] = json!([{"schedule": blackout, "duration": "30m"}]);
+    h.create_drill_spec(spec, "1").await;
+    let r = h.wait_run().await;
+    assert_eq!(r.result, RunResult::Skipped, "{:?}", r.reason);
+    assert!(r.run_now);
+    let why = r.reason.unwrap_or_default();
+    assert!(
+        why.starts_with(&format!(
+            "run-now \"1\" falls in the blackout {blackout} for 30m"
+        )) && why.ends_with("set the annotation to \"1 force\" to run anyway"),
+        "{why}"
+    );
+    assert_eq!(
+        pod_names(&h.ctx.client, &h.ctx.namespace).await.len(),
+        REPLICAS as usize
+    );
+    assert!(h.event_reasons().await.iter().any(|r| r == "DrillSkipped"));
+    h.drills
+        .patch(
+            "web-drill",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"maturity.sre.dev/run-now": "1 force"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    let api = h.drills.clone();
+    let r = eventually("the forced run", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let s = api
+                .get("web-drill")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            match (s.active, s.runs.first()) {
+                (None, Some(r)) if r.result != RunResult::Skipped => Ok(r.clone()),
+                (a, r) => Err(format!("active {:?}, latest {r:?}", a.map(|a| a.phase))),
+            }
+        }
+    })
+    .await;
+    assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
     h.cleanup().await;
 }

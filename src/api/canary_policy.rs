@@ -97,8 +97,8 @@ pub struct CanaryPolicySpec {
 pub struct Hook {
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
-    /// `PreRollout`: at the checks of a rollout until one passes (before its analysis
-    /// counts); `Rollout`: at every check; `PostRollout`: once the rollout is Promoted or
+    /// `PreRollout`: at the checks of a rollout until it answers 2xx (a failure fails the
+    /// check); `Rollout`: at every check; `PostRollout`: once the rollout is Promoted or
     /// RolledBack (its answer is recorded, it changes nothing).
     #[serde(rename = "type")]
     pub kind: HookType,
@@ -374,6 +374,9 @@ pub struct RolloutRecord {
     /// Every phase change, oldest first (at most 30).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitions: Vec<Transition>,
+    /// Its `PreRollout` hooks answered 2xx at a check: they are not called again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_rollout_done: bool,
     /// The `PostRollout` hooks of a rollout that ended: due, then called (at least once: an
     /// operator stopped between the call and the status write calls them again).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -83,11 +83,14 @@ pub struct DrillScheduleSpec {
     pub target: DrillTarget,
     /// Exactly one of `podKill`, `scaleDown`, `failover`.
     pub action: DrillAction,
-    /// Checks that must hold before a drill starts, are watched during it, and must hold again after it.
+    /// Checks that must hold before a drill starts, are watched during it (a breach while the
+    /// fault holds aborts), and must hold again after it (recovery).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub steady_state: Vec<Check>,
-    /// Checks that abort the drill and restore at once when breached.
+    /// Checks that abort the drill and restore at once when breached, watched every
+    /// `checkInterval` from the injection to the recovery; checks that cannot be read three
+    /// times in a row abort too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub abort_when: Vec<Check>,
@@ -288,6 +291,18 @@ pub struct ActiveRun {
     /// run is announced by whoever asked for it, so it never counts as unannounced.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub run_now: bool,
+    /// Rounds of checks in a row that could not be read (no data, a failed query); the
+    /// third aborts the run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown_checks: u32,
+    /// Since when the steady state holds without a break (the injection, or the first
+    /// holding check after one that did not hold): the steady state's part of the recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_since: Option<MicroTime>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -301,6 +316,9 @@ pub struct SavedState {
     pub service_selector: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub killed_pods: Vec<String>,
+    /// Their uids: a pod recreated under the same name (a StatefulSet's) is a new one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub killed_uids: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -311,7 +329,12 @@ pub struct RunRecord {
     /// Kind and name of the workload drilled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// Injection to the target Available with the steady state holding again.
+    /// When the fault was injected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected_at: Option<MicroTime>,
+    /// Injection to recovery: the last of the target's replicas Ready again (from the pods'
+    /// own Ready times, whole seconds as the API keeps them, never a pod that was killed)
+    /// and the steady state holding again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_seconds: Option<f64>,
     /// Injection to the changed state put back (scaleDown, failover, aborts).

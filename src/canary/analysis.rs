@@ -141,17 +141,29 @@ pub fn judge(
 }
 
 /// The hooks to call for rollout `r`: once it ended, the `PostRollout` ones; at a check,
-/// `PreRollout` ones until a check of it passed and `Rollout` ones always.
+/// `PreRollout` ones until they all answered 2xx at one, and `Rollout` ones always.
 pub fn due_hooks<'a>(hooks: &'a [Hook], r: &RolloutRecord) -> Vec<&'a Hook> {
     let ended = r.phase.is_terminal();
     hooks
         .iter()
         .filter(|h| match h.kind {
             HookType::PostRollout => ended,
-            HookType::PreRollout => !ended && r.checks.passed == 0,
+            HookType::PreRollout => !ended && !r.pre_rollout_done,
             HookType::Rollout => !ended,
         })
         .collect()
+}
+
+/// The `PreRollout` hooks among `due` (called in that order, answers in `results`) were
+/// called and all passed.
+pub fn pre_rollout_passed(due: &[&Hook], results: &[MetricResult]) -> bool {
+    let pre: Vec<&MetricResult> = due
+        .iter()
+        .zip(results)
+        .filter(|(h, _)| h.kind == HookType::PreRollout)
+        .map(|(_, r)| r)
+        .collect();
+    !pre.is_empty() && pre.iter().all(|r| r.result == CheckResult::Pass)
 }
 
 /// What a hook is sent: Flagger's webhook payload, with the Deployment and the step.
@@ -418,12 +430,34 @@ mod tests {
                 .map(|h| h.name.clone())
                 .collect()
         };
-        assert_eq!(names(&r), ["smoke", "load"], "before any check passed");
-        r.checks.passed = 1;
+        assert_eq!(
+            names(&r),
+            ["smoke", "load"],
+            "before the pre-rollout hook passed"
+        );
+        let due = due_hooks(&hooks, &r);
+        let passed = [
+            judge_hook(&hooks[0], Ok(200)),
+            judge_hook(&hooks[1], Ok(500)),
+        ];
+        assert!(
+            pre_rollout_passed(&due, &passed),
+            "the load hook's answer is not its"
+        );
+        let failed = [
+            judge_hook(&hooks[0], Ok(503)),
+            judge_hook(&hooks[1], Ok(200)),
+        ];
+        assert!(!pre_rollout_passed(&due, &failed));
+        assert!(
+            !pre_rollout_passed(&due[1..], &passed[1..]),
+            "none was called"
+        );
+        r.pre_rollout_done = true;
         assert_eq!(
             names(&r),
             ["load"],
-            "a check passed: the pre-rollout ones are done"
+            "the pre-rollout hook passed once: not called again"
         );
         let post = [
             hooks[0].clone(),

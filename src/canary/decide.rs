@@ -737,6 +737,7 @@ mod tests {
             results: Vec::new(),
             verdict,
             message: format!("{verdict:?}"),
+            pre_rollout_passed: false,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Check {
     pub results: Vec<MetricResult>,
     pub verdict: Verdict,
     pub message: String,
+    /// The rollout's `PreRollout` hooks were called at this check and all answered 2xx.
+    pub pre_rollout_passed: bool,
 }
 
 pub use crate::conditions::Note;
@@ -259,6 +261,7 @@ pub fn plan(
             };
             r.last_check_at = Some(Time(now));
             r.metrics = check.results.clone();
+            r.pre_rollout_done |= check.pre_rollout_passed;
             out.requeue = Some(p.interval);
             match check.verdict {
                 Verdict::Pass => {
@@ -523,6 +526,7 @@ pub fn unguarded(
         message: None,
         transitions: Vec::new(),
         post_rollout: None,
+        pre_rollout_done: false,
     };
     let why = format!(
         "revision {} rolled out without analysis: the policy did not hold the template change (the admission webhook was not reached: the operator was down or unreachable, with failurePolicy Ignore)",
@@ -607,6 +611,7 @@ fn start(
         message: None,
         transitions: Vec::new(),
         post_rollout: None,
+        pre_rollout_done: false,
     };
     let why = format!(
         "new template of {} held; step 1: moving {k} of {} replicas to it",
@@ -846,6 +851,7 @@ mod tests {
             }],
             verdict,
             message: format!("{verdict:?}"),
+            pre_rollout_passed: false,
         }
     }
 

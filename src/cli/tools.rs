@@ -70,7 +70,7 @@ pub async fn canary(
                 }
             }
         };
-        let value = format!("{order} {deployment} {}", jiff::Timestamp::now());
+        let value = format!("{order} {deployment} {}", maturity_operator::clock::Clock::system().now());
         let patch = serde_json::json!({"metadata": {"annotations": {CANARY_CONTROL_ANNOTATION: value}}});
         api.patch(&policy, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
             .await

@@ -195,6 +195,7 @@ pub fn parse(d: &DrillSchedule) -> Result<(Schedule, Plan), String> {
             check_interval,
             recovery_deadline: dur(&spec.recovery_deadline, "recoveryDeadline")?,
             has_steady_state: !spec.steady_state.is_empty(),
+            has_abort_when: !spec.abort_when.is_empty(),
         },
     ))
 }
@@ -269,6 +270,7 @@ fn active_plan(o: &Observed) -> (Plan, Option<String>) {
                 check_interval: Duration::from_secs(15),
                 recovery_deadline: Duration::from_secs(0),
                 has_steady_state: false,
+                has_abort_when: false,
             },
             Some(stop.unwrap_or_else(|| format!("the spec is no longer valid: {e}"))),
         ),
@@ -324,13 +326,20 @@ struct Slot {
     due: bool,
     /// A new run-now token, acted on now.
     run_now: Option<String>,
+    /// The run starting is the run-now's (not refused by a blackout).
+    asked: bool,
     /// The window status shows (None: stopped or suspended).
     next_window: Option<WindowStatus>,
-    /// The window was missed: the record of the skipped run.
-    missed: Option<RunRecord>,
+    /// The window was missed, or a run-now fell in a blackout: the records of skipped runs.
+    missed: Vec<RunRecord>,
     /// Until the drawn start.
     requeue: Option<Duration>,
     planned: Option<Planned>,
+}
+
+/// A run-now value that overrides blackouts: its last word is `force` (e.g. `7 force`).
+pub fn forced(token: &str) -> bool {
+    token.split_whitespace().last() == Some("force")
 }
 
 /// The start inside `w`: drawn once per window (again after a restart, from `now` when
@@ -377,9 +386,26 @@ fn slot(
         .cloned();
     let mut s = Slot {
         due: run_now.is_some() && !stopped,
+        asked: run_now.is_some() && !stopped,
         run_now,
         ..Default::default()
     };
+    // A run-now inside a blackout is refused unless it says `force`.
+    if s.due
+        && let Some(token) = &s.run_now
+        && !forced(token)
+        && let Some((name, until)) = sched.blackout_until(now)
+    {
+        (s.due, s.asked) = (false, false);
+        let mut r = skipped(
+            now,
+            format!(
+                "run-now {token:?} falls in the blackout {name} (until {until}); set the annotation to \"{token} force\" to run anyway"
+            ),
+        );
+        r.run_now = true;
+        s.missed.push(r);
+    }
     if stopped || d.spec.suspend {
         return Ok(s);
     }
@@ -394,7 +420,7 @@ fn slot(
         .planned
         .insert(draw(o.planned, window, sched, now, random));
     let next_from = if now > clock::add(window.end, sched.starting_deadline) {
-        s.missed = Some(skipped(
+        s.missed.push(skipped(
             now,
             format!(
                 "missed the window {} to {} by more than the starting deadline",
@@ -403,8 +429,27 @@ fn slot(
         ));
         Some(now)
     } else if now >= start {
-        s.due = true;
-        Some(window.end)
+        // Blackouts apply at the real start too: wait for the end of one the drawn start
+        // fell in, or skip the window when it lasts past the starting deadline.
+        match sched.blackout_until(now) {
+            None => {
+                s.due = true;
+                Some(window.end)
+            }
+            Some((_, until)) if until <= clock::add(window.end, sched.starting_deadline) => {
+                s.requeue = Some(clock::until(now, until).max(MIN_REQUEUE));
+                None
+            }
+            Some((name, until)) => {
+                s.missed.push(skipped(
+                    now,
+                    format!(
+                        "the drawn start {start} fell in the blackout {name}, which lasts until {until}, past the window's starting deadline"
+                    ),
+                ));
+                Some(until)
+            }
+        }
     } else {
         s.requeue = Some(clock::until(now, start).max(MIN_REQUEUE));
         None
@@ -467,6 +512,7 @@ fn skipped(now: Timestamp, why: String) -> RunRecord {
         finished_at: Some(Time(now)),
         reason: Some(why),
         run_now: false,
+        injected_at: None,
     }
 }
 
@@ -529,7 +575,14 @@ fn scheduled(
         status.last_run_now = Some(token);
     }
     status.next_window = slot.next_window;
-    if let Some(r) = slot.missed {
+    for r in slot.missed {
+        // A person asked for a run: say why none starts.
+        if r.run_now {
+            out.notes.push(Note::warning(
+                "DrillSkipped",
+                r.reason.clone().unwrap_or_default(),
+            ));
+        }
         record(status, r, &o.drill);
     }
     if let Some(r) = slot.requeue {
@@ -539,7 +592,7 @@ fn scheduled(
     if slot.due {
         let mut step = start(o, plan, now, draws.start);
         // A run asked for with run-now is marked so: it is not an unannounced drill.
-        if slot.run_now.is_some() {
+        if slot.asked {
             if let Some(a) = step.active.as_mut() {
                 a.run_now = true;
             }
@@ -548,7 +601,7 @@ fn scheduled(
             }
         }
         take(status, &step, &o.drill);
-        out.notes = step.notes;
+        out.notes.extend(step.notes);
         out.requeue = MIN_REQUEUE;
     }
     Ok(())
@@ -695,6 +748,16 @@ mod tests {
             replicas,
             available: true,
             pods: vec!["web-a".into(), "web-b".into(), "web-c".into()],
+            uids: ["web-a", "web-b", "web-c"]
+                .map(|n| (n.to_string(), format!("uid-{n}")))
+                .into(),
+            ready: ["web-a", "web-b", "web-c"]
+                .map(|n| run::ReadyPod {
+                    name: n.into(),
+                    uid: format!("uid-{n}"),
+                    since: ts("2026-01-01T00:00:00Z"),
+                })
+                .to_vec(),
             service_selector: None,
         }
     }
@@ -749,6 +812,8 @@ mod tests {
             instance: "i".into(),
             resumed: None,
             run_now: false,
+            unknown_checks: 0,
+            steady_since: None,
         }
     }
 
@@ -790,6 +855,7 @@ mod tests {
             target: "Deployment/web".into(),
             saved: SavedState {
                 killed_pods: vec!["web-b".into()],
+                killed_uids: vec!["uid-web-b".into()],
                 ..Default::default()
             },
             injected_at: None,
@@ -800,6 +866,8 @@ mod tests {
             instance: "i".into(),
             resumed: None,
             run_now: false,
+            unknown_checks: 0,
+            steady_since: None,
         }
     }
 
@@ -821,6 +889,7 @@ mod tests {
             finished_at: Some(Time(now)),
             reason: Some(why.into()),
             run_now: false,
+            injected_at: None,
         }
     }
 
@@ -1057,22 +1126,92 @@ mod tests {
     }
 
     #[test]
-    fn run_now_starts_a_run_inside_a_blackout() {
-        let d = DrillBuilder::new("d")
-            .blackout("0 0 24 12 *", "48h")
-            .run_now("1")
-            .build();
-        let mut o = observed(d);
+    fn run_now_inside_a_blackout_is_refused_unless_forced() {
+        let d = |token: &str| {
+            DrillBuilder::new("d")
+                .blackout("0 0 24 12 *", "48h")
+                .run_now(token)
+                .build()
+        };
         let now = ts("2026-12-24T10:00:00Z");
+        let o = observed(d("1"));
+        assert!(!start_due(&o, now, &DRAW_4), "nothing to read: refused");
+        let out = decide(&o, now, &DRAW_4);
+        assert_eq!(out.status.active, None);
+        assert_eq!(out.status.last_run_now.as_deref(), Some("1"), "acted on");
+        let why = "run-now \"1\" falls in the blackout 0 0 24 12 * for 48h (until 2026-12-26T00:00:00Z); set the annotation to \"1 force\" to run anyway";
+        let mut refused = skipped_at(now, None, why);
+        refused.run_now = true;
+        assert_eq!(out.status.runs, vec![refused]);
+        assert_eq!(
+            out.notes,
+            vec![Note::warning("DrillSkipped", why)],
+            "the person who asked is told"
+        );
+        // With force it starts, marked as asked for: never an unannounced drill.
+        let mut o = observed(d("1 force"));
         assert!(start_due(&o, now, &DRAW_4));
         o.start = found();
         let out = decide(&o, now, &DRAW_4);
-        // Marked as asked for: it never counts as an unannounced drill.
         assert_eq!(out.status.active, Some(asked(now)));
-        assert_eq!(out.status.last_run_now.as_deref(), Some("1"));
+        assert_eq!(out.status.last_run_now.as_deref(), Some("1 force"));
         let next = ts("2026-12-26T10:00:00Z");
         assert_eq!(out.status.next_window, Some(window(next, next, None)));
-        assert_eq!(out.requeue, Duration::from_millis(100));
+        assert!(forced("7 force") && !forced("force7") && !forced("7"));
+    }
+
+    #[test]
+    fn blackouts_apply_at_the_drawn_start() {
+        // The window 10:00-11:00; the drawn start 10:35 falls in a blackout of 10:30-10:40.
+        let b = |blackout: &str| {
+            DrillBuilder::new("d")
+                .jitter("1h")
+                .blackout("30 10 * * *", blackout)
+                .next_window(at("10:00:00"), at("11:00:00"))
+                .build()
+        };
+        let mut o = observed(b("10m"));
+        o.planned = Some((at("10:00:00"), at("10:35:00")));
+        let now = at("10:35:00");
+        assert!(!start_due(&o, now, &DRAW_4));
+        let out = decide(&o, now, &DRAW_4);
+        assert_eq!(out.status.active, None);
+        assert!(out.status.runs.is_empty());
+        assert_eq!(
+            out.requeue,
+            Duration::from_secs(300),
+            "until the blackout ends"
+        );
+        // At its end the run starts.
+        let now = at("10:40:00");
+        assert!(start_due(&o, now, &DRAW_4));
+        o.start = found();
+        let out = decide(&o, now, &DRAW_4);
+        assert_eq!(
+            out.status.active.map(|a| a.started_at),
+            Some(MicroTime(now))
+        );
+        // A blackout until 12:30 outlasts the window's end plus the starting deadline (1h):
+        // the window is skipped, with the reason.
+        let mut o = observed(b("2h"));
+        o.planned = Some((at("10:00:00"), at("10:35:00")));
+        let now = at("10:35:00");
+        assert!(!start_due(&o, now, &DRAW_4));
+        let out = decide(&o, now, &DRAW_4);
+        assert_eq!(
+            out.status.runs,
+            vec![skipped_at(
+                now,
+                None,
+                "the drawn start 2026-11-25T10:35:00Z fell in the blackout 30 10 * * * for 2h, which lasts until 2026-11-25T12:30:00Z, past the window's starting deadline"
+            )]
+        );
+        // The next window: tomorrow's slot 10:00 (not in a blackout) to 11:00.
+        let next = out.status.next_window.unwrap();
+        assert_eq!(
+            (next.start.0, next.end.0),
+            (ts("2026-11-26T10:00:00Z"), ts("2026-11-26T11:00:00Z"))
+        );
     }
 
     #[test]
@@ -1511,6 +1650,8 @@ mod tests {
             out.status.active,
             Some(ActiveRun {
                 last_check_at: Some(MicroTime(read)),
+                // The steady state holds from this check on.
+                steady_since: Some(MicroTime(read)),
                 ..holding()
             })
         );
@@ -1604,6 +1745,7 @@ mod tests {
                 finished_at: Some(Time(now)),
                 reason: Some("stopped by hand".into()),
                 run_now: false,
+                injected_at: Some(MicroTime(at("10:00:00"))),
             }]
         );
         assert_eq!(
@@ -1639,6 +1781,7 @@ mod tests {
                     "Deployment/web was deleted during the drill; nothing left to restore".into()
                 ),
                 run_now: false,
+                injected_at: Some(MicroTime(at("10:00:00"))),
             }]
         );
         assert_eq!(out.effect, None);
@@ -1658,8 +1801,16 @@ mod tests {
         };
         let d = DrillBuilder::new("d").active(a).build();
         let mut o = observed(d);
-        o.target = Some(web(3));
-        let now = at("10:00:04");
+        // web-b's replacement web-d was Ready at 10:00:04; the pass sees it at 10:00:06.
+        let mut view = web(3);
+        view.ready.retain(|p| p.name != "web-b");
+        view.ready.push(run::ReadyPod {
+            name: "web-d".into(),
+            uid: "uid-web-d".into(),
+            since: at("10:00:04"),
+        });
+        o.target = Some(view);
+        let now = at("10:00:06");
         let out = decide(&o, now, &NONE);
         assert_eq!(
             out.status.runs,
@@ -1672,6 +1823,7 @@ mod tests {
                 finished_at: Some(Time(now)),
                 reason: Some("recovered in 4.00 s (deadline 60 s)".into()),
                 run_now: false,
+                injected_at: Some(MicroTime(at("10:00:00"))),
             }]
         );
         assert_eq!(

@@ -43,6 +43,20 @@ pub struct Plan {
     pub recovery_deadline: Duration,
     /// Steady-state checks are defined (otherwise only availability counts).
     pub has_steady_state: bool,
+    /// `abortWhen` checks are defined.
+    pub has_abort_when: bool,
+}
+
+/// Rounds of checks in a row that cannot be read before a run is aborted.
+pub const UNKNOWN_LIMIT: u32 = 3;
+
+/// A pod of the target that is Ready (and not being deleted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadyPod {
+    pub name: String,
+    pub uid: String,
+    /// Its Ready condition's last transition (whole seconds, as the API keeps it).
+    pub since: Timestamp,
 }
 
 /// What is observed of the target (and the Service of a failover).
@@ -56,6 +70,10 @@ pub struct TargetView {
     pub available: bool,
     /// Names of the target's running pods.
     pub pods: Vec<String>,
+    /// Uids of the target's pods (not being deleted), by name.
+    pub uids: BTreeMap<String, String>,
+    /// Its Ready pods, with when each became Ready.
+    pub ready: Vec<ReadyPod>,
     /// The failover Service's selector (None: no such Service).
     pub service_selector: Option<BTreeMap<String, String>>,
 }
@@ -143,6 +161,7 @@ pub fn start(
             finished_at: Some(Time(now)),
             reason: Some(why.clone()),
             run_now: false,
+            injected_at: None,
         }),
         notes: vec![Note {
             reason: "DrillSkipped".into(),
@@ -182,6 +201,10 @@ pub fn start(
             let k = (random % pods.len() as u64) as usize;
             pods.rotate_left(k);
             pods.truncate(n);
+            saved.killed_uids = pods
+                .iter()
+                .filter_map(|p| target.uids.get(p).cloned())
+                .collect();
             saved.killed_pods = pods;
         }
         Fault::ScaleDown { replicas, .. } => {
@@ -214,6 +237,8 @@ pub fn start(
         instance: instance.to_string(),
         resumed: None,
         run_now: false,
+        unknown_checks: 0,
+        steady_since: None,
     };
     Step {
         active: Some(active),
@@ -240,6 +265,82 @@ fn abort(a: &mut ActiveRun, why: String, out: &mut Step) {
     a.phase = DrillPhase::Restoring;
     out.effect = Some(Effect::Restore(a.saved.clone()));
     out.requeue = Some(Duration::ZERO);
+}
+
+/// A round of checks while the fault or its aftermath lasts: an `abortWhen` breach aborts,
+/// so does a steady-state breach while the fault holds (`holding`); checks that cannot be
+/// read [`UNKNOWN_LIMIT`] rounds in a row abort too. After the fault, the steady state's
+/// holding streak is kept (`steady_since`). True when the run was aborted.
+fn watch(a: &mut ActiveRun, c: &Checks, holding: bool, at: Timestamp, out: &mut Step) -> bool {
+    a.last_check_at = Some(micro(at));
+    match &c.steady {
+        CheckOutcome::Holds => {
+            a.steady_since.get_or_insert(micro(at));
+        }
+        _ => a.steady_since = None,
+    }
+    if let CheckOutcome::Breached(why) = &c.abort {
+        abort(a, format!("abortWhen breached: {why}"), out);
+        return true;
+    }
+    if holding && let CheckOutcome::Breached(why) = &c.steady {
+        abort(
+            a,
+            format!("steady state breached during the drill: {why}"),
+            out,
+        );
+        return true;
+    }
+    let mut unknown = Vec::new();
+    if let CheckOutcome::Unknown(why) = &c.abort {
+        unknown.push(format!("abortWhen: {why}"));
+    }
+    if holding && let CheckOutcome::Unknown(why) = &c.steady {
+        unknown.push(format!("steady state: {why}"));
+    }
+    if unknown.is_empty() {
+        a.unknown_checks = 0;
+        return false;
+    }
+    a.unknown_checks += 1;
+    if a.unknown_checks >= UNKNOWN_LIMIT {
+        abort(
+            a,
+            format!(
+                "the checks could not be read {UNKNOWN_LIMIT} times in a row, so the drill is not watched: {}",
+                unknown.join("; ")
+            ),
+            out,
+        );
+        return true;
+    }
+    false
+}
+
+/// When the target was whole again after the fault: `replicas` of its pods Ready, none of
+/// them one that was killed (the latest Ready time among the earliest-ready ones), and not
+/// before the injection; None while fewer are Ready.
+pub fn ready_again(
+    target: &TargetView,
+    saved: &SavedState,
+    injected: Timestamp,
+) -> Option<Timestamp> {
+    let mut since: Vec<Timestamp> = target
+        .ready
+        .iter()
+        // A run recorded before uids were kept names its pods only.
+        .filter(|p| match saved.killed_uids.is_empty() {
+            true => !saved.killed_pods.contains(&p.name),
+            false => !saved.killed_uids.contains(&p.uid),
+        })
+        .map(|p| p.since)
+        .collect();
+    since.sort();
+    let n = target.replicas.max(0) as usize;
+    if n == 0 {
+        return Some(injected);
+    }
+    since.get(n - 1).map(|t| (*t).max(injected))
 }
 
 fn restored(target: &TargetView, saved: &SavedState) -> bool {
@@ -299,6 +400,8 @@ pub fn advance(
     match a.phase {
         DrillPhase::Injecting => {
             a.injected_at = Some(micro(now));
+            // The steady state held before the start.
+            a.steady_since = Some(micro(now));
             out.effect = Some(match &plan.fault {
                 Fault::PodKill { .. } => {
                     a.phase = DrillPhase::Recovering;
@@ -360,16 +463,7 @@ pub fn advance(
                     match checks {
                         None => out.check_due = true,
                         Some(c) => {
-                            a.last_check_at = Some(micro(now));
-                            if let CheckOutcome::Breached(why) = &c.abort {
-                                abort(&mut a, format!("abortWhen breached: {why}"), &mut out);
-                            } else if let CheckOutcome::Breached(why) = &c.steady {
-                                abort(
-                                    &mut a,
-                                    format!("steady state breached during the drill: {why}"),
-                                    &mut out,
-                                );
-                            }
+                            watch(&mut a, c, true, now, &mut out);
                         }
                     }
                 }
@@ -406,37 +500,65 @@ pub fn advance(
             // Whatever was changed stays put back.
             out.effect = Some(Effect::Restore(a.saved.clone()));
             let injected = a.injected_at.clone().unwrap_or(a.started_at.clone());
-            let elapsed = secs(&injected, now);
             let deadline = plan.recovery_deadline.as_secs_f64();
-            let steady_ok = !plan.has_steady_state
-                || matches!(checks.map(|c| &c.steady), Some(CheckOutcome::Holds));
-            if target.available && restored(target, &a.saved) {
-                if plan.has_steady_state && checks.is_none() {
-                    out.check_due = true;
-                } else if steady_ok {
-                    let result = if elapsed <= deadline {
-                        RunResult::Passed
-                    } else {
-                        RunResult::Failed
-                    };
-                    let why = format!(
-                        "recovered in {elapsed:.2} s (deadline {deadline:.0} s){}",
-                        a.resumed
-                            .as_ref()
-                            .map(|r| format!("; {r}"))
-                            .unwrap_or_default()
-                    );
-                    let mut r = finish(&a, result, now, Some(elapsed), Some(why));
-                    r.restore_seconds = a.restored_at.as_ref().map(|t| secs(&injected, t.0));
-                    out.finished = Some(r);
-                    out.effect = None;
-                    return out;
+            let whole = target.available && restored(target, &a.saved);
+            let pods_at = whole
+                .then(|| ready_again(target, &a.saved, injected.0))
+                .flatten();
+            // Watched every interval until recovered; once the pods are back, the steady
+            // state is read before the run ends.
+            let last = a.last_check_at.as_ref().unwrap_or(&injected).0;
+            let since = crate::clock::until(last, now);
+            let watched = plan.has_steady_state || plan.has_abort_when;
+            let interval_due = watched && since >= plan.check_interval;
+            let confirm = pods_at.is_some()
+                && plan.has_steady_state
+                && since >= plan.check_interval.min(Duration::from_secs(1));
+            if interval_due || confirm {
+                match checks {
+                    None => out.check_due = true,
+                    Some(c) => {
+                        if watch(&mut a, c, false, now, &mut out) {
+                            out.active = Some(a);
+                            return out;
+                        }
+                    }
                 }
             }
-            if elapsed > deadline {
+            let steady_at = match (plan.has_steady_state, checks) {
+                (false, _) => Some(injected.0),
+                (true, Some(c)) if c.steady == CheckOutcome::Holds => {
+                    a.steady_since.as_ref().map(|t| t.0)
+                }
+                (true, _) => None,
+            };
+            if let (Some(pods_at), Some(steady_at)) = (pods_at, steady_at) {
+                let restored_at = a.restored_at.as_ref().map_or(injected.0, |t| t.0);
+                let at = pods_at.max(steady_at).max(restored_at);
+                let recovery = secs(&injected, at);
+                let result = if recovery <= deadline {
+                    RunResult::Passed
+                } else {
+                    RunResult::Failed
+                };
+                let why = format!(
+                    "recovered in {recovery:.2} s (deadline {deadline:.0} s){}",
+                    a.resumed
+                        .as_ref()
+                        .map(|r| format!("; {r}"))
+                        .unwrap_or_default()
+                );
+                let mut r = finish(&a, result, now, Some(recovery), Some(why));
+                r.restore_seconds = a.restored_at.as_ref().map(|t| secs(&injected, t.0));
+                out.finished = Some(r);
+                out.effect = None;
+                out.check_due = false;
+                return out;
+            }
+            if secs(&injected, now) > deadline {
                 let why = format!(
                     "not recovered within the recovery deadline of {deadline:.0} s ({}){}",
-                    if !target.available {
+                    if pods_at.is_none() {
                         format!("{} not Available", a.target)
                     } else {
                         "steady state not holding".into()
@@ -450,10 +572,12 @@ pub fn advance(
                 r.restore_seconds = a.restored_at.as_ref().map(|t| secs(&injected, t.0));
                 out.finished = Some(r);
                 out.effect = None;
+                out.check_due = false;
                 return out;
             }
-            out.requeue = Some(if target.available && plan.has_steady_state {
-                plan.check_interval.min(Duration::from_secs(1))
+            let to_check = plan.check_interval.saturating_sub(since);
+            out.requeue = Some(if watched {
+                to_check.clamp(Duration::from_millis(100), Duration::from_millis(250))
             } else {
                 Duration::from_millis(250)
             });
@@ -479,6 +603,7 @@ fn finish(
         finished_at: Some(Time(now)),
         reason,
         run_now: a.run_now,
+        injected_at: a.injected_at.clone(),
     }
 }
 
@@ -550,6 +675,7 @@ mod tests {
             check_interval: Duration::from_secs(2),
             recovery_deadline: Duration::from_secs(60),
             has_steady_state: steady,
+            has_abort_when: false,
         }
     }
 
@@ -559,7 +685,20 @@ mod tests {
             replicas,
             available: true,
             pods: vec!["a".into(), "b".into(), "c".into()],
+            uids: ["a", "b", "c"]
+                .map(|n| (n.to_string(), format!("uid-{n}")))
+                .into(),
+            ready: ["a", "b", "c"].map(|n| pod(n, -100)).to_vec(),
             service_selector: Some(BTreeMap::from([("app".into(), "web".into())])),
+        }
+    }
+
+    /// Pod `name` (uid `uid-NAME`), Ready since `t(since)`.
+    fn pod(name: &str, since: i64) -> ReadyPod {
+        ReadyPod {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            since: t(since),
         }
     }
 
@@ -632,6 +771,7 @@ mod tests {
         assert_eq!(s.effect, Some(Effect::Scale(1)));
         tv.replicas = 1;
         tv.available = false;
+        tv.ready = vec![pod("a", -100)];
         // Checks are due every interval while holding.
         let s = advance(&p, &a, Some(&tv), t(2), "i", None, None);
         assert!(s.check_due);
@@ -664,13 +804,16 @@ mod tests {
         assert_eq!(a.phase, DrillPhase::Recovering);
         let s = advance(&p, &a, Some(&tv), t(12), "i", None, None);
         assert!(s.finished.is_none(), "not Available yet");
+        // Two new pods Ready at 12 s; the operator sees it at 15 s: recovery is 12 s.
         tv.available = true;
-        let s = advance(&p, &a, Some(&tv), t(13), "i", None, None);
+        tv.ready = vec![pod("a", -100), pod("d", 12), pod("e", 12)];
+        let s = advance(&p, &a, Some(&tv), t(15), "i", None, None);
         let r = s.finished.unwrap();
         assert!(s.active.is_none());
         assert_eq!(r.result, RunResult::Passed);
-        assert_eq!(r.recovery_seconds, Some(13.0));
+        assert_eq!(r.recovery_seconds, Some(12.0));
         assert_eq!(r.restore_seconds, Some(11.0));
+        assert_eq!(r.injected_at, Some(micro(t(0))));
     }
 
     #[test]
@@ -749,20 +892,44 @@ mod tests {
         );
         let a = s.active.unwrap();
         assert_eq!(a.phase, DrillPhase::Recovering);
+        // Random 7 rotates [a, b, c] by one: b is killed.
+        assert_eq!(
+            (a.saved.killed_pods.clone(), a.saved.killed_uids.clone()),
+            (vec!["b".to_string()], vec!["uid-b".to_string()])
+        );
         tv.available = false;
         assert!(
             advance(&p, &a, Some(&tv), t(1), "i", None, None)
                 .finished
                 .is_none()
         );
+        // A stale status says Available while the killed pod is still counted: only two
+        // pods that were not killed are Ready, so nothing is recovered yet.
         tv.available = true;
-        let r = advance(&p, &a, Some(&tv), t(2), "i", None, None)
+        tv.ready = vec![pod("a", -100), pod("b", -100), pod("c", -100)];
+        assert!(
+            advance(&p, &a, Some(&tv), t(1), "i", None, None)
+                .finished
+                .is_none(),
+            "the killed pod does not count"
+        );
+        // Its replacement Ready at 3 s, seen at 5 s: recovery 3 s.
+        tv.ready = vec![pod("a", -100), pod("c", -100), pod("d", 3)];
+        let r = advance(&p, &a, Some(&tv), t(5), "i", None, None)
             .finished
             .unwrap();
         assert_eq!(
             (r.result, r.recovery_seconds),
-            (RunResult::Passed, Some(2.0))
+            (RunResult::Passed, Some(3.0))
         );
+        // A StatefulSet's pod comes back under its name, with a new uid: it counts.
+        let mut same_name = pod("b", 4);
+        same_name.uid = "uid-b2".into();
+        tv.ready = vec![pod("a", -100), pod("c", -100), same_name];
+        let r = advance(&p, &a, Some(&tv), t(5), "i", None, None)
+            .finished
+            .unwrap();
+        assert_eq!(r.recovery_seconds, Some(4.0));
 
         let to = BTreeMap::from([("app".to_string(), "standby".to_string())]);
         let p = plan(
@@ -785,6 +952,154 @@ mod tests {
                 selector: to
             })
         );
+    }
+
+    fn kill_one() -> Plan {
+        plan(
+            Fault::PodKill {
+                count: Some(1),
+                percent: None,
+            },
+            false,
+        )
+    }
+
+    /// A podKill run injected at 0 s (pod b killed), recovering.
+    fn recovering(p: &Plan, tv: &TargetView) -> ActiveRun {
+        let a = start(p, tv, &CheckOutcome::Holds, t(0), "i", 7)
+            .active
+            .unwrap();
+        advance(p, &a, Some(tv), t(0), "i", None, None)
+            .active
+            .unwrap()
+    }
+
+    #[test]
+    fn abort_when_is_watched_after_a_pod_kill_until_recovery() {
+        let mut p = kill_one();
+        p.has_abort_when = true;
+        let mut tv = target(3);
+        let a = recovering(&p, &tv);
+        tv.ready = vec![pod("a", -100), pod("c", -100)];
+        tv.available = false;
+        // Before an interval (2 s) passed: no check.
+        assert!(!advance(&p, &a, Some(&tv), t(1), "i", None, None).check_due);
+        assert!(advance(&p, &a, Some(&tv), t(2), "i", None, None).check_due);
+        let ok = Checks {
+            steady: CheckOutcome::Holds,
+            abort: CheckOutcome::Holds,
+        };
+        let a = advance(&p, &a, Some(&tv), t(2), "i", None, Some(&ok))
+            .active
+            .unwrap();
+        assert_eq!(a.phase, DrillPhase::Recovering);
+        assert_eq!(a.last_check_at, Some(micro(t(2))));
+        let bad = Checks {
+            steady: CheckOutcome::Holds,
+            abort: CheckOutcome::Breached("5xx 12 > 1".into()),
+        };
+        let s = advance(&p, &a, Some(&tv), t(4), "i", None, Some(&bad));
+        let a = s.active.unwrap();
+        assert_eq!(a.phase, DrillPhase::Restoring);
+        assert_eq!(
+            a.abort_reason.as_deref(),
+            Some("abortWhen breached: 5xx 12 > 1")
+        );
+        assert!(s.notes.iter().any(|n| n.reason == "DrillAborted"));
+        // Nothing to put back for a pod kill: recorded Aborted at the next pass.
+        let r = advance(&p, &a, Some(&tv), t(4), "i", None, None)
+            .finished
+            .unwrap();
+        assert_eq!(r.result, RunResult::Aborted);
+        assert_eq!(r.recovery_seconds, None);
+    }
+
+    #[test]
+    fn checks_that_cannot_be_read_three_times_in_a_row_abort() {
+        let mut p = plan(
+            Fault::ScaleDown {
+                replicas: 1,
+                hold: Duration::from_secs(60),
+            },
+            true,
+        );
+        p.has_abort_when = true;
+        let mut tv = target(3);
+        let a = start(&p, &tv, &CheckOutcome::Holds, t(0), "i", 0)
+            .active
+            .unwrap();
+        let mut a = advance(&p, &a, Some(&tv), t(0), "i", None, None)
+            .active
+            .unwrap();
+        tv.replicas = 1;
+        let unknown = Checks {
+            steady: CheckOutcome::Holds,
+            abort: CheckOutcome::Unknown("errors: no data".into()),
+        };
+        let ok = Checks {
+            steady: CheckOutcome::Holds,
+            abort: CheckOutcome::Holds,
+        };
+        // Two unknown rounds, then a read one: the count starts again.
+        for (at, c, want) in [(2, &unknown, 1), (4, &unknown, 2), (6, &ok, 0)] {
+            a = advance(&p, &a, Some(&tv), t(at), "i", None, Some(c))
+                .active
+                .unwrap();
+            assert_eq!((a.phase, a.unknown_checks), (DrillPhase::Holding, want));
+        }
+        for at in [8, 10] {
+            a = advance(&p, &a, Some(&tv), t(at), "i", None, Some(&unknown))
+                .active
+                .unwrap();
+        }
+        let s = advance(&p, &a, Some(&tv), t(12), "i", None, Some(&unknown));
+        let a = s.active.unwrap();
+        assert_eq!(a.phase, DrillPhase::Restoring);
+        assert_eq!(
+            a.abort_reason.as_deref(),
+            Some(
+                "the checks could not be read 3 times in a row, so the drill is not watched: abortWhen: errors: no data"
+            )
+        );
+    }
+
+    #[test]
+    fn with_a_steady_state_recovery_is_when_it_holds_again_after_the_pods() {
+        let mut p = kill_one();
+        p.has_steady_state = true;
+        let mut tv = target(3);
+        let a = recovering(&p, &tv);
+        tv.ready = vec![pod("a", -100), pod("c", -100), pod("d", 1)];
+        let breached = Checks {
+            steady: CheckOutcome::Breached("errors 0.3 > 0.1".into()),
+            abort: CheckOutcome::Holds,
+        };
+        let holds = Checks {
+            steady: CheckOutcome::Holds,
+            abort: CheckOutcome::Holds,
+        };
+        // Pods back at 1 s, but the steady state is breached at 2 s (no abort after the
+        // fault: it is what recovery waits for) and holds at 4 s: recovery 4 s.
+        let s = advance(&p, &a, Some(&tv), t(2), "i", None, Some(&breached));
+        assert!(s.finished.is_none());
+        let a = s.active.unwrap();
+        assert_eq!(
+            (a.phase, a.steady_since.clone()),
+            (DrillPhase::Recovering, None)
+        );
+        let r = advance(&p, &a, Some(&tv), t(4), "i", None, Some(&holds))
+            .finished
+            .unwrap();
+        assert_eq!(
+            (r.result, r.recovery_seconds),
+            (RunResult::Passed, Some(4.0))
+        );
+        // Had it held all along, recovery is the pods' 1 s.
+        let a = recovering(&p, &target(3));
+        let r = advance(&p, &a, Some(&tv), t(2), "i", None, Some(&holds))
+            .finished
+            .unwrap();
+        assert_eq!(r.recovery_seconds, Some(1.0));
     }
 
     #[test]
@@ -823,6 +1138,7 @@ mod tests {
             finished_at: Some(Time(t(1))),
             reason: None,
             run_now: false,
+            injected_at: None,
         };
         for r in [
             RunResult::Passed,

@@ -107,12 +107,20 @@ impl Schedule {
 
     /// The blackout `t` falls in, if any.
     pub fn blackout_at(&self, t: Timestamp) -> Option<&str> {
+        self.blackout_until(t).map(|(name, _)| name)
+    }
+
+    /// The blackout `t` falls in and when it ends (the latest end when several overlap).
+    pub fn blackout_until(&self, t: Timestamp) -> Option<(&str, Timestamp)> {
         let zoned = t.to_zoned(self.tz.clone());
-        self.blackouts.iter().find_map(|(cron, length, name)| {
-            let began = cron.find_previous_occurrence(&zoned, true).ok()?;
-            let end = add(began.timestamp(), *length);
-            (t < end).then_some(name.as_str())
-        })
+        self.blackouts
+            .iter()
+            .filter_map(|(cron, length, name)| {
+                let began = cron.find_previous_occurrence(&zoned, true).ok()?;
+                let end = add(began.timestamp(), *length);
+                (t < end).then_some((name.as_str(), end))
+            })
+            .max_by_key(|(_, end)| *end)
     }
 
     /// The next window after `after` whose slot is not in a blackout (at most 1000 slots ahead).

@@ -27,7 +27,7 @@ use serde_json::Value;
 pub use error::Error;
 pub use events::Note;
 pub use fence::{Fence, NotLeader};
-pub use workload::{WorkloadRef, WorkloadState};
+pub use workload::{PodState, WorkloadRef, WorkloadState};
 
 use crate::metrics::Metrics;
 

@@ -47,8 +47,39 @@ pub struct WorkloadState {
     pub replicas: i32,
     /// Every desired replica is available on the current revision.
     pub available: bool,
-    /// Names of its running pods (not being deleted).
-    pub running_pods: Vec<String>,
+    /// Its pods (not being deleted).
+    pub pods: Vec<PodState>,
+}
+
+/// A pod of a workload, as a drill needs it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PodState {
+    pub name: String,
+    pub uid: String,
+    /// Phase Running.
+    pub running: bool,
+    /// When its Ready condition last became True (None: not Ready).
+    pub ready_since: Option<jiff::Timestamp>,
+}
+
+impl PodState {
+    fn of(p: &Pod) -> Self {
+        let status = p.status.as_ref();
+        let ready_since = status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+            .map(|c| {
+                c.last_transition_time
+                    .as_ref()
+                    .map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0)
+            });
+        Self {
+            name: p.name_any(),
+            uid: p.uid().unwrap_or_default(),
+            running: status.and_then(|s| s.phase.as_deref()) == Some("Running"),
+            ready_since,
+        }
+    }
 }
 
 /// The workload kinds, as the edge reads them.
@@ -117,13 +148,12 @@ impl Kube {
             .await?
             .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-            .map(|p| p.name_any())
+            .map(|p| PodState::of(&p))
             .collect();
         Ok(Some(WorkloadState {
             replicas: o.replicas(),
             available: o.available(),
-            running_pods: pods,
+            pods,
         }))
     }
 

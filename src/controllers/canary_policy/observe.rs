@@ -75,7 +75,7 @@ pub async fn observe(
         observed.checks.insert(deployment, check);
     }
     for ended in decide::due_post_hooks(&observed) {
-        let results = call_hooks(ctx, &observed.policy, &ns, &ended).await;
+        let (results, _) = call_hooks(ctx, &observed.policy, &ns, &ended).await;
         observed.post_hooks.push(decide::PostHooksCalled {
             deployment: ended.deployment,
             started_at: ended.started_at,
@@ -85,22 +85,24 @@ pub async fn observe(
     Ok(Some(observed))
 }
 
-/// Calls the policy's hooks that are due for rollout `r` (by its phase and checks), one
-/// after the other, each within its timeout.
+/// Calls the policy's hooks that are due for rollout `r` (by its phase), one after the
+/// other, each within its timeout; and whether its `PreRollout` ones all passed.
 async fn call_hooks(
     ctx: &Context,
     policy: &CanaryPolicy,
     ns: &str,
     r: &RolloutRecord,
-) -> Vec<crate::api::canary_policy::MetricResult> {
+) -> (Vec<crate::api::canary_policy::MetricResult>, bool) {
+    let due = analysis::due_hooks(&policy.spec.hooks, r);
     let mut results = Vec::new();
-    for hook in analysis::due_hooks(&policy.spec.hooks, r) {
+    for hook in &due {
         let body = analysis::hook_payload(&policy.name_any(), ns, r, hook);
         let timeout = analysis::hook_timeout(hook).unwrap_or(analysis::HOOK_TIMEOUT);
         let answer = ctx.hooks.call_hook(&hook.url, body, timeout).await;
         results.push(analysis::judge_hook(hook, answer));
     }
-    results
+    let pre_rollout_passed = analysis::pre_rollout_passed(&due, &results);
+    (results, pre_rollout_passed)
 }
 
 /// Runs every metric of the policy for the rollout's canary (and stable, for `compare`).
@@ -118,7 +120,7 @@ async fn run_check(
         stable_hash: r.stable_hash.clone().unwrap_or_default(),
         interval: policy.spec.analysis.interval.as_str().to_string(),
     };
-    let mut results = call_hooks(ctx, policy, ns, r).await;
+    let (mut results, pre_rollout_passed) = call_hooks(ctx, policy, ns, r).await;
     for m in &policy.spec.analysis.metrics {
         let (query, canary) = match vars.canary_query(m) {
             Ok(q) => scoped_read(ctx, q, ns).await,
@@ -144,6 +146,7 @@ async fn run_check(
         results,
         verdict,
         message,
+        pre_rollout_passed,
     }
 }
 

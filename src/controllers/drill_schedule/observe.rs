@@ -16,7 +16,7 @@ use super::Starts;
 use crate::api::DrillSchedule;
 use crate::api::drill_schedule::Check;
 use crate::drill::decide::{self, Checked, Draws, Observed, StartReads};
-use crate::drill::run::{CheckOutcome, Checks, TargetView};
+use crate::drill::run::{CheckOutcome, Checks, ReadyPod, TargetView};
 use crate::k8s::WorkloadRef;
 use crate::prom::{single_value, template};
 
@@ -149,7 +149,28 @@ async fn view(ctx: &Context, d: &DrillSchedule, target: &str) -> Result<Option<T
         name: target.to_string(),
         replicas: w.replicas,
         available: w.available,
-        pods: w.running_pods,
+        pods: w
+            .pods
+            .iter()
+            .filter(|p| p.running)
+            .map(|p| p.name.clone())
+            .collect(),
+        uids: w
+            .pods
+            .iter()
+            .map(|p| (p.name.clone(), p.uid.clone()))
+            .collect(),
+        ready: w
+            .pods
+            .iter()
+            .filter_map(|p| {
+                Some(ReadyPod {
+                    name: p.name.clone(),
+                    uid: p.uid.clone(),
+                    since: p.ready_since?,
+                })
+            })
+            .collect(),
         service_selector,
     }))
 }
