@@ -41,7 +41,10 @@ pub struct Permission {
 
 impl fmt::Display for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} in {}", self.verb, self.resource, self.namespace)
+        match self.namespace.is_empty() {
+            true => write!(f, "{} {} (cluster-wide)", self.verb, self.resource),
+            false => write!(f, "{} {} in {}", self.verb, self.resource, self.namespace),
+        }
     }
 }
 

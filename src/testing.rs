@@ -455,6 +455,8 @@ mod drill_schedule {
                     }),
                     scale_down: None,
                     failover: None,
+                    node_failure: None,
+                    zone_failure: None,
                 },
                 steady_state: Vec::new(),
                 abort_when: Vec::new(),
@@ -572,6 +574,8 @@ mod drill_schedule {
                 }),
                 scale_down: None,
                 failover: None,
+                node_failure: None,
+                zone_failure: None,
             })
         }
 
@@ -583,6 +587,8 @@ mod drill_schedule {
                 }),
                 scale_down: None,
                 failover: None,
+                node_failure: None,
+                zone_failure: None,
             })
         }
 
@@ -594,6 +600,8 @@ mod drill_schedule {
                     hold: DurationString::new(hold),
                 }),
                 failover: None,
+                node_failure: None,
+                zone_failure: None,
             })
         }
 
@@ -606,6 +614,8 @@ mod drill_schedule {
                     to_selector: labels(to),
                     hold: DurationString::new(hold),
                 }),
+                node_failure: None,
+                zone_failure: None,
             })
         }
 

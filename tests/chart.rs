@@ -131,6 +131,11 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             drills,
             "{extra:?}: pod delete only with drills"
         );
+        assert_eq!(
+            yaml.contains("resources: [nodes]\n    verbs: [get, list, patch]"),
+            drills,
+            "{extra:?}: nodes cordoned only with drills"
+        );
         // The webhook holds canaries, records the authors of drills and canaries, and the
         // attestations and exemption approvals of assessments; a single-tenant operator acts
         // with its own rights, so drills alone need no webhook.

@@ -81,7 +81,7 @@ pub struct DrillScheduleSpec {
     pub starting_deadline: Option<DurationString>,
     /// The workload drilled, in this namespace.
     pub target: DrillTarget,
-    /// Exactly one of `podKill`, `scaleDown`, `failover`.
+    /// Exactly one of `podKill`, `scaleDown`, `failover`, `nodeFailure`, `zoneFailure`.
     pub action: DrillAction,
     /// Checks that must hold before a drill starts, are watched during it (a breach while the
     /// fault holds aborts), and must hold again after it (recovery).
@@ -148,7 +148,7 @@ pub struct DrillTarget {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("(has(self.podKill) ? 1 : 0) + (has(self.scaleDown) ? 1 : 0) + (has(self.failover) ? 1 : 0) == 1").message("action must set exactly one of podKill, scaleDown or failover"))]
+#[x_kube(validation = Rule::new("(has(self.podKill) ? 1 : 0) + (has(self.scaleDown) ? 1 : 0) + (has(self.failover) ? 1 : 0) + (has(self.nodeFailure) ? 1 : 0) + (has(self.zoneFailure) ? 1 : 0) == 1").message("action must set exactly one of podKill, scaleDown, failover, nodeFailure or zoneFailure"))]
 pub struct DrillAction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_kill: Option<PodKill>,
@@ -156,7 +156,42 @@ pub struct DrillAction {
     pub scale_down: Option<ScaleDown>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Failover>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_failure: Option<NodeFailure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_failure: Option<ZoneFailure>,
 }
+
+/// Fail one node that runs the target, for `hold`: cordon it and delete the target's pods
+/// on it (as a failed node loses them); then uncordon it. Only the target's pods are
+/// deleted; the author needs `patch nodes` (cluster-wide) and `delete pods` here.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeFailure {
+    #[x_kube(validation = Rule::new(super::common::duration_at_most(super::common::LONGEST_HOLD)).message("nodeFailure.hold must be at most 1d"))]
+    pub hold: DurationString,
+}
+
+/// Fail a zone for `hold`: every node carrying the zone label value is cordoned and the
+/// target's pods on them deleted; then they are uncordoned.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneFailure {
+    #[x_kube(validation = Rule::new(super::common::duration_at_most(super::common::LONGEST_HOLD)).message("zoneFailure.hold must be at most 1d"))]
+    pub hold: DurationString,
+    /// The zone (the label's value); default: the zone of a node running the target, drawn
+    /// at random.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub zone: Option<String>,
+    /// The node label naming the zone (default `topology.kubernetes.io/zone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 317))]
+    pub zone_label: Option<String>,
+}
+
+/// The node label of zones, unless a zoneFailure names another.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// Delete pods of the target: `count` pods, or `percent` of them (rounded up).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -319,6 +354,16 @@ pub struct SavedState {
     /// Their uids: a pod recreated under the same name (a StatefulSet's) is a new one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub killed_uids: Vec<String>,
+    /// The nodes of a node or zone failure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// Those of them the drill cordoned (they were schedulable): uncordoned to restore. A
+    /// node cordoned before the drill stays cordoned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cordoned: Vec<String>,
+    /// The zone of a zone failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -128,7 +128,70 @@ pub fn needs(d: &DrillSchedule) -> Vec<Permission> {
     if a.failover.is_some() {
         out.push(p("patch", "", "services"));
     }
+    if a.node_failure.is_some() || a.zone_failure.is_some() {
+        out.push(Permission {
+            verb: "patch",
+            group: "",
+            resource: "nodes",
+            namespace: String::new(),
+        });
+        out.push(p("delete", "", "pods"));
+    }
     out
+}
+
+/// The nodes a pass reads with the target: those a run under way saved (to keep them
+/// cordoned, then uncordon them), else for a node or zone failure about to start, those
+/// of the target's pods (`None`: every node with the zone label, for a zone failure).
+pub fn nodes_to_read(d: &DrillSchedule) -> NodeReads {
+    if let Some(a) = d.status.as_ref().and_then(|s| s.active.as_ref()) {
+        return match a.saved.nodes.is_empty() {
+            true => NodeReads::None,
+            false => NodeReads::Named(a.saved.nodes.clone()),
+        };
+    }
+    match parse(d) {
+        Ok((
+            _,
+            Plan {
+                fault: Fault::NodeFailure { .. },
+                ..
+            },
+        )) => NodeReads::OfPods,
+        Ok((
+            _,
+            Plan {
+                fault: Fault::ZoneFailure { label, .. },
+                ..
+            },
+        )) => NodeReads::Labelled(label),
+        _ => NodeReads::None,
+    }
+}
+
+/// The node label of the drill's zones (a zone failure's), if any.
+pub fn zone_label(d: &DrillSchedule) -> Option<String> {
+    match parse(d) {
+        Ok((
+            _,
+            Plan {
+                fault: Fault::ZoneFailure { label, .. },
+                ..
+            },
+        )) => Some(label),
+        _ => None,
+    }
+}
+
+/// Which nodes a pass reads (see [`nodes_to_read`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeReads {
+    None,
+    Named(Vec<String>),
+    /// The nodes the target's pods run on.
+    OfPods,
+    /// Every node with this label.
+    Labelled(String),
 }
 
 /// The random numbers of a pass (drawn by the controller).
@@ -178,8 +241,24 @@ pub fn parse(d: &DrillSchedule) -> Result<(Schedule, Plan), String> {
             to_selector: f.to_selector.clone(),
             hold: dur(&f.hold, "failover.hold")?,
         }
+    } else if let Some(n) = &spec.action.node_failure {
+        Fault::NodeFailure {
+            hold: dur(&n.hold, "nodeFailure.hold")?,
+        }
+    } else if let Some(z) = &spec.action.zone_failure {
+        Fault::ZoneFailure {
+            zone: z.zone.clone(),
+            label: z
+                .zone_label
+                .clone()
+                .unwrap_or_else(|| crate::api::drill_schedule::ZONE_LABEL.to_string()),
+            hold: dur(&z.hold, "zoneFailure.hold")?,
+        }
     } else {
-        return Err("action must set one of podKill, scaleDown or failover".into());
+        return Err(
+            "action must set one of podKill, scaleDown, failover, nodeFailure or zoneFailure"
+                .into(),
+        );
     };
     let check_interval = match &spec.check_interval {
         Some(c) => dur(c, "checkInterval")?,
@@ -758,6 +837,8 @@ mod tests {
                     since: ts("2026-01-01T00:00:00Z"),
                 })
                 .to_vec(),
+            pod_nodes: BTreeMap::new(),
+            nodes: Vec::new(),
             service_selector: None,
         }
     }

@@ -34,6 +34,37 @@ pub enum Fault {
         to_selector: BTreeMap<String, String>,
         hold: Duration,
     },
+    /// Cordon a node running the target and delete the target's pods on it.
+    NodeFailure {
+        hold: Duration,
+    },
+    /// The same for every node of a zone (`label`'s value `zone`, or a drawn one).
+    ZoneFailure {
+        zone: Option<String>,
+        label: String,
+        hold: Duration,
+    },
+}
+
+impl Fault {
+    fn hold(&self) -> Option<Duration> {
+        match self {
+            Fault::PodKill { .. } => None,
+            Fault::ScaleDown { hold, .. }
+            | Fault::Failover { hold, .. }
+            | Fault::NodeFailure { hold }
+            | Fault::ZoneFailure { hold, .. } => Some(*hold),
+        }
+    }
+}
+
+/// A node as a node or zone failure sees it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeView {
+    pub name: String,
+    /// The value of the zone label (of the drill's `zoneLabel`), if it has one.
+    pub zone: Option<String>,
+    pub unschedulable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +105,10 @@ pub struct TargetView {
     pub uids: BTreeMap<String, String>,
     /// Its Ready pods, with when each became Ready.
     pub ready: Vec<ReadyPod>,
+    /// The node of each running pod, by pod name.
+    pub pod_nodes: BTreeMap<String, String>,
+    /// The nodes read for a node or zone failure (see `decide::nodes_to_read`).
+    pub nodes: Vec<NodeView>,
     /// The failover Service's selector (None: no such Service).
     pub service_selector: Option<BTreeMap<String, String>>,
 }
@@ -103,6 +138,11 @@ pub enum Effect {
     Select {
         service: String,
         selector: BTreeMap<String, String>,
+    },
+    /// Cordon `cordon` (those not cordoned yet) and delete the pods `kill`.
+    FailNodes {
+        cordon: Vec<String>,
+        kill: Vec<String>,
     },
     /// Put back what `saved` holds (replicas, a Service selector).
     Restore(SavedState),
@@ -223,6 +263,12 @@ pub fn start(
             saved.service = Some(service.clone());
             saved.service_selector = Some(sel.clone());
         }
+        Fault::NodeFailure { .. } | Fault::ZoneFailure { .. } => {
+            match fail_nodes(&plan.fault, target, random) {
+                Ok(s) => saved = s,
+                Err(why) => return skip(why),
+            }
+        }
     }
     let active = ActiveRun {
         started_at: micro(now),
@@ -250,6 +296,89 @@ pub fn start(
         requeue: Some(Duration::ZERO),
         ..Default::default()
     }
+}
+
+/// What a node or zone failure takes down: the nodes (one drawn among those running the
+/// target, or those of a zone), which of them to cordon, and the target's pods on them.
+fn fail_nodes(fault: &Fault, target: &TargetView, random: u64) -> Result<SavedState, String> {
+    let mut used: Vec<&String> = target.pod_nodes.values().collect();
+    used.sort();
+    used.dedup();
+    if used.is_empty() {
+        return Err(format!("{} has no running pods on a node", target.name));
+    }
+    let (nodes, zone): (Vec<String>, Option<String>) = match fault {
+        Fault::ZoneFailure { zone, label, .. } => {
+            let zone_of = |n: &String| {
+                target
+                    .nodes
+                    .iter()
+                    .find(|v| &v.name == n)
+                    .and_then(|v| v.zone.clone())
+            };
+            let z = match zone {
+                Some(z) => z.clone(),
+                None => {
+                    let mut zones: Vec<String> = used.iter().filter_map(|n| zone_of(n)).collect();
+                    zones.sort();
+                    zones.dedup();
+                    if zones.is_empty() {
+                        return Err(format!(
+                            "no node running {} has the label {label}",
+                            target.name
+                        ));
+                    }
+                    zones[(random % zones.len() as u64) as usize].clone()
+                }
+            };
+            let mut in_zone: Vec<String> = target
+                .nodes
+                .iter()
+                .filter(|v| v.zone.as_deref() == Some(z.as_str()))
+                .map(|v| v.name.clone())
+                .collect();
+            in_zone.sort();
+            if !used.iter().any(|n| in_zone.contains(n)) {
+                return Err(format!(
+                    "no pod of {} runs in zone {z} ({label})",
+                    target.name
+                ));
+            }
+            (in_zone, Some(z))
+        }
+        _ => {
+            let n = used[(random % used.len() as u64) as usize].clone();
+            (vec![n], None)
+        }
+    };
+    let cordoned = nodes
+        .iter()
+        .filter(|n| {
+            !target
+                .nodes
+                .iter()
+                .any(|v| &v.name == *n && v.unschedulable)
+        })
+        .cloned()
+        .collect();
+    let mut killed: Vec<String> = target
+        .pod_nodes
+        .iter()
+        .filter(|(_, n)| nodes.contains(n))
+        .map(|(p, _)| p.clone())
+        .collect();
+    killed.sort();
+    Ok(SavedState {
+        killed_uids: killed
+            .iter()
+            .filter_map(|p| target.uids.get(p).cloned())
+            .collect(),
+        killed_pods: killed,
+        nodes,
+        cordoned,
+        zone,
+        ..Default::default()
+    })
 }
 
 /// Stops the run early: restore at once.
@@ -344,7 +473,13 @@ pub fn ready_again(
 }
 
 fn restored(target: &TargetView, saved: &SavedState) -> bool {
-    saved.replicas.is_none_or(|r| target.replicas == r)
+    // A node the drill cordoned is schedulable again (or gone).
+    let uncordoned = saved
+        .cordoned
+        .iter()
+        .all(|n| !target.nodes.iter().any(|v| &v.name == n && v.unschedulable));
+    uncordoned
+        && saved.replicas.is_none_or(|r| target.replicas == r)
         && saved
             .service_selector
             .as_ref()
@@ -424,6 +559,15 @@ pub fn advance(
                         selector: to_selector.clone(),
                     }
                 }
+                Fault::NodeFailure { .. } | Fault::ZoneFailure { .. } => {
+                    a.phase = DrillPhase::Holding;
+                    let hold = plan.fault.hold().unwrap_or_default();
+                    a.restore_at = Some(micro(add(now, hold)));
+                    Effect::FailNodes {
+                        cordon: a.saved.cordoned.clone(),
+                        kill: a.saved.killed_pods.clone(),
+                    }
+                }
             });
             out.notes.push(Note {
                 reason: "DrillInjected".into(),
@@ -443,6 +587,11 @@ pub fn advance(
                 } => Some(Effect::Select {
                     service: service.clone(),
                     selector: to_selector.clone(),
+                }),
+                // The nodes stay cordoned; the pods deleted are not deleted again.
+                Fault::NodeFailure { .. } | Fault::ZoneFailure { .. } => Some(Effect::FailNodes {
+                    cordon: a.saved.cordoned.clone(),
+                    kill: Vec::new(),
                 }),
                 Fault::PodKill { .. } => None,
             };
@@ -533,7 +682,12 @@ pub fn advance(
                 (true, _) => None,
             };
             if let (Some(pods_at), Some(steady_at)) = (pods_at, steady_at) {
-                let restored_at = a.restored_at.as_ref().map_or(injected.0, |t| t.0);
+                // Nothing recovers before what was changed is put back; but a node or zone
+                // failure asks whether the workload recovered on other nodes meanwhile.
+                let restored_at = match plan.fault {
+                    Fault::NodeFailure { .. } | Fault::ZoneFailure { .. } => injected.0,
+                    _ => a.restored_at.as_ref().map_or(injected.0, |t| t.0),
+                };
                 let at = pods_at.max(steady_at).max(restored_at);
                 let recovery = secs(&injected, at);
                 let result = if recovery <= deadline {
@@ -623,6 +777,18 @@ fn describe(f: &Fault, saved: &SavedState) -> String {
             "Service {service} switched to {to_selector:?} for {}",
             crate::duration::format_duration(*hold)
         ),
+        Fault::NodeFailure { hold } | Fault::ZoneFailure { hold, .. } => format!(
+            "{}node{} {} cordoned for {} and pods {} deleted",
+            saved
+                .zone
+                .as_ref()
+                .map(|z| format!("zone {z}: "))
+                .unwrap_or_default(),
+            if saved.nodes.len() == 1 { "" } else { "s" },
+            saved.nodes.join(", "),
+            crate::duration::format_duration(*hold),
+            saved.killed_pods.join(", ")
+        ),
     }
 }
 
@@ -633,6 +799,9 @@ fn describe_saved(s: &SavedState) -> String {
     }
     if let (Some(svc), Some(sel)) = (&s.service, &s.service_selector) {
         parts.push(format!("Service {svc} selector {sel:?}"));
+    }
+    if !s.cordoned.is_empty() {
+        parts.push(format!("node(s) {} uncordoned", s.cordoned.join(", ")));
     }
     if parts.is_empty() {
         "nothing was changed that needs putting back".into()
@@ -689,6 +858,8 @@ mod tests {
                 .map(|n| (n.to_string(), format!("uid-{n}")))
                 .into(),
             ready: ["a", "b", "c"].map(|n| pod(n, -100)).to_vec(),
+            pod_nodes: BTreeMap::new(),
+            nodes: Vec::new(),
             service_selector: Some(BTreeMap::from([("app".into(), "web".into())])),
         }
     }
@@ -1100,6 +1271,139 @@ mod tests {
             .finished
             .unwrap();
         assert_eq!(r.recovery_seconds, Some(1.0));
+    }
+
+    /// Pods a on n1, b and c on n2; nodes n1, n2 (zone z1), n3 (zone z2, cordoned already).
+    fn on_nodes() -> TargetView {
+        let mut tv = target(3);
+        tv.pod_nodes = [("a", "n1"), ("b", "n2"), ("c", "n2")]
+            .map(|(p, n)| (p.to_string(), n.to_string()))
+            .into();
+        let node = |name: &str, zone: &str, unschedulable| NodeView {
+            name: name.into(),
+            zone: Some(zone.into()),
+            unschedulable,
+        };
+        tv.nodes = vec![
+            node("n1", "z1", false),
+            node("n2", "z1", false),
+            node("n3", "z2", true),
+        ];
+        tv
+    }
+
+    #[test]
+    fn a_node_failure_cordons_one_node_of_the_target_deletes_its_pods_and_uncordons_it() {
+        let p = plan(
+            Fault::NodeFailure {
+                hold: Duration::from_secs(10),
+            },
+            false,
+        );
+        let mut tv = on_nodes();
+        // Nodes in use, sorted: [n1, n2]; random 1 draws n2.
+        let a = start(&p, &tv, &CheckOutcome::Holds, t(0), "i", 1)
+            .active
+            .unwrap();
+        assert_eq!(a.saved.nodes, ["n2"]);
+        assert_eq!(a.saved.cordoned, ["n2"]);
+        assert_eq!(a.saved.killed_pods, ["b", "c"]);
+        assert_eq!(a.saved.killed_uids, ["uid-b", "uid-c"]);
+        let s = advance(&p, &a, Some(&tv), t(0), "i", None, None);
+        assert_eq!(
+            s.effect,
+            Some(Effect::FailNodes {
+                cordon: vec!["n2".into()],
+                kill: vec!["b".into(), "c".into()]
+            })
+        );
+        assert_eq!(
+            s.notes[0].message,
+            "Deployment/web: node n2 cordoned for 10s and pods b, c deleted"
+        );
+        let a = s.active.unwrap();
+        assert_eq!(a.phase, DrillPhase::Holding);
+        tv.nodes[1].unschedulable = true;
+        // Held: the node stays cordoned, nothing is deleted again.
+        let s = advance(&p, &a, Some(&tv), t(5), "i", None, None);
+        assert_eq!(
+            s.effect,
+            Some(Effect::FailNodes {
+                cordon: vec!["n2".into()],
+                kill: vec![]
+            })
+        );
+        let a = advance(&p, &a, Some(&tv), t(10), "i", None, None)
+            .active
+            .unwrap();
+        assert_eq!(a.phase, DrillPhase::Restoring);
+        // Not restored while n2 is still cordoned.
+        let s = advance(&p, &a, Some(&tv), t(10), "i", None, None);
+        assert_eq!(s.active.as_ref().unwrap().phase, DrillPhase::Restoring);
+        assert_eq!(s.effect, Some(Effect::Restore(a.saved.clone())));
+        tv.nodes[1].unschedulable = false;
+        let a = advance(&p, &a, Some(&tv), t(11), "i", None, None)
+            .active
+            .unwrap();
+        assert_eq!(a.phase, DrillPhase::Recovering);
+        // The replacements were Ready on n1 at 3 s and 4 s, while n2 was down: recovery
+        // 4 s (the workload recovered on another node); the restore took 11 s.
+        tv.ready = vec![pod("a", -100), pod("d", 3), pod("e", 4)];
+        let r = advance(&p, &a, Some(&tv), t(12), "i", None, None)
+            .finished
+            .unwrap();
+        assert_eq!(
+            (r.result, r.recovery_seconds),
+            (RunResult::Passed, Some(4.0))
+        );
+        assert_eq!(r.restore_seconds, Some(11.0));
+    }
+
+    #[test]
+    fn a_zone_failure_takes_every_node_of_the_zone_and_leaves_a_cordoned_one_cordoned() {
+        let zone = |zone: Option<&str>| {
+            plan(
+                Fault::ZoneFailure {
+                    zone: zone.map(String::from),
+                    label: "topology.kubernetes.io/zone".into(),
+                    hold: Duration::from_secs(10),
+                },
+                false,
+            )
+        };
+        let tv = on_nodes();
+        let a = start(&zone(Some("z1")), &tv, &CheckOutcome::Holds, t(0), "i", 0)
+            .active
+            .unwrap();
+        assert_eq!(a.saved.zone.as_deref(), Some("z1"));
+        assert_eq!(a.saved.nodes, ["n1", "n2"]);
+        assert_eq!(a.saved.cordoned, ["n1", "n2"]);
+        assert_eq!(a.saved.killed_pods, ["a", "b", "c"]);
+        // A zone drawn among those of the target's nodes: only z1 runs its pods.
+        let a = start(&zone(None), &tv, &CheckOutcome::Holds, t(0), "i", 5)
+            .active
+            .unwrap();
+        assert_eq!(a.saved.zone.as_deref(), Some("z1"));
+        // z2 has no pod of the target: skipped, with the reason.
+        let s = start(&zone(Some("z2")), &tv, &CheckOutcome::Holds, t(0), "i", 0);
+        assert_eq!(
+            s.finished.unwrap().reason.as_deref(),
+            Some("no pod of Deployment/web runs in zone z2 (topology.kubernetes.io/zone)")
+        );
+        // A pod on n3 (cordoned before the drill): n3 is taken down, not uncordoned after.
+        let mut tv = on_nodes();
+        tv.pod_nodes.insert("c".into(), "n3".into());
+        let a = start(&zone(Some("z2")), &tv, &CheckOutcome::Holds, t(0), "i", 0)
+            .active
+            .unwrap();
+        assert_eq!(
+            (
+                a.saved.nodes.clone(),
+                a.saved.cordoned.clone(),
+                a.saved.killed_pods.clone()
+            ),
+            (vec!["n3".to_string()], vec![], vec!["c".to_string()])
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod dynamic;
 pub mod error;
 pub mod events;
 pub mod fence;
+mod nodes;
 pub mod workload;
 
 use std::fmt::Debug;

@@ -60,6 +60,8 @@ pub struct PodState {
     pub running: bool,
     /// When its Ready condition last became True (None: not Ready).
     pub ready_since: Option<jiff::Timestamp>,
+    /// The node it runs on (None: not scheduled).
+    pub node: Option<String>,
 }
 
 impl PodState {
@@ -78,6 +80,7 @@ impl PodState {
             uid: p.uid().unwrap_or_default(),
             running: status.and_then(|s| s.phase.as_deref()) == Some("Running"),
             ready_since,
+            node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
         }
     }
 }

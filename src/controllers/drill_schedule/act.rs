@@ -56,7 +56,27 @@ async fn change(ctx: &Context, ns: &str, view: &TargetView, effect: &Effect) -> 
                 select(ctx, ns, service, selector).await?;
             }
         }
+        Effect::FailNodes { cordon, kill } => {
+            for n in cordon {
+                let cordoned = view.nodes.iter().any(|v| &v.name == n && v.unschedulable);
+                if !cordoned {
+                    ctx.kube.set_unschedulable(n, true).await?;
+                    tracing::info!(node = %n, "drill: node cordoned");
+                }
+            }
+            for p in kill.iter().filter(|p| view.pods.contains(p)) {
+                if ctx.kube.delete::<Pod>(ns, p).await? {
+                    tracing::info!(namespace = ns, pod = %p, "drill: pod deleted");
+                }
+            }
+        }
         Effect::Restore(saved) => {
+            for n in &saved.cordoned {
+                if view.nodes.iter().any(|v| &v.name == n && v.unschedulable) {
+                    ctx.kube.set_unschedulable(n, false).await?;
+                    tracing::info!(node = %n, "drill: node uncordoned");
+                }
+            }
             if let Some(r) = saved.replicas
                 && view.replicas != r
             {

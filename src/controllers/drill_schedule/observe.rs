@@ -15,8 +15,8 @@ use super::super::{Context, Error};
 use super::Starts;
 use crate::api::DrillSchedule;
 use crate::api::drill_schedule::Check;
-use crate::drill::decide::{self, Checked, Draws, Observed, StartReads};
-use crate::drill::run::{CheckOutcome, Checks, ReadyPod, TargetView};
+use crate::drill::decide::{self, Checked, Draws, NodeReads, Observed, StartReads};
+use crate::drill::run::{CheckOutcome, Checks, NodeView, ReadyPod, TargetView};
 use crate::k8s::WorkloadRef;
 use crate::prom::{single_value, template};
 
@@ -145,8 +145,40 @@ async fn view(ctx: &Context, d: &DrillSchedule, target: &str) -> Result<Option<T
             .map(|s| s.spec.and_then(|s| s.selector).unwrap_or_default()),
         None => None,
     };
+    let pod_nodes: BTreeMap<String, String> = w
+        .pods
+        .iter()
+        .filter(|p| p.running)
+        .filter_map(|p| Some((p.name.clone(), p.node.clone()?)))
+        .collect();
+    let nodes = match decide::nodes_to_read(d) {
+        NodeReads::None => Vec::new(),
+        NodeReads::Named(names) => ctx.kube.nodes_named(&names).await?,
+        NodeReads::OfPods => {
+            let mut names: Vec<String> = pod_nodes.values().cloned().collect();
+            names.sort();
+            names.dedup();
+            ctx.kube.nodes_named(&names).await?
+        }
+        NodeReads::Labelled(label) => ctx.kube.nodes_labelled(&label).await?,
+    };
+    let zone_label = decide::zone_label(d);
+    let nodes = nodes
+        .into_iter()
+        .map(|n| NodeView {
+            zone: zone_label.as_ref().and_then(|l| n.labels().get(l).cloned()),
+            unschedulable: n
+                .spec
+                .as_ref()
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false),
+            name: n.name_any(),
+        })
+        .collect();
     Ok(Some(TargetView {
         name: target.to_string(),
+        pod_nodes,
+        nodes,
         replicas: w.replicas,
         available: w.available,
         pods: w
