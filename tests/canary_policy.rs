@@ -1612,3 +1612,57 @@ async fn rollout_hooks_run_with_every_check_and_a_passing_pre_rollout_hook_runs_
     assert_eq!(bodies[0]["type"], "PostRollout");
     h.cleanup().await;
 }
+
+#[tokio::test]
+async fn with_failure_policy_fail_a_template_change_waits_for_the_operator() {
+    let mut h = Harness::new("cfailpolicy", GOOD_AND_BAD).await;
+    h.operator_args
+        .push("--webhook-failure-policy=Fail".to_string());
+    h.kill_operator();
+    h.start_operator().await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    h.create_policy("web", one_step(m, json!({}), "Automatic"))
+        .await;
+    // The operator (and so its webhook) is down: the API server refuses the change.
+    h.kill_operator();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/web:v2"}]}}}});
+    let refused = h
+        .deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect_err("refused while the webhook is down");
+    assert!(
+        refused.to_string().contains("failed calling webhook"),
+        "{refused}"
+    );
+    assert_eq!(
+        image_of(&h.deployments.get("web").await.unwrap()),
+        "shop/web:v1",
+        "nothing rolled out unanalysed"
+    );
+    // Back up: the same change is held and analysed.
+    h.start_operator().await;
+    h.set_image("web", "shop/web:v2").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::Promoted, RolloutPhase::RolledBack],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::Promoted, "{:?}", r.message);
+    assert!(r.checks.passed >= 1, "analysed: {:?}", r.checks);
+    let totals = h
+        .policies
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .totals
+        .unwrap();
+    assert_eq!(totals.unguarded, 0);
+    h.cleanup().await;
+}
