@@ -383,9 +383,11 @@ async fn a_good_version_walks_every_step_and_is_promoted_unpaused() {
     assert_eq!(
         steps,
         [
-            (Progressing, 0, 1),
+            // Each transition carries the canary pods serving from then on, as seen: a
+            // step's own only once they are ready.
+            (Progressing, 0, 0),
             (Analyzing, 0, 1),
-            (Progressing, 1, 2),
+            (Progressing, 1, 1),
             (Analyzing, 1, 2),
             (Promoting, 1, 2),
             (Promoted, 1, 0)
@@ -1664,5 +1666,179 @@ async fn with_failure_policy_fail_a_template_change_waits_for_the_operator() {
         .totals
         .unwrap();
     assert_eq!(totals.unguarded, 0);
+    h.cleanup().await;
+}
+
+/// Samples the ready pods of each revision of `deployment` every 50 ms until `stop`: the
+/// fewest ready in all seen.
+fn sample_ready(
+    h: &Harness,
+    deployment: &str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(i32, usize)> {
+    let rss: Api<ReplicaSet> = Api::namespaced(h.ctx.client.clone(), &h.ctx.namespace);
+    let labels = format!("app={deployment}");
+    tokio::spawn(async move {
+        let (mut fewest, mut samples) = (i32::MAX, 0);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(list) = rss.list(&ListParams::default().labels(&labels)).await {
+                let ready: i32 = list
+                    .items
+                    .iter()
+                    .map(|rs| {
+                        rs.status
+                            .as_ref()
+                            .and_then(|s| s.ready_replicas)
+                            .unwrap_or(0)
+                    })
+                    .sum();
+                fewest = fewest.min(ready);
+                samples += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (fewest, samples)
+    })
+}
+
+#[tokio::test]
+async fn a_one_replica_canary_runs_next_to_its_stable_pod_and_capacity_never_drops() {
+    let h = Harness::new("csurge1", GOOD_AND_BAD).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    // One replica, and a strategy that lets no pod go before its successor is ready.
+    let one = json!({"spec": {"replicas": 1, "strategy": {"type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}});
+    h.deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(&one))
+        .await
+        .expect("scale to one");
+    eventually("one replica", Duration::from_secs(30), || async {
+        let rs = h.replica_sets("web").await;
+        if rs.values().sum::<i32>() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{rs:?}"))
+        }
+    })
+    .await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    h.create_policy("web", one_step(m, json!({}), "Automatic"))
+        .await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_ready(&h, "web", stop.clone());
+    h.set_image("web", "shop/web:v2").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::Analyzing],
+            Duration::from_secs(30),
+        )
+        .await;
+    // The first step: one canary pod next to the stable one, which keeps serving.
+    let rs = h.replica_sets("web").await;
+    assert_eq!(
+        rs,
+        BTreeMap::from([
+            ("shop/web:v1".to_string(), 1),
+            ("shop/web:v2".to_string(), 1)
+        ]),
+        "one ready pod of each revision"
+    );
+    assert_eq!((r.canary_replicas, r.stable_replicas), (1, 1));
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("(50% of the pods)"),
+        "{:?}",
+        r.message
+    );
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::Promoted, RolloutPhase::RolledBack],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::Promoted, "{:?}", r.message);
+    eventually(
+        "one ready pod of v2, none of v1",
+        Duration::from_secs(30),
+        || async {
+            let rs = h.replica_sets("web").await;
+            if rs.get("shop/web:v2") == Some(&1) && rs.get("shop/web:v1").is_none_or(|n| *n == 0) {
+                Ok(())
+            } else {
+                Err(format!("{rs:?}"))
+            }
+        },
+    )
+    .await;
+    let d = h.deployments.get("web").await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (fewest, samples) = sampler.await.unwrap();
+    assert!(samples > 10, "{samples} samples");
+    assert!(
+        fewest >= 1,
+        "at some moment {fewest} pods were ready (of 1 replica, maxUnavailable 0)"
+    );
+    // The user's own strategy is back.
+    let strategy = d.spec.unwrap().strategy.unwrap().rolling_update.unwrap();
+    assert_eq!(
+        serde_json::to_value(&strategy).unwrap(),
+        json!({"maxSurge": 1, "maxUnavailable": 0})
+    );
+    // (Inconclusive and back to Analyzing, while the new pod's series is not scraped yet,
+    // repeats a step's entry.)
+    let mut analysed: Vec<(i32, Option<i32>)> = r
+        .transitions
+        .iter()
+        .filter(|t| t.phase == RolloutPhase::Analyzing)
+        .map(|t| (t.canary_replicas, t.stable_replicas))
+        .collect();
+    analysed.dedup();
+    assert_eq!(analysed, [(1, Some(1))]);
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_step_adds_canary_pods_before_removing_stable_ones() {
+    let h = Harness::new("csurge4", GOOD_AND_BAD).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    let mut spec = one_step(m, json!({}), "Automatic");
+    spec["steps"] = json!([{"weight": 25, "analyze": "4s"}, {"weight": 50, "analyze": "4s"}]);
+    h.create_policy("web", spec).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_ready(&h, "web", stop.clone());
+    h.set_image("web", "shop/web:v2").await;
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::Promoted, RolloutPhase::RolledBack],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::Promoted, "{:?}", r.message);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (fewest, samples) = sampler.await.unwrap();
+    assert!(samples > 10, "{samples} samples");
+    assert!(
+        fewest >= REPLICAS,
+        "at some moment only {fewest} pods were ready of {REPLICAS}: a stable pod went before its canary was ready"
+    );
+    // Steps 1 and 2: 1 canary next to 3 stable, then 2 next to 2.
+    let mut steps: Vec<(i32, i32, Option<i32>)> = r
+        .transitions
+        .iter()
+        .filter(|t| t.phase == RolloutPhase::Analyzing)
+        .map(|t| (t.step, t.canary_replicas, t.stable_replicas))
+        .collect();
+    steps.dedup(); // Inconclusive and back repeats a step's entry
+
+    assert_eq!(steps, [(0, 1, Some(3)), (1, 2, Some(2))]);
     h.cleanup().await;
 }

@@ -333,9 +333,12 @@ pub struct RolloutRecord {
     pub phase: RolloutPhase,
     /// Index of the current step (0-based).
     pub step: i32,
-    /// Replicas on the new revision at this step.
+    /// Pods on the new revision at this step.
     #[serde(default)]
     pub canary_replicas: i32,
+    /// Pods on the stable revision kept next to them at this step.
+    #[serde(default)]
+    pub stable_replicas: i32,
     #[serde(default)]
     pub checks: CheckCounts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -454,9 +457,13 @@ pub struct Transition {
     pub at: Time,
     pub phase: RolloutPhase,
     pub step: i32,
-    /// Replicas on the new revision from this moment on.
+    /// Pods of the new revision serving from this moment on, as seen (a Progressing step
+    /// still has the previous step's until its own are ready).
     #[serde(default)]
     pub canary_replicas: i32,
+    /// Stable pods next to them (absent in records from before surge steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_replicas: Option<i32>,
     pub reason: String,
 }
 

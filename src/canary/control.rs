@@ -8,7 +8,7 @@
 use jiff::Timestamp;
 
 use super::deployment::{Action, DeploymentView, ReplicaSetView};
-use super::rollout::{Decision, Policy, canary_replicas, go, halt_to_stable};
+use super::rollout::{Decision, Policy, go, halt_to_stable, step_hold, step_shape};
 use crate::api::canary_policy::{RolloutPhase, RolloutRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,13 +91,14 @@ pub fn apply(
         }
         (Order::Resume, Held | Inconclusive) => {
             let step = (r.step.max(0) as usize).min(p.steps.len().saturating_sub(1));
-            let k = canary_replicas(p.steps[step].0, d.replicas);
+            let (k, keep) = step_shape(p.steps[step].0, d.replicas);
             r.checks.failed = 0;
             r.checks.inconclusive_in_a_row = 0;
             r.canary_replicas = k;
+            r.stable_replicas = keep;
             let why = format!("resumed by {by}: step {} starts over", step + 1);
             go(&mut r, Progressing, now, &why, &mut out);
-            out.action = Some(Action::Hold { canary_replicas: k });
+            out.action = Some(step_hold(p, step, d.replicas, 0));
         }
         (order, phase) => {
             return Err(format!(

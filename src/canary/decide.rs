@@ -1032,7 +1032,13 @@ mod tests {
             out.status.last_control.unwrap().outcome,
             "resumed by alice: step 1 starts over"
         );
-        assert_eq!(out.actions[0].1, Action::Hold { canary_replicas: 1 });
+        assert_eq!(
+            out.actions[0].1,
+            Action::Hold {
+                max_surge: 1,
+                max_unavailable: 0
+            }
+        );
     }
 
     #[test]
@@ -1171,11 +1177,17 @@ mod tests {
         assert_eq!((r.step, r.canary_replicas), (0, 1));
         assert_eq!(r.stable_hash.as_deref(), Some("a"));
         assert_eq!(r.started_at, Some(Time(at(100))));
-        assert_eq!(out.actions[0].1, Action::Hold { canary_replicas: 1 });
+        assert_eq!(
+            out.actions[0].1,
+            Action::Hold {
+                max_surge: 1,
+                max_unavailable: 0
+            }
+        );
         assert_eq!(out.notes[0].reason, "CanaryProgressing");
         assert_eq!(
             out.notes[0].message,
-            "web: new template of web held; step 1: moving 1 of 4 replicas to it"
+            "web: new template of web held; step 1: 1 pod on it next to 3 stable"
         );
         assert_eq!(out.requeue, MIN_REQUEUE);
 
@@ -1326,7 +1338,13 @@ mod tests {
         assert_eq!(r.phase, RolloutPhase::Progressing);
         assert_eq!(r.stable_hash.as_deref(), Some("a"));
         assert_eq!(r.stable_revision.as_deref(), Some("3"));
-        assert_eq!(out.actions[0].1, Action::Hold { canary_replicas: 1 });
+        assert_eq!(
+            out.actions[0].1,
+            Action::Hold {
+                max_surge: 1,
+                max_unavailable: 0
+            }
+        );
     }
 
     #[test]
@@ -1343,10 +1361,16 @@ mod tests {
         let r = &out.status.rollouts[0];
         assert_eq!(r.phase, RolloutPhase::Progressing);
         assert_eq!((r.step, r.canary_replicas), (1, 2));
-        assert_eq!(out.actions[0].1, Action::Hold { canary_replicas: 2 });
+        assert_eq!(
+            out.actions[0].1,
+            Action::Hold {
+                max_surge: 1,
+                max_unavailable: 1
+            }
+        );
         assert_eq!(
             r.message.as_deref(),
-            Some("step 1 passed; moving 2 of 4 replicas to the new revision")
+            Some("step 1 passed; step 2: 2 pods on the new revision next to 2 stable")
         );
     }
 

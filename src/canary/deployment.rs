@@ -145,9 +145,12 @@ impl ReplicaSetView {
 /// A change to a governed Deployment.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Hold the rollout with `canary_replicas` pods on the new revision: rolling update with
-    /// maxSurge 0 and maxUnavailable `canary_replicas`, minReadySeconds "never", unpaused.
-    Hold { canary_replicas: i32 },
+    /// Hold the rollout at a step: rolling update with these maxSurge and maxUnavailable
+    /// (see `rollout::step_hold`), minReadySeconds "never", unpaused.
+    Hold {
+        max_surge: i32,
+        max_unavailable: i32,
+    },
     /// Keep the Deployment paused where it is (analysis failed, `rollback: Pause`).
     Pause,
     /// Give the Deployment back: its own settings, unpaused, the hold annotation removed.
@@ -170,8 +173,11 @@ pub fn patch_for(d: &DeploymentView, action: &Action) -> Vec<Value> {
         bool,
         bool,
     ) = match action {
-        Action::Hold { canary_replicas } => (
-            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": canary_replicas}}),
+        Action::Hold {
+            max_surge,
+            max_unavailable,
+        } => (
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": max_surge, "maxUnavailable": max_unavailable}}),
             Some(HOLD_MIN_READY_SECONDS),
             Some(HOLD_PROGRESS_DEADLINE_SECONDS),
             false,
@@ -306,7 +312,13 @@ mod tests {
 
     #[test]
     fn hold_patch_sets_the_step_and_unpauses() {
-        let p = patch_for(&view(), &Action::Hold { canary_replicas: 1 });
+        let p = patch_for(
+            &view(),
+            &Action::Hold {
+                max_surge: 0,
+                max_unavailable: 1,
+            },
+        );
         assert_eq!(p[0]["op"], "test");
         assert_eq!(p[0]["value"], "42");
         let find = |path: &str| p.iter().find(|o| o["path"] == path).cloned();

@@ -62,10 +62,67 @@ pub struct Decision {
     pub requeue: Option<Duration>,
 }
 
-/// Replicas on the new revision at `weight` percent of `replicas`: at least one, at most all.
+/// Replicas on the new revision at `weight` percent of `replicas` (see [`step_shape`]).
 pub fn canary_replicas(weight: i32, replicas: i32) -> i32 {
-    let r = replicas.max(1) as i64;
-    (((weight as i64) * r + 99) / 100).clamp(1, r) as i32
+    step_shape(weight, replicas).0
+}
+
+/// The pods of a step at `weight` percent of `replicas`: (canary, stable). The canary's
+/// share `canary / (canary + stable)` is as close to the weight as whole pods allow, with
+/// at least one stable pod serving below 100 %, never fewer than `replicas` pods in all and
+/// never more stable ones than `replicas`: a 1-replica Deployment runs one canary pod next
+/// to its stable one (50 %), 10 % of 4 is one canary next to 4 stable (20 %). Ties go to
+/// fewer pods.
+pub fn step_shape(weight: i32, replicas: i32) -> (i32, i32) {
+    let r = replicas.max(1);
+    if weight >= 100 {
+        return (r, 0);
+    }
+    let w = f64::from(weight.max(1)) / 100.0;
+    let mut best = (1, r);
+    let mut best_err = f64::MAX;
+    for new in 1..=r {
+        let lo = (r - new).max(1);
+        let ideal = f64::from(new) * (1.0 - w) / w;
+        for old in [ideal.floor(), ideal.ceil()] {
+            let old = (old as i64).clamp(i64::from(lo), i64::from(r)) as i32;
+            let err = (f64::from(new) / f64::from(new + old) - w).abs();
+            let fewer = new + old < best.0 + best.1;
+            if err < best_err - 1e-9 || ((err - best_err).abs() <= 1e-9 && fewer) {
+                best = (new, old);
+                best_err = err;
+            }
+        }
+    }
+    best
+}
+
+/// The Deployment's rolling-update settings for step `step` of `p`, its canary having
+/// `canary_ready` ready pods. A step first adds canary pods next to the stable ones (the
+/// previous step's stable pods all kept: `maxUnavailable` as it was, `maxSurge` up to the
+/// step's canary pods); once they are ready, it removes stable pods down to the step's.
+/// The canary pods never become Available (see `deployment::HOLD_MIN_READY_SECONDS`), so
+/// the Deployment controller stops exactly there.
+pub fn step_hold(p: &Policy, step: usize, replicas: i32, canary_ready: i32) -> Action {
+    let r = replicas.max(1);
+    let weight = |i: usize| p.steps.get(i).map_or(100, |s| s.0);
+    let (new, old) = step_shape(weight(step), r);
+    let old_before = match step {
+        0 => r,
+        _ => step_shape(weight(step - 1), r).1,
+    };
+    if canary_ready < new {
+        let unavailable = r - old_before;
+        Action::Hold {
+            max_surge: (new - unavailable).max(0),
+            max_unavailable: unavailable,
+        }
+    } else {
+        Action::Hold {
+            max_surge: new + old - r,
+            max_unavailable: r - old,
+        }
+    }
 }
 
 fn ms_between(from: &Time, to: Timestamp) -> i64 {
@@ -187,25 +244,33 @@ pub fn plan(
     }
 
     let step = (r.step.max(0) as usize).min(p.steps.len().saturating_sub(1));
-    let k = canary_replicas(p.steps[step].0, d.replicas);
+    let (k, keep) = step_shape(p.steps[step].0, d.replicas);
     let saved = r.saved.clone().unwrap_or_else(|| d.settings.clone());
     match r.phase {
         RolloutPhase::Progressing => {
-            out.action = Some(Action::Hold { canary_replicas: k });
+            let ready = current.map_or(0, |c| c.ready_replicas);
+            out.action = Some(step_hold(p, step, d.replicas, ready));
             if let Some(c) = current {
                 r.canary_hash = Some(c.hash.clone());
                 r.revision = c.revision.clone().unwrap_or_default();
-                if d.observed() && c.replicas == k && c.ready_replicas >= k {
+                // The stable side: every other ReplicaSet's pods.
+                let others: i32 = replica_sets
+                    .iter()
+                    .filter(|rs| rs.hash != c.hash)
+                    .map(|rs| rs.replicas)
+                    .sum();
+                if d.observed() && c.replicas == k && c.ready_replicas >= k && others == keep {
                     r.step_started_at = Some(Time(now));
                     r.last_check_at = None;
                     if r.step == 0 && r.checks == CheckCounts::default() {
                         out.totals.analyzed += 1;
                     }
                     let why = format!(
-                        "step {}: {k} of {} replicas ready on revision {}; analysing for {}",
+                        "step {}: {} ready on revision {} next to {keep} stable ({}% of the pods); analysing for {}",
                         r.step + 1,
-                        d.replicas,
+                        pods(k),
                         r.revision,
+                        share(k, keep),
                         crate::duration::format_duration(p.steps[step].1)
                     );
                     go(&mut r, RolloutPhase::Analyzing, now, &why, &mut out);
@@ -239,7 +304,7 @@ pub fn plan(
             out.records.push(r);
         }
         RolloutPhase::Analyzing | RolloutPhase::Inconclusive => {
-            out.action = Some(Action::Hold { canary_replicas: k });
+            out.action = Some(step_hold(p, step, d.replicas, i32::MAX));
             // The first check of a step comes one interval after its pods are ready, so
             // that the new pods' series exist in Prometheus.
             let since = r
@@ -286,17 +351,18 @@ pub fn plan(
                     if elapsed >= p.steps[step].1.as_millis() as i64 {
                         if step + 1 < p.steps.len() {
                             r.step += 1;
-                            let k2 = canary_replicas(p.steps[step + 1].0, d.replicas);
+                            let (k2, keep2) = step_shape(p.steps[step + 1].0, d.replicas);
                             r.canary_replicas = k2;
+                            r.stable_replicas = keep2;
                             let why = format!(
-                                "step {} passed; moving {k2} of {} replicas to the new revision",
+                                "step {} passed; step {}: {} on the new revision next to {keep2} stable",
                                 step + 1,
-                                d.replicas
+                                step + 2,
+                                pods(k2)
                             );
                             go(&mut r, RolloutPhase::Progressing, now, &why, &mut out);
-                            out.action = Some(Action::Hold {
-                                canary_replicas: k2,
-                            });
+                            let ready = current.map_or(0, |c| c.ready_replicas);
+                            out.action = Some(step_hold(p, step + 1, d.replicas, ready));
                             out.requeue = Some(Duration::ZERO);
                         } else {
                             go(
@@ -510,6 +576,7 @@ pub fn unguarded(
         phase: RolloutPhase::Unguarded,
         step: 0,
         canary_replicas: 0,
+        stable_replicas: 0,
         checks: CheckCounts::default(),
         canary_hash: Some(current.hash.clone()),
         stable_hash: Some(settled.to_string()),
@@ -588,13 +655,14 @@ fn start(
             )
         }
     };
-    let k = canary_replicas(p.steps[0].0, d.replicas);
+    let (k, keep) = step_shape(p.steps[0].0, d.replicas);
     let mut r = RolloutRecord {
         deployment: d.name.clone(),
         revision: String::new(),
         phase: RolloutPhase::Progressing,
         step: 0,
         canary_replicas: k,
+        stable_replicas: keep,
         checks: CheckCounts::default(),
         canary_hash: None,
         stable_hash,
@@ -614,12 +682,13 @@ fn start(
         pre_rollout_done: false,
     };
     let why = format!(
-        "new template of {} held; step 1: moving {k} of {} replicas to it",
-        d.name, d.replicas
+        "new template of {} held; step 1: {} on it next to {keep} stable",
+        d.name,
+        pods(k)
     );
     go(&mut r, RolloutPhase::Progressing, now, &why, out);
     out.records.push(r);
-    out.action = Some(Action::Hold { canary_replicas: k });
+    out.action = Some(step_hold(p, 0, d.replicas, 0));
     out.requeue = Some(Duration::ZERO);
 }
 
@@ -716,19 +785,26 @@ pub(super) fn go(
     if r.transitions.len() >= MAX_TRANSITIONS {
         r.transitions.remove(1);
     }
-    let k = match phase {
+    // The pods serving from this moment on, as seen: a step that starts moving pods still
+    // has the previous step's (its own count from when they are ready: Analyzing).
+    let (k, stable) = match phase {
         RolloutPhase::RolledBack
         | RolloutPhase::Released
         | RolloutPhase::Superseded
         | RolloutPhase::Promoted
-        | RolloutPhase::Unguarded => 0,
-        _ => r.canary_replicas,
+        | RolloutPhase::Unguarded => (0, None),
+        RolloutPhase::Progressing => r
+            .transitions
+            .last()
+            .map_or((0, None), |t| (t.canary_replicas, t.stable_replicas)),
+        _ => (r.canary_replicas, Some(r.stable_replicas)),
     };
     r.transitions.push(Transition {
         at: Time(now),
         phase,
         step: r.step,
         canary_replicas: k,
+        stable_replicas: stable.filter(|_| k > 0),
         reason: why.to_string(),
     });
     out.notes.push(Note {
@@ -749,12 +825,20 @@ pub(super) fn go(
 /// largest share of replicas it had, minutes, and replica-minutes (steps' targets over time).
 pub fn exposure(r: &RolloutRecord, replicas: i32, now: Timestamp) -> Exposure {
     let mut replica_ms = 0f64;
-    let mut max_k = 0;
+    let mut max_share = 0f64;
     for (i, t) in r.transitions.iter().enumerate() {
         let until = r.transitions.get(i + 1).map(|n| n.at.0).unwrap_or(now);
         let ms = (until.as_millisecond() - t.at.0.as_millisecond()).max(0) as f64;
         replica_ms += ms * t.canary_replicas as f64;
-        max_k = max_k.max(t.canary_replicas);
+        // The canary's share of the pods serving (records from before surge steps: of
+        // `replicas`).
+        let stable = t
+            .stable_replicas
+            .unwrap_or((replicas - t.canary_replicas).max(0));
+        if t.canary_replicas > 0 {
+            max_share =
+                max_share.max(f64::from(t.canary_replicas) / f64::from(t.canary_replicas + stable));
+        }
     }
     let minutes = r
         .started_at
@@ -762,10 +846,23 @@ pub fn exposure(r: &RolloutRecord, replicas: i32, now: Timestamp) -> Exposure {
         .map(|s| ms_between(s, now).max(0) as f64 / 60_000.0)
         .unwrap_or(0.0);
     Exposure {
-        max_share_percent: round2(100.0 * max_k as f64 / replicas.max(1) as f64),
+        max_share_percent: round2(100.0 * max_share),
         minutes: round2(minutes),
         replica_minutes: round2(replica_ms / 60_000.0),
     }
+}
+
+/// "1 pod", "2 pods".
+fn pods(n: i32) -> String {
+    match n {
+        1 => "1 pod".into(),
+        n => format!("{n} pods"),
+    }
+}
+
+/// `canary` of `canary + stable` pods, in percent (whole).
+fn share(canary: i32, stable: i32) -> i64 {
+    (100.0 * f64::from(canary) / f64::from((canary + stable).max(1))).round() as i64
 }
 
 fn round2(v: f64) -> f64 {
@@ -856,14 +953,96 @@ mod tests {
     }
 
     #[test]
-    fn weights_become_replica_counts() {
+    fn weights_become_canary_and_stable_pods() {
+        // (canary, stable): the share canary / (canary + stable) closest to the weight,
+        // at least `replicas` pods, at most `replicas` stable ones, one stable below 100 %.
+        assert_eq!(step_shape(25, 4), (1, 3), "25 % exactly");
+        assert_eq!(step_shape(50, 4), (2, 2), "50 % exactly");
+        assert_eq!(step_shape(75, 4), (3, 1), "75 % exactly");
+        assert_eq!(
+            step_shape(10, 4),
+            (1, 4),
+            "20 % (one extra pod) is closer than 25 %"
+        );
+        assert_eq!(
+            step_shape(51, 4),
+            (2, 2),
+            "50 % is closer than 60 % or 75 %"
+        );
+        assert_eq!(
+            step_shape(50, 3),
+            (2, 2),
+            "2 of 4 pods: 50 %, one extra pod"
+        );
+        assert_eq!(
+            step_shape(10, 1),
+            (1, 1),
+            "one replica: one canary next to it"
+        );
+        assert_eq!(step_shape(99, 1), (1, 1));
+        assert_eq!(step_shape(100, 4), (4, 0), "the last step: all");
+        assert_eq!(step_shape(10, 10), (1, 9));
+        assert_eq!(step_shape(50, 0), (1, 1), "no replicas counts as one");
         assert_eq!(canary_replicas(25, 4), 1);
-        assert_eq!(canary_replicas(10, 4), 1);
-        assert_eq!(canary_replicas(50, 4), 2);
-        assert_eq!(canary_replicas(51, 4), 3);
-        assert_eq!(canary_replicas(100, 4), 4);
-        assert_eq!(canary_replicas(1, 1), 1);
-        assert_eq!(canary_replicas(50, 0), 1);
+    }
+
+    #[test]
+    fn the_share_users_saw_is_of_the_pods_serving() {
+        let tr = |at: i64, canary: i32, stable: Option<i32>| -> serde_json::Value {
+            json!({"at": Time(t(at)), "phase": "Analyzing", "step": 0, "canaryReplicas": canary,
+                   "stableReplicas": stable, "reason": ""})
+        };
+        let record = |transitions: Vec<serde_json::Value>| -> RolloutRecord {
+            serde_json::from_value(
+                json!({"deployment": "web", "phase": "RolledBack", "step": 0,
+                "startedAt": Time(t(0)), "transitions": transitions}),
+            )
+            .unwrap()
+        };
+        // One canary next to one stable pod (a 1-replica Deployment): 50 %, not 100 %.
+        let e = exposure(&record(vec![tr(0, 1, Some(1)), tr(60, 0, None)]), 1, t(60));
+        assert_eq!((e.max_share_percent, e.replica_minutes), (50.0, 1.0));
+        // A record from before surge steps: the share of the replicas.
+        let e = exposure(&record(vec![tr(0, 1, None), tr(30, 0, None)]), 4, t(60));
+        assert_eq!((e.max_share_percent, e.replica_minutes), (25.0, 0.5));
+    }
+
+    #[test]
+    fn a_step_adds_canary_pods_first_then_removes_stable_ones() {
+        let mut p = policy(); // 25 % then 50 %
+        // 4 replicas, step 1 (1 canary, 3 stable): first surge one canary pod, keeping all
+        // 4 stable (maxUnavailable 0); once it is ready, one stable pod may go.
+        let hold = |s, u| Action::Hold {
+            max_surge: s,
+            max_unavailable: u,
+        };
+        assert_eq!(step_hold(&p, 0, 4, 0), hold(1, 0));
+        assert_eq!(step_hold(&p, 0, 4, 1), hold(0, 1));
+        // Step 2 (2 canary, 2 stable): one more canary pod next to the 3 stable, then down
+        // to 2 stable.
+        assert_eq!(step_hold(&p, 1, 4, 1), hold(1, 1));
+        assert_eq!(step_hold(&p, 1, 4, 2), hold(0, 2));
+        // One replica: one canary pod next to the stable one, which keeps serving.
+        assert_eq!(step_hold(&p, 0, 1, 0), hold(1, 0));
+        assert_eq!(step_hold(&p, 0, 1, 1), hold(1, 0));
+        // Never both zero (the API server refuses it).
+        p.steps = vec![(10, Duration::from_secs(1)), (100, Duration::from_secs(1))];
+        for replicas in 1..=12 {
+            for step in 0..2 {
+                for ready in 0..=replicas {
+                    let Action::Hold {
+                        max_surge,
+                        max_unavailable,
+                    } = step_hold(&p, step, replicas, ready)
+                    else {
+                        unreachable!()
+                    };
+                    assert!(
+                        max_surge + max_unavailable > 0 && max_surge >= 0 && max_unavailable >= 0
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -888,7 +1067,13 @@ mod tests {
         assert_eq!(r.phase, RolloutPhase::Progressing);
         assert_eq!(r.stable_hash.as_deref(), Some("a"));
         assert_eq!(r.saved, Some(user_settings()));
-        assert_eq!(out.action, Some(Action::Hold { canary_replicas: 1 }));
+        assert_eq!(
+            out.action,
+            Some(Action::Hold {
+                max_surge: 1,
+                max_unavailable: 0
+            })
+        );
 
         // The Deployment controller made the new ReplicaSet with one ready pod.
         d.paused = false;
@@ -919,7 +1104,13 @@ mod tests {
             );
             r = out.records[0].clone();
             if r.phase == RolloutPhase::Progressing {
-                assert_eq!(out.action, Some(Action::Hold { canary_replicas: 2 }));
+                assert_eq!(
+                    out.action,
+                    Some(Action::Hold {
+                        max_surge: 1,
+                        max_unavailable: 1
+                    })
+                );
                 break;
             }
             // not due again before the interval
@@ -1033,8 +1224,9 @@ mod tests {
         let e = r.exposure.clone().unwrap();
         assert_eq!(e.max_share_percent, 25.0);
         assert_eq!(e.minutes, round2(64.0 / 60.0));
-        // 1 replica from 0 s to 64 s (the rolled-back transition carries 0)
-        assert_eq!(e.replica_minutes, round2(64.0 / 60.0));
+        // 1 canary pod seen ready from 60 s (Analyzing) to 64 s (the rolled-back transition
+        // carries 0); nothing of it served while Progressing from 0 s.
+        assert_eq!(e.replica_minutes, round2(4.0 / 60.0));
     }
 
     #[test]
@@ -1177,7 +1369,13 @@ mod tests {
             );
             r = out.records[0].clone();
             assert_eq!(r.phase, RolloutPhase::Inconclusive);
-            assert_eq!(out.action, Some(Action::Hold { canary_replicas: 1 }));
+            assert_eq!(
+                out.action,
+                Some(Action::Hold {
+                    max_surge: 0,
+                    max_unavailable: 1
+                })
+            );
         }
         assert_eq!(r.checks.inconclusive, 7);
         assert_eq!(
