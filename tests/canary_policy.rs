@@ -1842,3 +1842,39 @@ async fn a_step_adds_canary_pods_before_removing_stable_ones() {
     assert_eq!(steps, [(0, 1, Some(3)), (1, 2, Some(2))]);
     h.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_canary_whose_pods_are_not_ready_by_the_progress_deadline_is_rolled_back() {
+    let h = Harness::new("cdeadline", GOOD_AND_BAD).await;
+    h.create_deployment("web", true, "shop/web:v1").await;
+    let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
+    let mut spec = one_step(m, json!({}), "Automatic");
+    spec["progressDeadline"] = json!("3s");
+    h.create_policy("web", spec).await;
+    // The new version's pods are Ready only 60 s after they are scheduled (kwok's slow
+    // stage), far past the 3 s deadline. One step at 50 % of 4 replicas: 2 canary pods.
+    let patch = json!({"spec": {"template": {
+        "metadata": {"annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "60s"}},
+        "spec": {"containers": [{"name": "app", "image": "shop/web:v2"}]}}}});
+    h.deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("change the template");
+    let r = h
+        .wait_phase(
+            "web",
+            "web",
+            &[RolloutPhase::RolledBack, RolloutPhase::Promoted],
+            Duration::from_secs(40),
+        )
+        .await;
+    assert_eq!(r.phase, RolloutPhase::RolledBack, "{:?}", r.message);
+    let why = reason_of(&r, RolloutPhase::RollingBack);
+    assert!(
+        why.contains("step 1: 0 of 2 canary replicas ready after 3s (progressDeadline)"),
+        "{why}"
+    );
+    assert_eq!(r.checks.passed + r.checks.failed, 0, "never analysed");
+    h.wait_complete("web", "shop/web:v1").await;
+    h.cleanup().await;
+}
