@@ -63,12 +63,23 @@ impl Source for System {
 
     fn random(&self) -> u64 {
         use std::hash::{BuildHasher, Hasher};
+        if let Some(v) = fixed_random() {
+            return v;
+        }
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_i64(Timestamp::now().as_nanosecond() as i64);
         h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
         h.finish()
     }
+}
+
+/// A test hook: with `MATURITY_TEST_RANDOM=<number>` in the environment every draw of the
+/// process is that number (a drill's start inside its window, the pods and nodes it picks),
+/// so that an end-to-end test can place a drawn start. Read once.
+fn fixed_random() -> Option<u64> {
+    static FIXED: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *FIXED.get_or_init(|| std::env::var("MATURITY_TEST_RANDOM").ok()?.parse().ok())
 }
 
 /// A clock that moves only when told to, with a seeded random sequence (tests).

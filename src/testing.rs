@@ -122,6 +122,12 @@ impl DeploymentBuilder {
         self.0["spec"]["paused"] = json!(false);
         self
     }
+    /// Another object of the name: its uid and when it was made.
+    pub fn remade(mut self, uid: &str, created: jiff::Timestamp) -> Self {
+        self.0["metadata"]["uid"] = json!(uid);
+        self.0["metadata"]["creationTimestamp"] = json!(created.to_string());
+        self
+    }
     pub fn annotation(mut self, key: &str, value: &str) -> Self {
         merge(
             &mut self.0,

@@ -903,3 +903,88 @@ async fn run_now_inside_a_blackout_is_refused_and_runs_with_force() {
     assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
     h.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_drawn_start_inside_a_blackout_waits_for_its_end() {
+    let mut h = Harness::new("dblackstart").await;
+    // Every draw of this operator is 61 000 (MATURITY_TEST_RANDOM): the start is drawn
+    // 61 s into a window of 61 s, i.e. at its end.
+    h.operator = None;
+    let flags = h.webhook.clone().expect("webhook flags");
+    h.operator = Some(Operator::start_with_env(
+        &h.ctx.env,
+        &h.ctx.namespace,
+        &h.ctx.env.prometheus_url,
+        "2s",
+        &flags,
+        &[("MATURITY_TEST_RANDOM", "61000")],
+    ));
+    support::operator::webhook_recording(&h.ctx.client, &h.ctx.namespace).await;
+    // The slot: a whole minute (UTC) at least 20 s away, hourly; a blackout of 5 s at the
+    // next minute: the slot is free, the drawn start (slot + 61 s) falls in the blackout.
+    let now = jiff::Timestamp::now();
+    let minute = |t: jiff::Timestamp| t.as_second().div_euclid(60) * 60;
+    let slot =
+        jiff::Timestamp::from_second(minute(now + jiff::SignedDuration::from_secs(80))).unwrap();
+    let utc = |t: jiff::Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC);
+    let blackout = utc(slot + jiff::SignedDuration::from_secs(60));
+    let mut spec = h.spec(json!({"podKill": {"count": 1}}));
+    spec["schedule"] = json!(format!("{} * * * *", utc(slot).minute()));
+    spec["timeZone"] = json!("UTC");
+    spec["jitter"] = json!("61s");
+    spec["announce"] = json!(true);
+    spec["blackouts"] =
+        json!([{"schedule": format!("{} * * * *", blackout.minute()), "duration": "5s"}]);
+    let d: DrillSchedule = serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "DrillSchedule",
+        "metadata": {"name": "web-drill"}, "spec": spec,
+    }))
+    .unwrap();
+    h.drills
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create drill");
+    let api = h.drills.clone();
+    let planned = eventually("the planned start", Duration::from_secs(20), || {
+        let api = api.clone();
+        async move {
+            let s = api
+                .get("web-drill")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            s.next_window
+                .and_then(|w| w.planned_start)
+                .ok_or_else(|| "no planned start yet".to_string())
+        }
+    })
+    .await;
+    let drawn = slot + jiff::SignedDuration::from_secs(61);
+    assert_eq!(planned.0, drawn, "the start drawn at the window's end");
+    let r = eventually("the run", Duration::from_secs(180), || {
+        let api = api.clone();
+        async move {
+            let s = api
+                .get("web-drill")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            match (s.active, s.runs.first()) {
+                (None, Some(r)) => Ok(r.clone()),
+                (a, _) => Err(format!("active {:?}", a.map(|a| a.phase))),
+            }
+        }
+    })
+    .await;
+    assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
+    // Not at the drawn start (in the blackout), but once the blackout ended.
+    let ended = blackout.timestamp() + jiff::SignedDuration::from_secs(5);
+    let started = r.started_at.0;
+    assert!(
+        started >= ended && started < ended + jiff::SignedDuration::from_secs(5),
+        "started at {started}, the blackout ended at {ended} (drawn start {drawn})"
+    );
+    h.cleanup().await;
+}

@@ -150,8 +150,10 @@ async fn resp(
     eventually(what, Duration::from_secs(90), || {
         let (api, ok) = (api.clone(), &ok);
         async move {
-            let (p, _) = practices(&api, "team").await?;
+            // The practices and the RESP level of one read (two reads could straddle a
+            // status write).
             let a = api.get("team").await.map_err(|e| e.to_string())?;
+            let p = support::cluster::practices_of(&a)?;
             let level = a
                 .status
                 .unwrap_or_default()

@@ -302,6 +302,10 @@ pub struct CanaryPolicyStatus {
     /// brought is [`RolloutPhase::Unguarded`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settled: BTreeMap<String, String>,
+    /// The uid of the Deployment each `settled` entry was seen on: one deleted and made
+    /// again under its name starts afresh.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settled_uids: BTreeMap<String, String>,
     /// The latest order of a person (`maturity.sre.dev/canary-control`), acted on once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_control: Option<ControlRecord>,

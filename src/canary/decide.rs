@@ -480,6 +480,10 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
                 r.deployment == c.name
                     && r.phase == RolloutPhase::RolledBack
                     && r.canary_hash.as_ref() == Some(&rs.hash)
+                    // Of this Deployment, not of an earlier one of its name.
+                    && view.created.is_none_or(|made| {
+                        r.started_at.as_ref().is_some_and(|s| s.0 >= made)
+                    })
             })
         {
             let mut again = rollout::applied_again(fresh, rs, previous, view.replicas, now);
@@ -506,19 +510,24 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
                 && !view.paused;
             let ended = !decision.records.is_empty()
                 && decision.records.iter().all(|r| r.phase.is_terminal());
-            match status.settled.get(&c.name).cloned() {
+            // An entry seen on an earlier Deployment of this name does not count.
+            let same_object = status
+                .settled_uids
+                .get(&c.name)
+                .is_none_or(|uid| *uid == view.uid);
+            let settle = |status: &mut CanaryPolicyStatus| {
+                status.settled.insert(c.name.clone(), current.hash.clone());
+                status.settled_uids.insert(c.name.clone(), view.uid.clone());
+            };
+            match status.settled.get(&c.name).cloned().filter(|_| same_object) {
                 // A template no rollout of the policy brought.
                 Some(settled) if quiet && settled != current.hash => {
                     decision = rollout::unguarded(view, &settled, current, now);
-                    status.settled.insert(c.name.clone(), current.hash.clone());
+                    settle(&mut status);
                 }
                 // First sight, or the end of a rollout.
-                None if quiet => {
-                    status.settled.insert(c.name.clone(), current.hash.clone());
-                }
-                _ if ended => {
-                    status.settled.insert(c.name.clone(), current.hash.clone());
-                }
+                None if quiet => settle(&mut status),
+                _ if ended => settle(&mut status),
                 _ => {}
             }
         }
@@ -551,6 +560,7 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
         }
     }
     status.settled.retain(|d, _| governed.contains(d));
+    status.settled_uids.retain(|d, _| governed.contains(d));
     status.coverage = Some(Coverage {
         deployments: o.deployments.len() as u32,
         governed: governed.len() as u32,
@@ -859,6 +869,32 @@ mod tests {
                 .iter()
                 .any(|n| n.reason == "CanaryUnguarded" && n.warning)
         );
+        // A Deployment deleted and made again under the name, on v1: first sight of it,
+        // not a revision rolled out unguarded.
+        let remade = DeploymentBuilder::new("web", "v1")
+            .remade("uid-web-2", at(90))
+            .build();
+        let remade_rss = vec![replica_set(&remade, "c", "v1", "1", 4, 4)];
+        let fresh = decide(
+            &observed(
+                policy().status(&out.status).build(),
+                vec![remade],
+                remade_rss,
+            ),
+            at(100),
+        );
+        assert_eq!(
+            fresh.status.rollouts, out.status.rollouts,
+            "nothing recorded"
+        );
+        assert_eq!(
+            fresh.status.settled.get("web").map(String::as_str),
+            Some("c")
+        );
+        assert_eq!(
+            fresh.status.settled_uids.get("web").map(String::as_str),
+            Some("uid-web-2")
+        );
         // Seen once: the next pass records nothing more.
         let again = decide(
             &observed(policy().status(&out.status).build(), vec![v2], rss),
@@ -919,6 +955,21 @@ mod tests {
         );
         assert_eq!(out.actions[0].1, Action::Pause, "no pod moves");
         assert_eq!(out.status.rollouts.len(), 2, "the earlier rollout is kept");
+        // The Deployment deleted and made again (at 35 s, another uid) with v2, then held by
+        // the webhook on a later change: a rollout of its own, not the earlier object's.
+        let remade = DeploymentBuilder::new("web", "v2")
+            .held_for("p")
+            .remade("uid-web-2", at(35))
+            .build();
+        let rss = vec![
+            replica_set(&remade, "a", "v1", "1", 4, 4),
+            replica_set(&remade, "b", "v2", "2", 0, 0),
+        ];
+        let out = decide(
+            &observed(policy().status(&rolled_back).build(), vec![remade], rss),
+            at(40),
+        );
+        assert_eq!(out.status.rollouts[0].phase, RolloutPhase::Progressing);
     }
 
     #[test]

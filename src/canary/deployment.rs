@@ -21,6 +21,10 @@ pub const HOLD_PROGRESS_DEADLINE_SECONDS: i32 = i32::MAX;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentView {
     pub name: String,
+    /// The object's uid: a Deployment deleted and made again under its name is another one.
+    pub uid: String,
+    /// When this object was made (None: not known).
+    pub created: Option<jiff::Timestamp>,
     pub resource_version: String,
     pub generation: i64,
     pub observed_generation: i64,
@@ -70,6 +74,8 @@ impl DeploymentView {
         let ann = d.metadata.annotations.clone().unwrap_or_default();
         Self {
             name: d.metadata.name.clone().unwrap_or_default(),
+            uid: d.metadata.uid.clone().unwrap_or_default(),
+            created: d.metadata.creation_timestamp.as_ref().map(|t| t.0),
             resource_version: d.metadata.resource_version.clone().unwrap_or_default(),
             generation: d.metadata.generation.unwrap_or(0),
             observed_generation: status.observed_generation.unwrap_or(0),

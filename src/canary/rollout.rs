@@ -903,6 +903,8 @@ mod tests {
     fn dep(image: &str, paused: bool, hold: bool) -> DeploymentView {
         DeploymentView {
             name: "web".into(),
+            uid: "uid-web".into(),
+            created: None,
             resource_version: "1".into(),
             generation: 2,
             observed_generation: 2,

@@ -485,6 +485,15 @@ pub async fn practices(
     let a = api.get(name).await.map_err(|e| e.to_string())?;
     let v = serde_json::to_value(&a).unwrap();
     let level = v["status"]["level"].as_i64().ok_or("not evaluated yet")?;
+    Ok((practices_of(&a)?, level))
+}
+
+/// The state and detail of each practice in `a`'s status.
+#[allow(dead_code)] // not every test binary uses it
+pub fn practices_of(
+    a: &maturity_operator::api::MaturityAssessment,
+) -> Result<BTreeMap<String, (String, String)>, String> {
+    let v = serde_json::to_value(a).unwrap();
     let states = v["status"]["capabilities"]
         .as_array()
         .into_iter()
@@ -500,7 +509,7 @@ pub async fn practices(
             )
         })
         .collect();
-    Ok((states, level))
+    Ok(states)
 }
 /// Waits until the API server sends the namespace's assessments to the operator's webhook:
 /// a dry-run create comes back with its attestation's identity recorded.
