@@ -1473,14 +1473,7 @@ async fn a_template_change_made_while_the_operator_was_down_is_recorded_unguarde
         .totals
         .unwrap();
     assert_eq!((totals.unguarded, totals.analyzed), (1, 0));
-    assert!(
-        h.event_reasons()
-            .await
-            .iter()
-            .any(|r| r == "CanaryUnguarded"),
-        "{:?}",
-        h.event_reasons().await
-    );
+    h.ctx.wait_event("CanaryPolicy", "CanaryUnguarded").await;
     // With the operator back, the next change is held and analysed as usual.
     h.set_image("web", "shop/web:v3").await;
     let r = h

@@ -216,15 +216,26 @@ impl Harness {
     }
 
     async fn wait_run(&self) -> RunRecord {
+        self.wait_run_where(Duration::from_secs(60), |_| true).await
+    }
+
+    /// Waits (up to `timeout`) for no run under way and a latest run that `wanted` says is
+    /// the one.
+    async fn wait_run_where(
+        &self,
+        timeout: Duration,
+        wanted: impl Fn(&RunRecord) -> bool,
+    ) -> RunRecord {
         let api = self.drills.clone();
-        eventually("a finished run", Duration::from_secs(60), || {
+        let wanted = &wanted;
+        eventually("a finished run", timeout, || {
             let api = api.clone();
             async move {
                 let d = api.get("web-drill").await.map_err(|e| e.to_string())?;
                 let s = d.status.unwrap_or_default();
                 match (s.active, s.runs.first()) {
-                    (None, Some(r)) => Ok(r.clone()),
-                    (a, _) => Err(format!("active {:?}", a.map(|a| a.phase))),
+                    (None, Some(r)) if wanted(r) => Ok(r.clone()),
+                    (a, r) => Err(format!("active {:?}, latest {r:?}", a.map(|a| a.phase))),
                 }
             }
         })
@@ -428,7 +439,7 @@ async fn a_steady_state_breach_aborts_and_restores_within_one_check_interval() {
         after_visible <= Duration::from_millis(2000 + 1000),
         "restored {after_visible:?} after the breach was visible (check interval 2 s)"
     );
-    assert!(h.event_reasons().await.iter().any(|r| r == "DrillAborted"));
+    h.ctx.wait_event("DrillSchedule", "DrillAborted").await;
     eprintln!(
         "abort: breach visible in Prometheus after {visible:?}, replicas restored {after_visible:?} later ({restored:?} after the gauge changed)"
     );
@@ -474,7 +485,7 @@ async fn a_restarted_operator_restores_and_records_the_run() {
         "{:?}",
         r.reason
     );
-    assert!(h.event_reasons().await.iter().any(|r| r == "DrillResumed"));
+    h.ctx.wait_event("DrillSchedule", "DrillResumed").await;
     eprintln!(
         "restart: original replicas restored {latency:?} after the operator process started again; run {:?}: {:?}",
         r.result, r.reason
@@ -552,22 +563,7 @@ async fn a_scheduled_drill_starts_unannounced_inside_its_window() {
         "announce: false shows no exact start"
     );
     assert_eq!(window.end.0.as_second() - window.start.0.as_second(), 20);
-    let r = eventually("a scheduled run", Duration::from_secs(100), || {
-        let api = api.clone();
-        async move {
-            let s = api
-                .get("web-drill")
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
-            match (s.active, s.runs.first()) {
-                (None, Some(r)) => Ok(r.clone()),
-                (a, _) => Err(format!("active {:?}", a.map(|a| a.phase))),
-            }
-        }
-    })
-    .await;
+    let r = h.wait_run_where(Duration::from_secs(100), |_| true).await;
     assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
     let started = r.started_at.0.as_second();
     assert!(
@@ -793,7 +789,7 @@ async fn abort_when_is_watched_while_a_killed_pod_is_replaced() {
         took < 15,
         "aborted {took} s after the injection, before the replacement was Ready"
     );
-    assert!(h.event_reasons().await.iter().any(|r| r == "DrillAborted"));
+    h.ctx.wait_event("DrillSchedule", "DrillAborted").await;
     h.cleanup().await;
 }
 
@@ -872,7 +868,7 @@ async fn run_now_inside_a_blackout_is_refused_and_runs_with_force() {
         pod_names(&h.ctx.client, &h.ctx.namespace).await.len(),
         REPLICAS as usize
     );
-    assert!(h.event_reasons().await.iter().any(|r| r == "DrillSkipped"));
+    h.ctx.wait_event("DrillSchedule", "DrillSkipped").await;
     h.drills
         .patch(
             "web-drill",
@@ -883,23 +879,9 @@ async fn run_now_inside_a_blackout_is_refused_and_runs_with_force() {
         )
         .await
         .expect("annotate");
-    let api = h.drills.clone();
-    let r = eventually("the forced run", Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let s = api
-                .get("web-drill")
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
-            match (s.active, s.runs.first()) {
-                (None, Some(r)) if r.result != RunResult::Skipped => Ok(r.clone()),
-                (a, r) => Err(format!("active {:?}, latest {r:?}", a.map(|a| a.phase))),
-            }
-        }
-    })
-    .await;
+    let r = h
+        .wait_run_where(Duration::from_secs(60), |r| r.result != RunResult::Skipped)
+        .await;
     assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
     h.cleanup().await;
 }
@@ -962,22 +944,7 @@ async fn a_drawn_start_inside_a_blackout_waits_for_its_end() {
     .await;
     let drawn = slot + jiff::SignedDuration::from_secs(61);
     assert_eq!(planned.0, drawn, "the start drawn at the window's end");
-    let r = eventually("the run", Duration::from_secs(180), || {
-        let api = api.clone();
-        async move {
-            let s = api
-                .get("web-drill")
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
-            match (s.active, s.runs.first()) {
-                (None, Some(r)) => Ok(r.clone()),
-                (a, _) => Err(format!("active {:?}", a.map(|a| a.phase))),
-            }
-        }
-    })
-    .await;
+    let r = h.wait_run_where(Duration::from_secs(180), |_| true).await;
     assert_eq!(r.result, RunResult::Passed, "{:?}", r.reason);
     // Not at the drawn start (in the blackout), but once the blackout ended.
     let ended = blackout.timestamp() + jiff::SignedDuration::from_secs(5);

@@ -873,6 +873,14 @@ mod tests {
         }
     }
 
+    /// A round of checks where everything holds.
+    fn holds() -> Checks {
+        Checks {
+            steady: CheckOutcome::Holds,
+            abort: CheckOutcome::Holds,
+        }
+    }
+
     fn scale() -> Fault {
         Fault::ScaleDown {
             replicas: 1,
@@ -946,10 +954,7 @@ mod tests {
         // Checks are due every interval while holding.
         let s = advance(&p, &a, Some(&tv), t(2), "i", None, None);
         assert!(s.check_due);
-        let ok = Checks {
-            steady: CheckOutcome::Holds,
-            abort: CheckOutcome::Holds,
-        };
+        let ok = holds();
         let a = advance(&p, &a, Some(&tv), t(2), "i", None, Some(&ok))
             .active
             .unwrap();
@@ -1156,10 +1161,7 @@ mod tests {
         // Before an interval (2 s) passed: no check.
         assert!(!advance(&p, &a, Some(&tv), t(1), "i", None, None).check_due);
         assert!(advance(&p, &a, Some(&tv), t(2), "i", None, None).check_due);
-        let ok = Checks {
-            steady: CheckOutcome::Holds,
-            abort: CheckOutcome::Holds,
-        };
+        let ok = holds();
         let a = advance(&p, &a, Some(&tv), t(2), "i", None, Some(&ok))
             .active
             .unwrap();
@@ -1207,10 +1209,7 @@ mod tests {
             steady: CheckOutcome::Holds,
             abort: CheckOutcome::Unknown("errors: no data".into()),
         };
-        let ok = Checks {
-            steady: CheckOutcome::Holds,
-            abort: CheckOutcome::Holds,
-        };
+        let ok = holds();
         // Two unknown rounds, then a read one: the count starts again.
         for (at, c, want) in [(2, &unknown, 1), (4, &unknown, 2), (6, &ok, 0)] {
             a = advance(&p, &a, Some(&tv), t(at), "i", None, Some(c))
@@ -1245,10 +1244,7 @@ mod tests {
             steady: CheckOutcome::Breached("errors 0.3 > 0.1".into()),
             abort: CheckOutcome::Holds,
         };
-        let holds = Checks {
-            steady: CheckOutcome::Holds,
-            abort: CheckOutcome::Holds,
-        };
+        let holds = holds();
         // Pods back at 1 s, but the steady state is breached at 2 s (no abort after the
         // fault: it is what recovery waits for) and holds at 4 s: recovery 4 s.
         let s = advance(&p, &a, Some(&tv), t(2), "i", None, Some(&breached));

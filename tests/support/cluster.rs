@@ -338,6 +338,24 @@ impl TestContext {
             .collect()
     }
 
+    /// Waits until an Event of `reason` about a `kind` object is there (Events follow the
+    /// status write they tell of).
+    #[allow(dead_code)] // not every test binary uses it
+    pub async fn wait_event(&self, kind: &str, reason: &str) {
+        super::eventually(
+            &format!("a {reason} Event"),
+            Duration::from_secs(10),
+            || async {
+                let reasons = self.event_reasons(kind).await;
+                match reasons.iter().any(|r| r == reason) {
+                    true => Ok(()),
+                    false => Err(format!("{reasons:?}")),
+                }
+            },
+        )
+        .await;
+    }
+
     /// Creates Deployment `name` (label `app: name`, `replicas` pods running `image` on kwok)
     /// in the test's namespace and waits until every replica is available.
     #[allow(dead_code)] // not every test binary uses it
