@@ -30,15 +30,24 @@ pub async fn act(
     }
     let ns = policy.namespace().unwrap_or_default();
     for (view, action) in &outcome.actions {
-        change(ctx, &ns, view, action).await?;
+        change(ctx, &ns, view, action, o.deleting).await?;
     }
     ctx.kube.publish(policy, "Rollout", &outcome.notes).await;
     metrics.export(&ns, &policy.name_any(), &outcome.status, o.deleting);
     Ok(Requeue::requeue(outcome.requeue))
 }
 
-/// Changes the Deployment when the action asks for something it does not have yet.
-async fn change(ctx: &Context, ns: &str, d: &DeploymentView, action: &Action) -> Result<(), Error> {
+/// Changes the Deployment when the action asks for something it does not have yet. A
+/// Deployment changed since it was read is looked at again: at the next pass, or, while the
+/// policy is being deleted, by failing the pass (the finalizer stays until every Deployment
+/// is given back, not only those whose patch happened to apply).
+async fn change(
+    ctx: &Context,
+    ns: &str,
+    d: &DeploymentView,
+    action: &Action,
+    deleting: bool,
+) -> Result<(), Error> {
     let ops = patch_for(d, action);
     if ops.is_empty() {
         return Ok(());
@@ -49,7 +58,7 @@ async fn change(ctx: &Context, ns: &str, d: &DeploymentView, action: &Action) ->
             Ok(())
         }
         // The Deployment changed since it was read (the `test` op failed): look again.
-        Err(e) if matches!(e.code(), Some(409 | 422)) => {
+        Err(e) if matches!(e.code(), Some(409 | 422)) && !deleting => {
             tracing::debug!(deployment = %d.name, "Deployment changed meanwhile; will look again");
             Ok(())
         }
