@@ -15,7 +15,9 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use maturity_operator::api::DrillSchedule;
-use maturity_operator::api::drill_schedule::{DrillPhase, RunRecord, RunResult};
+use maturity_operator::api::drill_schedule::{
+    DrillPhase, DrillScheduleStatus, RunRecord, RunResult,
+};
 use maturity_operator::synthetic::{SyntheticExporter, labels};
 use serde_json::json;
 use support::cluster::TestContext;
@@ -204,8 +206,7 @@ impl Harness {
         eventually(&format!("drill {phase:?}"), Duration::from_secs(30), || {
             let api = api.clone();
             async move {
-                let d = api.get("web-drill").await.map_err(|e| e.to_string())?;
-                let s = d.status.unwrap_or_default();
+                let s = drill_status(&api).await?;
                 match s.active {
                     Some(a) if a.phase == phase => Ok(()),
                     other => Err(format!("active {other:?}, runs {:?}", s.runs)),
@@ -231,8 +232,7 @@ impl Harness {
         eventually("a finished run", timeout, || {
             let api = api.clone();
             async move {
-                let d = api.get("web-drill").await.map_err(|e| e.to_string())?;
-                let s = d.status.unwrap_or_default();
+                let s = drill_status(&api).await?;
                 match (s.active, s.runs.first()) {
                     (None, Some(r)) if wanted(r) => Ok(r.clone()),
                     (a, r) => Err(format!("active {:?}, latest {r:?}", a.map(|a| a.phase))),
@@ -252,6 +252,12 @@ impl Harness {
         remove_webhook(&self.ctx.client, &self.ctx.namespace).await;
         self.ctx.cleanup().await;
     }
+}
+
+/// The status of the test's DrillSchedule `web-drill` (empty before the first pass).
+async fn drill_status(api: &Api<DrillSchedule>) -> Result<DrillScheduleStatus, String> {
+    let d = api.get("web-drill").await.map_err(|e| e.to_string())?;
+    Ok(d.status.unwrap_or_default())
 }
 
 async fn pod_names(client: &kube::Client, ns: &str) -> Vec<String> {
@@ -548,12 +554,7 @@ async fn a_scheduled_drill_starts_unannounced_inside_its_window() {
     let window = eventually("next window in status", Duration::from_secs(20), || {
         let api = api.clone();
         async move {
-            let s = api
-                .get("web-drill")
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
+            let s = drill_status(&api).await?;
             s.next_window.ok_or_else(|| "no window yet".to_string())
         }
     })
@@ -930,12 +931,7 @@ async fn a_drawn_start_inside_a_blackout_waits_for_its_end() {
     let planned = eventually("the planned start", Duration::from_secs(20), || {
         let api = api.clone();
         async move {
-            let s = api
-                .get("web-drill")
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
+            let s = drill_status(&api).await?;
             s.next_window
                 .and_then(|w| w.planned_start)
                 .ok_or_else(|| "no planned start yet".to_string())

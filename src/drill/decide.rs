@@ -169,20 +169,6 @@ pub fn nodes_to_read(d: &DrillSchedule) -> NodeReads {
     }
 }
 
-/// The node label of the drill's zones (a zone failure's), if any.
-pub fn zone_label(d: &DrillSchedule) -> Option<String> {
-    match parse(d) {
-        Ok((
-            _,
-            Plan {
-                fault: Fault::ZoneFailure { label, .. },
-                ..
-            },
-        )) => Some(label),
-        _ => None,
-    }
-}
-
 /// Which nodes a pass reads (see [`nodes_to_read`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeReads {

@@ -151,18 +151,18 @@ async fn view(ctx: &Context, d: &DrillSchedule, target: &str) -> Result<Option<T
         .filter(|p| p.running)
         .filter_map(|p| Some((p.name.clone(), p.node.clone()?)))
         .collect();
-    let nodes = match decide::nodes_to_read(d) {
-        NodeReads::None => Vec::new(),
-        NodeReads::Named(names) => ctx.kube.nodes_named(&names).await?,
+    // The zone of each node matters only to a zone failure about to start (Labelled).
+    let (nodes, zone_label) = match decide::nodes_to_read(d) {
+        NodeReads::None => (Vec::new(), None),
+        NodeReads::Named(names) => (ctx.kube.nodes_named(&names).await?, None),
         NodeReads::OfPods => {
             let mut names: Vec<String> = pod_nodes.values().cloned().collect();
             names.sort();
             names.dedup();
-            ctx.kube.nodes_named(&names).await?
+            (ctx.kube.nodes_named(&names).await?, None)
         }
-        NodeReads::Labelled(label) => ctx.kube.nodes_labelled(&label).await?,
+        NodeReads::Labelled(label) => (ctx.kube.nodes_labelled(&label).await?, Some(label)),
     };
-    let zone_label = decide::zone_label(d);
     let nodes = nodes
         .into_iter()
         .map(|n| NodeView {
