@@ -134,6 +134,40 @@ pub fn verdict(
     }
 }
 
+/// What `check` found: the exit code, the text of `-o table`, and what `-o json|yaml` show.
+pub struct Verdict {
+    pub code: u8,
+    pub text: String,
+    /// `namespace/name`.
+    pub assessment: String,
+    /// The assessment read (None: it could not be read).
+    pub read: Option<MaturityAssessment>,
+    pub min_level: Option<i32>,
+}
+
+impl Verdict {
+    /// The verdict as an object: result (Met, Below, Unknown), exit code, level and wanted
+    /// level, the message's last line, and the status's capabilities and next level.
+    pub fn object(&self) -> serde_json::Value {
+        let result = match self.code {
+            EXIT_MET => "Met",
+            EXIT_BELOW => "Below",
+            _ => "Unknown",
+        };
+        let status = self.read.as_ref().and_then(|a| a.status.as_ref());
+        serde_json::json!({
+            "assessment": self.assessment,
+            "result": result,
+            "exitCode": self.code,
+            "level": status.and_then(|s| s.level),
+            "wanted": self.min_level.or(self.read.as_ref().and_then(|a| a.spec.target_level)),
+            "message": self.text.lines().last().unwrap_or_default(),
+            "capabilities": status.map(|s| &s.capabilities),
+            "nextLevel": status.and_then(|s| s.next_level.as_ref()),
+        })
+    }
+}
+
 /// Fetches the assessment and gives the verdict; API failures are "could not evaluate".
 pub async fn check(
     client: kube::Client,
@@ -141,18 +175,34 @@ pub async fn check(
     name: &str,
     min_level: Option<i32>,
     max_age: Duration,
-) -> (u8, String) {
+) -> Verdict {
     let api: Api<MaturityAssessment> = Api::namespaced(client, namespace);
-    match api.get_opt(name).await {
-        Ok(Some(a)) => verdict(&a, min_level, crate::clock::Clock::system().now(), max_age),
+    let (read, (code, text)) = match api.get_opt(name).await {
+        Ok(Some(a)) => {
+            let v = verdict(&a, min_level, crate::clock::Clock::system().now(), max_age);
+            (Some(a), v)
+        }
         Ok(None) => (
-            EXIT_UNKNOWN,
-            format!("no MaturityAssessment {name} in namespace {namespace}\n"),
+            None,
+            (
+                EXIT_UNKNOWN,
+                format!("no MaturityAssessment {name} in namespace {namespace}\n"),
+            ),
         ),
         Err(e) => (
-            EXIT_UNKNOWN,
-            format!("cannot read MaturityAssessment {namespace}/{name}: {e}\n"),
+            None,
+            (
+                EXIT_UNKNOWN,
+                format!("cannot read MaturityAssessment {namespace}/{name}: {e}\n"),
+            ),
         ),
+    };
+    Verdict {
+        code,
+        text,
+        assessment: format!("{namespace}/{name}"),
+        read,
+        min_level,
     }
 }
 

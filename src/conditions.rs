@@ -75,9 +75,34 @@ impl Cond {
     }
 }
 
+/// The condition every kind has: whether the operator can do what the spec asks.
+pub const READY: &str = "Ready";
+/// kstatus's `Stalled` (Flux's `healthChecks` fail at once on it, `kstatus` says `Failed`):
+/// True, with Ready's reason and message, while Ready is False for a reason in
+/// [`STALLED_REASONS`]; absent otherwise. Derived by [`merge`], never set by a core.
+pub const STALLED: &str = "Stalled";
+/// Reasons of `Ready=False` that waiting does not heal: the spec (or its author's rights,
+/// or the schedule) must change. Others (Prometheus unreachable, no data yet, a failed
+/// pass retried with backoff) are `Ready=False` without `Stalled`.
+pub const STALLED_REASONS: &[&str] = &[
+    "InvalidSpec",
+    "QueryRejected",
+    "ThresholdNotABucket",
+    "AmbiguousQuery",
+    "QueryNotAllowed",
+    "AuthorNotAllowed",
+    "NoNextWindow",
+];
+
+/// Whether `reason` of `Ready=False` needs a change to heal (see [`STALLED_REASONS`]).
+pub fn is_stalled_reason(reason: &str) -> bool {
+    STALLED_REASONS.contains(&reason)
+}
+
 /// Merges `updates` into `existing`: a condition whose status is unchanged keeps its
 /// `lastTransitionTime`; reason, message and `observedGeneration` are always the new ones.
-/// Conditions of other types are kept; the result is ordered by type.
+/// Conditions of other types are kept; `Stalled` follows Ready ([`STALLED`]); the result
+/// is ordered by type.
 pub fn merge(
     existing: &[Condition],
     updates: &[Cond],
@@ -104,8 +129,35 @@ pub fn merge(
             observed_generation: generation,
         });
     }
+    stalled(existing, &mut out, now);
     out.sort_by(|a, b| a.type_.cmp(&b.type_));
     out
+}
+
+/// Sets [`STALLED`] from Ready in `out`: True with Ready's reason and message (since when it
+/// first became so), or absent.
+fn stalled(existing: &[Condition], out: &mut Vec<Condition>, now: &Time) {
+    out.retain(|c| c.type_ != STALLED);
+    let Some(ready) = out
+        .iter()
+        .find(|c| c.type_ == READY && c.status == "False" && is_stalled_reason(&c.reason))
+    else {
+        return;
+    };
+    let since = existing
+        .iter()
+        .find(|c| c.type_ == STALLED && c.status == "True")
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    let stalled = Condition {
+        type_: STALLED.to_string(),
+        status: "True".to_string(),
+        reason: ready.reason.clone(),
+        message: ready.message.clone(),
+        last_transition_time: since,
+        observed_generation: ready.observed_generation,
+    };
+    out.push(stalled);
 }
 
 /// The status of condition `type_`, if present.
@@ -154,6 +206,65 @@ mod tests {
         );
         assert_eq!(changed[0].last_transition_time, t2);
         assert_eq!(status_of(&changed, "Ready"), Some("False"));
+    }
+
+    #[test]
+    fn stalled_follows_a_ready_that_only_a_change_heals() {
+        let (t1, t2, t3) = (
+            time("2026-11-01T00:00:00Z"),
+            time("2026-11-02T00:00:00Z"),
+            time("2026-11-03T00:00:00Z"),
+        );
+        let invalid = Cond::new("Ready", Status::False, "InvalidSpec", "spec.x: bad");
+        let a = merge(&[], std::slice::from_ref(&invalid), Some(3), &t1);
+        let stalled = a
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .expect("Stalled set");
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "InvalidSpec")
+        );
+        assert_eq!(stalled.message, "spec.x: bad");
+        assert_eq!(stalled.observed_generation, Some(3));
+        assert_eq!(stalled.last_transition_time, t1);
+        // Still invalid a day later: the transition time stays.
+        let b = merge(&a, &[invalid], Some(3), &t2);
+        assert_eq!(b, a);
+        // Another condition merged alone keeps Stalled as Ready says.
+        let c = merge(
+            &b,
+            &[Cond::new(
+                "TargetLevelMet",
+                Status::True,
+                "LevelReached",
+                "",
+            )],
+            Some(3),
+            &t2,
+        );
+        assert_eq!(status_of(&c, "Stalled"), Some("True"));
+        // Waiting heals a Prometheus outage: Ready False, not Stalled.
+        let d = merge(
+            &c,
+            &[Cond::new(
+                "Ready",
+                Status::False,
+                "PrometheusUnreachable",
+                "",
+            )],
+            Some(4),
+            &t3,
+        );
+        assert_eq!(status_of(&d, "Stalled"), None);
+        assert_eq!(status_of(&d, "Ready"), Some("False"));
+        let e = merge(
+            &d,
+            &[Cond::new("Ready", Status::True, "Evaluated", "")],
+            Some(4),
+            &t3,
+        );
+        assert_eq!(status_of(&e, "Stalled"), None);
     }
 
     #[test]

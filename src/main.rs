@@ -4,8 +4,6 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// jemalloc rather than glibc's malloc: steady memory stays near what is live (see
 /// `docs/bench.md`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -15,5 +13,5 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     maturity_operator::prom::init_tls();
-    cli::main(cli::Cli::parse()).await
+    cli::main(cli::parse()).await
 }

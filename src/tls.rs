@@ -1,15 +1,16 @@
 //! TLS for the operator's two servers, the admission webhook and the metrics endpoint:
 //! a certificate made at start (a CA of its own and a serving certificate it signs) or read
-//! from a mounted Secret, and a listener that runs each handshake in its own task.
+//! from a mounted Secret (and read again when its files change: cert-manager renews them,
+//! the kubelet rewrites the volume), and a listener that runs each handshake in its own task.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -37,6 +38,31 @@ pub struct Certs {
     /// When set, a client must present a certificate this CA (PEM) signed: the API server's
     /// client certificate for admission webhooks, where its AdmissionConfiguration gives one.
     pub client_ca_pem: Option<String>,
+    /// Where they were read from: the directory (and whether it must hold `ca.crt`) and the
+    /// client CA's file, read again by [`Certs::follow`]. None: made at start.
+    source: Option<Source>,
+}
+
+#[derive(Clone)]
+struct Source {
+    dir: PathBuf,
+    need_ca: bool,
+    client_ca_file: Option<PathBuf>,
+}
+
+/// How often mounted certificate files are compared with the ones served. The kubelet
+/// updates a Secret's volume within about a minute of a change; cert-manager renews well
+/// ahead of expiry.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(10);
+
+/// The acceptor a listener uses for its next handshake: fixed, or following its files.
+#[derive(Clone)]
+pub(crate) struct Acceptor(watch::Receiver<TlsAcceptor>);
+
+impl Acceptor {
+    fn current(&self) -> TlsAcceptor {
+        self.0.borrow().clone()
+    }
 }
 
 impl Certs {
@@ -75,6 +101,7 @@ impl Certs {
             ca_pem: ca_cert.pem(),
             what,
             client_ca_pem: None,
+            source: None,
         })
     }
 
@@ -101,6 +128,11 @@ impl Certs {
             ca_pem,
             what,
             client_ca_pem: None,
+            source: Some(Source {
+                dir: dir.to_path_buf(),
+                need_ca,
+                client_ca_file: None,
+            }),
         })
     }
 
@@ -112,7 +144,73 @@ impl Certs {
             reason: format!("the client CA: {e}"),
         })?;
         self.client_ca_pem = Some(pem);
+        if let Some(source) = &mut self.source {
+            source.client_ca_file = Some(file.to_path_buf());
+        }
         Ok(self)
+    }
+
+    /// The acceptor of these certificates. Read from a directory, they are compared with
+    /// its files every `every` while a listener uses the acceptor; a changed set serves
+    /// from the next handshake on (connections already open keep theirs), a set that does
+    /// not load is logged and the one served kept.
+    pub(crate) fn follow(self, every: Duration) -> Result<Acceptor, Error> {
+        let (tx, rx) = watch::channel(self.acceptor()?);
+        let Some(source) = self.source.clone() else {
+            // Made at start: nothing to follow; the sender lives as long as the acceptor.
+            tokio::spawn(async move { tx.closed().await });
+            return Ok(Acceptor(rx));
+        };
+        tokio::spawn(async move {
+            let mut served = self;
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let read =
+                    Certs::from_dir(served.what, &source.dir, source.need_ca).and_then(|c| {
+                        match &source.client_ca_file {
+                            Some(f) => c.require_clients_of(f),
+                            None => Ok(c),
+                        }
+                    });
+                let read = match read {
+                    Ok(r) if r.same_files(&served) => continue,
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the changed certificate files; serving the current ones");
+                        continue;
+                    }
+                };
+                match read.acceptor() {
+                    Ok(acceptor) => {
+                        tracing::info!(what = served.what, dir = %source.dir.display(), "serving the renewed certificate");
+                        served = read;
+                        let _ = tx.send(acceptor);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the changed certificate files do not load; serving the current ones");
+                        // Compared again next time: a half-written set completes.
+                    }
+                }
+            }
+        });
+        Ok(Acceptor(rx))
+    }
+
+    fn same_files(&self, other: &Certs) -> bool {
+        (
+            &self.cert_pem,
+            &self.key_pem,
+            &self.ca_pem,
+            &self.client_ca_pem,
+        ) == (
+            &other.cert_pem,
+            &other.key_pem,
+            &other.ca_pem,
+            &other.client_ca_pem,
+        )
     }
 
     pub(crate) fn acceptor(&self) -> Result<TlsAcceptor, Error> {
@@ -167,7 +265,7 @@ pub(crate) struct TlsListener {
 }
 
 impl TlsListener {
-    pub(crate) fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+    pub(crate) fn new(tcp: TcpListener, acceptor: Acceptor) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -183,7 +281,7 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
-                let acceptor = acceptor.clone();
+                let acceptor = acceptor.current();
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
@@ -294,5 +392,104 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("ca.crt"), "{err}");
+    }
+
+    /// The certificate a TLS client is served by `addr` (the client trusts `cas`).
+    async fn served(addr: SocketAddr, cas: &[&str]) -> Vec<u8> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, ServerName};
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in cas {
+            roots
+                .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+                .unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    fn der(pem: &str) -> Vec<u8> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    /// Writes a Secret's three files the way the kubelet does: into a new directory, then
+    /// one rename of the link the files point through.
+    fn write_secret(dir: &Path, generation: u32, c: &Certs) {
+        let data = dir.join(format!("..data_{generation}"));
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("tls.crt"), &c.cert_pem).unwrap();
+        std::fs::write(data.join("tls.key"), &c.key_pem).unwrap();
+        std::fs::write(data.join("ca.crt"), &c.ca_pem).unwrap();
+        let tmp = dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&data, &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("..data")).unwrap();
+        for f in ["tls.crt", "tls.key", "ca.crt"] {
+            let link = dir.join(f);
+            if !link.exists() {
+                std::os::unix::fs::symlink(dir.join("..data").join(f), &link).unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotated_secret_is_served_from_the_next_handshake_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Certs::generate("webhook", &["localhost".into()]).unwrap();
+        let second = Certs::generate("webhook", &["localhost".into()]).unwrap();
+        write_secret(dir.path(), 1, &first);
+        let acceptor = Certs::from_dir("webhook", dir.path(), true)
+            .unwrap()
+            .follow(Duration::from_millis(50))
+            .unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut listener = TlsListener::new(tcp, acceptor).unwrap();
+        let addr = listener.local();
+        // Keep accepting, so handshakes complete.
+        tokio::spawn(async move {
+            loop {
+                let _ = Listener::accept(&mut listener).await;
+            }
+        });
+        let cas = [first.ca_pem.as_str(), second.ca_pem.as_str()];
+        assert_eq!(served(addr, &cas).await, der(&first.cert_pem));
+
+        write_secret(dir.path(), 2, &second);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while served(addr, &cas).await != der(&second.cert_pem) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the renewed certificate was not served within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // A set that does not load (a key of another certificate) is not served: the
+        // renewed one stays.
+        let data = dir.path().join("..data_3");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("tls.crt"), &first.cert_pem).unwrap();
+        std::fs::write(data.join("tls.key"), "not a key").unwrap();
+        std::fs::write(data.join("ca.crt"), &first.ca_pem).unwrap();
+        let tmp = dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(&data, &tmp).unwrap();
+        std::fs::rename(&tmp, dir.path().join("..data")).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(served(addr, &cas).await, der(&second.cert_pem));
     }
 }

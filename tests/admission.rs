@@ -24,12 +24,9 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 
 fn documents(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| {
-            let v: serde_yaml::Value = serde::Deserialize::deserialize(doc)
-                .unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()));
-            serde_json::to_value(v).unwrap()
-        })
+    serde_saphyr::from_multiple::<serde_json::Value>(&text)
+        .unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()))
+        .into_iter()
         .filter(|v| !v.is_null())
         .collect()
 }

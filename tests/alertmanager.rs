@@ -157,7 +157,7 @@ scrape_configs:
     targets
         .create(
             &PostParams::default(),
-            &serde_yaml::from_str(&target(&ns)).unwrap(),
+            &serde_saphyr::from_str(&target(&ns)).unwrap(),
         )
         .await
         .unwrap();

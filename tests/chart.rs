@@ -14,6 +14,18 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use support::cluster::{TestContext, chart_dir, repo_dir};
 use support::eventually;
 
+/// A CA certificate (PEM, base64) for `webhook.caBundle`.
+fn ca_bundle() -> String {
+    let ca = maturity_operator::tls::Certs::generate("webhook", &["localhost".into()])
+        .unwrap()
+        .ca_pem;
+    serde_json::to_value(k8s_openapi::ByteString(ca.into_bytes()))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -104,6 +116,11 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             .map(|(name, on)| format!("controllers.{name}={on}"))
             .collect();
         sets.extend(others[mask % others.len()].iter().map(|s| s.to_string()));
+        // A certificate of one's own comes with its CA, which the chart puts into the
+        // webhook configuration.
+        if sets.iter().any(|s| s == "webhook.certSecret=webhook-tls") {
+            sets.push(format!("webhook.caBundle={}", ca_bundle()));
+        }
         combos.push((on, sets));
     }
     for (i, (on, extra)) in combos.iter().enumerate() {
@@ -143,11 +160,14 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
         let authors = (canaries || drills) && !single;
         let webhook = canaries || authors || assessments;
         let proofs = authors || assessments;
+        // The chart renders the webhook's configuration; the operator may not write one.
         assert_eq!(
-            yaml.contains("mutatingwebhookconfigurations"),
+            yaml.contains("kind: MutatingWebhookConfiguration"),
             webhook,
             "{extra:?}"
         );
+        assert!(!yaml.contains("mutatingwebhookconfigurations"), "{extra:?}");
+        assert!(!yaml.contains("--webhook-configuration"), "{extra:?}");
         assert_eq!(yaml.contains("--webhook-service="), webhook, "{extra:?}");
         assert_eq!(
             yaml.contains("# Before acting for a drill's or canary's author"),
@@ -470,7 +490,290 @@ async fn a_bad_value_is_refused_with_the_schemas_message() {
         said.contains("/leaderElection/enabled") && said.contains("value must be true"),
         "{said}"
     );
+    // A certificate of one's own without its CA: the API server could not verify it.
+    let said = refused(&["webhook.certSecret=webhook-tls"]);
+    assert!(
+        said.contains("webhook.certSecret needs webhook.caBundle"),
+        "{said}"
+    );
+    let said = refused(&[
+        "webhook.certSecret=webhook-tls",
+        "webhook.certManager.enabled=true",
+    ]);
+    assert!(said.contains("drop one of them"), "{said}");
+    let said = refused(&["logFormat=xml"]);
+    assert!(
+        said.contains("/logFormat") && said.contains("'json', 'text'"),
+        "{said}"
+    );
+    // A key the chart does not know is a typo (global is Helm's, below).
+    let said = refused(&["prometheus.ur=http://p:9090"]);
+    assert!(
+        said.contains("additional properties 'ur' not allowed"),
+        "{said}"
+    );
+    let said = refused(&["podLabel.team=x"]);
+    assert!(
+        said.contains("additional properties 'podLabel' not allowed"),
+        "{said}"
+    );
     ctx.cleanup().await;
+}
+
+/// The chart as a dependency of an umbrella chart: Helm passes it the parent's `global`
+/// values, which the schema allows; the values platform teams set on every operator reach
+/// the pods, and the API server accepts the result.
+#[tokio::test]
+async fn the_chart_works_as_a_subchart_with_global_values() {
+    let ctx = TestContext::new("chartsub").await;
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::write(
+        parent.path().join("Chart.yaml"),
+        format!(
+            "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: maturity-operator\n    version: 0.1.0\n    repository: file://{}\n",
+            chart_dir().display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        parent.path().join("values.yaml"),
+        r#"global:
+  imageRegistry: registry.example.com
+  storageClass: fast
+maturity-operator:
+  prometheus:
+    url: http://prometheus-operated.monitoring:9090
+  podAnnotations: {example.com/scrape: "false"}
+  podLabels: {team: platform}
+  imagePullSecrets: [{name: regcred}]
+  priorityClassName: system-cluster-critical
+  topologySpreadConstraints:
+    - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway,
+       labelSelector: {matchLabels: {app.kubernetes.io/name: maturity-operator}}}
+  serviceAccount: {annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::1:role/mo"}}
+  extraEnv: [{name: HTTPS_PROXY, value: "http://proxy.example.com:3128"}]
+  logLevel: info,maturity_operator::canary=debug
+  logFormat: text
+"#,
+    )
+    .unwrap();
+    let dir = parent.path().to_str().unwrap();
+    let deps = ctx.env.helm(&["dependency", "build", dir]);
+    assert!(deps.status.success(), "{}", text(&deps));
+    let rendered = ctx.env.helm(&[
+        "template",
+        "platform",
+        dir,
+        "-n",
+        &ctx.namespace,
+        "--kube-version",
+        "1.34.4",
+    ]);
+    assert!(rendered.status.success(), "{}", text(&rendered));
+    let yaml = String::from_utf8_lossy(&rendered.stdout).into_owned();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("the operator's Deployment");
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(
+        pod["metadata"]["annotations"]["example.com/scrape"],
+        "false"
+    );
+    assert_eq!(pod["metadata"]["labels"]["team"], "platform");
+    // The selector's labels are still there.
+    assert_eq!(
+        pod["metadata"]["labels"]["app.kubernetes.io/name"],
+        "maturity-operator"
+    );
+    let spec = &pod["spec"];
+    assert_eq!(spec["imagePullSecrets"][0]["name"], "regcred");
+    assert_eq!(spec["priorityClassName"], "system-cluster-critical");
+    assert_eq!(
+        spec["topologySpreadConstraints"][0]["topologyKey"],
+        "topology.kubernetes.io/zone"
+    );
+    let container = &spec["containers"][0];
+    let env = container["env"].as_array().unwrap();
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(
+        var("RUST_LOG"),
+        Some(serde_json::json!("info,maturity_operator::canary=debug"))
+    );
+    assert_eq!(
+        var("HTTPS_PROXY"),
+        Some(serde_json::json!("http://proxy.example.com:3128"))
+    );
+    assert!(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("--log-format=text")),
+        "{container}"
+    );
+    let sa = docs.iter().find(|d| d["kind"] == "ServiceAccount").unwrap();
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::1:role/mo"
+    );
+    let out = dry_run_apply(&ctx, &ctx.namespace, &yaml);
+    assert!(out.status.success(), "{}", text(&out));
+    // The operator takes the log settings the chart gives it (a bad level is a sentence).
+    let bad = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+        .args(["run", "--log-level=info,=nope=="])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("--log-level \"info,=nope==\" is not a log filter"),
+        "{}",
+        text(&bad)
+    );
+    ctx.cleanup().await;
+}
+
+/// NOTES.txt warns about what an install without settings would silently lack.
+#[tokio::test]
+async fn the_install_notes_warn_about_missing_settings() {
+    let ctx = TestContext::new("chartnotes").await;
+    let notes = |sets: &[&str]| {
+        let chart = chart_dir();
+        let mut args = vec![
+            "install",
+            "notes",
+            chart.to_str().unwrap(),
+            "-n",
+            &ctx.namespace,
+            "--dry-run=server",
+            "--skip-crds",
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let out = ctx.env.helm(&args);
+        assert!(out.status.success(), "{sets:?}: {}", text(&out));
+        let out = text(&out);
+        out[out.find("NOTES:").expect("NOTES")..].to_string()
+    };
+    let bare = notes(&[]);
+    for warning in [
+        "WARNING: prometheus.url is empty: nothing is measured",
+        "WARNING: prometheusRules.additionalLabels is empty",
+        "WARNING: alertmanager.url is empty",
+        "WARNING: Canaries hold rollouts only in namespaces labelled maturity.sre.dev/canaries=enabled",
+        "helm test notes -n",
+    ] {
+        assert!(bare.contains(warning), "{warning} missing:\n{bare}");
+    }
+    let set = notes(&[
+        "prometheus.url=http://prometheus-operated.monitoring:9090",
+        "prometheusRules.additionalLabels.release=kps",
+        "alertmanager.url=http://alertmanager-operated.monitoring:9093",
+        "webhook.certManager.enabled=true",
+    ]);
+    assert!(!set.contains("prometheus.url is empty"), "{set}");
+    assert!(!set.contains("additionalLabels is empty"), "{set}");
+    assert!(!set.contains("alertmanager.url is empty"), "{set}");
+    assert!(!set.contains("made by the chart (lookup)"), "{set}");
+    ctx.cleanup().await;
+}
+
+/// The chart's webhook configuration has the hooks the operator registers when it runs out
+/// of cluster (`webhook::configuration`): same names, paths, rules and policies.
+#[test]
+fn the_charts_webhooks_are_the_operators() {
+    use maturity_operator::webhook::{Duties, Endpoint, Settings, configuration};
+    let env = support::cluster::ensure_cluster();
+    for (sets, duties) in [
+        (
+            vec!["controllers.drills=true"],
+            Duties {
+                canaries: true,
+                authors: true,
+                evidence: true,
+            },
+        ),
+        (
+            vec!["controllers.canaries=false"],
+            Duties {
+                canaries: false,
+                authors: false,
+                evidence: true,
+            },
+        ),
+        (
+            vec!["controllers.assessments=false", "tenancy.singleTenant=true"],
+            Duties {
+                canaries: true,
+                authors: false,
+                evidence: false,
+            },
+        ),
+    ] {
+        let chart = chart_dir();
+        let mut args = vec![
+            "template",
+            "hooks",
+            chart.to_str().unwrap(),
+            "-n",
+            "mo",
+            "--kube-version",
+            "1.34.4",
+            "--show-only",
+            "templates/webhook.yaml",
+        ];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        let out = env.helm(&args);
+        assert!(out.status.success(), "{sets:?}: {}", text(&out));
+        let rendered: serde_json::Value = serde_saphyr::from_slice(&out.stdout).unwrap();
+        let settings = Settings {
+            addr: "127.0.0.1:9443".parse().unwrap(),
+            endpoint: Endpoint::Service {
+                namespace: "mo".into(),
+                name: "hooks-maturity-operator-webhook".into(),
+                port: 443,
+            },
+            configuration: None,
+            namespace: None,
+            failure_policy: "Ignore".into(),
+        };
+        let ours = serde_json::to_value(configuration(
+            &settings,
+            "hooks-maturity-operator",
+            "",
+            duties,
+        ))
+        .unwrap();
+        // Compared without the parts that differ by design: the CA (the chart's) and the
+        // namespace selectors (the chart's canary hook is opt-in).
+        let strip = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+            v["webhooks"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut w| {
+                    let o = w.as_object_mut().unwrap();
+                    o.remove("namespaceSelector");
+                    o["clientConfig"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("caBundle");
+                    w
+                })
+                .collect()
+        };
+        assert_eq!(strip(&rendered), strip(&ours), "{sets:?}");
+        assert_eq!(rendered["metadata"]["name"], "hooks-maturity-operator");
+    }
 }
 
 #[tokio::test]
@@ -551,15 +854,151 @@ async fn helm_install_creates_every_object_and_the_pod_passes_the_restricted_pro
             .unwrap();
         assert!(out.status.success(), "{kind}/{n}: {}", text(&out));
     }
-    let out = ctx.env.helm(&["uninstall", &release, "-n", &ctx.namespace]);
+    // The webhook's configuration is the release's, with the CA of the Secret the pods
+    // mount.
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(ctx.client.clone());
+    let hooks = configurations
+        .get(&name)
+        .await
+        .expect("the webhook configuration");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let ca = secrets
+        .get(&format!("{name}-webhook-cert"))
+        .await
+        .unwrap()
+        .data
+        .unwrap()["ca.crt"]
+        .clone();
+    let webhooks = hooks.webhooks.unwrap_or_default();
+    assert_eq!(webhooks.len(), 3, "canaries, authors, assessments");
+    for w in &webhooks {
+        assert_eq!(w.client_config.ca_bundle.as_ref(), Some(&ca), "{}", w.name);
+    }
+
+    // Users of the built-in roles: `edit` writes the four kinds (not their status), `view`
+    // reads them.
+    let binding = |user: &str, role: &str| {
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": format!("{user}-{role}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+        })
+    };
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    for (user, role) in [("alice", "edit"), ("bob", "view")] {
+        bindings
+            .create(
+                &Default::default(),
+                &serde_json::from_value(binding(user, role)).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let can = |user: &str, args: &[&str]| {
+        let out = Command::new(ctx.env.tool("kubectl"))
+            .args(["auth", "can-i", "-n", &ctx.namespace, "--as", user])
+            .args(args)
+            .env("KUBECONFIG", &ctx.env.kubeconfig)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    // The aggregation controller folds the chart's roles into view and edit.
+    eventually(
+        "edit and view include the four kinds",
+        Duration::from_secs(30),
+        || async {
+            let kinds = [
+                "responsetimetargets",
+                "canarypolicies",
+                "drillschedules",
+                "maturityassessments",
+            ];
+            for k in kinds {
+                let kind = format!("{k}.maturity.sre.dev");
+                if !can("alice", &["create", &kind]) || !can("alice", &["delete", &kind]) {
+                    return Err(format!("alice may not write {k}"));
+                }
+                if !can("bob", &["list", &kind]) {
+                    return Err(format!("bob may not list {k}"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    for k in ["responsetimetargets", "maturityassessments"] {
+        let kind = format!("{k}.maturity.sre.dev");
+        assert!(!can("bob", &["create", &kind]), "view writes {k}");
+        assert!(
+            !can("alice", &["patch", &kind, "--subresource=status"]),
+            "edit writes {k}'s status"
+        );
+    }
+    assert!(
+        !can(
+            "alice",
+            &[
+                "approve",
+                "maturityassessments.maturity.sre.dev",
+                "--subresource=exemptions"
+            ]
+        ),
+        "edit approves exemptions"
+    );
+
+    // Uninstall leaves nothing cluster-wide behind: no webhook configuration pointing at a
+    // Service that is gone, no ClusterRole (so edit no longer writes the kinds).
+    let out = ctx
+        .env
+        .helm(&["uninstall", &release, "-n", &ctx.namespace, "--wait"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        configurations.get_opt(&name).await.unwrap().is_none(),
+        "the webhook configuration stayed"
+    );
+    let left = Command::new(ctx.env.tool("kubectl"))
+        .args([
+            "get",
+            "clusterroles,clusterrolebindings,mutatingwebhookconfigurations",
+            "-o",
+            "name",
+            "-l",
+            &format!("app.kubernetes.io/instance={release}"),
+        ])
+        .env("KUBECONFIG", &ctx.env.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(left.status.success(), "{}", text(&left));
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "",
+        "left behind"
+    );
+    eventually(
+        "edit no longer writes the kinds",
+        Duration::from_secs(30),
+        || async {
+            match can("alice", &["create", "responsetimetargets.maturity.sre.dev"]) {
+                false => Ok(()),
+                true => Err("alice still may".to_string()),
+            }
+        },
+    )
+    .await;
     ctx.cleanup().await;
 }
 
 /// The webhook certificate the chart makes when no Secret is given: the operator serves it
-/// (from the mounted Secret's files) and it verifies, against the CA the operator registers,
-/// for the webhook Service's name, the name the API server dials. An admission request
-/// over that connection is answered.
+/// (from the mounted Secret's files) and it verifies, against the CA the chart puts into the
+/// webhook configuration, for the webhook Service's name, the name the API server dials. An
+/// admission request over that connection is answered. Then the Secret's files are
+/// rotated (as cert-manager renews them and the kubelet rewrites the volume): the operator
+/// serves the new certificate without a restart.
 #[tokio::test]
 async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_name() {
     let ctx = TestContext::new("chartcert").await;
@@ -574,9 +1013,23 @@ async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_n
         "1.34.4",
         "--show-only",
         "templates/webhook-cert.yaml",
+        "--show-only",
+        "templates/webhook.yaml",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_slice(&out.stdout).unwrap();
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(docs.iter().find(|d| d["kind"] == "Secret").unwrap().clone())
+            .unwrap();
+    let rendered: k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration =
+        serde_json::from_value(
+            docs.iter()
+                .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+                .unwrap()
+                .clone(),
+        )
+        .unwrap();
     let data = secret.data.unwrap_or_default();
     let dir = std::env::temp_dir().join(format!("chartcert-{}", ctx.namespace));
     std::fs::create_dir_all(&dir).unwrap();
@@ -589,7 +1042,6 @@ async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_n
     let service = format!("{release}-maturity-operator-webhook");
     let host = format!("{service}.{}.svc", ctx.namespace);
     let port = support::prom::free_port();
-    let configuration = format!("maturity-{}", ctx.namespace);
     let operator = support::operator::Operator::start_with(
         &ctx.env,
         &ctx.namespace,
@@ -600,11 +1052,21 @@ async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_n
             format!("--webhook-addr=127.0.0.1:{port}"),
             format!("--webhook-service={}/{service}:443", ctx.namespace),
             format!("--webhook-cert-dir={}", dir.display()),
-            format!("--webhook-configuration={configuration}"),
         ],
     );
     maturity_operator::prom::init_tls();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.crt")).unwrap()).unwrap();
+    // The CA the API server is given: the rendered configuration's.
+    let bundle = rendered.webhooks.unwrap_or_default()[0]
+        .client_config
+        .ca_bundle
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        String::from_utf8_lossy(&bundle.0),
+        std::fs::read_to_string(dir.join("ca.crt")).unwrap(),
+        "the configuration's CA is the Secret's"
+    );
+    let ca = reqwest::Certificate::from_pem(&bundle.0).unwrap();
     let client = reqwest::Client::builder()
         .tls_certs_only([ca])
         .resolve(&host, format!("127.0.0.1:{port}").parse().unwrap())
@@ -650,25 +1112,72 @@ async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_n
     .await;
     assert_eq!(answer["response"]["uid"], "chart-cert-test", "{answer}");
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
-    // The operator registered the chart's CA for the Service.
+    // The operator registered nothing: the configuration is the chart's.
     let configurations: Api<
         k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
     > = Api::all(ctx.client.clone());
-    let registered = configurations.get(&configuration).await.unwrap();
-    let bundle = registered.webhooks.unwrap_or_default()[0]
-        .client_config
-        .ca_bundle
-        .clone()
-        .unwrap_or_default();
-    assert_eq!(
-        String::from_utf8_lossy(&bundle.0),
-        std::fs::read_to_string(dir.join("ca.crt")).unwrap(),
-        "registered CA"
+    let labelled = configurations
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=maturity-operator"))
+        .await
+        .unwrap();
+    assert!(
+        labelled.items.iter().all(|c| !c
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&ctx.namespace)),
+        "the operator registered a configuration"
     );
+
+    // Rotation: a new certificate for the same name, written into the files the operator
+    // reads. It is served within the reload period (10 s), no restart.
+    let renewed =
+        maturity_operator::tls::Certs::generate("webhook", std::slice::from_ref(&host)).unwrap();
+    for (key, pem) in [
+        ("ca.crt", &renewed.ca_pem),
+        ("tls.key", &renewed.key_pem),
+        ("tls.crt", &renewed.cert_pem),
+    ] {
+        std::fs::write(dir.join(key), pem).unwrap();
+    }
+    let new_ca = reqwest::Certificate::from_pem(renewed.ca_pem.as_bytes()).unwrap();
+    let renewed_client = reqwest::Client::builder()
+        .tls_certs_only([new_ca])
+        .resolve(&host, format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let answer: serde_json::Value = eventually(
+        "the renewed certificate served",
+        Duration::from_secs(30),
+        || {
+            let (client, url, review) = (renewed_client.clone(), url.clone(), review.clone());
+            async move {
+                let r = client
+                    .post(&url)
+                    .json(&review)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+                r.json::<serde_json::Value>()
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    // The old CA no longer verifies what is served (a new connection: the first client's
+    // pooled one was opened before the rotation).
+    drop(client);
+    let old_client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&bundle.0).unwrap()])
+        .resolve(&host, format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let old = old_client.post(&url).json(&review).send().await;
+    assert!(old.is_err(), "the old certificate is still served");
     drop(operator);
-    let _ = configurations
-        .delete(&configuration, &Default::default())
-        .await;
     let _ = std::fs::remove_dir_all(&dir);
     ctx.cleanup().await;
 }
@@ -701,4 +1210,152 @@ fn the_image_runs_as_the_charts_non_root_user() {
         );
         assert_ne!(value, "0", "{field} must not be root");
     }
+}
+
+/// `helm test`: the chart's test pod runs `maturity-operator probe` with the operator's
+/// image. kwok runs no containers, so the test runs the rendered command itself, with the
+/// Service addresses replaced by the local operator's and Prometheus's: it passes when the
+/// operator is Ready and Prometheus answers, and fails with a sentence when either does not.
+#[tokio::test]
+async fn the_helm_test_probe_checks_the_operator_and_prometheus() {
+    let ctx = TestContext::new("charttest").await;
+    let render = |sets: &[&str]| {
+        let chart = chart_dir();
+        let mut args = vec![
+            "template",
+            "rel",
+            chart.to_str().unwrap(),
+            "-n",
+            &ctx.namespace,
+            "--kube-version",
+            "1.34.4",
+            "--show-only",
+            "templates/tests/probe.yaml",
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let out = ctx.env.helm(&args);
+        assert!(out.status.success(), "{sets:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let yaml = render(&[
+        "prometheus.url=http://prometheus-operated.monitoring:9090",
+        "prometheus.bearerTokenSecret=prom-token",
+    ]);
+    let pod: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    let args: Vec<String> = pod["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let readyz = format!(
+        "--readyz=https://rel-maturity-operator-metrics.{}.svc:8080/readyz",
+        ctx.namespace
+    );
+    assert_eq!(
+        args,
+        [
+            "probe",
+            readyz.as_str(),
+            "--prometheus-url=http://prometheus-operated.monitoring:9090",
+            "--timeout=10s",
+            "--prometheus-bearer-token-file=/var/run/secrets/prometheus-token/token",
+        ]
+    );
+    // The pod passes the restricted profile, like the operator's.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    namespaces
+        .patch(
+            &ctx.namespace,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})),
+        )
+        .await
+        .unwrap();
+    let applied = dry_run_apply(&ctx, &ctx.namespace, &yaml);
+    assert!(applied.status.success(), "{}", text(&applied));
+
+    // The rendered command against the local operator (HTTPS, as the chart serves it) and
+    // the cluster's Prometheus (no token: drop that flag, the file is not mounted here).
+    let operator = support::operator::Operator::start_with(
+        &ctx.env,
+        &ctx.namespace,
+        &ctx.env.prometheus_url,
+        "2s",
+        &["--metrics-auth=kubernetes".to_string()],
+    );
+    let local_readyz = operator.metrics_url.replace("/metrics", "/readyz");
+    let probe = |readyz: &str, prometheus: &str| {
+        let args: Vec<String> = args
+            .iter()
+            .filter(|a| !a.starts_with("--prometheus-bearer-token-file"))
+            .map(|a| {
+                if a.starts_with("--readyz=") {
+                    format!("--readyz={readyz}")
+                } else if a.starts_with("--prometheus-url=") {
+                    format!("--prometheus-url={prometheus}")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+            .args(&args)
+            .env_remove("MATURITY_PROMETHEUS_URL")
+            .output()
+            .unwrap()
+    };
+    let passed = eventually("the probe passes", Duration::from_secs(60), || {
+        let out = probe(&local_readyz, &ctx.env.prometheus_url);
+        async move {
+            match out.status.code() {
+                Some(0) => Ok(out),
+                _ => Err(text(&out)),
+            }
+        }
+    })
+    .await;
+    assert!(
+        text(&passed).contains("answers 200 (Ready)") && text(&passed).contains("answers queries"),
+        "{}",
+        text(&passed)
+    );
+    // Prometheus not where the chart says.
+    let closed = format!("http://127.0.0.1:{}", support::prom::free_port());
+    let failed = probe(&local_readyz, &closed);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("Prometheus not reachable as configured"),
+        "{}",
+        text(&failed)
+    );
+    // The chart's default: no Prometheus URL at all.
+    let unset = probe(&local_readyz, "");
+    assert_eq!(unset.status.code(), Some(1), "{}", text(&unset));
+    assert!(
+        text(&unset).contains("no Prometheus URL is configured"),
+        "{}",
+        text(&unset)
+    );
+    // The operator gone: not Ready.
+    drop(operator);
+    let down = eventually("the probe fails", Duration::from_secs(30), || {
+        let out = probe(&local_readyz, &ctx.env.prometheus_url);
+        async move {
+            match out.status.code() {
+                Some(1) => Ok(out),
+                _ => Err(text(&out)),
+            }
+        }
+    })
+    .await;
+    assert!(
+        text(&down).contains("operator not Ready"),
+        "{}",
+        text(&down)
+    );
+    ctx.cleanup().await;
 }

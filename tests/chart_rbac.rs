@@ -13,6 +13,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -113,8 +114,56 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
     ctx.wait_available("app", 2).await;
 
     // The operator as the chart runs it, but as a local process impersonating the
-    // ServiceAccount.
+    // ServiceAccount. The chart renders the webhook's configuration (the operator may not
+    // write one): here the admin creates it, with the CA of the certificate the operator
+    // is given, as Helm would.
     let port = support::prom::free_port();
+    let certs = tempfile::tempdir().unwrap();
+    let made = maturity_operator::tls::Certs::generate("webhook", &["127.0.0.1".into()]).unwrap();
+    for (file, pem) in [
+        ("tls.crt", &made.cert_pem),
+        ("tls.key", &made.key_pem),
+        ("ca.crt", &made.ca_pem),
+    ] {
+        std::fs::write(certs.path().join(file), pem).unwrap();
+    }
+    let configuration = format!("maturity-{ns}");
+    let settings = maturity_operator::webhook::Settings {
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        endpoint: maturity_operator::webhook::Endpoint::Url(format!("https://127.0.0.1:{port}")),
+        configuration: None,
+        namespace: None,
+        failure_policy: "Ignore".into(),
+    };
+    let all = maturity_operator::webhook::Duties {
+        canaries: true,
+        authors: true,
+        evidence: true,
+    };
+    let hooks: Api<MutatingWebhookConfiguration> = Api::all(ctx.client.clone());
+    hooks
+        .create(
+            &Default::default(),
+            &maturity_operator::webhook::configuration(
+                &settings,
+                &configuration,
+                &made.ca_pem,
+                all,
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !can_i(
+            &ctx,
+            &sa,
+            &[
+                "create",
+                "mutatingwebhookconfigurations.admissionregistration.k8s.io"
+            ]
+        ),
+        "the operator needs no right on webhook configurations: the chart renders its own"
+    );
     let groups = format!("system:serviceaccounts,system:serviceaccounts:{ns},system:authenticated");
     let operator = Operator::start_with_env(
         &ctx.env,
@@ -130,7 +179,7 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
             "--leader-election-identity=local".into(),
             format!("--webhook-addr=127.0.0.1:{port}"),
             format!("--webhook-url=https://127.0.0.1:{port}"),
-            format!("--webhook-configuration=maturity-{ns}"),
+            format!("--webhook-cert-dir={}", certs.path().display()),
             format!("--operator-namespace={ns}"),
             format!("--author-key-secret={full}-author-key"),
             // As the chart serves /metrics: callers reviewed by the API server, over HTTPS.
@@ -370,5 +419,6 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
     );
     let out = ctx.env.helm(&["uninstall", release, "-n", &ns]);
     assert!(out.status.success());
+    let _ = hooks.delete(&configuration, &Default::default()).await;
     ctx.cleanup().await;
 }

@@ -38,7 +38,6 @@ use maturity_operator::api::{CanaryPolicy, DrillSchedule, MaturityAssessment, Re
 use maturity_operator::synthetic::{SyntheticExporter, Traffic, labels};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Expr, VectorSelector};
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 use support::cluster::{TestContext, delete_all_and_wait, repo_dir};
 use support::eventually;
@@ -542,15 +541,15 @@ fn helm(args: &[&str], home: &Path) -> String {
 }
 
 /// The ConfigMaps of a `helm template` output that carry a dashboard.
-fn dashboard_configmaps(yaml: &str) -> Vec<serde_yaml::Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|doc| serde_yaml::Value::deserialize(doc).expect("rendered YAML parses"))
+fn dashboard_configmaps(yaml: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple::<serde_json::Value>(yaml)
+        .expect("rendered YAML parses")
+        .into_iter()
         .filter(|v| v["kind"] == "ConfigMap")
         .filter(|v| {
-            v["data"].as_mapping().is_some_and(|m| {
-                m.keys()
-                    .any(|k| k.as_str().is_some_and(|k| k.ends_with(".json")))
-            })
+            v["data"]
+                .as_object()
+                .is_some_and(|m| m.keys().any(|k| k.ends_with(".json")))
         })
         .collect()
 }
@@ -588,10 +587,10 @@ fn the_chart_renders_one_configmap_per_dashboard_for_the_grafana_sidecar() {
         assert_eq!(md["labels"]["app.kubernetes.io/instance"], "rel");
         assert_eq!(md["labels"]["app.kubernetes.io/managed-by"], "Helm");
         assert_eq!(md["annotations"]["grafana_folder"], "Maturity");
-        let data = cm["data"].as_mapping().unwrap();
+        let data = cm["data"].as_object().unwrap();
         assert_eq!(data.len(), 1, "{name}");
         let (key, text) = data.iter().next().unwrap();
-        let key = key.as_str().unwrap();
+        let key = key.as_str();
         let file = key
             .strip_prefix("maturity-operator-")
             .unwrap_or_else(|| panic!("{name}: key {key} lacks the maturity-operator- prefix"));
@@ -610,13 +609,14 @@ fn the_chart_renders_one_configmap_per_dashboard_for_the_grafana_sidecar() {
         &[&base[..], &["--set", "serviceMonitor.enabled=true"]].concat(),
         home.path(),
     );
-    let sm = serde_yaml::Deserializer::from_str(&yaml)
-        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+    let sm = serde_saphyr::from_multiple::<serde_json::Value>(&yaml)
+        .unwrap()
+        .into_iter()
         .find(|v| v["kind"] == "ServiceMonitor")
         .expect("a ServiceMonitor");
     assert_eq!(
         sm["spec"]["endpoints"][0]["honorLabels"],
-        serde_yaml::Value::Bool(true),
+        serde_json::Value::Bool(true),
         "{sm:?}"
     );
 
@@ -649,6 +649,11 @@ fn the_chart_renders_one_configmap_per_dashboard_for_the_grafana_sidecar() {
         ],
         home.path(),
     );
+    // Quoted: Kubernetes reads YAML 1.1, where a bare yes is a boolean.
+    assert!(
+        yaml.contains("example.com/grafana-dashboard: \"yes\""),
+        "the label value is not quoted:\n{yaml}"
+    );
     let cms = dashboard_configmaps(&yaml);
     assert_eq!(cms.len(), files.len());
     let names: BTreeSet<&str> = cms
@@ -662,7 +667,7 @@ fn the_chart_renders_one_configmap_per_dashboard_for_the_grafana_sidecar() {
         assert_eq!(md["namespace"], "monitoring");
         assert_eq!(
             md["labels"]["example.com/grafana-dashboard"],
-            serde_yaml::Value::String("yes".into())
+            serde_json::Value::String("yes".into())
         );
         assert_eq!(md["annotations"]["grafana_folder"], "SRE: maturity");
     }

@@ -120,13 +120,13 @@ async fn load_rules(env: &ClusterEnv, ns: &str, rtt_manifest: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     // Plus one alert of the team's own, without a runbook.
-    let mut rules: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
-    let own: serde_yaml::Value = serde_yaml::from_str(&format!(
+    let mut rules: serde_json::Value = serde_saphyr::from_slice(&out.stdout).unwrap();
+    let own: serde_json::Value = serde_saphyr::from_str(&format!(
         "name: own-{ns}\nrules:\n- alert: PayQueueLong\n  expr: vector(0) > 1\n  labels: {{severity: ticket, namespace: {ns}}}\n"
     ))
     .unwrap();
-    rules["groups"].as_sequence_mut().unwrap().push(own);
-    let text = serde_yaml::to_string(&rules).unwrap();
+    rules["groups"].as_array_mut().unwrap().push(own);
+    let text = serde_saphyr::to_string(&rules).unwrap();
     support::prom::load_rule_file(env, ns, &text, &format!("\"namespace\":\"{ns}\"")).await;
 }
 
@@ -196,7 +196,7 @@ spec:
   alerting: {{burnRateAlerts: true, runbookURL: "https://wiki.example/pay"}}
 "#
         );
-        let obj: maturity_operator::api::ResponseTimeTarget = serde_yaml::from_str(&rtt).unwrap();
+        let obj: maturity_operator::api::ResponseTimeTarget = serde_saphyr::from_str(&rtt).unwrap();
         Api::namespaced(ctx.client.clone(), &ns)
             .create(&PostParams::default(), &obj)
             .await
@@ -455,13 +455,22 @@ async fn the_scenario_reaches_the_level_the_model_gives_and_each_piece_of_eviden
         assert!(md.contains(want), "{want} missing from\n{md}");
     }
     let json_out = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
-        .args(["report", "payments", "-n", &ns, "--json"])
+        .args(["report", "payments", "-n", &ns, "-o", "json"])
         .env("KUBECONFIG", &s.ctx.env.kubeconfig)
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&json_out.stdout).unwrap();
     assert_eq!(report["level"], 2);
     assert_eq!(report["period"], "weekly");
+    // The same report as YAML.
+    let yaml_out = Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
+        .args(["report", "payments", "-n", &ns, "-o", "yaml"])
+        .env("KUBECONFIG", &s.ctx.env.kubeconfig)
+        .output()
+        .unwrap();
+    let as_yaml: serde_json::Value =
+        serde_saphyr::from_slice(&yaml_out.stdout).expect("report -o yaml is YAML");
+    assert_eq!(as_yaml, report);
     // The reported figures are the status's.
     let a = s.assessments.get("payments").await.unwrap();
     let caps: Vec<(String, i32)> = a

@@ -22,7 +22,7 @@ const TARGET: &str = "checkout-interactive";
 /// The example target, with labels of its own: a team label and Argo CD's tracking label.
 async fn create_target(ctx: &TestContext) -> (Api<ResponseTimeTarget>, String) {
     let targets: Api<ResponseTimeTarget> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let mut t: ResponseTimeTarget = serde_yaml::from_str(
+    let mut t: ResponseTimeTarget = serde_saphyr::from_str(
         &std::fs::read_to_string(
             support::cluster::repo_dir().join("examples/rtt-checkout-latency.yaml"),
         )
@@ -148,23 +148,24 @@ async fn a_rule_with_the_selected_label_is_loaded_and_the_target_says_so() {
     // repository (labels and rules; the owner reference is the operator's).
     let target = targets.get(TARGET).await.unwrap();
     let manifest = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(manifest.path(), serde_yaml::to_string(&target).unwrap()).unwrap();
+    std::fs::write(manifest.path(), serde_saphyr::to_string(&target).unwrap()).unwrap();
     let printed = support::run_ok(
         std::process::Command::new(env!("CARGO_BIN_EXE_maturity-operator"))
             .args([
                 "rules",
-                "-o",
+                "--kind",
                 "prometheusrule",
                 "--prometheus-rule-label",
                 "release=kps",
                 "-f",
             ])
             .arg(manifest.path()),
-        "maturity-operator rules -o prometheusrule",
+        "maturity-operator rules --kind prometheusrule",
     );
-    let printed: serde_json::Value =
-        serde_yaml::from_str(String::from_utf8_lossy(&printed.stdout).trim_start_matches("---\n"))
-            .unwrap();
+    let printed: serde_json::Value = serde_saphyr::from_str(
+        String::from_utf8_lossy(&printed.stdout).trim_start_matches("---\n"),
+    )
+    .unwrap();
     assert_eq!(printed["metadata"]["name"], name.as_str());
     assert_eq!(printed["metadata"]["namespace"], ctx.namespace.as_str());
     assert_eq!(printed["metadata"]["labels"], serde_json::json!(expected));

@@ -17,7 +17,7 @@ use support::cluster::ensure_cluster;
 use support::prom::{BackfilledPrometheus, OpenMetrics};
 
 fn spec(service: &str) -> ResponseTimeTargetSpec {
-    serde_yaml::from_str(&format!(
+    serde_saphyr::from_str(&format!(
         r#"{{service: {service}, requestClass: interactive, objective: 99.5, window: 28d, minRequestRate: 0.1,
            indicator: {{latency: {{histogram: http_request_duration_seconds, selector: '{{service="{service}"}}', threshold: 300ms}}}}}}"#
     ))

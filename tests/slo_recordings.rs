@@ -27,7 +27,7 @@ use support::cluster::ensure_cluster;
 use support::prom::{BackfilledPrometheus, OpenMetrics};
 
 fn spec(service: &str) -> ResponseTimeTargetSpec {
-    serde_yaml::from_str(&format!(
+    serde_saphyr::from_str(&format!(
         r#"{{service: {service}, requestClass: interactive, objective: 99.5, window: 28d,
            indicator: {{latency: {{histogram: http_request_duration_seconds, selector: '{{service="{service}"}}', threshold: 300ms}}}}}}"#
     ))
@@ -113,7 +113,7 @@ async fn recorded_windows_give_the_generated_attainment_and_read_only_member_nam
         &[(key.clone(), BTreeSet::from(["shop".into(), "web".into()]))],
         Some("namespace"),
     );
-    let rules = serde_yaml::to_string(&serde_json::json!({"groups": [group]})).unwrap();
+    let rules = serde_saphyr::to_string(&serde_json::json!({"groups": [group]})).unwrap();
     assert_eq!(
         group["rules"].as_array().map(Vec::len),
         Some(2),

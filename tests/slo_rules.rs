@@ -77,6 +77,62 @@ fn rules_of_a_bad_manifest_exit_non_zero_with_a_sentence() {
     );
 }
 
+#[test]
+fn rules_with_nothing_to_write_exit_non_zero_with_a_sentence() {
+    // The availability example asks for no alerts; a manifest of another kind has none.
+    let availability = repo_dir().join("examples/rtt-checkout-availability.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("cm.yaml");
+    std::fs::write(
+        &other,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    )
+    .unwrap();
+    for (kind, file) in [
+        ("rulefile", availability.as_os_str()),
+        ("prometheusrule", availability.as_os_str()),
+        ("rulefile", other.as_os_str()),
+    ] {
+        let out = Command::new(BIN)
+            .args(["rules", "--kind", kind, "-f"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{kind} {file:?}");
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("nothing to write: no ResponseTimeTarget in")
+                && stderr.contains("has alerting (spec.alerting)"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn rules_print_json_as_they_print_yaml() {
+    let latency = repo_dir().join("examples/rtt-checkout-latency.yaml");
+    let yaml = run_rules(&["-f".as_ref(), latency.as_os_str()]);
+    let json = run_rules(&[
+        "-o".as_ref(),
+        "json".as_ref(),
+        "-f".as_ref(),
+        latency.as_os_str(),
+    ]);
+    let from_yaml: serde_json::Value = serde_saphyr::from_slice(&yaml).unwrap();
+    let from_json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(from_yaml, from_json);
+    // Four burn-rate alerts and the no-data one, as promtool counts above.
+    assert_eq!(
+        from_json["groups"][0]["rules"].as_array().map(Vec::len),
+        Some(5)
+    );
+}
+
 const TARGET: &str = r#"
 apiVersion: maturity.sre.dev/v1alpha1
 kind: ResponseTimeTarget

@@ -1,7 +1,10 @@
-//! The `maturity-operator` command: `run` the operator, gate CI on an assessment
-//! (`check`), print reports, the model, the CRDs and burn-rate rules, or serve the
-//! `synthetic-exporter` used by tests and the demo.
+//! The `maturity-operator` command (also a kubectl plugin: `kubectl maturity ...` when
+//! installed as `kubectl-maturity`): `run` the operator, gate CI on an assessment
+//! (`check`), print reports, the model, the CRDs and burn-rate rules, shell `completion`,
+//! or serve the (hidden) `synthetic-exporter` used by tests and the demo. Every command that
+//! prints objects takes `-o` for their format.
 
+mod probe;
 mod run;
 mod tools;
 
@@ -10,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use maturity_operator::synthetic;
 
 #[derive(Parser)]
@@ -38,18 +41,24 @@ pub enum Command {
         /// Namespace of the assessment (default: the kubeconfig context's, as kubectl).
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+        /// The level to reach (1-5); default: the assessment's spec.targetLevel.
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..=5))]
         min_level: Option<i32>,
         /// A status whose heartbeat is older than this is stale (exit 3): the operator
         /// refreshes it every 10 minutes.
         #[arg(long, default_value = "30m", value_parser = parse_duration)]
         max_age: std::time::Duration,
+        /// table (default: the level per capability and what the next level misses), json
+        /// or yaml (the verdict with the status's capabilities and next level).
+        #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json", "yaml"])]
+        output: String,
     },
     /// Give a CanaryPolicy's rollout an order: promote it now, abort it (back to the stable
     /// revision), or resume a held or inconclusive one. Acts with your rights, and status
     /// names you. Exits 0 once done, 1 when the operator refused it (the reason is printed),
     /// 3 when it could not be given or was not answered in time.
     Canary {
+        /// promote, abort or resume.
         #[arg(value_parser = ["promote", "abort", "resume"])]
         order: String,
         /// Name of the CanaryPolicy.
@@ -71,29 +80,38 @@ pub enum Command {
         /// Namespace of the assessment (default: the kubeconfig context's, as kubectl).
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+        /// Which report: weekly or monthly.
         #[arg(long, default_value = "weekly", value_parser = ["weekly", "monthly"])]
         period: String,
-        /// The JSON form instead of Markdown.
-        #[arg(long)]
-        json: bool,
+        /// markdown (default), json or yaml (the report's data).
+        #[arg(long, short = 'o', default_value = "markdown", value_parser = ["markdown", "json", "yaml"])]
+        output: String,
     },
     /// Print the maturity model: every practice with its ID, level, titles and evidence.
     Model {
-        /// table (default), json or markdown (the catalogue in docs/model.md).
-        #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json", "markdown"])]
+        /// table (default), json, yaml or markdown (the catalogue in docs/model.md).
+        #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json", "yaml", "markdown"])]
         output: String,
     },
-    /// Print the CustomResourceDefinitions (YAML); with --out-dir, write one file per kind.
+    /// Print the CustomResourceDefinitions; with --out-dir, write one YAML file per kind.
     Crd {
+        /// Write `<kind>.yaml` files into this directory (made if missing) instead of printing.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+        /// yaml (default: a multi-document stream) or json (a List).
+        #[arg(long, short = 'o', default_value = "yaml", value_parser = ["yaml", "json"], conflicts_with = "out_dir")]
+        output: String,
     },
     /// Print the burn-rate alert rules of the ResponseTimeTargets in the given manifests: a
-    /// Prometheus rule file (`promtool check rules` accepts it), or with `-o prometheusrule`
-    /// the PrometheusRule objects the operator would write, for GitOps repositories.
+    /// Prometheus rule file (`promtool check rules` accepts it), or with `--kind
+    /// prometheusrule` the PrometheusRule objects the operator would write, for GitOps
+    /// repositories. Exits 1 with a sentence when no target in them has alerting.
     Rules {
-        /// rulefile (default) or prometheusrule.
-        #[arg(long, short = 'o', default_value = "rulefile", value_parser = ["rulefile", "prometheusrule"])]
+        /// rulefile (default: one Prometheus rule file) or prometheusrule (one object per target).
+        #[arg(long, default_value = "rulefile", value_parser = ["rulefile", "prometheusrule"])]
+        kind: String,
+        /// yaml (default) or json.
+        #[arg(long, short = 'o', default_value = "yaml", value_parser = ["yaml", "json"])]
         output: String,
         /// A label (KEY=VALUE, repeatable) on every PrometheusRule printed (as the
         /// operator's --prometheus-rule-label), e.g. release=kps.
@@ -113,8 +131,21 @@ pub enum Command {
         #[arg(long)]
         single_tenant: bool,
     },
-    /// Serve a metrics exporter with steady synthetic traffic (for the demo).
+    /// Check an installed operator (what `helm test` runs): its /readyz answers, and
+    /// Prometheus answers a query with the operator's settings. Exits 1 with a sentence
+    /// per failure.
+    Probe(probe::ProbeArgs),
+    /// Print a completion script for your shell, e.g.
+    /// `source <(maturity-operator completion bash)`.
+    Completion {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
+    /// Serve a metrics exporter with steady synthetic traffic (the demo's and the tests'
+    /// stand-in application; hidden from --help).
+    #[command(hide = true)]
     SyntheticExporter {
+        /// Address to serve /metrics on.
         #[arg(long, default_value = "127.0.0.1:9464")]
         addr: SocketAddr,
         /// Series as `label=value,label=value:rps:error_ratio:latency_seconds`; repeatable.
@@ -131,6 +162,28 @@ pub enum Command {
     },
 }
 
+/// The name the binary was called by: `kubectl maturity` when kubectl runs it as the plugin
+/// `kubectl-maturity`, else `maturity-operator`.
+pub fn invoked_as(argv0: &str) -> &'static str {
+    let file = std::path::Path::new(argv0)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
+    if file.starts_with("kubectl-maturity") {
+        "kubectl maturity"
+    } else {
+        "maturity-operator"
+    }
+}
+
+/// Parses the command line; help and usage name the command as it was called.
+pub fn parse() -> Cli {
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let name = invoked_as(&argv0);
+    let matches = Cli::command().bin_name(name).name(name).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs the command.
 pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
@@ -140,7 +193,8 @@ pub async fn main(cli: Cli) -> ExitCode {
             namespace,
             min_level,
             max_age,
-        } => tools::check(assessment, namespace, min_level, max_age).await,
+            output,
+        } => tools::check(assessment, namespace, min_level, max_age, &output).await,
         Command::Canary {
             order,
             policy,
@@ -152,13 +206,13 @@ pub async fn main(cli: Cli) -> ExitCode {
             assessment,
             namespace,
             period,
-            json,
-        } => tools::report(assessment, namespace, period, json).await,
+            output,
+        } => tools::report(assessment, namespace, period, &output).await,
         Command::Model { output } => {
             print!("{}", tools::model_text(&output));
             ExitCode::SUCCESS
         }
-        Command::Crd { out_dir } => match tools::write_crds(out_dir) {
+        Command::Crd { out_dir, output } => match tools::write_crds(out_dir, &output) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("maturity-operator crd: {e}");
@@ -166,6 +220,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             }
         },
         Command::Rules {
+            kind,
             output,
             prometheus_rule_label,
             files,
@@ -176,7 +231,8 @@ pub async fn main(cli: Cli) -> ExitCode {
             &files,
             &namespace,
             &tenancy(single_tenant, tenant_label),
-            (output == "prometheusrule").then(|| prometheus_rule_label.into_iter().collect()),
+            (kind == "prometheusrule").then(|| prometheus_rule_label.into_iter().collect()),
+            &output,
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -184,6 +240,19 @@ pub async fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Probe(args) => probe::probe(args).await,
+        Command::Completion { shell } => {
+            let mut command = Cli::command();
+            let name = invoked_as(&std::env::args().next().unwrap_or_default());
+            // The plugin completes as kubectl's; the binary under its own name.
+            let bin = if name == "kubectl maturity" {
+                "kubectl-maturity"
+            } else {
+                name
+            };
+            clap_complete::generate(shell, &mut command, bin, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::SyntheticExporter {
             addr,
             series,
@@ -207,15 +276,88 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     maturity_operator::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logging: which events, in which form.
+#[derive(clap::Args, Clone)]
+pub struct LogArgs {
+    /// Which events to log: a level (error, warn, info, debug, trace) or tracing's
+    /// directives, e.g. `info,maturity_operator::canary=debug`. RUST_LOG is read when the
+    /// flag is not given.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log_level: String,
+    /// `json` (one object per line, for log collectors) or `text`.
+    #[arg(long, env = "MATURITY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+impl Default for LogArgs {
+    fn default() -> Self {
+        Self {
+            log_level: "info".into(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Starts logging to stderr; a level that is no filter is a sentence.
+fn init_tracing(log: &LogArgs) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.log_level)
+        .map_err(|e| format!("--log-level {:?} is not a log filter: {e}", log.log_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if json {
+    if log.log_format == "json" {
         builder.json().init();
     } else {
         builder.init();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag and argument of every command says what it is for in --help.
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in c.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "maturity-operator", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+    }
+
+    #[test]
+    fn the_plugin_is_named_as_kubectl_calls_it() {
+        assert_eq!(
+            invoked_as("/usr/local/bin/kubectl-maturity"),
+            "kubectl maturity"
+        );
+        assert_eq!(invoked_as("kubectl-maturity"), "kubectl maturity");
+        assert_eq!(
+            invoked_as("./target/debug/maturity-operator"),
+            "maturity-operator"
+        );
+        assert_eq!(invoked_as(""), "maturity-operator");
+    }
+
+    #[test]
+    fn the_test_exporter_is_not_in_the_help() {
+        let mut c = Cli::command();
+        let help = c.render_help().to_string();
+        assert!(!help.contains("synthetic-exporter"), "{help}");
+        assert!(help.contains("completion"), "{help}");
     }
 }

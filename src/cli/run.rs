@@ -23,9 +23,8 @@ pub struct RunArgs {
     /// Timeout of each API call made at start-up, e.g. 10s.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     api_timeout: Duration,
-    /// Log as JSON lines instead of text.
-    #[arg(long, env = "MATURITY_LOG_JSON")]
-    log_json: bool,
+    #[command(flatten)]
+    log: super::LogArgs,
     /// Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.
     #[arg(long, env = "MATURITY_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -118,7 +117,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         http_addr,
         metrics,
         api_timeout,
-        log_json,
+        log,
         prometheus_url,
         prometheus_timeout,
         prometheus_max_in_flight,
@@ -149,7 +148,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
             .ok()
             .map(|s| s.trim().to_string())
     });
-    init_tracing(log_json);
+    if let Err(e) = init_tracing(&log) {
+        eprintln!("maturity-operator run: {e}");
+        return ExitCode::FAILURE;
+    }
     let settings = (|| -> Result<_, String> {
         let metrics = metrics.serving(http_addr)?;
         let mut prometheus =
@@ -322,9 +324,11 @@ struct WebhookArgs {
     /// How the API server reaches the webhook: a base URL, e.g. https://127.0.0.1:9443.
     #[arg(long, env = "MATURITY_WEBHOOK_URL")]
     webhook_url: Option<String>,
-    /// Name of the MutatingWebhookConfiguration the operator keeps up to date.
-    #[arg(long, default_value = "maturity-operator")]
-    webhook_configuration: String,
+    /// Name of the MutatingWebhookConfiguration the operator creates and keeps up to date,
+    /// with the CA of its certificate (out of cluster, e.g. on a local control plane).
+    /// Without it the operator registers nothing: the Helm chart renders the configuration.
+    #[arg(long, env = "MATURITY_WEBHOOK_CONFIGURATION")]
+    webhook_configuration: Option<String>,
     /// Directory with tls.crt, tls.key and ca.crt (e.g. a mounted Secret); default: a
     /// certificate made at start.
     #[arg(long, env = "MATURITY_WEBHOOK_CERT_DIR")]
@@ -406,7 +410,7 @@ impl WebhookArgs {
     }
 }
 
-fn prometheus_auth(
+pub(super) fn prometheus_auth(
     token_file: Option<PathBuf>,
     username: Option<String>,
 ) -> Result<maturity_operator::prom::Auth, String> {

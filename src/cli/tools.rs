@@ -6,9 +6,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use maturity_operator::{api, synthetic};
-use serde::Deserialize;
 
 use super::init_tracing;
+
+/// `value` as `json` (pretty) or `yaml`, ending with a newline.
+fn render<T: serde::Serialize>(value: &T, output: &str) -> Result<String, String> {
+    match output {
+        "json" => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+        _ => serde_saphyr::to_string(value).map_err(|e| e.to_string()),
+    }
+}
 
 /// `check`: the assessment's level against --min-level (or its targetLevel).
 pub async fn check(
@@ -16,6 +25,7 @@ pub async fn check(
     namespace: Option<String>,
     min_level: Option<i32>,
     max_age: std::time::Duration,
+    output: &str,
 ) -> ExitCode {
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
@@ -25,10 +35,19 @@ pub async fn check(
         }
     };
     let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    let (code, text) =
+    let verdict =
         maturity_operator::check::check(client, &namespace, &assessment, min_level, max_age).await;
-    print!("{text}");
-    ExitCode::from(code)
+    match output {
+        "table" => print!("{}", verdict.text),
+        _ => match render(&verdict.object(), output) {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                eprintln!("maturity-operator check: cannot print the verdict: {e}");
+                return ExitCode::from(maturity_operator::check::EXIT_UNKNOWN);
+            }
+        },
+    }
+    ExitCode::from(verdict.code)
 }
 
 /// `canary`: sets the policy's order annotation (a new value: the time makes it one) and
@@ -119,9 +138,12 @@ pub async fn report(
     assessment: String,
     namespace: Option<String>,
     period: String,
-    json: bool,
+    output: &str,
 ) -> ExitCode {
-    let key = format!("{period}.{}", if json { "json" } else { "md" });
+    let key = format!(
+        "{period}.{}",
+        if output == "markdown" { "md" } else { "json" }
+    );
     let text = async {
         let client = kube::Client::try_default()
             .await
@@ -137,9 +159,18 @@ pub async fn report(
             .await
             .map_err(|e| format!("cannot read ConfigMap {namespace}/{name}: {e}"))?
             .ok_or_else(|| format!("no report yet: ConfigMap {namespace}/{name} does not exist (enable spec.reports or annotate maturity.sre.dev/report-now)"))?;
-        cm.data
+        let text = cm
+            .data
             .and_then(|d| d.get(&key).cloned())
-            .ok_or_else(|| format!("no {period} report in ConfigMap {namespace}/{name} yet"))
+            .ok_or_else(|| format!("no {period} report in ConfigMap {namespace}/{name} yet"))?;
+        match output {
+            "yaml" => {
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("the {period} report in ConfigMap {namespace}/{name} is not JSON: {e}"))?;
+                render(&value, "yaml")
+            }
+            _ => Ok(text),
+        }
     }
     .await;
     match text {
@@ -161,7 +192,7 @@ pub async fn synthetic_exporter(
     follow_namespace: Option<String>,
     image_errors: Vec<(String, Option<f64>)>,
 ) -> ExitCode {
-    init_tracing(false);
+    let _ = init_tracing(&super::LogArgs::default());
     let exporter = match synthetic::SyntheticExporter::start(addr).await {
         Ok(e) => e,
         Err(e) => {
@@ -201,7 +232,7 @@ pub async fn synthetic_exporter(
 pub fn model_text(output: &str) -> String {
     use maturity_operator::model::{Capability, PRACTICES, level_name, markdown};
     match output {
-        "json" => serde_json::to_string_pretty(PRACTICES).unwrap_or_default() + "\n",
+        "json" | "yaml" => render(&PRACTICES, output).unwrap_or_default(),
         "markdown" => markdown(),
         _ => {
             let mut out = String::new();
@@ -268,6 +299,7 @@ pub fn print_rules(
     namespace: &str,
     tenancy: &maturity_operator::prom::enforce::Tenancy,
     objects: Option<std::collections::BTreeMap<String, String>>,
+    output: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use maturity_operator::api::ResponseTimeTarget;
     let mut targets = Vec::new();
@@ -278,13 +310,13 @@ pub fn print_rules(
             std::fs::read_to_string(file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?
         };
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(doc)
-                .map_err(|e| format!("{} is not YAML: {e}", file.display()))?;
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+            .map_err(|e| format!("{} is not YAML: {e}", file.display()))?;
+        for value in docs {
             if value.get("kind").and_then(|k| k.as_str()) != Some("ResponseTimeTarget") {
                 continue;
             }
-            let mut target: ResponseTimeTarget = serde_yaml::from_value(value)
+            let mut target: ResponseTimeTarget = serde_json::from_value(value)
                 .map_err(|e| format!("{}: not a valid ResponseTimeTarget: {e}", file.display()))?;
             if target.metadata.namespace.is_none() {
                 target.metadata.namespace = Some(namespace.to_string());
@@ -292,21 +324,65 @@ pub fn print_rules(
             targets.push(target);
         }
     }
+    let names = || {
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let Some(labels) = objects else {
         let rules = maturity_operator::slo::rules::rule_file(&targets, tenancy)?;
-        print!("{}", serde_yaml::to_string(&rules)?);
+        if rules.groups.is_empty() {
+            return Err(format!(
+                "nothing to write: no ResponseTimeTarget in {} has alerting (spec.alerting)",
+                names()
+            )
+            .into());
+        }
+        print!("{}", render(&rules, output)?);
         return Ok(());
     };
+    let mut objects = Vec::new();
     for t in &targets {
         if let Some(object) = maturity_operator::slo::rules::prometheus_rule(t, tenancy, &labels)? {
-            print!("---\n{}", serde_yaml::to_string(&object)?);
+            objects.push(object);
+        }
+    }
+    if objects.is_empty() {
+        return Err(format!(
+            "nothing to write: no ResponseTimeTarget in {} has alerting (spec.alerting)",
+            names()
+        )
+        .into());
+    }
+    match output {
+        "json" => print!(
+            "{}",
+            render(
+                &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+                "json"
+            )?
+        ),
+        _ => {
+            for object in &objects {
+                print!("---\n{}", render(object, "yaml")?);
+            }
         }
     }
     Ok(())
 }
 
-pub fn write_crds(out_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+pub fn write_crds(
+    out_dir: Option<PathBuf>,
+    output: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     match out_dir {
+        None if output == "json" => {
+            let items: Vec<_> = api::crds().into_iter().map(|(_, crd)| crd).collect();
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+            print!("{}", render(&list, "json")?);
+        }
         None => print!("{}", api::all_crds_yaml()?),
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;

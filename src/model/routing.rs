@@ -69,7 +69,7 @@ impl Matcher {
 struct RawConfig {
     route: Option<RawRoute>,
     #[serde(default)]
-    receivers: Vec<serde_yaml::Mapping>,
+    receivers: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -188,7 +188,7 @@ fn split_matchers(text: &str) -> Vec<String> {
 
 /// Reads an Alertmanager configuration (YAML).
 pub fn parse(yaml: &str) -> Result<Routing, String> {
-    let raw: RawConfig = serde_yaml::from_str(yaml)
+    let raw: RawConfig = serde_saphyr::from_str(yaml)
         .map_err(|e| format!("not an Alertmanager configuration: {e}"))?;
     let root = route(
         raw.route
@@ -202,8 +202,8 @@ pub fn parse(yaml: &str) -> Result<Routing, String> {
             let integrations = r
                 .iter()
                 .filter_map(|(k, v)| {
-                    let kind = k.as_str()?.strip_suffix("_configs")?;
-                    v.as_sequence()
+                    let kind = k.strip_suffix("_configs")?;
+                    v.as_array()
                         .is_some_and(|s| !s.is_empty())
                         .then(|| kind.to_string())
                 })

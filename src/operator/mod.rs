@@ -350,7 +350,11 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         let (policies, _, task) = spawn_reflector::<CanaryPolicy>(&client, ns, &shared, &stop_rx);
         watchers.push(task);
         let certs = match &w.cert_dir {
-            Some(dir) => crate::webhook::Certs::from_dir("webhook", dir, true)?,
+            // The CA is needed only to register the configuration (else the chart or
+            // cert-manager's cainjector puts it there).
+            Some(dir) => {
+                crate::webhook::Certs::from_dir("webhook", dir, w.settings.configuration.is_some())?
+            }
             None => crate::webhook::Certs::generate("webhook", &w.hosts)?,
         };
         let certs = match &w.client_ca_file {
@@ -381,18 +385,21 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         )
         .await?;
         watchers.push(task);
-        crate::webhook::register(
-            &client,
-            &w.settings,
-            &certs.ca_pem,
-            crate::webhook::Duties {
-                canaries: on.canaries,
-                authors: record_authors,
-                evidence: evidence_key.is_some(),
-            },
-        )
-        .await?;
-        tracing::info!(configuration = %w.settings.configuration, "admission webhook registered");
+        if let Some(name) = &w.settings.configuration {
+            crate::webhook::register(
+                &client,
+                &w.settings,
+                name,
+                &certs.ca_pem,
+                crate::webhook::Duties {
+                    canaries: on.canaries,
+                    authors: record_authors,
+                    evidence: evidence_key.is_some(),
+                },
+            )
+            .await?;
+            tracing::info!(configuration = %name, "admission webhook registered");
+        }
     }
 
     let mut signal = std::pin::pin!(shutdown_signal());

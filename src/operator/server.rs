@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, watch};
 use super::metrics_auth::{self as auth, Cache, CacheSettings, Decision, Mode};
 use super::{Error, Shared};
 use crate::metrics::Metrics;
-use crate::tls::{Certs, TlsListener};
+use crate::tls::{Certs, RELOAD_EVERY, TlsListener};
 
 /// How `/metrics` is served (`--metrics-auth`, `--metrics-tls`, `--metrics-cert-dir`).
 #[derive(Debug, Clone)]
@@ -76,9 +76,11 @@ pub(super) async fn serve(
         None => None,
         Some(MetricsTls::SelfSigned) => {
             let hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-            Some(Certs::generate("metrics", &hosts)?.acceptor()?)
+            Some(Certs::generate("metrics", &hosts)?.follow(RELOAD_EVERY)?)
         }
-        Some(MetricsTls::Dir(dir)) => Some(Certs::from_dir("metrics", dir, false)?.acceptor()?),
+        Some(MetricsTls::Dir(dir)) => {
+            Some(Certs::from_dir("metrics", dir, false)?.follow(RELOAD_EVERY)?)
+        }
     };
     let gate = (serving.auth == Mode::Kubernetes).then(|| {
         Arc::new(Gate {

@@ -452,7 +452,7 @@ mod tests {
     use crate::prom::Labels;
 
     fn spec(yaml: &str) -> ResponseTimeTargetSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_saphyr::from_str(yaml).unwrap()
     }
 
     fn latency(service: &str) -> ResponseTimeTargetSpec {

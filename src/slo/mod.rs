@@ -73,14 +73,7 @@ impl Problem {
 
     /// Whether the user must change the spec (as opposed to waiting for data or Prometheus).
     pub fn is_spec_error(&self) -> bool {
-        matches!(
-            self.reason(),
-            "QueryRejected"
-                | "ThresholdNotABucket"
-                | "InvalidSpec"
-                | "AmbiguousQuery"
-                | "QueryNotAllowed"
-        )
+        crate::conditions::is_stalled_reason(self.reason())
     }
 }
 

@@ -164,7 +164,7 @@ mod tests {
     use crate::slo::batch::{Source, group_query, membership};
 
     fn latency(service: &str, window: &str) -> ResponseTimeTargetSpec {
-        serde_yaml::from_str(&format!(
+        serde_saphyr::from_str(&format!(
             r#"{{service: {service}, requestClass: c, objective: 99, window: {window},
                indicator: {{latency: {{histogram: h, selector: '{{service="{service}", route!="/healthz"}}', threshold: 300ms}}}}}}"#
         ))

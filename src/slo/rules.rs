@@ -507,7 +507,7 @@ mod tests {
     }
 
     fn target(yaml: &str) -> ResponseTimeTarget {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_saphyr::from_str(yaml).unwrap()
     }
 
     /// Target shop/checkout (interactive requests), with the rest of its spec.

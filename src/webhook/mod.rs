@@ -84,8 +84,9 @@ pub enum Endpoint {
 pub struct Settings {
     pub addr: SocketAddr,
     pub endpoint: Endpoint,
-    /// Name of the MutatingWebhookConfiguration the operator owns.
-    pub configuration: String,
+    /// Name of the MutatingWebhookConfiguration the operator creates and keeps up to date
+    /// (out of cluster). None: it is someone else's (the Helm chart renders it).
+    pub configuration: Option<String>,
     /// Only Deployments of this namespace are sent (None: all but kube-system).
     pub namespace: Option<String>,
     /// `Ignore` (default: Deployments can change while the operator is down, without a
@@ -143,7 +144,7 @@ pub async fn serve(
     checks: Checks,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Error> {
-    let acceptor = certs.acceptor()?;
+    let acceptor = certs.clone().follow(crate::tls::RELOAD_EVERY)?;
     let listen = |source| Error::Listen {
         addr: settings.addr,
         source,
@@ -485,19 +486,20 @@ async fn record_evidence(
 pub async fn register(
     client: &Client,
     settings: &Settings,
+    name: &str,
     ca_pem: &str,
     duties: Duties,
 ) -> Result<(), Error> {
-    let config = configuration(settings, ca_pem, duties);
+    let config = configuration(settings, name, ca_pem, duties);
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     api.patch(
-        &settings.configuration,
+        name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&config),
     )
     .await
     .map_err(|source| Error::Register {
-        name: settings.configuration.clone(),
+        name: name.to_string(),
         source,
     })?;
     Ok(())
@@ -527,8 +529,12 @@ fn client_config(settings: &Settings, ca_pem: &str, path: &str) -> WebhookClient
     }
 }
 
-fn configuration(
+/// The MutatingWebhookConfiguration named `name` that sends this operator what its `duties`
+/// need. The Helm chart renders the same hooks (a test compares them), with an opt-in
+/// namespace label for the Deployment hook.
+pub fn configuration(
     settings: &Settings,
+    name: &str,
     ca_pem: &str,
     duties: Duties,
 ) -> MutatingWebhookConfiguration {
@@ -603,7 +609,7 @@ fn configuration(
     }
     MutatingWebhookConfiguration {
         metadata: kube::api::ObjectMeta {
-            name: Some(settings.configuration.clone()),
+            name: Some(name.to_string()),
             labels: Some(
                 [(
                     "app.kubernetes.io/managed-by".to_string(),
@@ -626,7 +632,7 @@ mod tests {
         let settings = Settings {
             addr: "127.0.0.1:0".parse().unwrap(),
             endpoint: Endpoint::Url("https://127.0.0.1:9443".into()),
-            configuration: "c".into(),
+            configuration: None,
             namespace: None,
             failure_policy: "Ignore".into(),
         };
@@ -636,7 +642,7 @@ mod tests {
                 authors,
                 evidence: false,
             };
-            configuration(&settings, "", duties)
+            configuration(&settings, "c", "", duties)
                 .webhooks
                 .unwrap_or_default()
                 .into_iter()
@@ -659,7 +665,7 @@ mod tests {
             authors: true,
             evidence: true,
         };
-        let hooks = configuration(&settings, "", all)
+        let hooks = configuration(&settings, "c", "", all)
             .webhooks
             .unwrap_or_default();
         let evidence = hooks.last().unwrap();

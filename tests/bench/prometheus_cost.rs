@@ -226,35 +226,33 @@ fn sloth_specs(layout: Layout) -> String {
 
 /// The groups of Sloth's output, one YAML document per service, as one rules file's
 /// groups (Prometheus reads only the first document of a rules file).
-fn sloth_groups(yaml: &str) -> Vec<serde_yaml::Value> {
-    use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(yaml)
-        .flat_map(|doc| {
-            let doc = serde_yaml::Value::deserialize(doc).expect("Sloth's rules parse");
-            doc["groups"].as_sequence().cloned().unwrap_or_default()
-        })
+fn sloth_groups(yaml: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple::<serde_json::Value>(yaml)
+        .expect("Sloth's rules parse")
+        .into_iter()
+        .flat_map(|doc| doc["groups"].as_array().cloned().unwrap_or_default())
         .collect()
 }
 
 /// The groups whose rules all record `record` (Sloth's 5-minute ratios), as a rules file.
-fn only_record(groups: &[serde_yaml::Value], record: &str) -> String {
-    let groups: Vec<serde_yaml::Value> = groups
+fn only_record(groups: &[serde_json::Value], record: &str) -> String {
+    let groups: Vec<serde_json::Value> = groups
         .iter()
         .cloned()
         .map(|mut g| {
-            let rules: Vec<serde_yaml::Value> = g["rules"]
-                .as_sequence()
+            let rules: Vec<serde_json::Value> = g["rules"]
+                .as_array()
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|r| r["record"].as_str() == Some(record))
                 .collect();
-            g["rules"] = serde_yaml::Value::Sequence(rules);
+            g["rules"] = serde_json::Value::Array(rules);
             g
         })
-        .filter(|g| g["rules"].as_sequence().is_some_and(|r| !r.is_empty()))
+        .filter(|g| g["rules"].as_array().is_some_and(|r| !r.is_empty()))
         .collect();
-    serde_yaml::to_string(&serde_json::json!({ "groups": groups })).unwrap()
+    serde_saphyr::to_string(&serde_json::json!({ "groups": groups })).unwrap()
 }
 
 async fn targets(client: &Client, layout: Layout, create: bool) {
@@ -300,7 +298,7 @@ fn our_recordings(layout: Layout) -> String {
         namespaces.insert(ns);
     }
     let group = recording_group(&[(key.unwrap(), namespaces)], Some("namespace"));
-    serde_yaml::to_string(&serde_json::json!({ "groups": [group] })).unwrap()
+    serde_saphyr::to_string(&serde_json::json!({ "groups": [group] })).unwrap()
 }
 
 pub async fn layout(env: &ClusterEnv, client: &Client, layout: Layout) -> Cost {
@@ -347,13 +345,13 @@ pub async fn layout(env: &ClusterEnv, client: &Client, layout: Layout) -> Cost {
         "{layout:?}: Sloth generated {} rules in {} groups",
         sloth_all
             .iter()
-            .map(|g| g["rules"].as_sequence().map_or(0, |r| r.len()))
+            .map(|g| g["rules"].as_array().map_or(0, |r| r.len()))
             .sum::<usize>(),
         sloth_all.len()
     );
     std::fs::write(
         &sloth_rules,
-        serde_yaml::to_string(&serde_json::json!({ "groups": sloth_all })).unwrap(),
+        serde_saphyr::to_string(&serde_json::json!({ "groups": sloth_all })).unwrap(),
     )
     .unwrap();
     let started = Instant::now();

@@ -161,7 +161,7 @@ pub async fn install_third_party_crds(env: &ClusterEnv, client: &Client, files: 
                 path.display()
             )
         });
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text)
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
             .unwrap_or_else(|e| panic!("{} is not a CRD: {e}", path.display()));
         apply_crd(client, &crd).await;
     }

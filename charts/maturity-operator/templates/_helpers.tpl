@@ -64,3 +64,41 @@ true
 {{- fail "metrics.certSecret is a certificate for HTTPS, which metrics.tls=false turns off: drop one of them" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The webhook's certificate: refuse a Secret of one's own without its CA (unless cert-manager injects it). */}}
+{{- define "mo.checkWebhook" -}}
+{{- if and (eq (include "mo.webhook" .) "true") .Values.webhook.certSecret (not .Values.webhook.certManager.enabled) (not .Values.webhook.caBundle) -}}
+{{- fail "webhook.certSecret needs webhook.caBundle (the base64 PEM of the CA that signed it), which the chart puts into the MutatingWebhookConfiguration; or let cert-manager inject it: webhook.certManager.enabled=true" -}}
+{{- end -}}
+{{- if and .Values.webhook.certSecret .Values.webhook.certManager.enabled -}}
+{{- fail "webhook.certSecret and webhook.certManager.enabled both name the webhook's certificate: drop one of them" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the webhook's certificate. */}}
+{{- define "mo.webhookSecret" -}}
+{{- .Values.webhook.certSecret | default (printf "%s-webhook-cert" (include "mo.fullname" .)) -}}
+{{- end -}}
+
+{{/* The chart-made webhook certificate (tls.crt, tls.key, ca.crt, base64): the Secret's
+data when it exists (lookup), else a new CA and certificate, made once per render. */}}
+{{- define "mo.webhookCert" -}}
+{{- if not (hasKey .Values "__moWebhookCert") -}}
+{{- $name := include "mo.webhookSecret" . -}}
+{{- $svc := printf "%s-webhook.%s.svc" (include "mo.fullname" .) .Release.Namespace -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace $name -}}
+{{- if and $existing $existing.data (index $existing.data "ca.crt") -}}
+{{- $_ := set .Values "__moWebhookCert" (dict "tls.crt" (index $existing.data "tls.crt") "tls.key" (index $existing.data "tls.key") "ca.crt" (index $existing.data "ca.crt")) -}}
+{{- else -}}
+{{- $ca := genCA "maturity-operator-webhook-ca" 3650 -}}
+{{- $cert := genSignedCert $svc nil (list $svc (printf "%s.cluster.local" $svc)) 3650 $ca -}}
+{{- $_ := set .Values "__moWebhookCert" (dict "tls.crt" ($cert.Cert | b64enc) "tls.key" ($cert.Key | b64enc) "ca.crt" ($ca.Cert | b64enc)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (get .Values "__moWebhookCert") -}}
+{{- end -}}
+
+{{/* The opt-in label of the canary hook as key=value (the first of matchLabels). */}}
+{{- define "mo.optInLabel" -}}
+{{- range $k, $v := .Values.webhook.namespaceSelector.matchLabels -}}{{ $k }}={{ $v }}{{- break -}}{{- end -}}
+{{- end -}}
