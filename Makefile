@@ -21,8 +21,8 @@ bench: ## Benchmark (not part of make test): 1,000 and 10,000 targets, release b
 	hack/bench.sh
 
 .PHONY: unit
-unit: ## Unit tests only (no cluster)
-	$(CARGO) test --lib --bins --test crds
+unit: ## Unit tests only (no cluster), and the Argo CD health scripts
+	$(CARGO) test --lib --bins --test crds --test health_scripts
 
 .PHONY: fmt-check
 fmt-check: ## Check formatting (cargo fmt --check)

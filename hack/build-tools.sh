@@ -3,7 +3,8 @@
 # hack/versions.env, and caches them under ~/.cache/maturity-operator/.
 # Usage: hack/build-tools.sh [component...]   (default: all)
 # Components: kubernetes etcd kwok helm prometheus prom-label-proxy alertmanager crds
-# (third-party CRDs generated with controller-gen) (and, for `make bench` only, sloth)
+# (third-party CRDs generated with controller-gen) kstatus (hack/kstatus: what Flux's
+# health checks compute) (and, for `make bench` only, sloth)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 shopt -s extglob  # the KEEP globs of generate_crds
 
@@ -212,6 +213,26 @@ build_sloth() {
   log "sloth $SLOTH_VERSION: built into $out"
 }
 
+# kstatus: the project's own small command (hack/kstatus) around kstatus's Compute, built
+# from a copy of its folder with sigs.k8s.io/cli-utils at CLI_UTILS_VERSION (the version
+# its go.mod requires, unless overridden from the environment).
+build_kstatus() {
+  local out="$KSTATUS_BIN" logfile="$LOG_DIR/build-kstatus.log"
+  if [[ -x "$out/kstatus" ]]; then log "kstatus (cli-utils $CLI_UTILS_VERSION): cached in $out"; return; fi
+  log "kstatus (cli-utils $CLI_UTILS_VERSION): building from $KSTATUS_SRC (log: $logfile)"; : >"$logfile"
+  local src="$CACHE_DIR/src/kstatus-$CLI_UTILS_VERSION"
+  rm -rf "$src" "$out.tmp"; mkdir -p "$src" "$out.tmp"
+  cp "$KSTATUS_SRC/main.go" "$KSTATUS_SRC/go.mod" "$KSTATUS_SRC/go.sum" "$src/"
+  (
+    cd "$src"
+    run_logged kstatus "$logfile" go mod edit -require "sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION"
+    run_logged kstatus "$logfile" go mod tidy
+    run_logged kstatus "$logfile" go build -trimpath -ldflags "-s -w" -o "$out.tmp/kstatus" .
+  )
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "kstatus (cli-utils $CLI_UTILS_VERSION): built into $out"
+}
+
 build_controller_gen() {
   local out="$CONTROLLER_GEN_BIN" logfile="$LOG_DIR/build-controller-gen.log"
   if [[ -x "$out/controller-gen" ]]; then return; fi
@@ -278,7 +299,7 @@ build_crds() {
 link_tools() {
   mkdir -p "$TOOLS_BIN"
   local f
-  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/* "$PLP_BIN"/* "$SLOTH_BIN"/* "$AM_BIN"/*; do
+  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/* "$PLP_BIN"/* "$SLOTH_BIN"/* "$AM_BIN"/* "$KSTATUS_BIN"/*; do
     [[ -f "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
   done
   mkdir -p "$CRDS_DIR"
@@ -289,7 +310,7 @@ link_tools() {
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy alertmanager sloth crds kubernetes)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy alertmanager sloth crds kstatus kubernetes)
 start=$(date +%s)
 for c in "${components[@]}"; do
   case "$c" in
@@ -302,7 +323,8 @@ for c in "${components[@]}"; do
     sloth) build_sloth ;;
     crds) build_crds ;;
     alertmanager) build_alertmanager ;;
-    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy alertmanager crds sloth)" ;;
+    kstatus) build_kstatus ;;
+    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy alertmanager crds kstatus sloth)" ;;
   esac
 done
 link_tools

@@ -22,6 +22,11 @@ PROM_BIN="$CACHE_DIR/prometheus-$PROMETHEUS_MODULE_VERSION-$GO_VERSION_TAG"
 PLP_BIN="$CACHE_DIR/prom-label-proxy-$PROM_LABEL_PROXY_VERSION-$GO_VERSION_TAG"
 SLOTH_BIN="$CACHE_DIR/sloth-$SLOTH_VERSION-$GO_VERSION_TAG"
 AM_BIN="$CACHE_DIR/alertmanager-$ALERTMANAGER_VERSION-$GO_VERSION_TAG"
+# kstatus is built from hack/kstatus: the folder also carries a digest of its source, so a
+# changed main.go, go.mod or go.sum is built again.
+KSTATUS_SRC="$HACK_DIR/kstatus"
+KSTATUS_DIGEST="$({ cat "$KSTATUS_SRC/main.go" "$KSTATUS_SRC/go.mod" "$KSTATUS_SRC/go.sum" 2>/dev/null || true; } | sha256sum | cut -c1-12)"
+KSTATUS_BIN="$CACHE_DIR/kstatus-$CLI_UTILS_VERSION-$KSTATUS_DIGEST-$GO_VERSION_TAG"
 CONTROLLER_GEN_BIN="$CACHE_DIR/controller-gen-$CONTROLLER_TOOLS_VERSION-$GO_VERSION_TAG"
 MONITORING_CRDS="$CACHE_DIR/crds-monitoring-$PROMETHEUS_OPERATOR_VERSION-controller-gen-$CONTROLLER_TOOLS_VERSION"
 TOOL_CRDS="$CACHE_DIR/crds-tools-sloth-$SLOTH_VERSION-flagger-$FLAGGER_VERSION-chaos-mesh-$CHAOS_MESH_API_VERSION-controller-gen-$CONTROLLER_TOOLS_VERSION"
