@@ -16,10 +16,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends make \
 # Dependencies first, so a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --features otlp \
     && rm -rf src target/release/.fingerprint/maturity-operator-*
 COPY src ./src
-RUN cargo build --release --locked \
+RUN cargo build --release --locked --features otlp \
     && strip target/release/maturity-operator
 
 # --- run ---

@@ -22,6 +22,9 @@ log "starting the local cluster"
 flock -o "$REPO_DIR/.cluster.lock" "$HACK_DIR/cluster-up.sh"
 cluster_done=$(date +%s)
 
+log "building the operator with the otlp feature (as the image is; tests/telemetry.rs runs it)"
+${CARGO:-cargo} build --features otlp --bin maturity-operator --target-dir target/otlp
+
 log "running the test suite"
 ${CARGO:-cargo} test --all-targets --no-fail-fast
 end=$(date +%s)

@@ -554,6 +554,7 @@ maturity-operator:
   extraEnv: [{name: HTTPS_PROXY, value: "http://proxy.example.com:3128"}]
   logLevel: info,maturity_operator::canary=debug
   logFormat: text
+  tracing: {otlpEndpoint: "http://otel-collector.monitoring:4318"}
 "#,
     )
     .unwrap();
@@ -604,6 +605,10 @@ maturity-operator:
     assert_eq!(
         var("RUST_LOG"),
         Some(serde_json::json!("info,maturity_operator::canary=debug"))
+    );
+    assert_eq!(
+        var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        Some(serde_json::json!("http://otel-collector.monitoring:4318"))
     );
     assert_eq!(
         var("HTTPS_PROXY"),
@@ -1192,6 +1197,15 @@ fn the_image_runs_as_the_charts_non_root_user() {
         .filter(|l| l.starts_with("FROM "))
         .count();
     assert!(stages >= 2, "a multi-stage build: {stages} FROM lines");
+    // The chart's tracing.otlpEndpoint works only with the exporter built in.
+    let builds: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.contains("cargo build --release"))
+        .collect();
+    assert!(
+        !builds.is_empty() && builds.iter().all(|l| l.contains("--features otlp")),
+        "{builds:?}"
+    );
     let user = dockerfile
         .lines()
         .rev()

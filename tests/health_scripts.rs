@@ -17,7 +17,7 @@
 //!   status".
 //!
 //! Argo CD's test reads each `testdata` object with sigs.k8s.io/yaml (YAML to JSON): here
-//! serde_yaml to serde_json.
+//! serde-saphyr into serde_json values.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -99,14 +99,12 @@ fn read(path: &Path) -> String {
 
 fn load_tests(dir: &Path) -> HealthTests {
     let path = dir.join("health_test.yaml");
-    serde_yaml::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_saphyr::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A testdata object as Argo CD's test reads it: YAML turned into JSON.
 fn load_object(path: &Path) -> serde_json::Value {
-    let yaml: serde_yaml::Value =
-        serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::to_value(yaml).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()))
+    serde_saphyr::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Argo CD's `decodeValue`: JSON to Lua values.
@@ -239,7 +237,7 @@ fn every_kind_of_the_crds_has_a_health_check_folder_and_no_other_is_there() {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let crd: serde_yaml::Value = serde_yaml::from_str(&read(&path))
+        let crd: serde_json::Value = serde_saphyr::from_str(&read(&path))
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let group = crd["spec"]["group"].as_str().expect("spec.group");
         let kind = crd["spec"]["names"]["kind"]

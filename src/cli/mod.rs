@@ -276,7 +276,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     maturity_operator::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// Logging: which events, in which form.
+/// Logging: which events, in which form; and where spans go.
 #[derive(clap::Args, Clone)]
 pub struct LogArgs {
     /// Which events to log: a level (error, warn, info, debug, trace) or tracing's
@@ -287,6 +287,11 @@ pub struct LogArgs {
     /// `json` (one object per line, for log collectors) or `text`.
     #[arg(long, env = "MATURITY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Export spans (reconcile, kube, prometheus) over OTLP/HTTP to this collector, e.g.
+    /// http://otel-collector.monitoring:4318 (`/v1/traces` is added). Needs a build with
+    /// the `otlp` feature (the image has it).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 impl Default for LogArgs {
@@ -294,70 +299,98 @@ impl Default for LogArgs {
         Self {
             log_level: "info".into(),
             log_format: "text".into(),
+            otlp_endpoint: None,
         }
     }
 }
 
-/// Starts logging to stderr; a level that is no filter is a sentence.
-fn init_tracing(log: &LogArgs) -> Result<(), String> {
+/// Keeps the span exporter until the command ends, then sends what it still holds.
+pub struct Telemetry {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(p) = self.provider.take() {
+            if let Err(e) = p.shutdown() {
+                eprintln!("maturity-operator: the last spans were not exported: {e}");
+            }
+        }
+    }
+}
+
+/// Starts logging to stderr (and span export with --otlp-endpoint); a level that is no
+/// filter, or an endpoint this build cannot export to, is a sentence.
+fn init_tracing(log: &LogArgs) -> Result<Telemetry, String> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_new(&log.log_level)
         .map_err(|e| format!("--log-level {:?} is not a log filter: {e}", log.log_level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if log.log_format == "json" {
-        builder.json().init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if log.log_format == "json" {
+        fmt.json().boxed()
     } else {
-        builder.init();
+        fmt.boxed()
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otlp")]
+    {
+        let (layer, provider) = match &log.otlp_endpoint {
+            Some(endpoint) => {
+                let (layer, provider) = otlp(endpoint)?;
+                (Some(layer), Some(provider))
+            }
+            None => (None, None),
+        };
+        registry.with(layer).init();
+        Ok(Telemetry { provider })
     }
-    Ok(())
+    #[cfg(not(feature = "otlp"))]
+    {
+        if let Some(endpoint) = &log.otlp_endpoint {
+            return Err(format!(
+                "--otlp-endpoint {endpoint}: this build has no OTLP exporter (cargo build --features otlp; the image has it)"
+            ));
+        }
+        registry.init();
+        Ok(Telemetry {})
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every flag and argument of every command says what it is for in --help.
-    #[test]
-    fn every_flag_has_help() {
-        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for a in c.get_arguments() {
-                let id = a.get_id().as_str();
-                if matches!(id, "help" | "version") {
-                    continue;
-                }
-                if a.get_help().is_none() && a.get_long_help().is_none() {
-                    missing.push(format!("{path} {id}"));
-                }
-            }
-            for sub in c.get_subcommands() {
-                walk(sub, &format!("{path} {}", sub.get_name()), missing);
-            }
-        }
-        let mut missing = Vec::new();
-        walk(&Cli::command(), "maturity-operator", &mut missing);
-        assert!(missing.is_empty(), "flags without help: {missing:?}");
-    }
-
-    #[test]
-    fn the_plugin_is_named_as_kubectl_calls_it() {
-        assert_eq!(
-            invoked_as("/usr/local/bin/kubectl-maturity"),
-            "kubectl maturity"
-        );
-        assert_eq!(invoked_as("kubectl-maturity"), "kubectl maturity");
-        assert_eq!(
-            invoked_as("./target/debug/maturity-operator"),
-            "maturity-operator"
-        );
-        assert_eq!(invoked_as(""), "maturity-operator");
-    }
-
-    #[test]
-    fn the_test_exporter_is_not_in_the_help() {
-        let mut c = Cli::command();
-        let help = c.render_help().to_string();
-        assert!(!help.contains("synthetic-exporter"), "{help}");
-        assert!(help.contains("completion"), "{help}");
-    }
+/// The OTLP/HTTP exporter of spans to `endpoint`, batched, as service `maturity-operator`.
+#[cfg(feature = "otlp")]
+fn otlp<S>(
+    endpoint: &str,
+) -> Result<
+    (
+        impl tracing_subscriber::Layer<S>,
+        opentelemetry_sdk::trace::SdkTracerProvider,
+    ),
+    String,
+>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+    // The exporter's HTTP client uses rustls with the process's provider.
+    maturity_operator::prom::init_tls();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .build()
+        .map_err(|e| format!("--otlp-endpoint {endpoint}: {e}"))?;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("maturity-operator")
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("maturity-operator");
+    Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
 }

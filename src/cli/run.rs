@@ -148,10 +148,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
             .ok()
             .map(|s| s.trim().to_string())
     });
-    if let Err(e) = init_tracing(&log) {
-        eprintln!("maturity-operator run: {e}");
-        return ExitCode::FAILURE;
-    }
+    let _telemetry = match init_tracing(&log) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("maturity-operator run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let settings = (|| -> Result<_, String> {
         let metrics = metrics.serving(http_addr)?;
         let mut prometheus =

@@ -192,7 +192,7 @@ pub async fn synthetic_exporter(
     follow_namespace: Option<String>,
     image_errors: Vec<(String, Option<f64>)>,
 ) -> ExitCode {
-    let _ = init_tracing(&super::LogArgs::default());
+    let _telemetry = init_tracing(&super::LogArgs::default());
     let exporter = match synthetic::SyntheticExporter::start(addr).await {
         Ok(e) => e,
         Err(e) => {

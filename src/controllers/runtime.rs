@@ -113,6 +113,13 @@ pub async fn run<K: Namespaced>(
         .await;
 }
 
+/// One pass over `obj`: a `reconcile` span (kind, namespace, name), the API and Prometheus
+/// calls it makes as its children.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(kind = r.kind.name, namespace = obj.namespace().unwrap_or_default(), name = obj.name_any())
+)]
 async fn reconcile_one<K: Namespaced>(obj: Arc<K>, r: Arc<Runner<K>>) -> Result<Action, Error> {
     let started = Instant::now();
     let key = ObjectRef::from_obj(obj.as_ref());

@@ -135,7 +135,9 @@ impl Kube {
         }
     }
 
-    /// Any call: fenced and bounded by the timeout.
+    /// Any call: fenced and bounded by the timeout; a `kube` span (kube-client's own `HTTP`
+    /// span, at debug, names the verb and URL).
+    #[tracing::instrument(name = "kube", skip_all, fields(answer = std::any::type_name::<T>()))]
     pub async fn call<T>(
         &self,
         f: impl Future<Output = Result<T, kube::Error>>,

@@ -619,7 +619,11 @@ where
     let task = tokio::spawn(async move {
         let stream = reflector::reflector(
             writer,
-            watcher::watcher(api, watcher::Config::default().any_semantic()).modify(prune),
+            watcher::watcher(api, watcher::Config::default().any_semantic())
+                // kube-runtime's backoff, with the controllers' schedule (0.5 s doubling to
+                // 8 s, reset when events flow): a failed watch is not retried in a loop.
+                .backoff(crate::controllers::backoff::WatchBackoff::default())
+                .modify(prune),
         );
         let mut stream = std::pin::pin!(stream);
         let mut synced_once = false;
@@ -635,8 +639,7 @@ where
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    tracing::warn!(kind, error = %e, "watch failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::warn!(kind, error = %e, "watch failed; retrying with backoff")
                 }
                 None => return,
             }

@@ -396,6 +396,11 @@ impl PromClient {
         Ok(())
     }
 
+    #[tracing::instrument(
+        name = "prometheus",
+        skip_all,
+        fields(endpoint, query = form.first().map(|f| f.1.as_str()).unwrap_or(""))
+    )]
     async fn call(
         &self,
         endpoint: &str,
@@ -415,6 +420,7 @@ impl PromClient {
     }
 
     /// An answer of the rules API (`/api/v1/rules`) with `query` parameters, decoded.
+    #[tracing::instrument(name = "prometheus", skip_all, fields(endpoint = "rules"))]
     async fn rules_api<T: serde::de::DeserializeOwned>(
         &self,
         query: &[(&str, &str)],

@@ -38,6 +38,16 @@ pub enum Job {
     Single(Member),
 }
 
+impl Job {
+    /// How many targets it evaluates.
+    pub fn targets(&self) -> usize {
+        match self {
+            Job::Batch { members, .. } => members.len(),
+            Job::Single(_) => 1,
+        }
+    }
+}
+
 /// A group's members in batches of at most [`MAX_BATCH`], sorted by their values so that a
 /// batch's alternatives stay few.
 pub fn batches(
@@ -64,7 +74,13 @@ pub fn batches(
 /// A job's members' evaluations, and what was checked on the way (to keep for the group).
 pub type Observed = (Vec<Evaluated>, Option<(GroupKey, Cached)>);
 
-/// Observes one job.
+/// Observes one job: a `reconcile` span of the targets it evaluates (ResponseTimeTargets are
+/// evaluated in batches, not one by one).
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(kind = "ResponseTimeTarget", targets = job.targets())
+)]
 pub async fn job(ctx: &Context, job: Job) -> Observed {
     match job {
         Job::Single(member) => {
