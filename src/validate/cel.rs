@@ -579,6 +579,38 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_rule_gives_its_message_expression_field_path_and_reason() {
+        let s: Schema = serde_json::from_value(serde_json::json!({"type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
+        "x-kubernetes-validations": [
+            {"rule": "self.a > 1", "messageExpression": "'a is ' + string(self.a)",
+             "fieldPath": ".a", "reason": "FieldValueForbidden"},
+            {"rule": "self.b == 'x'"},
+            {"rule": "self.b == 'y'", "message": "b must be y", "messageExpression": "self.nope"},
+            {"rule": "self.missing == 1", "message": "m"},
+            {"rule": "self.b == oldSelf.b", "message": "immutable"},
+            {"rule": "oldSelf.hasValue() || self.a > 5", "optionalOldSelf": true,
+             "message": "a must be above 5 at first", "reason": "FieldValueRequired"},
+            {"rule": "self.a == 1"},
+        ]}))
+        .unwrap();
+        let v = serde_json::json!({"a": 1, "b": "z"});
+        let mut errors = Vec::new();
+        Rules::new().check(&v, &s, &Path::root().child("spec"), false, &mut errors);
+        let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                "spec.a: Forbidden: a is 1",
+                r#"spec: Invalid value: "object": failed rule: self.b == 'x'"#,
+                r#"spec: Invalid value: "object": b must be y"#,
+                r#"spec: Invalid value: "object": no such key: missing evaluating rule: m"#,
+                "spec: Required value: a must be above 5 at first",
+            ]
+        );
+    }
+
+    #[test]
     fn field_paths_name_the_field_or_map_key() {
         let s: Schema = serde_json::from_value(serde_json::json!({"type": "object",
             "properties": {"a": {"type": "object", "properties": {"b-c": {"type": "string"}}},

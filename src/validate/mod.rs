@@ -113,8 +113,15 @@ impl Validator {
 
     /// Every document of a YAML stream (empty documents left out).
     pub fn text(&mut self, yaml: &str, settings: &Settings) -> Result<Vec<Document>, ParseError> {
-        let docs: Vec<Json> =
-            serde_saphyr::from_multiple(yaml).map_err(|e| ParseError(e.to_string()))?;
+        // As kubectl reads YAML (sigs.k8s.io/yaml on go-yaml v2, YAML 1.1): `yes`/`y`/`on`
+        // are booleans, `010` is octal, a repeated key keeps its last value.
+        let options = serde_saphyr::options! {
+            duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
+            legacy_octal_numbers: true,
+            with_snippet: false,
+        };
+        let docs: Vec<Json> = serde_saphyr::from_multiple_with_options(yaml, options)
+            .map_err(|e| ParseError(e.to_string().trim_start_matches("error: ").to_string()))?;
         Ok(docs
             .into_iter()
             .filter(|d| !d.is_null())
@@ -448,6 +455,33 @@ spec:
         assert_eq!(docs.len(), 1);
         assert!(matches!(docs[0].verdict, Verdict::Skipped(_)), "{docs:?}");
         assert!(v.text("a: [", &settings()).is_err());
+    }
+
+    #[test]
+    fn yaml_is_read_as_kubectl_reads_it() {
+        let mut v = Validator::new();
+        // go-yaml v2: `y` is true (a string field refuses it), `010` is 8, the last of
+        // two equal keys wins.
+        let yaml = RTT
+            .replace("good: a_total", "good: y")
+            .replace("objective: 99.5", "objective: 99.5\n  objective: 010");
+        let doc = v.text(&yaml, &settings()).unwrap().remove(0);
+        let Verdict::Refused { lines, .. } = doc.verdict else {
+            panic!("{doc:?}")
+        };
+        assert_eq!(
+            lines[0],
+            r#"ResponseTimeTarget.maturity.sre.dev "x" is invalid: spec.indicator.ratio.good: Invalid value: "boolean": spec.indicator.ratio.good in body must be of type string: "boolean""#
+        );
+        // 0144 is 100.
+        let yaml = RTT.replace("objective: 99.5", "objective: 99.5\n  objective: 0144");
+        let got = refusal_lines(&yaml, "shop", &Tenancy::default()).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[0]
+                .ends_with("objective must be a percentage strictly between 0 and 100, e.g. 99.5"),
+            "{got:?}"
+        );
     }
 
     #[test]
