@@ -24,6 +24,8 @@
 //! - [`webhook`]: the HTTPS admission webhook that holds new templates of governed Deployments.
 //! - [`tls`]: certificates (made at start or mounted) and the TLS listener of both servers.
 //! - [`synthetic`]: a metrics exporter with settable traffic, for tests and the demo.
+//! - [`validate`]: manifests checked offline as the API server and the webhook would check
+//!   them (`maturity-operator validate`): the CRDs' schemas and CEL rules, in its words.
 //! - `testing` (unit tests only): fluent builders of the custom resources.
 
 pub mod api;
@@ -49,4 +51,5 @@ pub mod synthetic;
 #[cfg(test)]
 pub mod testing;
 pub mod tls;
+pub mod validate;
 pub mod webhook;

@@ -373,6 +373,99 @@ pub fn print_rules(
     Ok(())
 }
 
+/// `validate`: every document of the manifests checked offline; exit 0 all accepted, 1 one
+/// refused, 2 a file that cannot be read or parsed.
+pub fn validate(
+    files: &[PathBuf],
+    namespace: &str,
+    tenancy: &maturity_operator::prom::enforce::Tenancy,
+) -> ExitCode {
+    use maturity_operator::validate::{Settings, Validator, Verdict};
+    let settings = Settings {
+        namespace: namespace.to_string(),
+        tenancy: tenancy.clone(),
+    };
+    let mut validator = Validator::new();
+    let (mut refused, mut unreadable) = (false, false);
+    for (shown, text) in manifests(files) {
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("maturity-operator validate: {e}");
+                unreadable = true;
+                continue;
+            }
+        };
+        let docs = match validator.text(&text, &settings) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("maturity-operator validate: {shown} is {e}");
+                unreadable = true;
+                continue;
+            }
+        };
+        for doc in docs {
+            for field in &doc.pruned {
+                eprintln!(
+                    "{shown}: {} {}: unknown field \"{field}\" (dropped by the API server; kubectl --validate=strict refuses it)",
+                    doc.kind, doc.name
+                );
+            }
+            match doc.verdict {
+                Verdict::Valid => println!("{shown}: {} {} is valid", doc.kind, doc.name),
+                Verdict::Refused { lines, .. } => {
+                    refused = true;
+                    for line in lines {
+                        println!("{shown}: {line}");
+                    }
+                }
+                Verdict::Skipped(why) => eprintln!("{shown}: skipped: {why}"),
+            }
+        }
+    }
+    match (unreadable, refused) {
+        (true, _) => ExitCode::from(2),
+        (false, true) => ExitCode::from(1),
+        (false, false) => ExitCode::SUCCESS,
+    }
+}
+
+/// The manifests named: each file as given, a directory's *.yaml and *.yml files sorted,
+/// `-` stdin; with the text of each or a sentence saying why it could not be read.
+fn manifests(files: &[PathBuf]) -> Vec<(String, Result<String, String>)> {
+    let read = |f: &std::path::Path| {
+        std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))
+    };
+    let mut out = Vec::new();
+    for file in files {
+        if file.as_os_str() == "-" {
+            let text = std::io::read_to_string(std::io::stdin())
+                .map_err(|e| format!("cannot read stdin: {e}"));
+            out.push(("-".to_string(), text));
+        } else if file.is_dir() {
+            let entries = match std::fs::read_dir(file) {
+                Ok(e) => e,
+                Err(e) => {
+                    let why = format!("cannot read the directory {}: {e}", file.display());
+                    out.push((file.display().to_string(), Err(why)));
+                    continue;
+                }
+            };
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            paths.sort();
+            for p in paths {
+                out.push((p.display().to_string(), read(&p)));
+            }
+        } else {
+            out.push((file.display().to_string(), read(file)));
+        }
+    }
+    out
+}
+
 pub fn write_crds(
     out_dir: Option<PathBuf>,
     output: &str,

@@ -28,7 +28,6 @@ use kube::runtime::reflector::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::maturity_assessment::MaturityAssessmentSpec;
 use crate::api::names::FIELD_MANAGER;
 use crate::api::{CanaryPolicy, DrillSchedule, MaturityAssessment};
 use crate::authz::{Author, Authors, Seen};
@@ -37,6 +36,7 @@ use crate::metrics::Metrics;
 use crate::prom::enforce::Tenancy;
 pub use crate::tls::Certs;
 use crate::tls::TlsListener;
+use crate::validate::admission;
 
 /// Path of the Deployment hook.
 pub const DEPLOYMENT_PATH: &str = "/mutate/deployments";
@@ -276,15 +276,6 @@ impl Authored {
         }
         .unwrap_or_default()
     }
-
-    /// Why it may not be admitted: a query that would read another namespace's series.
-    fn refusal(&self, tenancy: &Tenancy) -> Option<String> {
-        match self {
-            Self::Drill(d) => crate::drill::decide::scoped_checks(d, tenancy),
-            Self::Canary(p) => crate::canary::decide::scoped_metrics(p, tenancy),
-        }
-        .err()
-    }
 }
 
 /// The request of an AdmissionReview, or the answer to one that has none.
@@ -323,9 +314,15 @@ async fn record_author(
     // Only a new spec is refused: never a finalizer's or an annotation's change, so an
     // object admitted while the webhook was down can still be changed and deleted.
     let operator = request.user_info.username.as_deref() == hook.checks.operator.as_deref();
+    // Why it may not be admitted: a query that would read another namespace's series.
     if old_spec.as_ref() != Some(&new_spec)
         && !operator
-        && let Some(why) = authored.refusal(&hook.checks.tenancy)
+        && let Some(why) = admission::refusal(
+            &kind,
+            &serde_json::to_value(new).unwrap_or_default(),
+            request.namespace.as_deref().unwrap_or_default(),
+            &hook.checks.tenancy,
+        )
     {
         hook.metrics
             .webhook_requests
@@ -379,25 +376,6 @@ fn assessment(o: &DynamicObject) -> Option<MaturityAssessment> {
     serde_json::from_value(serde_json::to_value(o).ok()?).ok()
 }
 
-/// Why `spec`'s signals may not be admitted: a query that reads no series, or one that
-/// would read another namespace.
-fn signals_refusal(spec: &MaturityAssessmentSpec, tenancy: &Tenancy, ns: &str) -> Option<String> {
-    let s = spec.signals.as_ref()?;
-    let queries = [
-        (
-            "satisfaction.query",
-            s.satisfaction.as_ref().map(|x| &x.query),
-        ),
-        ("complaints.query", s.complaints.as_ref().map(|x| &x.query)),
-        ("demand.query", s.demand.as_ref().map(|x| &x.query)),
-        ("demand.capacity", s.demand.as_ref().map(|x| &x.capacity)),
-    ];
-    queries.into_iter().find_map(|(field, q)| {
-        let why = tenancy.evidence(q?.as_str(), ns).err()?;
-        Some(format!("spec.signals.{field}: {why}"))
-    })
-}
-
 async fn record_evidence(
     State(hook): State<Hook>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
@@ -423,7 +401,7 @@ async fn record_evidence(
         Json(AdmissionResponse::from(&request).deny(why).into_review())
     };
     if old.as_ref().map(|o| &o.spec.signals) != Some(&new.spec.signals)
-        && let Some(why) = signals_refusal(&new.spec, &hook.checks.tenancy, &ns)
+        && let Some(why) = admission::signals_refusal(&new.spec, &hook.checks.tenancy, &ns)
     {
         return refuse(why);
     }
@@ -583,7 +561,7 @@ pub fn configuration(
     }
     if duties.authors {
         webhooks.push(hook(
-            "authors.maturity.sre.dev",
+            admission::AUTHORS_HOOK,
             AUTHORS_PATH,
             RuleWithOperations {
                 api_groups: Some(vec![crate::api::common::GROUP.into()]),
@@ -596,7 +574,7 @@ pub fn configuration(
     }
     if duties.evidence {
         webhooks.push(hook(
-            "assessments.maturity.sre.dev",
+            admission::ASSESSMENTS_HOOK,
             ASSESSMENTS_PATH,
             RuleWithOperations {
                 api_groups: Some(vec![crate::api::common::GROUP.into()]),
