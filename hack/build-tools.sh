@@ -4,7 +4,8 @@
 # Usage: hack/build-tools.sh [component...]   (default: all)
 # Components: kubernetes etcd kwok helm prometheus prom-label-proxy alertmanager crds
 # (third-party CRDs generated with controller-gen) kstatus (hack/kstatus: what Flux's
-# health checks compute) (and, for `make bench` only, sloth)
+# health checks compute) cert-manager (its controller, cainjector and CRDs) (and, for
+# `make bench` only, sloth)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 shopt -s extglob  # the KEEP globs of generate_crds
 
@@ -233,6 +234,49 @@ build_kstatus() {
   log "kstatus (cli-utils $CLI_UTILS_VERSION): built into $out"
 }
 
+# cert-manager: its controller and cainjector, from our mains in hack/cert-manager/ over the
+# packages of its root module (the only one the module proxy serves: upstream's mains are
+# the separate modules cmd/controller and cmd/cainjector), and its CRDs as the module ships
+# them (deploy/crds: controller-gen's output, the schemas its Helm chart installs).
+build_cert_manager() {
+  local out="$CERT_MANAGER_BIN" crds="$CERT_MANAGER_CRDS" logfile="$LOG_DIR/build-cert-manager.log"
+  local kinds=(certificates certificaterequests issuers clusterissuers)
+  if [[ -x "$out/cert-manager-controller" && -x "$out/cert-manager-cainjector" && -f "$crds/cert-manager.io_clusterissuers.yaml" ]]; then
+    log "cert-manager $CERT_MANAGER_VERSION: cached in $out"; return
+  fi
+  : >"$logfile"
+  run_logged cert-manager "$logfile" go mod download "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION"
+  if [[ ! -f "$crds/cert-manager.io_clusterissuers.yaml" ]]; then
+    local src k
+    src="$(go env GOMODCACHE)/github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION/deploy/crds"
+    rm -rf "$crds.tmp"; mkdir -p "$crds.tmp"
+    for k in "${kinds[@]}"; do
+      [[ -f "$src/cert-manager.io_$k.yaml" ]] || { printf 'ERROR: cert-manager CRD file %s not found in the Go module cache; log: %s\n' "$src/cert-manager.io_$k.yaml" "$logfile" >&2; exit 1; }
+      cp "$src/cert-manager.io_$k.yaml" "$crds.tmp/"
+    done
+    chmod u+w "$crds.tmp"/*
+    rm -rf "$crds"; mv "$crds.tmp" "$crds"
+    log "cert-manager $CERT_MANAGER_VERSION: CRDs $(ls "$crds" | tr '\n' ' ')in $crds"
+  fi
+  if [[ ! -x "$out/cert-manager-controller" || ! -x "$out/cert-manager-cainjector" ]]; then
+    log "cert-manager $CERT_MANAGER_VERSION: building cert-manager-controller and cert-manager-cainjector (cold: 5-8 min on 2 cores; log: $logfile)"
+    local mod="$CACHE_DIR/src/cert-manager-$CERT_MANAGER_VERSION"
+    rm -rf "$mod" "$out.tmp"; mkdir -p "$mod" "$out.tmp"
+    cp -r "$HACK_DIR"/cert-manager/cert-manager-* "$mod/"
+    (
+      cd "$mod"
+      run_logged cert-manager "$logfile" go mod init local.test/certmanager
+      run_logged cert-manager "$logfile" go get "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION"
+      run_logged cert-manager "$logfile" go mod tidy
+      run_logged cert-manager "$logfile" go build -trimpath \
+        -ldflags "-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=$CERT_MANAGER_VERSION" \
+        -o "$out.tmp/" ./cert-manager-controller ./cert-manager-cainjector
+    )
+    rm -rf "$out"; mv "$out.tmp" "$out"
+    log "cert-manager $CERT_MANAGER_VERSION: built into $out"
+  fi
+}
+
 build_controller_gen() {
   local out="$CONTROLLER_GEN_BIN" logfile="$LOG_DIR/build-controller-gen.log"
   if [[ -x "$out/controller-gen" ]]; then return; fi
@@ -299,18 +343,18 @@ build_crds() {
 link_tools() {
   mkdir -p "$TOOLS_BIN"
   local f
-  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/* "$PLP_BIN"/* "$SLOTH_BIN"/* "$AM_BIN"/* "$KSTATUS_BIN"/*; do
+  for f in "$K8S_BIN"/* "$ETCD_BIN"/* "$KWOK_BIN"/* "$HELM_BIN"/* "$PROM_BIN"/* "$PLP_BIN"/* "$SLOTH_BIN"/* "$AM_BIN"/* "$KSTATUS_BIN"/* "$CERT_MANAGER_BIN"/*; do
     [[ -f "$f" ]] && ln -sf "$f" "$TOOLS_BIN/$(basename "$f")"
   done
   mkdir -p "$CRDS_DIR"
-  for f in "$MONITORING_CRDS"/*.yaml "$TOOL_CRDS"/*.yaml "$ROLLOUTS_CRDS"/*.yaml; do
+  for f in "$MONITORING_CRDS"/*.yaml "$TOOL_CRDS"/*.yaml "$ROLLOUTS_CRDS"/*.yaml "$CERT_MANAGER_CRDS"/*.yaml; do
     [[ -f "$f" ]] && ln -sf "$f" "$CRDS_DIR/$(basename "$f")"
   done
   return 0
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy alertmanager sloth crds kstatus kubernetes)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kwok helm prometheus prom-label-proxy alertmanager sloth crds kstatus cert-manager kubernetes)
 start=$(date +%s)
 for c in "${components[@]}"; do
   case "$c" in
@@ -324,7 +368,8 @@ for c in "${components[@]}"; do
     crds) build_crds ;;
     alertmanager) build_alertmanager ;;
     kstatus) build_kstatus ;;
-    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy alertmanager crds kstatus sloth)" ;;
+    cert-manager) build_cert_manager ;;
+    *) die "unknown component '$c' (known: kubernetes etcd kwok helm prometheus prom-label-proxy alertmanager crds kstatus cert-manager sloth)" ;;
   esac
 done
 link_tools

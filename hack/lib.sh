@@ -31,6 +31,11 @@ CONTROLLER_GEN_BIN="$CACHE_DIR/controller-gen-$CONTROLLER_TOOLS_VERSION-$GO_VERS
 MONITORING_CRDS="$CACHE_DIR/crds-monitoring-$PROMETHEUS_OPERATOR_VERSION-controller-gen-$CONTROLLER_TOOLS_VERSION"
 TOOL_CRDS="$CACHE_DIR/crds-tools-sloth-$SLOTH_VERSION-flagger-$FLAGGER_VERSION-chaos-mesh-$CHAOS_MESH_API_VERSION-controller-gen-$CONTROLLER_TOOLS_VERSION"
 ROLLOUTS_CRDS="$CACHE_DIR/crds-argo-rollouts-$ARGO_ROLLOUTS_VERSION-controller-gen-$CONTROLLER_TOOLS_VERSION"
+# cert-manager's binaries are built from our mains in hack/cert-manager/ too: their hash is in
+# the folder name, so a changed main is rebuilt.
+CERT_MANAGER_MAINS_HASH="$(cat "$HACK_DIR"/cert-manager/*/main.go 2>/dev/null | sha256sum | cut -c1-12)"
+CERT_MANAGER_BIN="$CACHE_DIR/cert-manager-$CERT_MANAGER_VERSION-$GO_VERSION_TAG-$CERT_MANAGER_MAINS_HASH"
+CERT_MANAGER_CRDS="$CACHE_DIR/crds-cert-manager-$CERT_MANAGER_VERSION"
 # One folder of symlinks to the generated third-party CRDs (MATURITY_CRDS_DIR in cluster.env).
 CRDS_DIR="$CACHE_DIR/crds"
 # One folder of symlinks that scripts and tests put on PATH.

@@ -6,11 +6,13 @@
 //!   Prometheus on backfilled history (`promtool tsdb create-blocks-from openmetrics`).
 //! - [`rule_loader`]: what the Prometheus Operator does with a Prometheus's `ruleSelector`
 //!   (selected PrometheusRules become rule files of the shared Prometheus, reloaded).
+//! - [`cert_manager`]: a real cert-manager (controller and cainjector) for one namespace.
 //! - The synthetic exporter itself is `maturity_operator::synthetic`.
 #![allow(dead_code)]
 
 pub mod alertmanager;
 pub mod api_proxy;
+pub mod cert_manager;
 pub mod cluster;
 #[allow(dead_code)] // only the fault tests use it
 pub mod fault;
