@@ -54,6 +54,47 @@ async fn apply(ctx: &TestContext, doc: &serde_json::Value) -> Result<DynamicObje
     .await
 }
 
+/// How `validate`'s offline verdict on `doc` differs from the API server's `message`.
+fn offline_differs(doc: &serde_json::Value, namespace: &str, message: &str) -> Option<String> {
+    use maturity_operator::validate::{Settings, Validator, Verdict};
+    let settings = Settings {
+        namespace: namespace.to_string(),
+        tenancy: maturity_operator::prom::enforce::Tenancy::Enforced {
+            label: "namespace".into(),
+        },
+    };
+    let mut doc = doc.clone();
+    doc["metadata"]["namespace"] = namespace.into();
+    match Validator::new().document(doc, &settings).verdict {
+        Verdict::Refused {
+            lines,
+            message: offline,
+        } => {
+            let missing: Vec<&String> = lines
+                .iter()
+                .filter(|l| {
+                    let cause = l.split_once(" is invalid: ").map_or(l.as_str(), |(_, c)| c);
+                    !message.contains(cause)
+                })
+                .collect();
+            if !missing.is_empty() {
+                Some(format!(
+                    "validate said {missing:?}, the API server {message:?}"
+                ))
+            } else if offline.len() != message.len() {
+                Some(format!(
+                    "validate said {offline:?}, the API server {message:?}"
+                ))
+            } else {
+                None
+            }
+        }
+        other => Some(format!(
+            "validate: {other:?}, the API server refused it: {message:?}"
+        )),
+    }
+}
+
 /// The typed API accepts the document too (examples must match the Rust types exactly).
 fn deserializes_as_typed(doc: &serde_json::Value) -> Result<(), String> {
     let r = match doc["kind"].as_str() {
@@ -135,6 +176,12 @@ async fn each_invalid_manifest_is_rejected_with_its_message() {
                         status.code,
                         status.message
                     ));
+                }
+                // `maturity-operator validate` says offline what the API server said:
+                // every cause, and nothing more (the server orders sibling causes at
+                // random, so the whole messages are compared by length).
+                if let Some(why) = offline_differs(&doc, &ctx.namespace, &status.message) {
+                    failures.push(format!("{}: {why}", file.display()));
                 }
             }
             Err(e) => failures.push(format!("{}: unexpected error {e}", file.display())),

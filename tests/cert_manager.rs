@@ -200,12 +200,32 @@ async fn cert_manager_issues_injects_the_ca_and_renews() {
         secret_data(&serving, "tls.key"),
         "a renewal makes a new key (rotationPolicy Always, the default)"
     );
-    let cert = cm.wait_certificate_ready("serving").await;
-    assert_eq!(
-        cert.data["status"]["revision"], 2,
-        "{:?}",
-        cert.data["status"]
-    );
+    // The Secret is written before the Certificate's status says so: wait for revision 2,
+    // Ready and no issuance left.
+    let certs = support::cert_manager::certificates(&ctx.client, &ctx.namespace);
+    cm.wait_for(
+        "Certificate serving at revision 2, Ready, not issuing",
+        std::time::Duration::from_secs(30),
+        || {
+            let certs = certs.clone();
+            async move {
+                let c = certs.get("serving").await.map_err(|e| e.to_string())?;
+                let status = &c.data["status"];
+                let has = |t: &str| {
+                    status["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|x| x["type"] == t && x["status"] == "True")
+                };
+                match (status["revision"].as_i64(), has("Ready"), has("Issuing")) {
+                    (Some(2), true, false) => Ok(()),
+                    other => Err(format!("{other:?}: {status}")),
+                }
+            }
+        },
+    )
+    .await;
     cm.wait_ca_injected(&mwc_name, &ca_crt).await;
 
     mwcs.delete(&mwc_name, &DeleteParams::default())

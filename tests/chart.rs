@@ -1373,3 +1373,83 @@ async fn the_helm_test_probe_checks_the_operator_and_prometheus() {
     );
     ctx.cleanup().await;
 }
+
+/// `webhook.certManager.enabled`: a real cert-manager (controller and cainjector, built from
+/// its Go module) issues the chart's certificate from the CA the chart bootstraps, its
+/// cainjector writes that CA into the chart's webhook configuration, a renewal replaces the
+/// certificate under the same CA, and uninstall removes the configuration.
+#[tokio::test]
+async fn cert_manager_issues_the_webhook_certificate_and_injects_its_ca() {
+    use support::cert_manager::{CertManager, secret_data};
+    let ctx = TestContext::new("chartcm").await;
+    let cm = CertManager::start(&ctx).await;
+    let release = "cm";
+    let full = format!("{release}-maturity-operator");
+    let out = ctx.env.helm(&[
+        "install",
+        release,
+        chart_dir().to_str().unwrap(),
+        "-n",
+        &ctx.namespace,
+        "--skip-crds",
+        "--set",
+        "webhook.certManager.enabled=true",
+        // The hooks of this release only for this namespace (other tests run beside it).
+        "--set",
+        &format!("watchNamespace={}", ctx.namespace),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // No chart-made Secret: cert-manager writes it.
+    let rendered = ctx
+        .env
+        .helm(&["get", "manifest", release, "-n", &ctx.namespace]);
+    assert!(
+        !String::from_utf8_lossy(&rendered.stdout).contains("kind: Secret"),
+        "the chart made the certificate itself"
+    );
+    cm.wait_certificate_ready(&format!("{full}-webhook")).await;
+    let secret = cm.wait_tls_secret(&format!("{full}-webhook-cert")).await;
+    let ca = secret_data(&secret, "ca.crt");
+    let ca_secret = cm.wait_tls_secret(&format!("{full}-webhook-ca")).await;
+    assert_eq!(
+        ca,
+        secret_data(&ca_secret, "tls.crt"),
+        "issued by the chart's CA"
+    );
+    let configuration = cm.wait_ca_injected(&full, &ca).await;
+    assert_eq!(configuration.webhooks.unwrap_or_default().len(), 3);
+    // The certificate names the Service the API server dials.
+    let cert = String::from_utf8_lossy(&secret_data(&secret, "tls.crt")).into_owned();
+    let der = {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(cert.as_bytes())
+            .unwrap()
+            .to_vec()
+    };
+    let service = format!("{full}-webhook.{}.svc", ctx.namespace);
+    assert!(
+        der.windows(service.len()).any(|w| w == service.as_bytes()),
+        "the certificate does not name {service}"
+    );
+
+    // A renewal: a new certificate in the same Secret, the CA (and so the configuration)
+    // unchanged.
+    let before = secret_data(&secret, "tls.crt");
+    cm.renew(&format!("{full}-webhook")).await;
+    let renewed = cm
+        .wait_tls_crt_changed(&format!("{full}-webhook-cert"), &before)
+        .await;
+    assert_eq!(secret_data(&renewed, "ca.crt"), ca);
+    cm.wait_ca_injected(&full, &ca).await;
+
+    let out = ctx
+        .env
+        .helm(&["uninstall", release, "-n", &ctx.namespace, "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(ctx.client.clone());
+    assert!(configurations.get_opt(&full).await.unwrap().is_none());
+    drop(cm);
+    ctx.cleanup().await;
+}

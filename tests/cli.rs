@@ -71,12 +71,13 @@ fn the_model_and_the_crds_print_as_json_and_yaml() {
     assert_eq!(json[0]["id"], "ORG-2.1", "{}", json[0]);
 
     let list: serde_json::Value = serde_json::from_slice(&run(&["crd", "-o", "json"])).unwrap();
-    let kinds: Vec<&str> = list["items"]
+    let mut kinds: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c["spec"]["names"]["kind"].as_str().unwrap())
         .collect();
+    kinds.sort();
     assert_eq!(
         kinds,
         [

@@ -262,9 +262,16 @@ fn the_documented_crd_upgrade_brings_the_new_schemas_and_keeps_the_objects() {
         let served: serde_json::Value =
             serde_json::from_str(&cluster.ok("kubectl", &["get", "crd", name, "-o", "json"], None))
                 .unwrap();
-        assert_eq!(
-            served["spec"]["versions"], want["spec"]["versions"],
-            "{name} is not the current CRD"
+        let mut differ = Vec::new();
+        diff(
+            "",
+            &served["spec"]["versions"],
+            &want["spec"]["versions"],
+            &mut differ,
+        );
+        assert!(
+            differ.is_empty(),
+            "{name} is not the current CRD: {differ:?}"
         );
     }
 
@@ -293,4 +300,34 @@ fn the_documented_crd_upgrade_brings_the_new_schemas_and_keeps_the_objects() {
             .find_map(|l| l.strip_prefix("# expect: ").map(str::to_string))
             .unwrap();
     assert!(said.contains(&expected), "{said}");
+}
+
+/// The paths where `a` and `b` differ (at most 20).
+fn diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if out.len() >= 20 {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let null = Value::Null;
+                diff(
+                    &format!("{path}.{k}"),
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                diff(&format!("{path}[{i}]"), p, q, out);
+            }
+        }
+        // YAML's 100.0 is JSON's 100.
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => {}
+        _ if a != b => out.push(format!("{path}: served {a}, file {b}")),
+        _ => {}
+    }
 }

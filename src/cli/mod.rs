@@ -270,7 +270,6 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => tools::validate(&files, &namespace, &tenancy(single_tenant, tenant_label)),
         Command::Probe(args) => probe::probe(args).await,
         Command::Completion { shell } => {
-            let mut command = Cli::command();
             let name = invoked_as(&std::env::args().next().unwrap_or_default());
             // The plugin completes as kubectl's; the binary under its own name.
             let bin = if name == "kubectl maturity" {
@@ -278,6 +277,13 @@ pub async fn main(cli: Cli) -> ExitCode {
             } else {
                 name
             };
+            // Hidden commands (the test exporter) are not offered.
+            let shown: Vec<clap::Command> = Cli::command()
+                .get_subcommands()
+                .filter(|c| !c.is_hide_set())
+                .cloned()
+                .collect();
+            let mut command = clap::Command::new(bin).subcommands(shown);
             clap_complete::generate(shell, &mut command, bin, &mut std::io::stdout());
             ExitCode::SUCCESS
         }
@@ -363,7 +369,8 @@ fn init_tracing(log: &LogArgs) -> Result<Telemetry, String> {
     } else {
         fmt.boxed()
     };
-    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    // The level filters the log only: spans are exported whatever is logged.
+    let registry = tracing_subscriber::registry().with(fmt.with_filter(filter));
     #[cfg(feature = "otlp")]
     {
         let (layer, provider) = match &log.otlp_endpoint {
@@ -404,6 +411,7 @@ where
 {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_otlp::WithExportConfig;
+    use tracing_subscriber::Layer;
     // The exporter's HTTP client uses rustls with the process's provider.
     maturity_operator::prom::init_tls();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -420,5 +428,14 @@ where
         )
         .build();
     let tracer = provider.tracer("maturity-operator");
-    Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
+    // The operator's own spans (reconcile, kube, prometheus), not the libraries' (kube-client's
+    // HTTP span is at debug).
+    let spans = tracing_subscriber::filter::Targets::new()
+        .with_target("maturity_operator", tracing::Level::INFO);
+    Ok((
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(spans),
+        provider,
+    ))
 }
