@@ -1096,25 +1096,7 @@ async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_n
         }
     });
     let url = format!("https://{host}/mutate/deployments");
-    let answer: serde_json::Value = eventually(
-        "an admission answer over TLS",
-        Duration::from_secs(30),
-        || {
-            let (client, url, review) = (client.clone(), url.clone(), review.clone());
-            async move {
-                let r = client
-                    .post(&url)
-                    .json(&review)
-                    .send()
-                    .await
-                    .map_err(|e| format!("{e:?}"))?;
-                r.json::<serde_json::Value>()
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        },
-    )
-    .await;
+    let answer = admission_answer("an admission answer over TLS", &client, &url, &review).await;
     assert_eq!(answer["response"]["uid"], "chart-cert-test", "{answer}");
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
     // The operator registered nothing: the configuration is the chart's.
@@ -1152,25 +1134,8 @@ async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_n
         .resolve(&host, format!("127.0.0.1:{port}").parse().unwrap())
         .build()
         .unwrap();
-    let answer: serde_json::Value = eventually(
-        "the renewed certificate served",
-        Duration::from_secs(30),
-        || {
-            let (client, url, review) = (renewed_client.clone(), url.clone(), review.clone());
-            async move {
-                let r = client
-                    .post(&url)
-                    .json(&review)
-                    .send()
-                    .await
-                    .map_err(|e| format!("{e:?}"))?;
-                r.json::<serde_json::Value>()
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        },
-    )
-    .await;
+    let answer =
+        admission_answer("the renewed certificate served", &renewed_client, &url, &review).await;
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
     // The old CA no longer verifies what is served (a new connection: the first client's
     // pooled one was opened before the rotation).
@@ -1185,6 +1150,27 @@ async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_n
     drop(operator);
     let _ = std::fs::remove_dir_all(&dir);
     ctx.cleanup().await;
+}
+
+/// The webhook's answer to `review` at `url`, once `client` gets one (within 30 s).
+async fn admission_answer(
+    what: &str,
+    client: &reqwest::Client,
+    url: &str,
+    review: &serde_json::Value,
+) -> serde_json::Value {
+    eventually(what, Duration::from_secs(30), || async {
+        let r = client
+            .post(url)
+            .json(review)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        r.json::<serde_json::Value>()
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 /// The image (Dockerfile) and the chart agree: a multi-stage build whose runtime stage runs

@@ -144,7 +144,7 @@ async fn a_rule_with_the_selected_label_is_loaded_and_the_target_says_so() {
         alerts[0]["annotations"]["runbook_url"],
         "https://wiki.example/runbooks/checkout"
     );
-    // `maturity-operator rules -o prometheusrule` prints the same object for a GitOps
+    // `maturity-operator rules --kind prometheusrule` prints the same object for a GitOps
     // repository (labels and rules; the owner reference is the operator's).
     let target = targets.get(TARGET).await.unwrap();
     let manifest = tempfile::NamedTempFile::new().unwrap();

@@ -27,6 +27,32 @@ pub struct Cli {
     command: Command,
 }
 
+/// The manifests an offline command reads, and how their queries are scoped (as the
+/// operator's `--tenant-label` / `--single-tenant`).
+#[derive(clap::Args)]
+pub struct Manifests {
+    /// Manifest file(s) (repeatable); a directory: its *.yaml and *.yml files, sorted;
+    /// `-` reads stdin. Documents of other kinds are skipped.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    /// Namespace of documents whose manifest names none.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// The label that scopes every user's query to its object's namespace (as the
+    /// operator's --tenant-label).
+    #[arg(long, default_value = "namespace")]
+    tenant_label: String,
+    /// Queries are not scoped (as the operator's --single-tenant).
+    #[arg(long)]
+    single_tenant: bool,
+}
+
+impl Manifests {
+    fn tenancy(&self) -> maturity_operator::prom::enforce::Tenancy {
+        tenancy(self.single_tenant, self.tenant_label.clone())
+    }
+}
+
 // Parsed once at start; boxing the large `run` variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
@@ -117,19 +143,8 @@ pub enum Command {
         /// operator's --prometheus-rule-label), e.g. release=kps.
         #[arg(long, value_delimiter = ',', value_parser = run::k8s_label)]
         prometheus_rule_label: Vec<(String, String)>,
-        /// Manifest file(s) with ResponseTimeTargets (other kinds are skipped); `-` reads stdin.
-        #[arg(short = 'f', long = "filename", required = true)]
-        files: Vec<PathBuf>,
-        /// Namespace of targets whose manifest names none.
-        #[arg(short = 'n', long, default_value = "default")]
-        namespace: String,
-        /// The label that scopes every expression to its target's namespace (as the
-        /// operator's --tenant-label).
-        #[arg(long, default_value = "namespace")]
-        tenant_label: String,
-        /// Print the expressions unscoped (as the operator's --single-tenant).
-        #[arg(long)]
-        single_tenant: bool,
+        #[command(flatten)]
+        manifests: Manifests,
     },
     /// Check manifests offline as the cluster would check their create: the CRDs' OpenAPI
     /// schemas, every x-kubernetes-validations rule and the admission webhook's query
@@ -138,20 +153,8 @@ pub enum Command {
     /// stderr). Exits 0 when every document is accepted, 1 when one is refused, 2 when a
     /// file cannot be read or parsed.
     Validate {
-        /// Manifest file(s) (repeatable); a directory: its *.yaml and *.yml files, sorted;
-        /// `-` reads stdin.
-        #[arg(short = 'f', long = "filename", required = true)]
-        files: Vec<PathBuf>,
-        /// Namespace of documents whose manifest names none.
-        #[arg(short = 'n', long, default_value = "default")]
-        namespace: String,
-        /// The label that scopes every user's query to its object's namespace (as the
-        /// operator's --tenant-label): a query naming another namespace is refused.
-        #[arg(long, default_value = "namespace")]
-        tenant_label: String,
-        /// Queries are not scoped (as the operator's --single-tenant).
-        #[arg(long)]
-        single_tenant: bool,
+        #[command(flatten)]
+        manifests: Manifests,
     },
     /// Check an installed operator (what `helm test` runs): its /readyz answers, and
     /// Prometheus answers a query with the operator's settings. Exits 1 with a sentence
@@ -245,14 +248,11 @@ pub async fn main(cli: Cli) -> ExitCode {
             kind,
             output,
             prometheus_rule_label,
-            files,
-            namespace,
-            tenant_label,
-            single_tenant,
+            manifests,
         } => match tools::print_rules(
-            &files,
-            &namespace,
-            &tenancy(single_tenant, tenant_label),
+            &manifests.files,
+            &manifests.namespace,
+            &manifests.tenancy(),
             (kind == "prometheusrule").then(|| prometheus_rule_label.into_iter().collect()),
             &output,
         ) {
@@ -262,12 +262,11 @@ pub async fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Validate {
-            files,
-            namespace,
-            tenant_label,
-            single_tenant,
-        } => tools::validate(&files, &namespace, &tenancy(single_tenant, tenant_label)),
+        Command::Validate { manifests } => tools::validate(
+            &manifests.files,
+            &manifests.namespace,
+            &manifests.tenancy(),
+        ),
         Command::Probe(args) => probe::probe(args).await,
         Command::Completion { shell } => {
             let name = invoked_as(&std::env::args().next().unwrap_or_default());

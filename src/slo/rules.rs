@@ -333,7 +333,7 @@ pub fn alerts_condition(
             ALERTS_LOADED,
             Status::False,
             "NoPrometheusRuleKind",
-            "alerting.burnRateAlerts is on but the cluster serves no PrometheusRule kind (monitoring.coreos.com/v1): install the Prometheus Operator, or commit the output of `maturity-operator rules -o prometheusrule`",
+            "alerting.burnRateAlerts is on but the cluster serves no PrometheusRule kind (monitoring.coreos.com/v1): install the Prometheus Operator, or commit the output of `maturity-operator rules --kind prometheusrule`",
         ),
         AlertsSeen::NotWritten(why) => {
             Cond::new(ALERTS_LOADED, Status::False, "NotWritten", why.clone())
@@ -378,7 +378,7 @@ fn round_sig(v: f64) -> f64 {
 
 /// The PrometheusRule the operator writes for `target` (without the owner reference it
 /// adds), or None when the target asks for no alerts: its rule group, its labels
-/// ([`rule_labels`] with `configured`). `maturity-operator rules -o prometheusrule` prints it.
+/// ([`rule_labels`] with `configured`). `maturity-operator rules --kind prometheusrule` prints it.
 pub fn prometheus_rule(
     target: &ResponseTimeTarget,
     tenancy: &Tenancy,
