@@ -155,13 +155,7 @@ async fn each_invalid_manifest_is_rejected_with_its_message() {
     );
     let mut failures = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(file).unwrap();
-        let expect = text
-            .lines()
-            .find_map(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| panic!("{} has no '# expect: <message>' line", file.display()))
-            .trim()
-            .to_string();
+        let expect = support::cluster::expected_refusal(file);
         let doc = documents(file).remove(0);
         match apply(&ctx, &doc).await {
             Ok(_) => failures.push(format!(

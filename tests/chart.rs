@@ -903,15 +903,7 @@ async fn helm_install_creates_every_object_and_the_pod_passes_the_restricted_pro
             .await
             .unwrap();
     }
-    let can = |user: &str, args: &[&str]| {
-        let out = Command::new(ctx.env.tool("kubectl"))
-            .args(["auth", "can-i", "-n", &ctx.namespace, "--as", user])
-            .args(args)
-            .env("KUBECONFIG", &ctx.env.kubeconfig)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim() == "yes"
-    };
+    let can = |user: &str, args: &[&str]| ctx.can_i(user, args);
     // The aggregation controller folds the chart's roles into view and edit.
     eventually(
         "edit and view include the four kinds",
@@ -1134,8 +1126,13 @@ async fn the_charts_webhook_certificate_is_served_and_verifies_for_the_service_n
         .resolve(&host, format!("127.0.0.1:{port}").parse().unwrap())
         .build()
         .unwrap();
-    let answer =
-        admission_answer("the renewed certificate served", &renewed_client, &url, &review).await;
+    let answer = admission_answer(
+        "the renewed certificate served",
+        &renewed_client,
+        &url,
+        &review,
+    )
+    .await;
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
     // The old CA no longer verifies what is served (a new connection: the first client's
     // pooled one was opened before the rotation).

@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -25,17 +24,6 @@ use support::eventually;
 use support::operator::Operator;
 
 /// `kubectl auth can-i VERB RESOURCE [--subresource] -n NS --as SA`.
-fn can_i(ctx: &TestContext, user: &str, args: &[&str]) -> bool {
-    let out = Command::new(ctx.env.tool("kubectl"))
-        .args(["auth", "can-i"])
-        .args(args)
-        .args(["-n", &ctx.namespace, "--as", user])
-        .env("KUBECONFIG", &ctx.env.kubeconfig)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "yes"
-}
-
 async fn create<K>(ctx: &TestContext, object: serde_json::Value)
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -81,22 +69,17 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
     let sa = format!("system:serviceaccount:{ns}:{full}");
 
     // What the switches grant, and what they do not.
-    assert!(can_i(&ctx, &sa, &["patch", "deployments.apps"]));
-    assert!(can_i(&ctx, &sa, &["delete", "pods"]));
-    assert!(can_i(&ctx, &sa, &["create", "leases.coordination.k8s.io"]));
-    assert!(can_i(
-        &ctx,
+    assert!(ctx.can_i(&sa, &["patch", "deployments.apps"]));
+    assert!(ctx.can_i(&sa, &["delete", "pods"]));
+    assert!(ctx.can_i(&sa, &["create", "leases.coordination.k8s.io"]));
+    assert!(ctx.can_i(
         &sa,
         &["update", &format!("leases.coordination.k8s.io/{full}")]
     ));
-    assert!(!can_i(
-        &ctx,
-        &sa,
-        &["update", "leases.coordination.k8s.io/someone-else"]
-    ));
-    assert!(!can_i(&ctx, &sa, &["get", "secrets"]));
-    assert!(!can_i(&ctx, &sa, &["delete", "deployments.apps"]));
-    assert!(!can_i(&ctx, &sa, &["create", "pods"]));
+    assert!(!ctx.can_i(&sa, &["update", "leases.coordination.k8s.io/someone-else"]));
+    assert!(!ctx.can_i(&sa, &["get", "secrets"]));
+    assert!(!ctx.can_i(&sa, &["delete", "deployments.apps"]));
+    assert!(!ctx.can_i(&sa, &["create", "pods"]));
 
     // A workload for the canary and the drill.
     create::<Deployment>(
@@ -154,8 +137,7 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
         .await
         .unwrap();
     assert!(
-        !can_i(
-            &ctx,
+        !ctx.can_i(
             &sa,
             &[
                 "create",
@@ -208,13 +190,8 @@ async fn the_operator_does_its_work_with_exactly_the_charts_rbac() {
 
     // /metrics: the chart's RBAC lets the operator review its callers, and a ServiceAccount
     // bound to the chart's metrics-reader ClusterRole may read it; one without may not.
-    assert!(can_i(
-        &ctx,
-        &sa,
-        &["create", "tokenreviews.authentication.k8s.io"]
-    ));
-    assert!(can_i(
-        &ctx,
+    assert!(ctx.can_i(&sa, &["create", "tokenreviews.authentication.k8s.io"]));
+    assert!(ctx.can_i(
         &sa,
         &["create", "subjectaccessreviews.authorization.k8s.io"]
     ));

@@ -293,12 +293,9 @@ fn the_documented_crd_upgrade_brings_the_new_schemas_and_keeps_the_objects() {
     );
     assert!(!bad.status.success(), "{}", text(&bad));
     let said = text(&bad);
-    let expected =
-        std::fs::read_to_string(repo_dir().join("tests/fixtures/invalid/cpol-hook-not-http.yaml"))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("# expect: ").map(str::to_string))
-            .unwrap();
+    let expected = support::cluster::expected_refusal(
+        &repo_dir().join("tests/fixtures/invalid/cpol-hook-not-http.yaml"),
+    );
     assert!(said.contains(&expected), "{said}");
 }
 

@@ -3,6 +3,8 @@
 //! contains, `tests/admission.rs`), every example is accepted, and the webhook's tenancy
 //! refusal is given as the webhook words it (`tests/tenancy.rs`).
 
+mod support;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -55,13 +57,7 @@ fn each_invalid_fixture_is_refused_with_its_expected_sentence() {
     assert!(files.len() >= 30, "found {} fixtures", files.len());
     let mut failures = Vec::new();
     for file in &files {
-        let content = std::fs::read_to_string(file).unwrap();
-        let expect = content
-            .lines()
-            .find_map(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| panic!("{} has no '# expect: <message>' line", file.display()))
-            .trim()
-            .to_string();
+        let expect = support::cluster::expected_refusal(file);
         let shown = file.display().to_string();
         let out = validate(&["-f", &shown], None);
         let stdout = text(&out.stdout);

@@ -262,11 +262,9 @@ pub async fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Validate { manifests } => tools::validate(
-            &manifests.files,
-            &manifests.namespace,
-            &manifests.tenancy(),
-        ),
+        Command::Validate { manifests } => {
+            tools::validate(&manifests.files, &manifests.namespace, &manifests.tenancy())
+        }
         Command::Probe(args) => probe::probe(args).await,
         Command::Completion { shell } => {
             let name = invoked_as(&std::env::args().next().unwrap_or_default());
@@ -437,4 +435,53 @@ where
             .with_filter(spans),
         provider,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag and argument of every command says what it is for in --help.
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in c.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "maturity-operator", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+    }
+
+    #[test]
+    fn the_plugin_is_named_as_kubectl_calls_it() {
+        assert_eq!(
+            invoked_as("/usr/local/bin/kubectl-maturity"),
+            "kubectl maturity"
+        );
+        assert_eq!(invoked_as("kubectl-maturity"), "kubectl maturity");
+        assert_eq!(
+            invoked_as("./target/debug/maturity-operator"),
+            "maturity-operator"
+        );
+        assert_eq!(invoked_as(""), "maturity-operator");
+    }
+
+    #[test]
+    fn the_test_exporter_is_not_in_the_help() {
+        let mut c = Cli::command();
+        let help = c.render_help().to_string();
+        assert!(!help.contains("synthetic-exporter"), "{help}");
+        assert!(help.contains("completion"), "{help}");
+    }
 }

@@ -50,6 +50,19 @@ pub fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The sentence an invalid fixture (`tests/fixtures/invalid/*.yaml`) must be refused with:
+/// its `# expect: <sentence>` line.
+#[allow(dead_code)] // not every test binary uses it
+pub fn expected_refusal(file: &Path) -> String {
+    std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .lines()
+        .find_map(|l| l.strip_prefix("# expect: "))
+        .unwrap_or_else(|| panic!("{} has no '# expect: <message>' line", file.display()))
+        .trim()
+        .to_string()
+}
+
 /// The Helm chart's folder.
 #[allow(dead_code)] // not every test binary uses it
 pub fn chart_dir() -> PathBuf {
@@ -262,6 +275,19 @@ impl TestContext {
             client,
             namespace,
         }
+    }
+
+    /// `kubectl auth can-i ARGS` in the test's namespace as `user`.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn can_i(&self, user: &str, args: &[&str]) -> bool {
+        let out = Command::new(self.env.tool("kubectl"))
+            .args(["auth", "can-i"])
+            .args(args)
+            .args(["-n", &self.namespace, "--as", user])
+            .env("KUBECONFIG", &self.env.kubeconfig)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
     }
 
     /// `kubectl ARGS` in the test's namespace as `user` (impersonated with the admin's
