@@ -353,6 +353,8 @@ struct Reading {
     writes: f64,
     queries: f64,
     prom_cpu: f64,
+    /// Each `maturity_operator_prometheus_queries_total` series (its labels) and its value.
+    queries_by: Vec<(String, f64)>,
 }
 
 async fn reading(op: &Operator, prom_url: &str) -> Reading {
@@ -368,6 +370,14 @@ async fn reading(op: &Operator, prom_url: &str) -> Reading {
         ),
         queries: metric(&m, "maturity_operator_prometheus_queries_total", &[]),
         prom_cpu: metric(&p, "process_cpu_seconds_total", &[]),
+        queries_by: m
+            .lines()
+            .filter_map(|l| l.strip_prefix("maturity_operator_prometheus_queries_total{"))
+            .filter_map(|l| {
+                let (labels, value) = l.rsplit_once(' ')?;
+                Some((labels.trim_end_matches('}').to_string(), value.parse().ok()?))
+            })
+            .collect(),
     }
 }
 
@@ -833,6 +843,19 @@ async fn size(
     }
     let b = reading(&op, &prom.url).await;
     (f.cpu_live, f.writes_live, f.queries, f.prom_cpu) = per_minute(&a, &b);
+    // Which queries: by kind and outcome, per minute.
+    let minutes = b.at.duration_since(a.at).as_secs_f64() / 60.0;
+    for (labels, value) in &b.queries_by {
+        let before = a
+            .queries_by
+            .iter()
+            .find(|(l, _)| l == labels)
+            .map_or(0.0, |(_, v)| *v);
+        eprintln!(
+            "{n}: Prometheus queries per min with moving traffic {{{labels}}}: {:.1}",
+            (value - before) / minutes
+        );
+    }
     rss.sort_by(|x, y| x.total_cmp(y));
     f.rss_steady = rss[rss.len() / 2];
     f.rss_peak = memory_mib(op.pid(), "VmHWM:");
