@@ -26,6 +26,15 @@ fn ca_bundle() -> String {
         .to_string()
 }
 
+/// `helm ARGS` with `--set S` for each of `sets`.
+fn helm_with_sets(env: &support::cluster::ClusterEnv, args: &[&str], sets: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    for set in sets {
+        all.extend(["--set", set]);
+    }
+    env.helm(&all)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -366,7 +375,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
     support::cluster::install_monitoring_crds(&ctx.env, &ctx.client).await;
     let service_monitor = |sets: &[&str]| {
         let chart = chart_dir();
-        let mut args = vec![
+        let args = vec![
             "template",
             "sm",
             chart.to_str().unwrap(),
@@ -377,10 +386,7 @@ async fn every_switch_combination_renders_and_the_api_server_accepts_it() {
             "--set",
             "serviceMonitor.enabled=true",
         ];
-        for set in sets {
-            args.extend(["--set", set]);
-        }
-        let out = ctx.env.helm(&args);
+        let out = helm_with_sets(&ctx.env, &args, sets);
         assert!(out.status.success(), "{sets:?}: {}", text(&out));
         let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(yaml.contains("kind: ServiceMonitor"), "{yaml}");
@@ -436,17 +442,14 @@ async fn a_bad_value_is_refused_with_the_schemas_message() {
     // `helm install` with `--set` values must fail; returns what helm said.
     let refused = |sets: &[&str]| {
         let chart = chart_dir();
-        let mut args = vec![
+        let args = vec![
             "install",
             "bad",
             chart.to_str().unwrap(),
             "-n",
             &ctx.namespace,
         ];
-        for set in sets {
-            args.extend(["--set", set]);
-        }
-        let out = ctx.env.helm(&args);
+        let out = helm_with_sets(&ctx.env, &args, sets);
         assert!(!out.status.success(), "{sets:?} was accepted");
         text(&out)
     };
@@ -649,7 +652,7 @@ async fn the_install_notes_warn_about_missing_settings() {
     let ctx = TestContext::new("chartnotes").await;
     let notes = |sets: &[&str]| {
         let chart = chart_dir();
-        let mut args = vec![
+        let args = vec![
             "install",
             "notes",
             chart.to_str().unwrap(),
@@ -658,10 +661,7 @@ async fn the_install_notes_warn_about_missing_settings() {
             "--dry-run=server",
             "--skip-crds",
         ];
-        for set in sets {
-            args.extend(["--set", set]);
-        }
-        let out = ctx.env.helm(&args);
+        let out = helm_with_sets(&ctx.env, &args, sets);
         assert!(out.status.success(), "{sets:?}: {}", text(&out));
         let out = text(&out);
         out[out.find("NOTES:").expect("NOTES")..].to_string()
@@ -722,7 +722,7 @@ fn the_charts_webhooks_are_the_operators() {
         ),
     ] {
         let chart = chart_dir();
-        let mut args = vec![
+        let args = vec![
             "template",
             "hooks",
             chart.to_str().unwrap(),
@@ -733,10 +733,7 @@ fn the_charts_webhooks_are_the_operators() {
             "--show-only",
             "templates/webhook.yaml",
         ];
-        for set in &sets {
-            args.extend(["--set", set]);
-        }
-        let out = env.helm(&args);
+        let out = helm_with_sets(&env, &args, &sets);
         assert!(out.status.success(), "{sets:?}: {}", text(&out));
         let rendered: serde_json::Value = serde_saphyr::from_slice(&out.stdout).unwrap();
         let settings = Settings {
@@ -1218,7 +1215,7 @@ async fn the_helm_test_probe_checks_the_operator_and_prometheus() {
     let ctx = TestContext::new("charttest").await;
     let render = |sets: &[&str]| {
         let chart = chart_dir();
-        let mut args = vec![
+        let args = vec![
             "template",
             "rel",
             chart.to_str().unwrap(),
@@ -1229,10 +1226,7 @@ async fn the_helm_test_probe_checks_the_operator_and_prometheus() {
             "--show-only",
             "templates/tests/probe.yaml",
         ];
-        for set in sets {
-            args.extend(["--set", set]);
-        }
-        let out = ctx.env.helm(&args);
+        let out = helm_with_sets(&ctx.env, &args, sets);
         assert!(out.status.success(), "{sets:?}: {}", text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };

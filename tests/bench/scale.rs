@@ -375,7 +375,10 @@ async fn reading(op: &Operator, prom_url: &str) -> Reading {
             .filter_map(|l| l.strip_prefix("maturity_operator_prometheus_queries_total{"))
             .filter_map(|l| {
                 let (labels, value) = l.rsplit_once(' ')?;
-                Some((labels.trim_end_matches('}').to_string(), value.parse().ok()?))
+                Some((
+                    labels.trim_end_matches('}').to_string(),
+                    value.parse().ok()?,
+                ))
             })
             .collect(),
     }
