@@ -1800,6 +1800,15 @@ async fn a_one_replica_canary_runs_next_to_its_stable_pod_and_capacity_never_dro
 async fn a_step_adds_canary_pods_before_removing_stable_ones() {
     let h = Harness::new("csurge4", GOOD_AND_BAD).await;
     h.create_deployment("web", true, "shop/web:v1").await;
+    // A strategy that lets no pod go before its successor is ready: the promotion's rollout
+    // (the user's own strategy again) keeps all four too. (The default 25 % maxUnavailable
+    // lets it drop to three there, which a sample under load caught.)
+    let keep_all = json!({"spec": {"strategy": {"type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}});
+    h.deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(&keep_all))
+        .await
+        .expect("no unavailable pods in the user's strategy");
     let m = json!([{"name": "error-ratio", "query": error_ratio_query(), "max": 0.05}]);
     let mut spec = one_step(m, json!({}), "Automatic");
     spec["steps"] = json!([{"weight": 25, "analyze": "4s"}, {"weight": 50, "analyze": "4s"}]);
