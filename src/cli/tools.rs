@@ -303,21 +303,17 @@ pub fn print_rules(
 ) -> Result<(), Box<dyn std::error::Error>> {
     use maturity_operator::api::ResponseTimeTarget;
     let mut targets = Vec::new();
-    for file in files {
-        let text = if file.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin())?
-        } else {
-            std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read {}: {e}", file.display()))?
-        };
-        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| format!("{} is not YAML: {e}", file.display()))?;
+    // The files as `validate` reads them (a directory's YAML files too, `-` stdin).
+    for (shown, text) in manifests(files) {
+        let text = text?;
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&text).map_err(|e| format!("{shown} is not YAML: {e}"))?;
         for value in docs {
             if value.get("kind").and_then(|k| k.as_str()) != Some("ResponseTimeTarget") {
                 continue;
             }
             let mut target: ResponseTimeTarget = serde_json::from_value(value)
-                .map_err(|e| format!("{}: not a valid ResponseTimeTarget: {e}", file.display()))?;
+                .map_err(|e| format!("{shown}: not a valid ResponseTimeTarget: {e}"))?;
             if target.metadata.namespace.is_none() {
                 target.metadata.namespace = Some(namespace.to_string());
             }
