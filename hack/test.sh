@@ -11,9 +11,18 @@ export MATURITY_CLUSTER_DIR="$CLUSTER_DIR"
 started_here=false
 [[ -f "$CLUSTER_DIR/cluster.env" ]] || started_here=true
 cleanup() {
+  log "target/ holds $(du -sh target 2>/dev/null | cut -f1)"
   if $started_here; then "$HACK_DIR/cluster-down.sh" || true; fi
 }
 trap cleanup EXIT
+
+# The build needs several gigabytes (44 test binaries, the otlp build); say so up front
+# rather than as a linker's Bus error halfway through.
+free_gb=$(df -Pk "$REPO_DIR" | awk 'NR==2 {print int($4 / 1048576)}')
+log "free disk where the build goes: ${free_gb} GiB"
+if (( free_gb < 8 )); then
+  log "warning: less than 8 GiB free; a cold target/ takes about 6 GiB (and empty Go caches about 10 GB more), see docs/development.md"
+fi
 
 log "building the control-plane tools (cached after the first run)"
 "$HACK_DIR/build-tools.sh"

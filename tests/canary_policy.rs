@@ -1010,6 +1010,26 @@ async fn a_rolled_back_template_applied_again_right_after_a_restart_is_held_ever
             );
         }
         h.wait_complete("web", "shop/web:v1").await;
+        // The record ends (RolledBack) just after the Deployment completes: kill the
+        // operator only then, or the next attempt's change would meet a rollback still
+        // under way, which takes the canary's template back as part of itself.
+        let api = h.policies.clone();
+        eventually(
+            &format!("attempt {attempt}: the rollout's record ended"),
+            Duration::from_secs(30),
+            || {
+                let api = api.clone();
+                async move {
+                    let r = latest(&api, "web", "web").await?;
+                    if r.phase.is_terminal() {
+                        Ok(())
+                    } else {
+                        Err(format!("{:?}", r.phase))
+                    }
+                }
+            },
+        )
+        .await;
     }
     assert_eq!(seen.len(), 11, "one rollout per change");
     h.cleanup().await;

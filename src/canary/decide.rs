@@ -283,6 +283,11 @@ fn candidates(o: &Observed, governed: &BTreeSet<String>) -> Vec<Candidate> {
         .collect()
 }
 
+/// How soon to look again at a held Deployment whose change the Deployment controller has
+/// not synced yet (its status's observedGeneration is behind): a watch event usually comes
+/// first.
+const UNSYNCED_RECHECK: Duration = Duration::from_secs(2);
+
 /// How long a step waits for its canary pods by default (Flagger's default too).
 pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -486,15 +491,25 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
                     })
             })
         {
-            let mut again = rollout::applied_again(fresh, rs, previous, view.replicas, now);
-            again.records.extend(
-                decision
-                    .records
-                    .iter()
-                    .filter(|r| r.started_at != fresh.started_at)
-                    .cloned(),
-            );
-            decision = again;
+            if view.observed() {
+                let mut again = rollout::applied_again(fresh, rs, previous, view.replicas, now);
+                again.records.extend(
+                    decision
+                        .records
+                        .iter()
+                        .filter(|r| r.started_at != fresh.started_at)
+                        .cloned(),
+                );
+                decision = again;
+            } else {
+                // The Deployment controller numbers the ReplicaSet made new again when it
+                // syncs the change: until then its revision is the rolled-back rollout's,
+                // and the held record would carry that number. Wait (nothing moves).
+                decision = rollout::Decision {
+                    requeue: Some(UNSYNCED_RECHECK),
+                    ..Default::default()
+                };
+            }
         }
         if let Some(view) = &c.view
             && c.governed
@@ -939,6 +954,26 @@ mod tests {
             replica_set(&again, "a", "v1", "1", 4, 4),
             replica_set(&again, "b", "v2", "2", 0, 0),
         ];
+        // Before the Deployment controller has synced the change (generation 2, observed
+        // 1), b still carries the rolled-back rollout's revision: nothing is recorded and
+        // nothing moves yet; the controller looks again.
+        let mut unsynced = again.clone();
+        unsynced.metadata.generation = Some(2);
+        let early = decide(
+            &observed(
+                policy().status(&rolled_back).build(),
+                vec![unsynced],
+                rss.clone(),
+            ),
+            at(40),
+        );
+        assert_eq!(early.status.rollouts, rolled_back.rollouts, "no record yet");
+        assert!(early.actions.is_empty(), "{:?}", early.actions);
+        assert!(
+            early.requeue <= Duration::from_secs(5),
+            "{:?}",
+            early.requeue
+        );
         let out = decide(
             &observed(policy().status(&rolled_back).build(), vec![again], rss),
             at(40),

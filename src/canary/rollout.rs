@@ -209,11 +209,19 @@ pub fn plan(
         .as_ref()
         .and_then(|h| replica_sets.iter().find(|rs| &rs.hash == h));
 
-    // The template changed again while this rollout ran.
-    if r.phase != RolloutPhase::RollingBack
-        && let Some(known) = &r.canary_hash
-        && current.map(|c| &c.hash) != Some(known)
-    {
+    // The template changed again while this rollout ran. While rolling back, the template
+    // is the canary's until the rollback lands, then the stable one's: only a third one
+    // (a fix pushed during the rollback) is a change, and is not rolled back with it.
+    let changed = match (&r.canary_hash, r.phase) {
+        (Some(known), RolloutPhase::RollingBack) => {
+            let canary = replica_sets.iter().find(|rs| &rs.hash == known);
+            stable.is_some_and(|s| s.template != d.template)
+                && canary.is_some_and(|c| c.template != d.template)
+        }
+        (Some(known), _) => current.map(|c| &c.hash) != Some(known),
+        (None, _) => false,
+    };
+    if changed {
         let saved = r.saved.clone().unwrap_or_else(|| d.settings.clone());
         if current.is_some() && current.map(|c| &c.hash) == r.stable_hash.as_ref() {
             go(
@@ -1229,6 +1237,53 @@ mod tests {
         // 1 canary pod seen ready from 60 s (Analyzing) to 64 s (the rolled-back transition
         // carries 0); nothing of it served while Progressing from 0 s.
         assert_eq!(e.replica_minutes, round2(4.0 / 60.0));
+    }
+
+    #[test]
+    fn a_new_template_applied_during_a_rollback_starts_its_own_rollout() {
+        let (r, mut d, _) = analysing();
+        let out = plan(
+            &policy(),
+            Some(&r),
+            Some(&d),
+            &[rs("a", "v1", "1", 3, 3), rs("b", "v2", "2", 1, 1)],
+            true,
+            t(62),
+            Some(&check(Verdict::Fail)),
+        );
+        let r = out.records[0].clone();
+        assert_eq!(r.phase, RolloutPhase::RollingBack);
+        // Before the rollback lands someone applies v3, the fix; the webhook holds it
+        // (paused, no ReplicaSet for it yet).
+        d.template = tmpl("v3");
+        d.paused = true;
+        let rss = vec![rs("a", "v1", "1", 3, 3), rs("b", "v2", "2", 1, 1)];
+        let out = plan(&policy(), Some(&r), Some(&d), &rss, true, t(63), None);
+        assert_eq!(out.records.len(), 2, "{:?}", out.records);
+        assert_eq!(out.records[0].phase, RolloutPhase::Superseded);
+        assert_eq!(
+            out.records[0].message.as_deref(),
+            Some("the template changed again; a new rollout takes over")
+        );
+        let next = &out.records[1];
+        assert_eq!(next.phase, RolloutPhase::Progressing);
+        assert_eq!(next.stable_hash.as_deref(), Some("a"), "compared with v1");
+        assert!(
+            !matches!(out.action, Some(Action::Rollback { .. })),
+            "v3 is not rolled back: {:?}",
+            out.action
+        );
+        // The canary's own template (v2) while rolling back is the rollback not yet landed.
+        d.template = tmpl("v2");
+        let out = plan(&policy(), Some(&r), Some(&d), &rss, true, t(63), None);
+        assert_eq!(out.records[0].phase, RolloutPhase::RollingBack);
+        assert_eq!(
+            out.action,
+            Some(Action::Rollback {
+                template: tmpl("v1"),
+                saved: user_settings()
+            })
+        );
     }
 
     #[test]
