@@ -33,8 +33,9 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: clippy
-clippy: ## Lint with clippy, warnings are errors
+clippy: ## Lint with clippy, warnings are errors (also the code behind the otlp feature)
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --features otlp --lib --bins --target-dir target/otlp -- -D warnings
 
 .PHONY: build
 build: ## Build the operator binary

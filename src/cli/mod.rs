@@ -344,10 +344,10 @@ pub struct Telemetry {
 impl Drop for Telemetry {
     fn drop(&mut self) {
         #[cfg(feature = "otlp")]
-        if let Some(p) = self.provider.take() {
-            if let Err(e) = p.shutdown() {
-                eprintln!("maturity-operator: the last spans were not exported: {e}");
-            }
+        if let Some(p) = self.provider.take()
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("maturity-operator: the last spans were not exported: {e}");
         }
     }
 }
