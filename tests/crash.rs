@@ -656,3 +656,104 @@ async fn sigterm_mid_restore_exits_cleanly_and_the_next_operator_restores() {
     remove_webhook(&ctx.client, &ns).await;
     ctx.cleanup().await;
 }
+
+/// A policy deleted mid-rollout whose give-back patch is refused once (409, as for a
+/// Deployment changed since it was read) after the Released record was written: the next
+/// pass finds no rollout under way and the Deployment still held with the hold's settings,
+/// and must still give back the user's own (minReadySeconds "never" would leave the new pod
+/// unavailable for good).
+#[tokio::test]
+async fn a_give_back_refused_after_the_record_still_restores_the_users_settings() {
+    let ctx = TestContext::new("crashgiveback").await;
+    let ns = ctx.namespace.clone();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let policies: Api<CanaryPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    let proxy = ApiProxy::start(&ctx.env).await;
+    let r = Restarts::new(&ctx, &proxy, &[]);
+    let operator = r.start().await;
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "labels": {"app": "web", "canary": "on"}},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                 "minReadySeconds": 1,
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "app", "image": "shop/web:v1"}]}}}
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    wait_complete(&deployments, "shop/web:v1").await;
+    let settings = || async {
+        let d = deployments.get("web").await.unwrap().spec.unwrap();
+        (d.strategy, d.min_ready_seconds, d.progress_deadline_seconds)
+    };
+    let own = settings().await;
+    // No series: every check is inconclusive and the step holds.
+    let p: CanaryPolicy = serde_json::from_value(json!({
+        "apiVersion": "maturity.sre.dev/v1alpha1", "kind": "CanaryPolicy",
+        "metadata": {"name": "crash"},
+        "spec": {
+            "selector": {"matchLabels": {"canary": "on"}},
+            "steps": [{"weight": 25, "analyze": "10m"}],
+            "analysis": {"interval": "2s", "onNoData": "Inconclusive",
+                         "metrics": [{"name": "errors", "max": 0.05,
+                                      "query": r#"sum(rate(http_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",code="500"}[5s]))"#}]},
+            "rollback": "Automatic",
+        }
+    }))
+    .unwrap();
+    policies.create(&PostParams::default(), &p).await.unwrap();
+    eventually("policy Ready", Duration::from_secs(30), || async {
+        let p = policies.get("crash").await.map_err(|e| e.to_string())?;
+        let ready = p
+            .status
+            .and_then(|s| s.common.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status);
+        (ready.as_deref() == Some("True"))
+            .then_some(())
+            .ok_or(format!("Ready={ready:?}"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    set_image(&deployments, "shop/web:v2").await;
+    eventually(
+        "the step held (minReadySeconds never)",
+        Duration::from_secs(60),
+        || async {
+            let got = settings().await.1;
+            (got == Some(i32::MAX - 1))
+                .then_some(())
+                .ok_or(format!("minReadySeconds {got:?}"))
+        },
+    )
+    .await;
+    // Only a give-back removes the hold annotation.
+    let refused = ApiFault::Status {
+        code: 409,
+        retry_after: None,
+    };
+    proxy.add(
+        Rule::new("PATCH", "/deployments/web", refused.clone())
+            .body("~1canary-policy")
+            .times(1),
+    );
+    policies
+        .delete("crash", &Default::default())
+        .await
+        .expect("delete the policy");
+    support::cluster::wait_gone(&policies, "crash", |p| {
+        format!("still there, finalizers {:?}", p.metadata.finalizers)
+    })
+    .await;
+    assert_eq!(proxy.count(&refused), 1, "the first give-back was refused");
+    wait_complete(&deployments, "shop/web:v2").await;
+    assert_eq!(
+        settings().await,
+        own,
+        "the Deployment's own settings restored"
+    );
+    drop(operator);
+    remove_webhook(&ctx.client, &ns).await;
+    ctx.cleanup().await;
+}

@@ -16,7 +16,7 @@ use super::rollout::{self, Check, Policy};
 use crate::api::CanaryPolicy;
 use crate::api::canary_policy::{
     CanaryPolicyStatus, CheckResult, ControlRecord, Coverage, HookType, MetricResult, PostRollout,
-    RolloutPhase, RolloutRecord, Totals,
+    RolloutPhase, RolloutRecord, SavedSettings, Totals,
 };
 use crate::api::names::{CANARY_CONTROL_ANNOTATION, HOLD_ANNOTATION};
 use crate::authz::{self, Permission};
@@ -551,6 +551,26 @@ pub fn decide(o: &Observed, now: Timestamp) -> Outcome {
         }
         if decision.records.iter().any(|r| !r.phase.is_terminal()) {
             out.requeue = out.requeue.min(rules.interval);
+        }
+        // Giving back settings that are the hold's own (the Deployment's current ones, read
+        // on a pass after an ended record was written but its patch did not land: a
+        // conflict, a crash) would leave the Deployment stuck: give back the user's, as the
+        // newest record of it saved them, else the Deployment defaults.
+        if let Some(Action::Restore { saved } | Action::Rollback { saved, .. }) =
+            &mut decision.action
+            && super::deployment::is_hold(saved)
+        {
+            *saved = decision
+                .records
+                .iter()
+                .chain(status.rollouts.iter())
+                .filter(|r| r.deployment == c.name)
+                .filter_map(|r| r.saved.clone())
+                .find(|s| !super::deployment::is_hold(s))
+                .unwrap_or_else(|| SavedSettings {
+                    strategy: "{}".into(),
+                    ..Default::default()
+                });
         }
         if !decision.records.is_empty() {
             upsert(&mut status, decision.records, &decision.totals, &o.policy);
@@ -1521,6 +1541,48 @@ mod tests {
             }
         );
         assert_eq!(out.status.coverage.as_ref().unwrap().governed, 0);
+        // The Released record is written but the patch did not land (a conflict, a crash):
+        // the next pass finds no rollout under way and the Deployment still held, with the
+        // hold's settings. It gives back the user's settings the record saved, not those.
+        let mut held = rolling(3, 1).0;
+        let spec = held.spec.as_mut().unwrap();
+        spec.min_ready_seconds = Some(crate::canary::deployment::HOLD_MIN_READY_SECONDS);
+        spec.progress_deadline_seconds = Some(i32::MAX);
+        spec.strategy = serde_json::from_value(
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}),
+        )
+        .unwrap();
+        let mut o = observed(
+            policy().status(&out.status).build(),
+            vec![held.clone()],
+            rolling(3, 1).1,
+        );
+        o.deleting = true;
+        let again = decide(&o, at(31));
+        assert_eq!(again.status.rollouts[0].phase, RolloutPhase::Released);
+        assert_eq!(
+            again.actions[0].1,
+            Action::Restore {
+                saved: own_settings()
+            }
+        );
+        // The same when the policy stays but a promotion's restore did not land: the
+        // Deployment, unpaused and held, is given back with the user's settings.
+        let mut promoted = out.status.clone();
+        promoted.rollouts[0].phase = RolloutPhase::Promoted;
+        promoted.rollouts[0].saved = Some(SavedSettings {
+            strategy: r#"{"type":"Recreate"}"#.into(),
+            min_ready_seconds: Some(5),
+            progress_deadline_seconds: None,
+        });
+        let o = observed(policy().status(&promoted).build(), vec![held], vec![]);
+        let again = decide(&o, at(31));
+        assert_eq!(
+            again.actions.first().map(|a| a.1.clone()),
+            Some(Action::Restore {
+                saved: promoted.rollouts[0].saved.clone().unwrap()
+            })
+        );
     }
 
     #[test]

@@ -18,6 +18,12 @@ pub const HOLD_MIN_READY_SECONDS: i32 = i32::MAX - 1;
 /// `progressDeadlineSeconds` while held: MaxInt32 means "no deadline" to the Deployment controller.
 pub const HOLD_PROGRESS_DEADLINE_SECONDS: i32 = i32::MAX;
 
+/// Whether `s` are the hold's own settings (its "never" minReadySeconds, which no user
+/// sets) rather than the user's.
+pub fn is_hold(s: &SavedSettings) -> bool {
+    s.min_ready_seconds == Some(HOLD_MIN_READY_SECONDS)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentView {
     pub name: String,
