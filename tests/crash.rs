@@ -301,6 +301,24 @@ async fn wait_rollout_phase(api: &Api<CanaryPolicy>, want: &str) {
     .await;
 }
 
+/// Creates policy `p` (named "crash") and waits until it is Ready and the API server's view
+/// of the webhook configuration, refreshed by a watch, has had time to follow.
+async fn create_ready(policies: &Api<CanaryPolicy>, p: &CanaryPolicy) {
+    policies.create(&PostParams::default(), p).await.unwrap();
+    eventually("policy Ready", Duration::from_secs(30), || async {
+        let p = policies.get("crash").await.map_err(|e| e.to_string())?;
+        let ready = p
+            .status
+            .and_then(|s| s.common.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status);
+        (ready.as_deref() == Some("True"))
+            .then_some(())
+            .ok_or(format!("Ready={ready:?}"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
 /// Every replica runs `image`, updated and available, and the Deployment is not paused.
 async fn wait_complete(api: &Api<Deployment>, image: &str) {
     eventually(
@@ -393,20 +411,7 @@ async fn a_canary_killed_in_every_step_promoting_and_rolling_back_ends_as_analys
         }
     }))
     .unwrap();
-    policies.create(&PostParams::default(), &p).await.unwrap();
-    eventually("policy Ready", Duration::from_secs(30), || async {
-        let p = policies.get("crash").await.map_err(|e| e.to_string())?;
-        let ready = p
-            .status
-            .and_then(|s| s.common.conditions.into_iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.status);
-        (ready.as_deref() == Some("True"))
-            .then_some(())
-            .ok_or(format!("Ready={ready:?}"))
-    })
-    .await;
-    // The API server's view of the webhook configuration is refreshed by a watch.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    create_ready(&policies, &p).await;
 
     // A good version, killed in each step's two phases and while promoting.
     set_image(&deployments, "shop/web:v2").await;
@@ -703,19 +708,7 @@ async fn a_give_back_refused_after_the_record_still_restores_the_users_settings(
         }
     }))
     .unwrap();
-    policies.create(&PostParams::default(), &p).await.unwrap();
-    eventually("policy Ready", Duration::from_secs(30), || async {
-        let p = policies.get("crash").await.map_err(|e| e.to_string())?;
-        let ready = p
-            .status
-            .and_then(|s| s.common.conditions.into_iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.status);
-        (ready.as_deref() == Some("True"))
-            .then_some(())
-            .ok_or(format!("Ready={ready:?}"))
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    create_ready(&policies, &p).await;
     set_image(&deployments, "shop/web:v2").await;
     eventually(
         "the step held (minReadySeconds never)",

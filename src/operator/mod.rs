@@ -11,6 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// How long a stop (SIGTERM, or a lost leadership) waits for the controllers, the lease
+/// release and the HTTP server to end before the process exits anyway: well within a Pod's
+/// default termination grace period (30 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 use futures::StreamExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -485,16 +490,28 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     }
 
     tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    for w in watchers {
-        let _ = w.await;
-    }
-    let _ = election_stop.send(true);
-    if let Some(task) = election {
-        let _ = task.await;
-    }
-    if let Err(e) = http_server.await {
-        tracing::warn!(error = %e, "HTTP server task failed");
+    let graceful = async {
+        let _ = stop_tx.send(true);
+        for w in watchers {
+            let _ = w.await;
+        }
+        let _ = election_stop.send(true);
+        if let Some(task) = election {
+            let _ = task.await;
+        }
+        if let Err(e) = http_server.await {
+            tracing::warn!(error = %e, "HTTP server task failed");
+        }
+    };
+    // A deposed leader must not linger (its writes are fenced already), nor a stopping
+    // process wait past its grace on a call or connection that does not end.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful)
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "the shutdown did not finish within {SHUTDOWN_GRACE:?}; exiting without waiting further"
+        );
     }
     if deposed {
         return Err(Error::LostLeadership);
