@@ -319,6 +319,12 @@ async fn create_ready(policies: &Api<CanaryPolicy>, p: &CanaryPolicy) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
+/// Creates Deployment `d` (web on shop/web:v1) and waits until it is complete.
+async fn create_complete(api: &Api<Deployment>, d: &Deployment) {
+    api.create(&PostParams::default(), d).await.unwrap();
+    wait_complete(api, "shop/web:v1").await;
+}
+
 /// Every replica runs `image`, updated and available, and the Deployment is not paused.
 async fn wait_complete(api: &Api<Deployment>, image: &str) {
     eventually(
@@ -387,11 +393,7 @@ async fn a_canary_killed_in_every_step_promoting_and_rolling_back_ends_as_analys
                               "spec": {"containers": [{"name": "app", "image": "shop/web:v1"}]}}}
     }))
     .unwrap();
-    deployments
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    wait_complete(&deployments, "shop/web:v1").await;
+    create_complete(&deployments, &d).await;
     let strategy = || async {
         let d = deployments.get("web").await.unwrap().spec.unwrap();
         (d.strategy, d.paused)
@@ -684,11 +686,7 @@ async fn a_give_back_refused_after_the_record_still_restores_the_users_settings(
                               "spec": {"containers": [{"name": "app", "image": "shop/web:v1"}]}}}
     }))
     .unwrap();
-    deployments
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    wait_complete(&deployments, "shop/web:v1").await;
+    create_complete(&deployments, &d).await;
     let settings = || async {
         let d = deployments.get("web").await.unwrap().spec.unwrap();
         (d.strategy, d.min_ready_seconds, d.progress_deadline_seconds)
